@@ -1,0 +1,23 @@
+# Switchboard's two entry points: `make run` (run it) and `make test` (test it).
+# Both install what they need (`make deps`) on a fresh Debian machine.
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/switchboard-target
+CARGO ?= cargo
+
+.PHONY: deps build lint test run
+
+deps:
+	scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: deps lint
+	$(CARGO) test --workspace
+
+run: deps
+	$(CARGO) run --release -- up -f examples/quickstart.yaml

@@ -1,0 +1,155 @@
+//! `Upstream`: a server whose tools, prompts and resources virtual servers expose.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How Switchboard reaches one upstream; exactly one transport field is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpstreamSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// An MCP server over streamable HTTP or legacy HTTP+SSE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpUpstream>,
+    /// An MCP server run as a child process next to each data plane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdio: Option<StdioUpstream>,
+    /// A REST API whose OpenAPI operations become tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openapi: Option<OpenApiUpstream>,
+    /// An A2A agent whose skills become tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a2a: Option<A2aUpstream>,
+    /// A gRPC service whose methods become tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcUpstream>,
+    /// Static, non-secret headers sent with every upstream request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Timeouts::is_empty")]
+    pub timeouts: Timeouts,
+}
+
+/// The transport fields of an `Upstream`, by the name users write.
+pub const TRANSPORT_FIELDS: [&str; 5] = ["mcp", "stdio", "openapi", "a2a", "grpc"];
+
+impl UpstreamSpec {
+    /// The transport fields that are set, so validation can demand exactly one.
+    pub fn transports_set(&self) -> Vec<&'static str> {
+        let set = [
+            self.mcp.is_some(),
+            self.stdio.is_some(),
+            self.openapi.is_some(),
+            self.a2a.is_some(),
+            self.grpc.is_some(),
+        ];
+        TRANSPORT_FIELDS
+            .iter()
+            .zip(set)
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| *name)
+            .collect()
+    }
+}
+
+/// An MCP server reached over HTTP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct McpUpstream {
+    pub url: String,
+    #[serde(default)]
+    pub transport: McpTransport,
+    /// Pin a protocol version instead of negotiating the newest both sides support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
+}
+
+/// The HTTP flavour an MCP upstream speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum McpTransport {
+    /// Streamable HTTP (2025-03-26 and later, and the stateless 2026-07-28 era).
+    #[default]
+    StreamableHttp,
+    /// The 2024-11-05 HTTP+SSE transport.
+    Sse,
+}
+
+/// A stdio MCP server; each data plane runs it through its bridge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StdioUpstream {
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+}
+
+/// A REST API described by an OpenAPI 3.x document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OpenApiUpstream {
+    /// Where requests go; overrides the document's `servers`.
+    pub base_url: String,
+    /// Where the OpenAPI document is fetched from.
+    pub spec_url: String,
+    /// Expose only these operationIds (all when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<String>,
+}
+
+/// An A2A agent, discovered through its agent card.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct A2aUpstream {
+    pub url: String,
+}
+
+/// A gRPC service, discovered through server reflection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GrpcUpstream {
+    /// `http://host:port` or `https://host:port`.
+    pub address: String,
+    /// Expose only these fully-qualified services (all when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+}
+
+/// Per-upstream time limits; unset fields take the gateway defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Timeouts {
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub connect: Option<Duration>,
+    /// Until the first response byte.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub request: Option<Duration>,
+    /// Longest silence inside a streamed response.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub idle: Option<Duration>,
+}
+
+impl Timeouts {
+    /// True when no limit is set, so serialisation can omit the block.
+    pub fn is_empty(&self) -> bool {
+        self.connect.is_none() && self.request.is_none() && self.idle.is_none()
+    }
+}

@@ -1,0 +1,190 @@
+//! The data plane's whole configuration: what the control plane builds per data-plane group
+//! and pushes, and what a data plane checks before it serves it.
+
+use crate::diagnostic::Diagnostics;
+use crate::kinds::{
+    auth_provider::AuthProviderSpec, prompt::PromptSpec, rate_limit::RateLimitPolicySpec,
+    resource::ResourceSpec, upstream::UpstreamSpec, virtual_server::VirtualServerSpec,
+};
+use crate::object::{Kind, Metadata, Object, Resource, API_VERSION};
+use crate::set::ResourceSet;
+use crate::validate::validate;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// An immutable, self-contained configuration: every virtual server a data plane serves and
+/// everything they reference, nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Snapshot {
+    /// Content hash of everything else; see [`Snapshot::content_version`].
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub virtual_servers: BTreeMap<String, VirtualServerSpec>,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamSpec>,
+    #[serde(default)]
+    pub prompts: BTreeMap<String, PromptSpec>,
+    #[serde(default)]
+    pub resources: BTreeMap<String, ResourceSpec>,
+    #[serde(default)]
+    pub auth_providers: BTreeMap<String, AuthProviderSpec>,
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, RateLimitPolicySpec>,
+}
+
+/// The identity a snapshot is built for (a data-plane group).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct NodeGroup {
+    pub cluster: String,
+    pub zone: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Why a data plane refuses a snapshot (it then NACKs and keeps its old one).
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot payload is not valid JSON for this schema: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("snapshot version `{claimed}` does not match its content (hash `{actual}`)")]
+    VersionMismatch { claimed: String, actual: String },
+    #[error("snapshot is inconsistent:\n{0}")]
+    Invalid(Diagnostics),
+}
+
+impl Snapshot {
+    /// Selects the virtual servers placed on `group` and everything they reference, and
+    /// stamps the content version. Pure: equal inputs give equal snapshots on any replica.
+    pub fn build(set: &ResourceSet, group: &NodeGroup) -> Snapshot {
+        let mut snap = Snapshot::default();
+        for item in set.of_kind(Kind::VirtualServer) {
+            let Resource::VirtualServer(vs) = &item.resource else {
+                continue;
+            };
+            let placed = vs
+                .spec
+                .placement
+                .as_ref()
+                .is_none_or(|p| p.matches(&group.cluster, &group.zone, &group.labels));
+            if !placed {
+                continue;
+            }
+            let spec = &vs.spec;
+            let upstream_names = spec
+                .upstreams
+                .iter()
+                .map(|u| &u.upstream)
+                .chain(spec.passthrough.iter());
+            for name in upstream_names {
+                if let Some(Resource::Upstream(o)) =
+                    set.get(Kind::Upstream, name).map(|l| &l.resource)
+                {
+                    snap.upstreams.insert(name.clone(), o.spec.clone());
+                }
+            }
+            for name in &spec.prompts {
+                if let Some(Resource::Prompt(o)) = set.get(Kind::Prompt, name).map(|l| &l.resource)
+                {
+                    snap.prompts.insert(name.clone(), o.spec.clone());
+                }
+            }
+            for name in &spec.resources {
+                if let Some(Resource::Resource(o)) =
+                    set.get(Kind::Resource, name).map(|l| &l.resource)
+                {
+                    snap.resources.insert(name.clone(), o.spec.clone());
+                }
+            }
+            if let Some(name) = &spec.auth_provider {
+                if let Some(Resource::AuthProvider(o)) =
+                    set.get(Kind::AuthProvider, name).map(|l| &l.resource)
+                {
+                    snap.auth_providers.insert(name.clone(), o.spec.clone());
+                }
+            }
+            for name in &spec.rate_limits {
+                if let Some(Resource::RateLimitPolicy(o)) =
+                    set.get(Kind::RateLimitPolicy, name).map(|l| &l.resource)
+                {
+                    snap.rate_limits.insert(name.clone(), o.spec.clone());
+                }
+            }
+            snap.virtual_servers
+                .insert(vs.metadata.name.clone(), spec.clone());
+        }
+        snap.version = snap.content_version();
+        snap
+    }
+
+    /// A hash of the content (not of `version` itself): equal content, equal version.
+    pub fn content_version(&self) -> String {
+        let mut unversioned = self.clone();
+        unversioned.version.clear();
+        // BTreeMaps and struct field order make this JSON canonical.
+        let bytes = serde_json::to_vec(&unversioned).unwrap_or_default();
+        let digest = Sha256::digest(&bytes);
+        hex::encode(&digest[..12])
+    }
+
+    /// The payload bytes carried in the discovery protocol.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes and checks a pushed payload: schema, version, and internal consistency.
+    pub fn decode(payload: &[u8]) -> Result<Snapshot, SnapshotError> {
+        let snap: Snapshot = serde_json::from_slice(payload)?;
+        let actual = snap.content_version();
+        if snap.version != actual {
+            return Err(SnapshotError::VersionMismatch {
+                claimed: snap.version,
+                actual,
+            });
+        }
+        let errors = validate(&snap.to_resource_set());
+        if !errors.is_empty() {
+            return Err(SnapshotError::Invalid(Diagnostics(errors)));
+        }
+        Ok(snap)
+    }
+
+    /// The snapshot's content as resources, e.g. to validate it.
+    pub fn to_resource_set(&self) -> ResourceSet {
+        fn obj<S>(kind: Kind, name: &str, spec: &S) -> Object<S>
+        where
+            S: Clone,
+        {
+            Object {
+                api_version: API_VERSION.to_string(),
+                kind,
+                metadata: Metadata {
+                    name: name.to_string(),
+                    ..Metadata::default()
+                },
+                spec: spec.clone(),
+            }
+        }
+        let mut set = ResourceSet::new();
+        for (n, s) in &self.upstreams {
+            set.insert_resource(Resource::Upstream(obj(Kind::Upstream, n, s)));
+        }
+        for (n, s) in &self.virtual_servers {
+            set.insert_resource(Resource::VirtualServer(obj(Kind::VirtualServer, n, s)));
+        }
+        for (n, s) in &self.prompts {
+            set.insert_resource(Resource::Prompt(obj(Kind::Prompt, n, s)));
+        }
+        for (n, s) in &self.resources {
+            set.insert_resource(Resource::Resource(obj(Kind::Resource, n, s)));
+        }
+        for (n, s) in &self.auth_providers {
+            set.insert_resource(Resource::AuthProvider(obj(Kind::AuthProvider, n, s)));
+        }
+        for (n, s) in &self.rate_limits {
+            set.insert_resource(Resource::RateLimitPolicy(obj(Kind::RateLimitPolicy, n, s)));
+        }
+        set
+    }
+}

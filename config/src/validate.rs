@@ -1,0 +1,576 @@
+//! Semantic validation: everything a schema cannot say (references, names, URLs, templates,
+//! clashes). Every check reports through the resource's origin, so errors carry positions.
+
+use crate::diagnostic::Diagnostic;
+use crate::kinds::{
+    auth_provider::AuthProviderSpec,
+    prompt::PromptSpec,
+    rate_limit::RateLimitPolicySpec,
+    resource::ResourceSpec,
+    upstream::UpstreamSpec,
+    virtual_server::{UpstreamSelection, VirtualServerSpec},
+};
+use crate::object::{Kind, Resource};
+use crate::parse::Located;
+use crate::set::ResourceSet;
+use base64::Engine;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// MCP protocol versions an upstream may be pinned to.
+pub const PROTOCOL_VERSIONS: [&str; 5] = [
+    "2024-11-05",
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+    "2026-07-28",
+];
+
+/// Every semantic error in the set (empty when it is consistent).
+pub fn validate(set: &ResourceSet) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for item in set.iter() {
+        let mut v = Checker {
+            item,
+            out: &mut out,
+        };
+        v.name();
+        match &item.resource {
+            Resource::Upstream(o) => v.upstream(&o.spec),
+            Resource::VirtualServer(o) => v.virtual_server(&o.spec, set),
+            Resource::Prompt(o) => v.prompt(&o.spec),
+            Resource::Resource(o) => v.resource(&o.spec),
+            Resource::AuthProvider(o) => v.auth_provider(&o.spec),
+            Resource::RateLimitPolicy(o) => v.rate_limit(&o.spec),
+        }
+    }
+    out
+}
+
+struct Checker<'a> {
+    item: &'a Located,
+    out: &'a mut Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, field: &str, message: impl Into<String>) {
+        self.out.push(self.item.diagnostic(field, message));
+    }
+
+    fn name(&mut self) {
+        let name = self.item.resource.name();
+        if !is_dns_label(name) {
+            self.err(
+                "metadata.name",
+                format!("invalid name `{name}`: use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit"),
+            );
+        }
+    }
+
+    fn url(&mut self, field: &str, value: &str, schemes: &[&str]) {
+        match url::Url::parse(value) {
+            Ok(u) if schemes.contains(&u.scheme()) && u.has_host() => {}
+            Ok(u) if !schemes.contains(&u.scheme()) => self.err(
+                field,
+                format!(
+                    "URL `{value}` has scheme `{}`, expected {}",
+                    u.scheme(),
+                    schemes.join(" or ")
+                ),
+            ),
+            Ok(_) => self.err(field, format!("URL `{value}` has no host")),
+            Err(e) => self.err(field, format!("invalid URL `{value}`: {e}")),
+        }
+    }
+
+    fn exactly_one(&mut self, field: &str, names: &[&str], set: &[&str]) {
+        match set.len() {
+            1 => {}
+            0 => self.err(field, format!("set exactly one of {}", names.join(", "))),
+            _ => self.err(
+                field,
+                format!(
+                    "set exactly one of {}, not several ({})",
+                    names.join(", "),
+                    set.join(", ")
+                ),
+            ),
+        }
+    }
+
+    fn upstream(&mut self, spec: &UpstreamSpec) {
+        let set = spec.transports_set();
+        self.exactly_one("spec", &crate::kinds::upstream::TRANSPORT_FIELDS, &set);
+        if let Some(mcp) = &spec.mcp {
+            self.url("spec.mcp.url", &mcp.url, &["http", "https"]);
+            if let Some(v) = &mcp.protocol_version {
+                if !PROTOCOL_VERSIONS.contains(&v.as_str()) {
+                    self.err(
+                        "spec.mcp.protocolVersion",
+                        format!(
+                            "unknown MCP protocol version `{v}`, expected one of {}",
+                            PROTOCOL_VERSIONS.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(stdio) = &spec.stdio {
+            if stdio.command.trim().is_empty() {
+                self.err("spec.stdio.command", "command must not be empty");
+            }
+        }
+        if let Some(api) = &spec.openapi {
+            self.url("spec.openapi.baseUrl", &api.base_url, &["http", "https"]);
+            self.url(
+                "spec.openapi.specUrl",
+                &api.spec_url,
+                &["http", "https", "file"],
+            );
+        }
+        if let Some(a2a) = &spec.a2a {
+            self.url("spec.a2a.url", &a2a.url, &["http", "https"]);
+        }
+        if let Some(grpc) = &spec.grpc {
+            self.url("spec.grpc.address", &grpc.address, &["http", "https"]);
+        }
+        for name in spec.headers.keys() {
+            if !is_header_name(name) {
+                self.err(
+                    &format!("spec.headers.{name}"),
+                    format!("invalid HTTP header name `{name}`"),
+                );
+            }
+        }
+        let t = &spec.timeouts;
+        for (field, d) in [
+            ("spec.timeouts.connect", t.connect),
+            ("spec.timeouts.request", t.request),
+            ("spec.timeouts.idle", t.idle),
+        ] {
+            if d.is_some_and(|d| d.is_zero()) {
+                self.err(field, "timeout must be greater than zero");
+            }
+        }
+    }
+
+    fn reference(&mut self, set: &ResourceSet, field: &str, kind: Kind, name: &str) {
+        if !set.contains(kind, name) {
+            self.err(field, format!("{kind} `{name}` does not exist"));
+        }
+    }
+
+    fn virtual_server(&mut self, spec: &VirtualServerSpec, set: &ResourceSet) {
+        if let Some(p) = &spec.passthrough {
+            self.reference(set, "spec.passthrough", Kind::Upstream, p);
+            if !spec.upstreams.is_empty() || !spec.prompts.is_empty() || !spec.resources.is_empty()
+            {
+                self.err(
+                    "spec.passthrough",
+                    "a passthrough server proxies one upstream as-is: remove upstreams, prompts and resources",
+                );
+            }
+        } else if spec.upstreams.is_empty() && spec.prompts.is_empty() && spec.resources.is_empty()
+        {
+            self.err(
+                "spec",
+                "serves nothing: list upstreams, prompts or resources, or set passthrough",
+            );
+        }
+        for (i, host) in spec.hosts.iter().enumerate() {
+            if !is_hostname(host) {
+                self.err(
+                    &format!("spec.hosts[{i}]"),
+                    format!("invalid host name `{host}`"),
+                );
+            }
+        }
+        if let Some(a) = &spec.auth_provider {
+            self.reference(set, "spec.authProvider", Kind::AuthProvider, a);
+        }
+        for (i, r) in spec.rate_limits.iter().enumerate() {
+            self.reference(
+                set,
+                &format!("spec.rateLimits[{i}]"),
+                Kind::RateLimitPolicy,
+                r,
+            );
+        }
+        for (i, p) in spec.prompts.iter().enumerate() {
+            self.reference(set, &format!("spec.prompts[{i}]"), Kind::Prompt, p);
+        }
+        for (i, r) in spec.resources.iter().enumerate() {
+            self.reference(set, &format!("spec.resources[{i}]"), Kind::Resource, r);
+        }
+        self.resource_uri_clashes(spec, set);
+        let mut seen_upstreams = BTreeMap::new();
+        for (i, sel) in spec.upstreams.iter().enumerate() {
+            let at = format!("spec.upstreams[{i}]");
+            self.reference(
+                set,
+                &format!("{at}.upstream"),
+                Kind::Upstream,
+                &sel.upstream,
+            );
+            if let Some(first) = seen_upstreams.insert(sel.upstream.clone(), i) {
+                self.err(
+                    &format!("{at}.upstream"),
+                    format!(
+                        "upstream `{}` is already selected at spec.upstreams[{first}]",
+                        sel.upstream
+                    ),
+                );
+            }
+            if !sel.prefix.is_empty() && !is_tool_name(&sel.prefix) {
+                self.err(
+                    &format!("{at}.prefix"),
+                    format!(
+                        "invalid prefix `{}`: use letters, digits, '_', '-' and '.'",
+                        sel.prefix
+                    ),
+                );
+            }
+            for (j, t) in sel.tools.iter().flatten().enumerate() {
+                if !is_tool_name(t) {
+                    self.err(
+                        &format!("{at}.tools[{j}]"),
+                        format!("invalid tool name `{t}`"),
+                    );
+                }
+            }
+            for (from, to) in &sel.rename {
+                if !is_tool_name(to) {
+                    self.err(
+                        &format!("{at}.rename.{from}"),
+                        format!("invalid tool name `{to}`"),
+                    );
+                }
+                if let Some(tools) = &sel.tools {
+                    if !tools.contains(from) {
+                        self.err(
+                            &format!("{at}.rename.{from}"),
+                            format!("renames `{from}`, which is not in this upstream's tools list"),
+                        );
+                    }
+                }
+            }
+        }
+        self.name_clashes(spec, set);
+    }
+
+    /// Two upstreams may only share a prefix when both list their tools and prompts
+    /// explicitly and the lists do not collide; local prompts collide with upstream ones too.
+    fn name_clashes(&mut self, spec: &VirtualServerSpec, set: &ResourceSet) {
+        for what in ["tools", "prompts"] {
+            let singular = &what[..what.len() - 1];
+            let listed = |sel: &UpstreamSelection| {
+                if what == "tools" {
+                    sel.tools.clone()
+                } else {
+                    sel.prompts.clone()
+                }
+            };
+            let mut owners: BTreeMap<String, String> = BTreeMap::new();
+            if what == "prompts" {
+                for (i, p) in spec.prompts.iter().enumerate() {
+                    owners.insert(p.clone(), format!("spec.prompts[{i}]"));
+                }
+            }
+            for (i, sel) in spec.upstreams.iter().enumerate() {
+                let at = format!("spec.upstreams[{i}]");
+                let names = listed(sel);
+                // Tools exposed wholesale are unknown until discovery, but two upstreams that
+                // both expose every tool under one prefix are a clash waiting to happen.
+                // (Prompts are rarer; discovery checks the real catalogs for both.)
+                let wholesale_clash = spec.upstreams[..i].iter().find(|other| {
+                    what == "tools"
+                        && other.prefix == sel.prefix
+                        && (names.is_none() || listed(other).is_none())
+                        && set.contains(Kind::Upstream, &sel.upstream)
+                        && set.contains(Kind::Upstream, &other.upstream)
+                });
+                if let Some(other) = wholesale_clash {
+                    let all = if names.is_none() {
+                        &sel.upstream
+                    } else {
+                        &other.upstream
+                    };
+                    self.err(
+                        &format!("{at}.prefix"),
+                        format!(
+                            "upstreams `{}` and `{}` share the prefix `{}` and `{all}` exposes all its tools: names may clash; give each a distinct prefix or list its tools",
+                            other.upstream, sel.upstream, sel.prefix
+                        ),
+                    );
+                }
+                match names {
+                    Some(names) => {
+                        for (j, n) in names.iter().enumerate() {
+                            let exposed = sel.exposed_name(n);
+                            let here = format!("{at}.{what}[{j}]");
+                            if let Some(other) = owners.insert(exposed.clone(), here.clone()) {
+                                self.err(
+                                    &here,
+                                    format!("{singular} name `{exposed}` clashes with {other}; set a prefix or rename"),
+                                );
+                            }
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
+    fn resource_uri_clashes(&mut self, spec: &VirtualServerSpec, set: &ResourceSet) {
+        let mut uris: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, name) in spec.resources.iter().enumerate() {
+            if let Some(Located {
+                resource: Resource::Resource(r),
+                ..
+            }) = set.get(Kind::Resource, name)
+            {
+                if let Some(first) = uris.insert(&r.spec.uri, i) {
+                    self.err(
+                        &format!("spec.resources[{i}]"),
+                        format!(
+                            "resource URI `{}` is already served by spec.resources[{first}]",
+                            r.spec.uri
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn prompt(&mut self, spec: &PromptSpec) {
+        let mut templates: Vec<(String, &str)> = Vec::new();
+        match (&spec.template, &spec.messages) {
+            (Some(t), None) => templates.push(("spec.template".into(), t)),
+            (None, Some(msgs)) if !msgs.is_empty() => {
+                for (i, m) in msgs.iter().enumerate() {
+                    templates.push((format!("spec.messages[{i}].template"), &m.template));
+                }
+            }
+            (None, Some(_)) => self.err("spec.messages", "must hold at least one message"),
+            (None, None) => self.err("spec", "set exactly one of template, messages"),
+            (Some(_), Some(_)) => {
+                self.err("spec", "set exactly one of template, messages, not both")
+            }
+        }
+        let mut declared = HashSet::new();
+        for (i, a) in spec.arguments.iter().enumerate() {
+            if a.name.is_empty() {
+                self.err(
+                    &format!("spec.arguments[{i}].name"),
+                    "argument name must not be empty",
+                );
+            }
+            if !declared.insert(a.name.as_str()) {
+                self.err(
+                    &format!("spec.arguments[{i}].name"),
+                    format!("duplicate argument `{}`", a.name),
+                );
+            }
+        }
+        let env = minijinja::Environment::new();
+        for (field, src) in templates {
+            match env.template_from_str(src) {
+                Err(e) => {
+                    let line = e
+                        .line()
+                        .map(|l| format!(" (template line {l})"))
+                        .unwrap_or_default();
+                    self.err(
+                        &field,
+                        format!(
+                            "invalid template{line}: {}",
+                            e.detail().unwrap_or(&e.kind().to_string())
+                        ),
+                    );
+                }
+                Ok(t) => {
+                    let used: BTreeSet<String> =
+                        t.undeclared_variables(false).into_iter().collect();
+                    for var in used {
+                        if !declared.contains(var.as_str()) {
+                            self.err(
+                                &field,
+                                format!("template uses `{var}`, which is not a declared argument"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn resource(&mut self, spec: &ResourceSpec) {
+        match url::Url::parse(&spec.uri) {
+            Ok(_) => {}
+            Err(e) => self.err("spec.uri", format!("invalid URI `{}`: {e}", spec.uri)),
+        }
+        match (&spec.text, &spec.blob) {
+            (Some(_), None) => {}
+            (None, Some(b)) => {
+                if let Err(e) = base64::engine::general_purpose::STANDARD.decode(b.trim()) {
+                    self.err("spec.blob", format!("blob is not valid base64: {e}"));
+                }
+            }
+            (None, None) => self.err("spec", "set exactly one of text, blob"),
+            (Some(_), Some(_)) => self.err("spec", "set exactly one of text, blob, not both"),
+        }
+    }
+
+    fn auth_provider(&mut self, spec: &AuthProviderSpec) {
+        let mut set = Vec::new();
+        if spec.jwt.is_some() {
+            set.push("jwt");
+        }
+        if spec.api_keys.is_some() {
+            set.push("apiKeys");
+        }
+        self.exactly_one("spec", &["jwt", "apiKeys"], &set);
+        if let Some(jwt) = &spec.jwt {
+            if jwt.issuer.trim().is_empty() {
+                self.err("spec.jwt.issuer", "issuer must not be empty");
+            }
+            if jwt.algorithms.is_empty() {
+                self.err("spec.jwt.algorithms", "list at least one algorithm");
+            }
+            if let Some(u) = &jwt.jwks_url {
+                self.url("spec.jwt.jwksUrl", u, &["http", "https"]);
+            }
+            if jwt.jwks_url.is_none() && jwt.keys.is_empty() {
+                self.err(
+                    "spec.jwt",
+                    "set jwksUrl or keys: no key could verify a token",
+                );
+            }
+            let wants_hmac = jwt.algorithms.iter().any(|a| a.is_hmac());
+            let wants_public = jwt.algorithms.iter().any(|a| !a.is_hmac());
+            for (i, k) in jwt.keys.iter().enumerate() {
+                let at = format!("spec.jwt.keys[{i}]");
+                match (&k.pem, &k.secret_env) {
+                    (Some(pem), None) => {
+                        if !pem.trim_start().starts_with("-----BEGIN ") {
+                            self.err(
+                                &format!("{at}.pem"),
+                                "not a PEM block (expected `-----BEGIN ...`)",
+                            );
+                        }
+                        if !wants_public {
+                            self.err(
+                                &format!("{at}.pem"),
+                                "a public key is useless with only HMAC algorithms",
+                            );
+                        }
+                    }
+                    (None, Some(env)) => {
+                        if env.is_empty() {
+                            self.err(
+                                &format!("{at}.secretEnv"),
+                                "must name an environment variable",
+                            );
+                        }
+                        if !wants_hmac {
+                            self.err(
+                                &format!("{at}.secretEnv"),
+                                "an HMAC secret is useless without an HS* algorithm",
+                            );
+                        }
+                    }
+                    (None, None) => self.err(&at, "set exactly one of pem, secretEnv"),
+                    (Some(_), Some(_)) => {
+                        self.err(&at, "set exactly one of pem, secretEnv, not both")
+                    }
+                }
+            }
+            if wants_hmac && !jwt.keys.iter().any(|k| k.secret_env.is_some()) {
+                self.err(
+                    "spec.jwt.algorithms",
+                    "HS* algorithms need a key with secretEnv",
+                );
+            }
+        }
+        if let Some(keys) = &spec.api_keys {
+            if keys.keys.is_empty() {
+                self.err("spec.apiKeys.keys", "list at least one key");
+            }
+            let mut seen = HashSet::new();
+            for (i, k) in keys.keys.iter().enumerate() {
+                let at = format!("spec.apiKeys.keys[{i}]");
+                if k.principal.is_empty() {
+                    self.err(&format!("{at}.principal"), "principal must not be empty");
+                }
+                let is_hex = k.sha256.len() == 64
+                    && k.sha256
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                if !is_hex {
+                    self.err(&format!("{at}.sha256"), "must be 64 lower-case hex digits (the SHA-256 of the key, e.g. from `switchboard hash-key`)");
+                } else if !seen.insert(k.sha256.as_str()) {
+                    self.err(&format!("{at}.sha256"), "the same key is listed twice");
+                }
+            }
+        }
+    }
+
+    fn rate_limit(&mut self, spec: &RateLimitPolicySpec) {
+        if spec.requests == 0 {
+            self.err("spec.requests", "must be at least 1");
+        }
+        if spec.per.is_zero() {
+            self.err("spec.per", "must be greater than zero");
+        }
+        if spec.burst == Some(0) {
+            self.err("spec.burst", "must be at least 1 when set");
+        }
+        if spec.key.is_empty() {
+            self.err("spec.key", "list at least one key dimension");
+        }
+        let mut seen = HashSet::new();
+        for (i, k) in spec.key.iter().enumerate() {
+            if !seen.insert(*k) {
+                self.err(&format!("spec.key[{i}]"), "listed twice");
+            }
+        }
+    }
+}
+
+/// RFC 1123 label: what Kubernetes accepts as a name, safe in URLs, keys and metrics.
+pub fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// MCP tool names: 1-128 of letters, digits, `_`, `-` and `.`.
+pub fn is_tool_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+}
+
+fn is_hostname(s: &str) -> bool {
+    let host = s.strip_prefix("*.").unwrap_or(s);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+}

@@ -1,0 +1,1 @@
+//! Switchboard controlplane (see DESIGN.md).

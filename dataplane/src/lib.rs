@@ -1,0 +1,1 @@
+//! Switchboard dataplane (see DESIGN.md).

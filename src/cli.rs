@@ -1,0 +1,160 @@
+//! Command-line surface of the one `switchboard` binary.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Default admin/discovery address of the control plane.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:18000";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "An Envoy-style gateway for the Model Context Protocol"
+)]
+pub struct Cli {
+    /// Log filter (RUST_LOG syntax), e.g. `info` or `switchboard=debug`.
+    #[arg(long, global = true, env = "SWITCHBOARD_LOG", default_value = "info")]
+    pub log: String,
+    /// Log format.
+    #[arg(long, global = true, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check YAML files offline and print every error with its position.
+    Validate(ValidateArgs),
+    /// Print the version of this build.
+    Version(OutputArgs),
+    /// Run a control plane (registry, snapshot builder, discovery and admin gRPC).
+    Controlplane(ControlplaneArgs),
+    /// Run a data plane (the MCP gateway) fed by a control plane or a snapshot file.
+    Dataplane(DataplaneArgs),
+    /// Run a control plane with the embedded store and one data plane in one process.
+    Up(UpArgs),
+    /// Create or update resources from YAML files (all documents land or none).
+    Apply(ApplyArgs),
+    /// List or show resources, or connected data planes (`get dataplanes`).
+    Get(GetArgs),
+    /// Delete a resource.
+    Delete(DeleteArgs),
+}
+
+/// Files to read: paths, directories of *.yaml, or `-` for stdin.
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    #[arg(short = 'f', long = "file", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Control-plane admin address.
+    #[arg(long, env = "SWITCHBOARD_SERVER", default_value = DEFAULT_SERVER)]
+    pub server: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Validate against the stored state and show what would change, without writing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Kind (`upstreams`, `vs`, `prompt`, ...) or `dataplanes`.
+    pub kind: String,
+    /// One resource's name; all of the kind when omitted.
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    pub kind: String,
+    pub name: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlplaneArgs {
+    /// Address for the discovery and admin gRPC services.
+    #[arg(long, default_value = "127.0.0.1:18000")]
+    pub listen: String,
+    /// etcd endpoints (comma-separated); the embedded store is used when none is given.
+    #[arg(long, env = "SWITCHBOARD_ETCD", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// Key prefix for everything this control plane stores in etcd.
+    #[arg(long, default_value = "/switchboard")]
+    pub etcd_prefix: String,
+    /// Directory of the embedded store (used without --etcd).
+    #[arg(long, default_value = "./switchboard-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DataplaneArgs {
+    /// Address MCP clients connect to.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Control plane to receive snapshots from.
+    #[arg(long, env = "SWITCHBOARD_CONTROL_PLANE")]
+    pub control_plane: Option<String>,
+    /// Serve this snapshot file (bootstrap / fallback without a control plane).
+    #[arg(long)]
+    pub snapshot_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
+    /// Address MCP clients connect to.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Address of the control plane's admin API.
+    #[arg(long, default_value = "127.0.0.1:18000")]
+    pub admin_listen: String,
+}

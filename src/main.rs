@@ -1,0 +1,46 @@
+//! The `switchboard` binary: control plane, data plane, and the kubectl-style client.
+
+mod cli;
+mod commands;
+
+use clap::Parser;
+use cli::{Cli, Command, LogFormat};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log, cli.log_format);
+    match run(cli.command) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Validate(args) => commands::validate::run(&args),
+        Command::Version(args) => commands::version::run(&args).map(|()| 0),
+        Command::Controlplane(_) | Command::Apply(_) | Command::Get(_) | Command::Delete(_) => {
+            anyhow::bail!("not available yet in this build: the control plane lands with issue #3")
+        }
+        Command::Dataplane(_) | Command::Up(_) => {
+            anyhow::bail!("not available yet in this build: the data plane lands with issue #4")
+        }
+    }
+}
+
+fn init_tracing(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
