@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // One snapshot payload is pushed to many data planes: share it, don't copy it.
+        .bytes(".switchboard.v1.Snapshot.payload")
         .compile_fds(descriptors)?;
     Ok(())
 }

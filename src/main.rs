@@ -24,9 +24,10 @@ fn run(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Validate(args) => commands::validate::run(&args),
         Command::Version(args) => commands::version::run(&args).map(|()| 0),
-        Command::Controlplane(_) | Command::Apply(_) | Command::Get(_) | Command::Delete(_) => {
-            anyhow::bail!("not available yet in this build: the control plane lands with issue #3")
-        }
+        Command::Controlplane(args) => commands::controlplane::run(&args),
+        Command::Apply(args) => commands::client::apply(&args),
+        Command::Get(args) => commands::client::get(&args),
+        Command::Delete(args) => commands::client::delete(&args),
         Command::Dataplane(_) | Command::Up(_) => {
             anyhow::bail!("not available yet in this build: the data plane lands with issue #4")
         }
@@ -38,7 +39,8 @@ fn init_tracing(filter: &str, format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

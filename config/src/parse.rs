@@ -193,10 +193,17 @@ fn serde_diagnostic(
     if let Some(at) = message.rfind(" at line ") {
         message.truncate(at);
     }
-    if !path.is_empty() {
-        if let Some(rest) = message.strip_prefix(&format!("{path}: ")) {
+    // serde_yaml prefixes the path it knows, which for unknown fields is the parent's.
+    let mut candidate = path;
+    while !candidate.is_empty() {
+        if let Some(rest) = message.strip_prefix(&format!("{candidate}: ")) {
             message = rest.to_string();
+            break;
         }
+        candidate = match candidate.rfind(['.', '[']) {
+            Some(i) => &candidate[..i],
+            None => "",
+        };
     }
     let mut d = origin.diagnostic(path, message);
     if let Some(loc) = err.location() {

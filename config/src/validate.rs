@@ -302,20 +302,15 @@ impl Checker<'_> {
                         ),
                     );
                 }
-                match names {
-                    Some(names) => {
-                        for (j, n) in names.iter().enumerate() {
-                            let exposed = sel.exposed_name(n);
-                            let here = format!("{at}.{what}[{j}]");
-                            if let Some(other) = owners.insert(exposed.clone(), here.clone()) {
-                                self.err(
-                                    &here,
-                                    format!("{singular} name `{exposed}` clashes with {other}; set a prefix or rename"),
-                                );
-                            }
-                        }
+                for (j, n) in names.iter().flatten().enumerate() {
+                    let exposed = sel.exposed_name(n);
+                    let here = format!("{at}.{what}[{j}]");
+                    if let Some(other) = owners.insert(exposed.clone(), here.clone()) {
+                        self.err(
+                            &here,
+                            format!("{singular} name `{exposed}` clashes with {other}; set a prefix or rename"),
+                        );
                     }
-                    None => {}
                 }
             }
         }

@@ -79,13 +79,21 @@ fn unknown_kind() {
 fn unknown_field_is_rejected() {
     let text = "kind: Upstream\nmetadata:\n  name: x\nspec:\n  mcp:\n    urll: http://a/mcp\n";
     let e = one_error(text, 0, 6, "spec.mcp.urll", "unknown field `urll`");
-    assert!(e.message.contains("expected one of"), "{e}");
+    assert!(
+        e.message
+            .starts_with("unknown field `urll`, expected one of"),
+        "{e}"
+    );
 }
 
 #[test]
 fn wrong_type() {
     let text = "kind: RateLimitPolicy\nmetadata:\n  name: rl\nspec:\n  requests: many\n  per: 1m\n";
-    one_error(text, 0, 5, "spec.requests", "invalid type: string \"many\"");
+    let e = one_error(text, 0, 5, "spec.requests", "");
+    assert!(
+        e.message.starts_with("invalid type: string \"many\""),
+        "{e}"
+    );
 }
 
 #[test]
@@ -296,7 +304,8 @@ fn examples_are_valid() {
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
             continue;
         }
-        let sources = switchboard_config::read_sources(&[path.clone()]).expect("readable");
+        let sources =
+            switchboard_config::read_sources(std::slice::from_ref(&path)).expect("readable");
         if let Err(d) = load_sources(&sources) {
             panic!("{} is invalid:\n{d}", path.display());
         }

@@ -1,1 +1,13 @@
-//! Switchboard controlplane (see DESIGN.md).
+//! Switchboard's control plane: the source of truth. It keeps resources in a store (etcd or
+//! embedded), validates what users apply, builds one snapshot per data-plane group and pushes
+//! it to every connected data plane over the discovery stream.
+
+pub mod admin;
+pub mod convert;
+pub mod dataplanes;
+pub mod discovery;
+pub mod registry;
+pub mod server;
+pub mod snapshots;
+pub mod state;
+pub mod store;

@@ -1,4 +1,6 @@
 //! One module per subcommand.
 
+pub mod client;
+pub mod controlplane;
 pub mod validate;
 pub mod version;

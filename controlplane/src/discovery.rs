@@ -1,0 +1,185 @@
+//! The discovery service: one state-of-the-world stream per data plane (see
+//! `proto/switchboard/v1/discovery.proto` for the protocol).
+
+use crate::dataplanes::DataPlanes;
+use crate::snapshots::{group_label, group_of, SnapshotCache};
+use crate::state::RegistryState;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_proto::v1::discovery_server::Discovery;
+use switchboard_proto::v1::{DiscoveryRequest, DiscoveryResponse};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// After a registry change, wait this long for more changes before pushing, so a burst of
+/// applies becomes a few pushes of the final state.
+pub const COALESCE: Duration = Duration::from_millis(50);
+
+/// What every discovery stream of this replica shares.
+pub struct Hub {
+    pub control_plane_id: String,
+    pub state: watch::Receiver<Arc<RegistryState>>,
+    pub snapshots: SnapshotCache,
+    pub dataplanes: Arc<DataPlanes>,
+    nonces: AtomicU64,
+}
+
+impl Hub {
+    /// A hub for replica `control_plane_id` following `state`.
+    pub fn new(
+        control_plane_id: String,
+        state: watch::Receiver<Arc<RegistryState>>,
+        dataplanes: Arc<DataPlanes>,
+    ) -> Self {
+        Hub {
+            control_plane_id,
+            state,
+            snapshots: SnapshotCache::default(),
+            dataplanes,
+            nonces: AtomicU64::new(1),
+        }
+    }
+
+    fn nonce(&self) -> String {
+        let n = self.nonces.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.control_plane_id)
+    }
+}
+
+/// The tonic service over a shared [`Hub`].
+#[derive(Clone)]
+pub struct DiscoveryService {
+    hub: Arc<Hub>,
+}
+
+impl DiscoveryService {
+    /// Serves streams from `hub`.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        DiscoveryService { hub }
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Discovery for DiscoveryService {
+    type StreamSnapshotsStream = ResponseStream;
+
+    async fn stream_snapshots(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamSnapshotsStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = inbound.message().await?.ok_or_else(|| {
+            Status::invalid_argument("stream closed before the node said who it is")
+        })?;
+        let node = first
+            .node
+            .filter(|n| !n.id.is_empty())
+            .ok_or_else(|| Status::invalid_argument("the first message must carry node.id"))?;
+        let (tx, rx) = mpsc::channel(4);
+        let hub = self.hub.clone();
+        tokio::spawn(async move {
+            let session = Session {
+                hub,
+                node,
+                acked: first.version_info,
+                inbound,
+                tx,
+            };
+            session.run().await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+struct Session {
+    hub: Arc<Hub>,
+    node: switchboard_proto::v1::Node,
+    /// The version the data plane serves (from its hello, then from its ACKs).
+    acked: String,
+    inbound: Streaming<DiscoveryRequest>,
+    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+}
+
+impl Session {
+    async fn run(mut self) {
+        let group = group_of(&self.node);
+        let hub = self.hub.clone();
+        let conn =
+            hub.dataplanes
+                .connect(self.node.clone(), group_label(&group), self.acked.clone());
+        tracing::info!(node = %self.node.id, group = %group_label(&group), version = %self.acked, "data plane connected");
+        let mut state = hub.state.clone();
+        let mut pending_nonce = String::new();
+        let mut last_pushed = String::new();
+        let mut dirty = true;
+        loop {
+            if dirty {
+                dirty = false;
+                let current = state.borrow_and_update().clone();
+                let snap = hub.snapshots.get(&group, &current);
+                if snap.version == self.acked && last_pushed != self.acked {
+                    // The config went back to what the data plane serves (e.g. the change it
+                    // rejected was reverted): nothing to push, and no NACK outstanding.
+                    last_pushed = self.acked.clone();
+                    pending_nonce.clear();
+                    hub.dataplanes.in_sync(conn, &self.acked);
+                } else if snap.version != self.acked && snap.version != last_pushed {
+                    let nonce = hub.nonce();
+                    let response = DiscoveryResponse {
+                        version_info: snap.version.clone(),
+                        nonce: nonce.clone(),
+                        snapshot: Some(snap.as_ref().clone()),
+                        control_plane_id: hub.control_plane_id.clone(),
+                    };
+                    if self.tx.send(Ok(response)).await.is_err() {
+                        break;
+                    }
+                    tracing::debug!(node = %self.node.id, version = %snap.version, %nonce, "pushed snapshot");
+                    hub.dataplanes.pushed(conn, &snap.version);
+                    last_pushed = snap.version.clone();
+                    pending_nonce = nonce;
+                }
+            }
+            tokio::select! {
+                msg = self.inbound.message() => match msg {
+                    Ok(Some(msg)) => {
+                        if msg.response_nonce.is_empty() || msg.response_nonce != pending_nonce {
+                            continue; // a stale or unsolicited message
+                        }
+                        match msg.error_detail {
+                            Some(err) => {
+                                tracing::warn!(node = %self.node.id, version = %last_pushed, error = %err.message, "data plane rejected snapshot");
+                                hub.dataplanes.nacked(conn, &err.message);
+                            }
+                            None => {
+                                self.acked = msg.version_info;
+                                hub.dataplanes.acked(conn, &self.acked);
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(node = %self.node.id, %status, "discovery stream error");
+                        break;
+                    }
+                },
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(COALESCE).await;
+                    dirty = true;
+                }
+            }
+        }
+        hub.dataplanes.disconnect(conn);
+        tracing::info!(node = %self.node.id, "data plane disconnected");
+    }
+}

@@ -1,0 +1,80 @@
+//! Running one control-plane replica: open the store, follow it, serve gRPC.
+
+use crate::admin::AdminService;
+use crate::dataplanes::DataPlanes;
+use crate::discovery::{DiscoveryService, Hub};
+use crate::store::{embedded::EmbeddedStore, etcd::EtcdStore, Store, StoreError};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use switchboard_proto::v1::admin_server::AdminServer;
+use switchboard_proto::v1::discovery_server::DiscoveryServer;
+use tokio::net::TcpListener;
+
+/// Which store a replica uses.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    Etcd {
+        endpoints: Vec<String>,
+        prefix: String,
+    },
+    Embedded {
+        dir: PathBuf,
+    },
+}
+
+/// Why a replica stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the configured store.
+pub async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match config {
+        StoreConfig::Etcd { endpoints, prefix } => {
+            Arc::new(EtcdStore::connect(endpoints, prefix).await?)
+        }
+        StoreConfig::Embedded { dir } => Arc::new(EmbeddedStore::open(dir)?),
+    })
+}
+
+/// A stable-enough replica id for nonces and `get dataplanes`: host name and pid.
+pub fn replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "cp".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Serves discovery and admin on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    id: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let state = crate::state::follow(store.clone());
+    let dataplanes = Arc::new(DataPlanes::new(id.clone()));
+    let hub = Arc::new(Hub::new(id, state.clone(), dataplanes.clone()));
+    let discovery = DiscoveryServer::new(DiscoveryService::new(hub))
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(256 << 20);
+    let admin = AdminServer::new(AdminService::new(store, state, dataplanes))
+        .max_decoding_message_size(64 << 20);
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
+        .add_service(discovery)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await?;
+    Ok(())
+}

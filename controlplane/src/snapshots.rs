@@ -1,0 +1,83 @@
+//! Snapshots per data-plane group, built once per registry revision and shared by every
+//! stream of that group (so one apply costs one build per group, not one per data plane).
+
+use crate::dataplanes::now_ms;
+use crate::state::RegistryState;
+use crate::store::Revision;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use switchboard_config::{NodeGroup, ResourceSet, Snapshot};
+use switchboard_proto::v1;
+
+/// A built snapshot in wire form.
+pub type WireSnapshot = Arc<v1::Snapshot>;
+
+/// Memo of the latest resource set and the snapshots built from it.
+#[derive(Default)]
+pub struct SnapshotCache {
+    inner: Mutex<Memo>,
+}
+
+#[derive(Default)]
+struct Memo {
+    revision: Revision,
+    set: Option<Arc<ResourceSet>>,
+    by_group: HashMap<NodeGroup, WireSnapshot>,
+}
+
+impl SnapshotCache {
+    /// The snapshot for `group` as of `state` (built on first use per revision).
+    pub fn get(&self, group: &NodeGroup, state: &RegistryState) -> WireSnapshot {
+        let set = {
+            let mut memo = self.lock();
+            if memo.set.is_none() || memo.revision != state.revision {
+                memo.revision = state.revision;
+                memo.set = Some(Arc::new(state.resource_set()));
+                memo.by_group.clear();
+            }
+            if let Some(snap) = memo.by_group.get(group) {
+                return snap.clone();
+            }
+            memo.set.clone().unwrap_or_default()
+        };
+        let snap = Snapshot::build(&set, group);
+        let wire = Arc::new(v1::Snapshot {
+            version: snap.version.clone(),
+            format: switchboard_proto::SNAPSHOT_FORMAT_JSON_V1.to_string(),
+            payload: snap.encode().into(),
+            created_unix_ms: now_ms(),
+        });
+        let mut memo = self.lock();
+        if memo.revision == state.revision {
+            memo.by_group.insert(group.clone(), wire.clone());
+        }
+        wire
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Memo> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A data plane's group, from its identity.
+pub fn group_of(node: &v1::Node) -> NodeGroup {
+    NodeGroup {
+        cluster: node.cluster.clone(),
+        zone: node.zone.clone(),
+        labels: node
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+/// How a group is shown in `get dataplanes`.
+pub fn group_label(group: &NodeGroup) -> String {
+    let mut parts = vec![
+        format!("cluster={}", group.cluster),
+        format!("zone={}", group.zone),
+    ];
+    parts.extend(group.labels.iter().map(|(k, v)| format!("{k}={v}")));
+    parts.join(",")
+}

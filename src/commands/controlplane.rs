@@ -1,0 +1,61 @@
+//! `switchboard controlplane`: one control-plane replica.
+
+use crate::cli::ControlplaneArgs;
+use anyhow::Context;
+use switchboard_controlplane::server::{open_store, replica_id, serve, StoreConfig};
+
+/// Runs until SIGINT or SIGTERM.
+pub fn run(args: &ControlplaneArgs) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let config = if args.etcd.is_empty() {
+            StoreConfig::Embedded {
+                dir: args.data_dir.clone(),
+            }
+        } else {
+            StoreConfig::Etcd {
+                endpoints: args.etcd.clone(),
+                prefix: args.etcd_prefix.clone(),
+            }
+        };
+        let store = open_store(&config)
+            .await
+            .with_context(|| format!("opening the store ({config:?})"))?;
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        let id = replica_id();
+        tracing::info!(%addr, %id, store = ?config, "control plane listening");
+        serve(listener, store, id, shutdown_signal()).await?;
+        tracing::info!("control plane stopped");
+        Ok(0)
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
