@@ -3,8 +3,8 @@
 
 use super::record::StoredValue;
 use super::{
-    parse_record_key, record_key, Change, Event, EventStream, Expect, Listing, Record, Revision,
-    Store, StoreError, Write,
+    parse_record_key, record_key, Change, Event, EventStream, Listing, Record, Revision, Store,
+    StoreError, Write,
 };
 use futures::StreamExt;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -54,6 +54,11 @@ struct Inner {
     /// Serialises write + publish so watchers see batches in revision order.
     write_lock: Mutex<()>,
     changes: broadcast::Sender<Arc<Vec<Event>>>,
+}
+
+/// A counter from the meta table (0 when never written).
+fn counter(meta: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<u64, StoreError> {
+    Ok(meta.get(key).map_err(io)?.map(|v| v.value()).unwrap_or(0))
 }
 
 fn io(e: impl std::fmt::Display) -> StoreError {
@@ -106,11 +111,7 @@ impl EmbeddedStore {
     fn list_blocking(&self) -> Result<Listing, StoreError> {
         let txn = self.inner.db.begin_read().map_err(io)?;
         let meta = txn.open_table(META).map_err(io)?;
-        let revision = meta
-            .get(REVISION)
-            .map_err(io)?
-            .map(|v| v.value())
-            .unwrap_or(0);
+        let revision = counter(&meta, REVISION)?;
         let table = txn.open_table(RECORDS).map_err(io)?;
         let mut records = Vec::new();
         for entry in table.iter().map_err(io)? {
@@ -133,12 +134,7 @@ impl EmbeddedStore {
             let mut meta = txn.open_table(META).map_err(io)?;
             let mut records = txn.open_table(RECORDS).map_err(io)?;
             let mut log = txn.open_table(LOG).map_err(io)?;
-            revision = meta
-                .get(REVISION)
-                .map_err(io)?
-                .map(|v| v.value())
-                .unwrap_or(0)
-                + 1;
+            revision = counter(&meta, REVISION)? + 1;
             let mut logged = Vec::new();
             for w in &writes {
                 let (kind, name) = w.target();
@@ -148,12 +144,7 @@ impl EmbeddedStore {
                     .map_err(io)?
                     .map(|v| Self::decode_record(&key, v.value()))
                     .transpose()?;
-                let holds = match (w.expect(), &current) {
-                    (Expect::Any, _) | (Expect::Absent, None) => true,
-                    (Expect::ModRevision(r), Some(c)) => c.mod_revision == r,
-                    _ => false,
-                };
-                if !holds {
+                if !w.expect().holds(current.as_ref()) {
                     return Err(StoreError::Conflict {
                         kind,
                         name: name.to_string(),
@@ -225,11 +216,7 @@ impl EmbeddedStore {
     fn history_blocking(&self, after: Revision) -> Result<Vec<Vec<Event>>, StoreError> {
         let txn = self.inner.db.begin_read().map_err(io)?;
         let meta = txn.open_table(META).map_err(io)?;
-        let compacted = meta
-            .get(COMPACTED)
-            .map_err(io)?
-            .map(|v| v.value())
-            .unwrap_or(0);
+        let compacted = counter(&meta, COMPACTED)?;
         if after < compacted {
             return Err(StoreError::Compacted {
                 requested: after + 1,
@@ -293,11 +280,7 @@ impl EmbeddedStore {
             let mut log = txn.open_table(LOG).map_err(io)?;
             log.retain(|rev, _| rev > revision).map_err(io)?;
             let mut meta = txn.open_table(META).map_err(io)?;
-            let current = meta
-                .get(COMPACTED)
-                .map_err(io)?
-                .map(|v| v.value())
-                .unwrap_or(0);
+            let current = counter(&meta, COMPACTED)?;
             meta.insert(COMPACTED, current.max(revision)).map_err(io)?;
         }
         txn.commit().map_err(io)

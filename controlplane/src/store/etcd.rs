@@ -149,13 +149,7 @@ impl Store for EtcdStore {
             for w in &writes {
                 let (kind, name) = w.target();
                 let current = self.get(kind, name).await?;
-                let holds = match (w.expect(), &current) {
-                    (Expect::Any, _) => true,
-                    (Expect::Absent, None) => true,
-                    (Expect::ModRevision(r), Some(c)) => c.mod_revision == r,
-                    _ => false,
-                };
-                if !holds {
+                if !w.expect().holds(current.as_ref()) {
                     return Err(StoreError::Conflict {
                         kind,
                         name: name.to_string(),

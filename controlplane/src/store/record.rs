@@ -59,6 +59,17 @@ pub enum Expect {
     ModRevision(Revision),
 }
 
+impl Expect {
+    /// Whether the precondition holds for the record as it is now (None: absent).
+    pub fn holds(self, current: Option<&Record>) -> bool {
+        match (self, current) {
+            (Expect::Any, _) | (Expect::Absent, None) => true,
+            (Expect::ModRevision(r), Some(c)) => c.mod_revision == r,
+            _ => false,
+        }
+    }
+}
+
 /// One operation of an atomic write.
 #[derive(Debug, Clone)]
 pub enum Write {
