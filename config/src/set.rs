@@ -117,6 +117,9 @@ pub fn parse_sources(sources: &[Source]) -> (ResourceSet, Vec<Diagnostic>) {
 pub fn load_sources(sources: &[Source]) -> Result<ResourceSet, Diagnostics> {
     let (set, mut errors) = parse_sources(sources);
     errors.extend(validate(&set));
+    // Report in reading order: files as given, then document, line and column.
+    let file_order = |name: &str| sources.iter().position(|s| s.name == name);
+    errors.sort_by_key(|d| (file_order(&d.file), d.document, d.line, d.column));
     if errors.is_empty() {
         Ok(set)
     } else {

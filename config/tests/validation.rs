@@ -268,6 +268,12 @@ fn every_error_is_reported_at_once_with_document_positions() {
     );
     let errs = errors(&text);
     assert_eq!(errs.len(), 3, "{errs:#?}");
+    let lines: Vec<_> = errs.iter().map(|e| e.line).collect();
+    assert_eq!(
+        lines,
+        [Some(12), Some(19), Some(20)],
+        "reported in reading order"
+    );
     assert_eq!(
         (errs[0].document, errs[0].line),
         (Some(1), Some(12)),
