@@ -1,5 +1,7 @@
-//! Switchboard's data plane. Today: the discovery client that receives, checks, applies and
-//! persists snapshots from the control plane. The pingora MCP gateway that serves them is
-//! built on top (issue #4).
+//! Switchboard's data plane: the MCP gateway and the discovery client that feeds it
+//! snapshots from the control plane.
 
 pub mod discovery;
+pub mod jsonrpc;
+pub mod mcp;
+pub mod routes;
