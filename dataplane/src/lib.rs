@@ -5,3 +5,5 @@ pub mod discovery;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod routes;
+pub mod session;
+pub mod transport;

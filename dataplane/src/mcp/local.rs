@@ -66,10 +66,11 @@ fn initialize(server: &ServerView, params: &Value) -> Value {
     let requested = params.get("protocolVersion").and_then(Value::as_str);
     let mut result = json!({
         "protocolVersion": versions::negotiate(requested),
+        // listChanged turns true when the gateway delivers list_changed (issue #8).
         "capabilities": {
-            "tools": {"listChanged": true},
-            "prompts": {"listChanged": true},
-            "resources": {"listChanged": true},
+            "tools": {"listChanged": false},
+            "prompts": {"listChanged": false},
+            "resources": {"listChanged": false},
             "logging": {},
             "completions": {},
         },

@@ -1,0 +1,288 @@
+//! The streamable-HTTP rules for one virtual-server endpoint, independent of the HTTP server
+//! that carries them: which status, headers and body answer which request.
+
+use crate::jsonrpc::{self, Message, RpcError};
+use crate::mcp::{local, versions};
+use crate::routes::ServerView;
+use crate::session::Session;
+use serde_json::{json, Value};
+
+/// The parts of an HTTP request the rules look at.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    pub method: String,
+    pub content_type: Option<String>,
+    pub accept: Option<String>,
+    pub session_id: Option<String>,
+    pub protocol_version: Option<String>,
+}
+
+/// A complete HTTP answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(status: u16, body: &Value) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    fn empty(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A JSON-RPC error carried with an HTTP error status (for transport-level failures).
+    pub fn rpc_error(status: u16, code: i64, message: impl Into<String>) -> Reply {
+        Reply::json(
+            status,
+            &jsonrpc::error_response(&Value::Null, &RpcError::new(code, message)),
+        )
+    }
+}
+
+/// The protocol version assumed when a client sends no `MCP-Protocol-Version` header.
+pub const DEFAULT_VERSION: &str = "2025-03-26";
+
+/// Answers one request to `server`'s endpoint.
+pub fn handle(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Reply {
+    match req.method.as_str() {
+        "POST" => post(server, req, body),
+        "DELETE" => match session_of(server, req) {
+            // Ids carry no server-side state to drop; the client forgets it.
+            Ok(_) => Reply::empty(200),
+            Err(reply) => reply,
+        },
+        "GET" => {
+            let mut r = Reply::rpc_error(
+                405,
+                jsonrpc::INVALID_REQUEST,
+                "this endpoint offers no server-initiated SSE stream; use POST",
+            );
+            r.headers.push(("allow", "POST, DELETE".into()));
+            r
+        }
+        _ => {
+            let mut r = Reply::rpc_error(405, jsonrpc::INVALID_REQUEST, "method not allowed");
+            r.headers.push(("allow", "POST, DELETE".into()));
+            r
+        }
+    }
+}
+
+fn session_of(server: &ServerView, req: &RequestInfo) -> Result<Session, Reply> {
+    let Some(id) = &req.session_id else {
+        return Err(Reply::rpc_error(
+            400,
+            jsonrpc::INVALID_REQUEST,
+            "missing Mcp-Session-Id header: send initialize first",
+        ));
+    };
+    match Session::from_id(id) {
+        Some(s) if s.server == server.name => Ok(s),
+        _ => Err(Reply::rpc_error(
+            404,
+            jsonrpc::INVALID_REQUEST,
+            "unknown session: initialize a new one",
+        )),
+    }
+}
+
+fn post(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Reply {
+    let is_json = req.content_type.as_deref().is_some_and(|c| {
+        c.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if !is_json {
+        return Reply::rpc_error(
+            415,
+            jsonrpc::INVALID_REQUEST,
+            "Content-Type must be application/json",
+        );
+    }
+    if let Some(accept) = &req.accept {
+        let ok = accept.contains("application/json")
+            || accept.contains("*/*")
+            || accept.contains("application/*");
+        if !ok {
+            return Reply::rpc_error(
+                406,
+                jsonrpc::INVALID_REQUEST,
+                "Accept must include application/json",
+            );
+        }
+    }
+    if let Some(v) = &req.protocol_version {
+        if !versions::is_supported(v) {
+            return Reply::rpc_error(
+                400,
+                jsonrpc::INVALID_REQUEST,
+                format!(
+                    "unsupported MCP-Protocol-Version `{v}`; supported: {}",
+                    versions::SUPPORTED.join(", ")
+                ),
+            );
+        }
+    }
+    let message = match jsonrpc::parse(body) {
+        Ok(m) => m,
+        Err(rejected) => return Reply::json(400, &rejected.to_response()),
+    };
+    match message {
+        Message::Request { id, method, params } if method == "initialize" => {
+            match local::answer(server, &method, &params) {
+                Ok(result) => {
+                    let version = result["protocolVersion"]
+                        .as_str()
+                        .unwrap_or(versions::LATEST);
+                    let session = Session::new(&server.name, version);
+                    let mut reply = Reply::json(200, &jsonrpc::result_response(&id, result));
+                    reply.headers.push(("mcp-session-id", session.to_id()));
+                    reply
+                }
+                Err(e) => Reply::json(200, &jsonrpc::error_response(&id, &e)),
+            }
+        }
+        Message::Request { id, method, params } => {
+            if let Err(reply) = session_of(server, req) {
+                return reply;
+            }
+            let response = match local::answer(server, &method, &params) {
+                Ok(result) => jsonrpc::result_response(&id, result),
+                Err(e) => jsonrpc::error_response(&id, &e),
+            };
+            Reply::json(200, &response)
+        }
+        Message::Notification { .. } | Message::Response { .. } => {
+            if let Err(reply) = session_of(server, req) {
+                return reply;
+            }
+            Reply::empty(202)
+        }
+    }
+}
+
+/// The body of a 404 for a path that names no virtual server.
+pub fn unknown_server(name: &str) -> Reply {
+    Reply::json(
+        404,
+        &json!({"jsonrpc": "2.0", "id": null, "error": {"code": jsonrpc::INVALID_REQUEST, "message": format!("no virtual server named `{name}`")}}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> ServerView {
+        ServerView {
+            name: "demo".into(),
+            version: "v1".into(),
+            ..ServerView::default()
+        }
+    }
+
+    fn post_req(session: Option<String>) -> RequestInfo {
+        RequestInfo {
+            method: "POST".into(),
+            content_type: Some("application/json".into()),
+            accept: Some("application/json, text/event-stream".into()),
+            session_id: session,
+            protocol_version: None,
+        }
+    }
+
+    fn body(r: &Reply) -> Value {
+        serde_json::from_slice(&r.body).expect("json body")
+    }
+
+    #[test]
+    fn initialize_then_requests_with_the_session() {
+        let s = view();
+        let init = handle(
+            &s,
+            &post_req(None),
+            br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#,
+        );
+        assert_eq!(init.status, 200);
+        let sid = init
+            .headers
+            .iter()
+            .find(|(k, _)| *k == "mcp-session-id")
+            .map(|(_, v)| v.clone())
+            .expect("session id");
+        let note = handle(
+            &s,
+            &post_req(Some(sid.clone())),
+            br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        );
+        assert_eq!((note.status, note.body.len()), (202, 0));
+        let ping = handle(
+            &s,
+            &post_req(Some(sid.clone())),
+            br#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#,
+        );
+        assert_eq!(body(&ping), json!({"jsonrpc":"2.0","id":"p","result":{}}));
+        let del = handle(
+            &s,
+            &RequestInfo {
+                method: "DELETE".into(),
+                session_id: Some(sid),
+                ..RequestInfo::default()
+            },
+            b"",
+        );
+        assert_eq!(del.status, 200);
+    }
+
+    #[test]
+    fn transport_errors() {
+        let s = view();
+        let ping = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        assert_eq!(handle(&s, &post_req(None), ping).status, 400, "no session");
+        assert_eq!(
+            handle(&s, &post_req(Some("forged".into())), ping).status,
+            404
+        );
+        let other = Session::new("other", "2025-06-18").to_id();
+        assert_eq!(
+            handle(&s, &post_req(Some(other)), ping).status,
+            404,
+            "another server's session"
+        );
+        let mut r = post_req(None);
+        r.content_type = Some("text/plain".into());
+        assert_eq!(handle(&s, &r, ping).status, 415);
+        let mut r = post_req(None);
+        r.accept = Some("text/html".into());
+        assert_eq!(handle(&s, &r, ping).status, 406);
+        let mut r = post_req(None);
+        r.protocol_version = Some("1999-01-01".into());
+        assert_eq!(handle(&s, &r, ping).status, 400);
+        let get = handle(
+            &s,
+            &RequestInfo {
+                method: "GET".into(),
+                ..RequestInfo::default()
+            },
+            b"",
+        );
+        assert_eq!(get.status, 405);
+        let bad = handle(&s, &post_req(None), b"{oops");
+        assert_eq!(
+            (bad.status, body(&bad)["error"]["code"].as_i64()),
+            (400, Some(jsonrpc::PARSE_ERROR))
+        );
+    }
+}
