@@ -139,12 +139,53 @@ pub struct DataplaneArgs {
     /// Address MCP clients connect to.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Control plane to receive snapshots from.
-    #[arg(long, env = "SWITCHBOARD_CONTROL_PLANE")]
-    pub control_plane: Option<String>,
-    /// Serve this snapshot file (bootstrap / fallback without a control plane).
-    #[arg(long)]
-    pub snapshot_file: Option<PathBuf>,
+    /// Control planes to receive snapshots from (comma-separated, tried in turn).
+    #[arg(long, env = "SWITCHBOARD_CONTROL_PLANE", value_delimiter = ',')]
+    pub control_plane: Vec<String>,
+    /// Serve these YAML files directly, without a control plane (standalone mode).
+    #[arg(short = 'f', long = "file")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Who this data plane is, for the control plane's snapshot groups.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// Unique id of this replica (default: host name and process id).
+    #[arg(long, env = "SWITCHBOARD_NODE_ID")]
+    pub node_id: Option<String>,
+    #[arg(long, env = "SWITCHBOARD_CLUSTER", default_value = "default")]
+    pub cluster: String,
+    #[arg(long, env = "SWITCHBOARD_ZONE", default_value = "")]
+    pub zone: String,
+    /// Node labels, `key=value` (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Where the last good snapshot is kept, to start from it when no control plane answers.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_STATE_DIR",
+        default_value = "./switchboard-state"
+    )]
+    pub state_dir: PathBuf,
+}
+
+/// Request limits enforced before anything is parsed.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Largest request body accepted (bigger ones get 413).
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_body_bytes: usize,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected key=value, got `{s}`"))
 }
 
 #[derive(Debug, Args)]
@@ -154,7 +195,12 @@ pub struct UpArgs {
     /// Address MCP clients connect to.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Address of the control plane's admin API.
+    /// Address of the control plane (admin API and discovery).
     #[arg(long, default_value = "127.0.0.1:18000")]
     pub admin_listen: String,
+    /// Directory of the embedded store.
+    #[arg(long, default_value = "./switchboard-data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }

@@ -28,9 +28,8 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::Apply(args) => commands::client::apply(&args),
         Command::Get(args) => commands::client::get(&args),
         Command::Delete(args) => commands::client::delete(&args),
-        Command::Dataplane(_) | Command::Up(_) => {
-            anyhow::bail!("not available yet in this build: the data plane lands with issue #4")
-        }
+        Command::Dataplane(args) => commands::dataplane::run_command(&args),
+        Command::Up(args) => commands::up::run_command(&args),
     }
 }
 

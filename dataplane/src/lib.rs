@@ -2,8 +2,10 @@
 //! snapshots from the control plane.
 
 pub mod discovery;
+pub mod gateway;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod routes;
+pub mod server;
 pub mod session;
 pub mod transport;

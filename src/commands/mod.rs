@@ -2,5 +2,7 @@
 
 pub mod client;
 pub mod controlplane;
+pub mod dataplane;
+pub mod up;
 pub mod validate;
 pub mod version;

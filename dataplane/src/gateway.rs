@@ -1,0 +1,210 @@
+//! The pingora side: route each HTTP request to a virtual server and answer it. Today every
+//! answer is local (see `transport`); upstream forwarding plugs into `upstream_peer` and the
+//! body filters.
+
+use crate::jsonrpc;
+use crate::routes::{Routes, ServerView};
+use crate::transport::{self, Reply, RequestInfo};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::{HttpPeer, Session};
+use pingora::proxy::ProxyHttp;
+use pingora::{Error, ErrorType, Result};
+use std::sync::Arc;
+
+/// The gateway's request handler; cheap to share, reads the current routes per request.
+pub struct Gateway {
+    routes: Arc<ArcSwap<Routes>>,
+    max_body_bytes: usize,
+}
+
+impl Gateway {
+    /// A gateway over `routes` (swapped whole when a snapshot arrives).
+    pub fn new(routes: Arc<ArcSwap<Routes>>, max_body_bytes: usize) -> Self {
+        Gateway {
+            routes,
+            max_body_bytes,
+        }
+    }
+}
+
+/// Where a request path points.
+enum Target {
+    Server(Arc<ServerView>),
+    UnknownServer(String),
+    Health,
+    Ready,
+    NotFound,
+}
+
+fn target(routes: &Routes, path: &str, host: Option<&str>) -> Target {
+    if let Some(rest) = path.strip_prefix("/servers/") {
+        let name = rest
+            .strip_suffix("/mcp/")
+            .or_else(|| rest.strip_suffix("/mcp"))
+            .filter(|n| !n.is_empty() && !n.contains('/'));
+        return match name {
+            Some(n) => routes
+                .server(n)
+                .map_or_else(|| Target::UnknownServer(n.to_string()), Target::Server),
+            None => Target::NotFound,
+        };
+    }
+    match path {
+        "/mcp" | "/mcp/" => host
+            .and_then(|h| routes.server_for_host(h))
+            .map_or(Target::NotFound, Target::Server),
+        "/healthz" => Target::Health,
+        "/readyz" => Target::Ready,
+        _ => Target::NotFound,
+    }
+}
+
+fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
+    session
+        .req_header()
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+}
+
+async fn send(session: &mut Session, reply: Reply) -> Result<()> {
+    let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
+    for (name, value) in reply.headers {
+        resp.insert_header(name, value)?;
+    }
+    resp.insert_header("content-length", reply.body.len().to_string())?;
+    let empty = reply.body.is_empty();
+    session.write_response_header(Box::new(resp), empty).await?;
+    if !empty {
+        session
+            .write_response_body(Some(Bytes::from(reply.body)), true)
+            .await?;
+    }
+    Ok(())
+}
+
+fn text(status: u16, body: &str) -> Reply {
+    Reply {
+        status,
+        headers: vec![("content-type", "text/plain; charset=utf-8".into())],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+impl Gateway {
+    /// Reads the whole body, or answers 413 when it is over the limit (checked against
+    /// Content-Length up front, and against what arrives for chunked bodies).
+    async fn read_body(
+        &self,
+        session: &mut Session,
+    ) -> Result<std::result::Result<Vec<u8>, Reply>> {
+        let too_large = || {
+            Reply::rpc_error(
+                413,
+                jsonrpc::INVALID_REQUEST,
+                format!("request body is larger than {} bytes", self.max_body_bytes),
+            )
+        };
+        let declared = header(session, "content-length").and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > self.max_body_bytes) {
+            return Ok(Err(too_large()));
+        }
+        let mut body = Vec::with_capacity(declared.unwrap_or(0));
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > self.max_body_bytes {
+                return Ok(Err(too_large()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Ok(body))
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = ();
+
+    fn new_ctx(&self) -> Self::CTX {}
+
+    async fn request_filter(&self, session: &mut Session, _ctx: &mut Self::CTX) -> Result<bool> {
+        let routes = self.routes.load_full();
+        let path = session.req_header().uri.path().to_string();
+        let host = header(session, "host").map(str::to_string);
+        let reply = match target(&routes, &path, host.as_deref()) {
+            Target::Health => text(200, "ok\n"),
+            Target::Ready if routes.version.is_empty() => text(503, "no snapshot yet\n"),
+            Target::Ready => text(200, &format!("ready, snapshot {}\n", routes.version)),
+            Target::NotFound => text(404, "not found: MCP endpoints are /servers/{name}/mcp\n"),
+            Target::UnknownServer(name) => transport::unknown_server(&name),
+            Target::Server(server) => {
+                let body = match self.read_body(session).await? {
+                    Ok(b) => b,
+                    Err(reply) => {
+                        send(session, reply).await?;
+                        // The rest of an oversized body is not worth reading.
+                        session.set_keepalive(None);
+                        return Ok(true);
+                    }
+                };
+                let info = RequestInfo {
+                    method: session.req_header().method.as_str().to_string(),
+                    content_type: header(session, "content-type").map(str::to_string),
+                    accept: header(session, "accept").map(str::to_string),
+                    session_id: header(session, "mcp-session-id").map(str::to_string),
+                    protocol_version: header(session, "mcp-protocol-version").map(str::to_string),
+                };
+                let reply = transport::handle(&server, &info, &body);
+                tracing::debug!(server = %server.name, method = %info.method, status = reply.status, "answered");
+                reply
+            }
+        };
+        send(session, reply).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        // Every request is answered in request_filter today.
+        Err(Error::explain(
+            ErrorType::HTTPStatus(502),
+            "no upstream route for this request",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_route_to_servers() {
+        let routes = Routes::default();
+        assert!(
+            matches!(target(&routes, "/servers/demo/mcp", None), Target::UnknownServer(n) if n == "demo")
+        );
+        assert!(matches!(
+            target(&routes, "/servers/demo/mcp/", None),
+            Target::UnknownServer(_)
+        ));
+        assert!(matches!(
+            target(&routes, "/servers//mcp", None),
+            Target::NotFound
+        ));
+        assert!(matches!(
+            target(&routes, "/servers/a/b/mcp", None),
+            Target::NotFound
+        ));
+        assert!(matches!(target(&routes, "/healthz", None), Target::Health));
+        assert!(matches!(
+            target(&routes, "/mcp", Some("x.example")),
+            Target::NotFound
+        ));
+        assert!(matches!(target(&routes, "/other", None), Target::NotFound));
+    }
+}

@@ -1,0 +1,117 @@
+//! Running a data plane: the pingora server, fed by the discovery client (or by YAML files in
+//! standalone mode), with routes recompiled and swapped on every accepted snapshot.
+
+use crate::discovery::{ClientConfig, DiscoveryClient};
+use crate::gateway::Gateway;
+use crate::routes::Routes;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use switchboard_config::Snapshot;
+
+/// Where a data plane's configuration comes from.
+pub enum Source {
+    /// Snapshots pushed by control planes.
+    ControlPlane(ClientConfig),
+    /// A fixed snapshot (standalone mode, built from YAML files).
+    Static(Snapshot),
+}
+
+/// What a data plane needs to run.
+pub struct DataPlaneConfig {
+    pub listen: String,
+    pub max_body_bytes: usize,
+    pub source: Source,
+    /// For pingora's pid and upgrade-socket files.
+    pub state_dir: PathBuf,
+}
+
+/// Why the data plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the snapshot does not compile: {0}")]
+    Routes(String),
+    #[error("cannot start the HTTP server: {0}")]
+    Server(String),
+}
+
+/// Runs the discovery client inside pingora's runtime.
+struct DiscoveryTask {
+    client: Mutex<Option<DiscoveryClient>>,
+}
+
+#[async_trait]
+impl BackgroundService for DiscoveryTask {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let client = self.client.lock().ok().and_then(|mut c| c.take());
+        let Some(client) = client else {
+            return;
+        };
+        tokio::select! {
+            _ = client.run() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Builds the server and runs it until a signal stops the process; never returns on success.
+pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
+    let routes = Arc::new(ArcSwap::from_pointee(Routes::default()));
+    let mut discovery = None;
+    match config.source {
+        Source::Static(snapshot) => {
+            routes.store(Arc::new(
+                Routes::compile(&snapshot).map_err(StartError::Routes)?,
+            ));
+        }
+        Source::ControlPlane(client_config) => {
+            let slot = routes.clone();
+            let client = DiscoveryClient::new(client_config).with_check(Arc::new(move |snap| {
+                // Compiling is the check: a snapshot we cannot route is NACKed.
+                let compiled = Routes::compile(snap)?;
+                slot.store(Arc::new(compiled));
+                Ok(())
+            }));
+            if let Some(persisted) = client.current().load_full() {
+                match Routes::compile(&persisted) {
+                    Ok(r) => routes.store(Arc::new(r)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "persisted snapshot does not compile; waiting for a control plane")
+                    }
+                }
+            }
+            discovery = Some(client);
+        }
+    }
+    let _ = std::fs::create_dir_all(&config.state_dir);
+    let conf = ServerConf {
+        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        grace_period_seconds: Some(5),
+        graceful_shutdown_timeout_seconds: Some(5),
+        pid_file: config.state_dir.join("dataplane.pid").display().to_string(),
+        upgrade_sock: config.state_dir.join("upgrade.sock").display().to_string(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = pingora::proxy::http_proxy_service(
+        &server.configuration,
+        Gateway::new(routes, config.max_body_bytes),
+    );
+    proxy.add_tcp(&config.listen);
+    server.add_service(proxy);
+    if let Some(client) = discovery {
+        server.add_service(background_service(
+            "discovery",
+            DiscoveryTask {
+                client: Mutex::new(Some(client)),
+            },
+        ));
+    }
+    tracing::info!(listen = %config.listen, "data plane listening");
+    server.run_forever();
+}

@@ -1,0 +1,77 @@
+//! `switchboard dataplane`: one data-plane replica, fed by control planes or by YAML files.
+
+use crate::cli::Output;
+use crate::cli::{DataplaneArgs, NodeArgs};
+use crate::commands::validate::{print_diagnostics, INVALID};
+use std::time::Duration;
+use switchboard_config::{load_sources, read_sources, NodeGroup, Snapshot};
+use switchboard_dataplane::discovery::ClientConfig;
+use switchboard_dataplane::server::{run, DataPlaneConfig, Source};
+use switchboard_proto::v1::Node;
+
+/// This replica's identity for the discovery protocol.
+pub fn node(args: &NodeArgs) -> Node {
+    let id = args.node_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "dp".into());
+        format!("{host}-{}", std::process::id())
+    });
+    Node {
+        id,
+        cluster: args.cluster.clone(),
+        zone: args.zone.clone(),
+        labels: args.labels.iter().cloned().collect(),
+        build_version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+/// `http://` is implied for bare `host:port` addresses.
+pub fn control_plane_url(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// Runs until a signal stops the process.
+pub fn run_command(args: &DataplaneArgs) -> anyhow::Result<i32> {
+    let node = node(&args.node);
+    let source = if !args.files.is_empty() {
+        let set = match read_sources(&args.files).and_then(|s| load_sources(&s)) {
+            Ok(set) => set,
+            Err(d) => {
+                print_diagnostics(&d, Output::Text);
+                return Ok(INVALID);
+            }
+        };
+        let group = NodeGroup {
+            cluster: node.cluster.clone(),
+            zone: node.zone.clone(),
+            labels: node.labels.clone().into_iter().collect(),
+        };
+        Source::Static(Snapshot::build(&set, &group))
+    } else if !args.control_plane.is_empty() {
+        Source::ControlPlane(ClientConfig {
+            control_planes: args
+                .control_plane
+                .iter()
+                .map(|a| control_plane_url(a))
+                .collect(),
+            node,
+            state_dir: Some(args.node.state_dir.clone()),
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        })
+    } else {
+        anyhow::bail!("say where the configuration comes from: --control-plane URL or -f FILE");
+    };
+    run(DataPlaneConfig {
+        listen: args.listen.clone(),
+        max_body_bytes: args.limits.max_body_bytes,
+        source,
+        state_dir: args.node.state_dir.clone(),
+    })?;
+    Ok(0)
+}

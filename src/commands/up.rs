@@ -1,0 +1,94 @@
+//! `switchboard up`: a control plane with the embedded store and one data plane in one
+//! process, with the given files applied: the quickest way to run Switchboard.
+
+use crate::cli::Output;
+use crate::cli::UpArgs;
+use crate::commands::controlplane::shutdown_signal;
+use crate::commands::dataplane::control_plane_url;
+use crate::commands::validate::{print_diagnostics, INVALID};
+use anyhow::Context;
+use std::time::Duration;
+use switchboard_config::{read_sources, Kind};
+use switchboard_controlplane::registry::{self, RegistryError};
+use switchboard_controlplane::server::{open_store, serve, StoreConfig};
+use switchboard_dataplane::discovery::ClientConfig;
+use switchboard_dataplane::server::{run, DataPlaneConfig, Source};
+use switchboard_proto::v1::Node;
+
+/// Applies the files, starts the control plane on a side thread, runs the data plane here.
+pub fn run_command(args: &UpArgs) -> anyhow::Result<i32> {
+    let sources = match read_sources(&args.files.files) {
+        Ok(s) => s,
+        Err(d) => {
+            print_diagnostics(&d, Output::Text);
+            return Ok(INVALID);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the control plane's runtime")?;
+    let store = runtime.block_on(open_store(&StoreConfig::Embedded {
+        dir: args.data_dir.join("registry"),
+    }))?;
+    let applied = runtime.block_on(registry::apply(store.as_ref(), &sources, false));
+    let servers = match applied {
+        Ok(outcome) => {
+            for r in &outcome.results {
+                println!(
+                    "{}/{} {}",
+                    r.kind.as_str().to_lowercase(),
+                    r.name,
+                    r.action.as_str()
+                );
+            }
+            outcome
+                .results
+                .iter()
+                .filter(|r| r.kind == Kind::VirtualServer)
+                .map(|r| r.name.clone())
+                .collect::<Vec<_>>()
+        }
+        Err(RegistryError::Invalid(d)) => {
+            print_diagnostics(&d, Output::Text);
+            return Ok(INVALID);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(&args.admin_listen))
+        .with_context(|| format!("listening on {}", args.admin_listen))?;
+    let admin = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("controlplane".into())
+        .spawn(move || {
+            if let Err(e) = runtime.block_on(serve(listener, store, "up".into(), shutdown_signal()))
+            {
+                tracing::error!(error = %e, "control plane stopped");
+            }
+        })
+        .context("starting the control-plane thread")?;
+    println!("control plane (admin API) on http://{admin}");
+    for s in &servers {
+        println!("MCP endpoint: http://{}/servers/{s}/mcp", args.listen);
+    }
+    run(DataPlaneConfig {
+        listen: args.listen.clone(),
+        max_body_bytes: args.limits.max_body_bytes,
+        source: Source::ControlPlane(ClientConfig {
+            control_planes: vec![control_plane_url(&admin.to_string())],
+            node: Node {
+                id: "up".into(),
+                cluster: "default".into(),
+                build_version: env!("CARGO_PKG_VERSION").into(),
+                ..Node::default()
+            },
+            state_dir: Some(args.data_dir.join("dataplane")),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        }),
+        state_dir: args.data_dir.join("dataplane"),
+    })?;
+    Ok(0)
+}

@@ -1,0 +1,291 @@
+//! The data plane end to end: real `switchboard` processes on loopback ports, the official
+//! PyPI `mcp` SDK client, and raw HTTP for bad input.
+
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use switchboard_testkit::{free_port, python_bin, wait_for_http_ok, ManagedProcess, McpHttpClient};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+const WAIT: Duration = Duration::from_secs(30);
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn quickstart() -> String {
+    root()
+        .join("examples/quickstart.yaml")
+        .display()
+        .to_string()
+}
+
+/// Starts `switchboard ARGS...` and waits until `ready_url` answers 2xx.
+async fn start(args: &[&str], ready_url: &str) -> ManagedProcess {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("SWITCHBOARD_LOG", "info,switchboard_dataplane=debug");
+    let p = ManagedProcess::spawn(cmd).expect("spawn switchboard");
+    if let Err(e) = wait_for_http_ok(ready_url, WAIT).await {
+        panic!(
+            "switchboard {args:?} never became ready: {e}\n{}",
+            p.log_tail(40)
+        );
+    }
+    p
+}
+
+/// A `switchboard up` on free ports with a temporary data dir.
+struct Up {
+    process: ManagedProcess,
+    port: u16,
+    _data: tempfile::TempDir,
+}
+
+impl Up {
+    async fn start(extra: &[&str]) -> Up {
+        let data = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let admin = format!("127.0.0.1:{}", free_port());
+        let dir = data.path().display().to_string();
+        let q = quickstart();
+        let mut args = vec![
+            "up",
+            "-f",
+            &q,
+            "--listen",
+            &listen,
+            "--admin-listen",
+            &admin,
+            "--data-dir",
+            &dir,
+        ];
+        args.extend_from_slice(extra);
+        let process = start(&args, &format!("http://{listen}/readyz")).await;
+        Up {
+            process,
+            port,
+            _data: data,
+        }
+    }
+
+    fn mcp(&self, server: &str) -> String {
+        format!("http://127.0.0.1:{}/servers/{server}/mcp", self.port)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_client_uses_a_virtual_server_in_both_handshake_modes() {
+    let up = Up::start(&[]).await;
+    let script = root().join("tests/peers/py_client.py");
+    for mode in ["legacy", "auto"] {
+        let out = tokio::process::Command::new(python_bin().expect("PyPI mcp installed"))
+            .arg(&script)
+            .args([&up.mcp("demo"), mode])
+            .output();
+        let out = tokio::time::timeout(WAIT, out)
+            .await
+            .expect("client finished")
+            .expect("ran");
+        assert!(
+            out.status.success(),
+            "mode {mode}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            up.process.log_tail(30)
+        );
+        let seen: Value = serde_json::from_slice(&out.stdout).expect("JSON from the client");
+        assert_eq!(seen["prompts"], json!(["summarize"]), "{mode}");
+        let text = seen["prompt_text"].as_str().expect("prompt text");
+        assert!(
+            text.contains("a general reader") && text.contains("Switchboard routes MCP."),
+            "{text}"
+        );
+        assert_eq!(seen["resources"], json!(["docs://switchboard/handbook"]));
+        assert!(seen["resource_text"]
+            .as_str()
+            .expect("text")
+            .starts_with("# Handbook"));
+        assert_eq!(
+            seen["unknown_prompt_error"],
+            "unknown prompt: no-such-prompt"
+        );
+    }
+}
+
+async fn post(url: &str, session: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body);
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    let resp = req.send().await.expect("POST");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_right_error_and_big_bodies_still_work() {
+    let up = Up::start(&["--max-body-bytes", "200000"]).await;
+    let url = up.mcp("demo");
+    let mut client = McpHttpClient::new(url.clone());
+    client.initialize().await.expect("initialize");
+    // A session to use with raw requests.
+    let init = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#)
+        .send()
+        .await
+        .expect("initialize");
+    let sid = init.headers()["mcp-session-id"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    let s = Some(sid.as_str());
+
+    let code = |v: &Value| v["error"]["code"].as_i64();
+    let (status, v) = post(&url, s, "{not json").await;
+    assert_eq!((status, code(&v)), (400, Some(-32700)));
+    let (status, v) = post(&url, s, r#"{"id":1,"method":"ping"}"#).await;
+    assert_eq!((status, code(&v)), (400, Some(-32600)));
+    let (_, v) = post(
+        &url,
+        s,
+        r#"{"jsonrpc":"2.0","id":2,"method":"no/such/method"}"#,
+    )
+    .await;
+    assert_eq!((code(&v), v["id"].clone()), (Some(-32601), json!(2)));
+    let (_, v) = post(&url, s, r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"ghost","arguments":{}}}"#).await;
+    assert_eq!(code(&v), Some(-32602));
+    assert_eq!(v["error"]["message"], "unknown tool: ghost");
+    let (status, _) = post(
+        &up.mcp("nope"),
+        s,
+        r#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Bigger than pingora's 64 KiB request buffer, under our limit: still answered.
+    let pad = "x".repeat(150_000);
+    let big =
+        json!({"jsonrpc": "2.0", "id": 5, "method": "ping", "params": {"_meta": {"pad": pad}}})
+            .to_string();
+    let (status, v) = post(&url, s, big).await;
+    assert_eq!((status, v["result"].clone()), (200, json!({})));
+    // Over the limit: 413, and the gateway keeps serving.
+    let pad = "x".repeat(300_000);
+    let huge =
+        json!({"jsonrpc": "2.0", "id": 6, "method": "ping", "params": {"_meta": {"pad": pad}}})
+            .to_string();
+    let (status, v) = post(&url, s, huge).await;
+    assert_eq!((status, code(&v)), (413, Some(-32600)));
+    let pong = client
+        .request("ping", json!({}))
+        .await
+        .expect("still serving");
+    assert_eq!(pong, json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_mode_serves_yaml_without_a_control_plane() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let state = tempfile::tempdir().expect("tempdir");
+    let q = quickstart();
+    let dir = state.path().display().to_string();
+    let _dp = start(
+        &[
+            "dataplane",
+            "-f",
+            &q,
+            "--listen",
+            &listen,
+            "--state-dir",
+            &dir,
+        ],
+        &format!("http://{listen}/readyz"),
+    )
+    .await;
+    let mut client = McpHttpClient::new(format!("http://{listen}/servers/demo/mcp"));
+    client.initialize().await.expect("initialize");
+    let prompts = client
+        .request("prompts/list", json!({}))
+        .await
+        .expect("prompts/list");
+    assert_eq!(prompts["prompts"][0]["name"], "summarize");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_plane_outlives_its_control_plane_and_restarts_from_its_persisted_snapshot() {
+    let cp_data = tempfile::tempdir().expect("tempdir");
+    let dp_state = tempfile::tempdir().expect("tempdir");
+    let cp_addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["controlplane", "--listen", &cp_addr, "--data-dir"])
+        .arg(cp_data.path());
+    let mut cp = ManagedProcess::spawn(cmd).expect("control plane");
+    switchboard_testkit::wait_for_tcp(&cp_addr, WAIT)
+        .await
+        .expect("control plane up");
+    let server = format!("http://{cp_addr}");
+    let out = Command::new(BIN)
+        .args(["apply", "-f", &quickstart(), "--server", &server])
+        .output()
+        .expect("apply");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let listen = format!("127.0.0.1:{}", free_port());
+    let state = dp_state.path().display().to_string();
+    let dp_args = [
+        "dataplane",
+        "--control-plane",
+        &cp_addr,
+        "--listen",
+        &listen,
+        "--state-dir",
+        &state,
+        "--node-id",
+        "dp-1",
+    ];
+    let ready = format!("http://{listen}/readyz");
+    let mut dp = start(&dp_args, &ready).await;
+    let url = format!("http://{listen}/servers/demo/mcp");
+    let mut client = McpHttpClient::new(url.clone());
+    client.initialize().await.expect("initialize");
+
+    cp.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let prompts = client
+        .request("prompts/list", json!({}))
+        .await
+        .expect("served without a CP");
+    assert_eq!(prompts["prompts"][0]["name"], "summarize");
+
+    // Restart the data plane while the control plane is still gone: it starts from disk.
+    dp.kill();
+    let _dp = start(&dp_args, &ready).await;
+    let mut client = McpHttpClient::new(url);
+    client.initialize().await.expect("initialize after restart");
+    let read = client
+        .request(
+            "resources/read",
+            json!({"uri": "docs://switchboard/handbook"}),
+        )
+        .await
+        .expect("resources/read from the persisted snapshot");
+    assert!(read["contents"][0]["text"]
+        .as_str()
+        .expect("text")
+        .starts_with("# Handbook"));
+}

@@ -1,0 +1,36 @@
+"""Drives the official PyPI `mcp` SDK client against one MCP endpoint and prints what it
+saw as one JSON object, so Rust tests can assert on a real client's view.
+
+usage: py_client.py URL MODE   (MODE: legacy | auto)
+"""
+
+import asyncio
+import json
+import sys
+
+from mcp import Client
+
+
+async def main(url: str, mode: str) -> dict:
+    out: dict = {}
+    async with Client(url, mode=mode) as client:
+        prompts = await client.list_prompts()
+        out["prompts"] = [p.name for p in prompts.prompts]
+        got = await client.get_prompt("summarize", {"text": "Switchboard routes MCP."})
+        out["prompt_text"] = got.messages[0].content.text
+        resources = await client.list_resources()
+        out["resources"] = [str(r.uri) for r in resources.resources]
+        read = await client.read_resource("docs://switchboard/handbook")
+        out["resource_text"] = read.contents[0].text
+        tools = await client.list_tools()
+        out["tools"] = [t.name for t in tools.tools]
+        try:
+            await client.get_prompt("no-such-prompt", {})
+            out["unknown_prompt_error"] = None
+        except Exception as e:  # the SDK raises on JSON-RPC errors
+            out["unknown_prompt_error"] = str(e)
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main(sys.argv[1], sys.argv[2]))))
