@@ -5,7 +5,9 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use switchboard_testkit::{free_port, python_bin, wait_for_http_ok, ManagedProcess, McpHttpClient};
+use switchboard_testkit::{
+    free_port, python_bin, wait_for_http_ok, ManagedProcess, McpHttpClient, ServerEverything,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 const WAIT: Duration = Duration::from_secs(30);
@@ -45,16 +47,31 @@ struct Up {
 
 impl Up {
     async fn start(extra: &[&str]) -> Up {
+        Self::start_with(&quickstart(), extra).await
+    }
+
+    /// `up` on the quickstart, with the `everything` upstream pointed at `url`.
+    async fn start_against(url: &str) -> (Up, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = std::fs::read_to_string(quickstart())
+            .expect("quickstart")
+            .replace("http://127.0.0.1:3001/mcp", url);
+        let file = dir.path().join("quickstart.yaml");
+        std::fs::write(&file, text).expect("write");
+        let up = Self::start_with(&file.display().to_string(), &[]).await;
+        (up, dir)
+    }
+
+    async fn start_with(config: &str, extra: &[&str]) -> Up {
         let data = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let admin = format!("127.0.0.1:{}", free_port());
         let dir = data.path().display().to_string();
-        let q = quickstart();
         let mut args = vec![
             "up",
             "-f",
-            &q,
+            config,
             "--listen",
             &listen,
             "--admin-listen",
@@ -74,6 +91,111 @@ impl Up {
     fn mcp(&self, server: &str) -> String {
         format!("http://127.0.0.1:{}/servers/{server}/mcp", self.port)
     }
+}
+
+async fn python_client(up: &Up, mode: &str) -> Value {
+    let script = root().join("tests/peers/py_client.py");
+    let out = tokio::process::Command::new(python_bin().expect("PyPI mcp installed"))
+        .arg(&script)
+        .args([&up.mcp("demo"), mode])
+        .output();
+    let out = tokio::time::timeout(WAIT, out)
+        .await
+        .expect("client finished")
+        .expect("ran");
+    assert!(
+        out.status.success(),
+        "mode {mode}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        up.process.log_tail(30)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from the client")
+}
+
+/// Waits until the data plane lists `tool` (catalog discovered and pushed).
+async fn wait_for_tool(up: &Up, tool: &str) {
+    let mut client = McpHttpClient::new(up.mcp("demo"));
+    client.initialize().await.expect("initialize");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let tools = client
+            .request("tools/list", json!({}))
+            .await
+            .expect("tools/list");
+        if tools["tools"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["name"] == tool))
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{tool} never listed: {tools}\n{}",
+            up.process.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_client_calls_real_upstream_tools_with_streamed_progress() {
+    let server = ServerEverything::start().await.expect("server-everything");
+    let (up, _dir) = Up::start_against(&server.url()).await;
+    wait_for_tool(&up, "everything_echo").await;
+    for mode in ["legacy", "auto"] {
+        let seen = python_client(&up, mode).await;
+        let tools = seen["tools"].as_array().expect("tools");
+        assert!(
+            tools.iter().any(|t| t == "everything_get-sum"),
+            "{mode}: {tools:?}"
+        );
+        assert!(tools
+            .iter()
+            .all(|t| t.as_str().is_some_and(|n| n.starts_with("everything_"))));
+        assert_eq!(seen["echo"], "Echo: via switchboard", "{mode}");
+        assert!(seen["long_running"]
+            .as_str()
+            .expect("text")
+            .contains("completed"));
+        // Four progress notifications, arriving spread over the two seconds, not in one burst
+        // at the end: the gateway streams events as they come.
+        let progress = seen["progress"].as_array().expect("progress");
+        assert_eq!(progress.len(), 4, "{mode}: {progress:?}");
+        let first = progress[0][1].as_f64().expect("time");
+        let last = progress[3][1].as_f64().expect("time");
+        assert!(
+            last - first >= 1.0,
+            "{mode}: progress arrived bunched: {progress:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_upstream_gives_a_clean_error_not_a_hang() {
+    let mut server = ServerEverything::start().await.expect("server-everything");
+    let (up, _dir) = Up::start_against(&server.url()).await;
+    wait_for_tool(&up, "everything_echo").await;
+    let mut client = McpHttpClient::new(up.mcp("demo"));
+    client.initialize().await.expect("initialize");
+    server.process().kill();
+    let started = std::time::Instant::now();
+    let err = client
+        .request(
+            "tools/call",
+            json!({"name": "everything_echo", "arguments": {"message": "x"}}),
+        )
+        .await
+        .expect_err("the upstream is gone");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("-32603") && text.contains("upstream `everything` failed"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,4 +410,29 @@ async fn data_plane_outlives_its_control_plane_and_restarts_from_its_persisted_s
         .as_str()
         .expect("text")
         .starts_with("# Handbook"));
+}
+
+#[test]
+fn a_taken_listen_address_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let state = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .args([
+            "dataplane",
+            "-f",
+            &quickstart(),
+            "--listen",
+            &addr,
+            "--state-dir",
+        ])
+        .arg(state.path())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
 }

@@ -5,6 +5,7 @@
 //! These types are the single source of truth for every schema: the store keeps their JSON,
 //! and snapshot payloads on the wire are their JSON.
 
+pub mod catalog;
 pub mod diagnostic;
 pub mod kinds;
 pub mod object;
@@ -14,6 +15,7 @@ pub mod set;
 pub mod snapshot;
 pub mod validate;
 
+pub use catalog::Catalog;
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use object::{Kind, Metadata, Object, Resource, API_VERSION};
 pub use parse::{parse_source, Located, Origin};

@@ -1,6 +1,7 @@
 //! The data plane's whole configuration: what the control plane builds per data-plane group
 //! and pushes, and what a data plane checks before it serves it.
 
+use crate::catalog::Catalog;
 use crate::diagnostic::Diagnostics;
 use crate::kinds::{
     auth_provider::AuthProviderSpec, prompt::PromptSpec, rate_limit::RateLimitPolicySpec,
@@ -33,6 +34,9 @@ pub struct Snapshot {
     pub auth_providers: BTreeMap<String, AuthProviderSpec>,
     #[serde(default)]
     pub rate_limits: BTreeMap<String, RateLimitPolicySpec>,
+    /// Discovered catalogs of the upstreams above (absent until discovered).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub catalogs: BTreeMap<String, Catalog>,
 }
 
 /// The identity a snapshot is built for (a data-plane group).
@@ -55,9 +59,14 @@ pub enum SnapshotError {
 }
 
 impl Snapshot {
-    /// Selects the virtual servers placed on `group` and everything they reference, and
-    /// stamps the content version. Pure: equal inputs give equal snapshots on any replica.
-    pub fn build(set: &ResourceSet, group: &NodeGroup) -> Snapshot {
+    /// Selects the virtual servers placed on `group` and everything they reference
+    /// (including the catalogs of their upstreams), and stamps the content version. Pure:
+    /// equal inputs give equal snapshots on any replica.
+    pub fn build(
+        set: &ResourceSet,
+        group: &NodeGroup,
+        catalogs: &BTreeMap<String, Catalog>,
+    ) -> Snapshot {
         let mut snap = Snapshot::default();
         for item in set.of_kind(Kind::VirtualServer) {
             let Resource::VirtualServer(vs) = &item.resource else {
@@ -113,6 +122,11 @@ impl Snapshot {
             }
             snap.virtual_servers
                 .insert(vs.metadata.name.clone(), spec.clone());
+        }
+        for name in snap.upstreams.keys() {
+            if let Some(c) = catalogs.get(name) {
+                snap.catalogs.insert(name.clone(), c.clone());
+            }
         }
         snap.version = snap.content_version();
         snap

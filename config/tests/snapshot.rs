@@ -1,7 +1,9 @@
 //! Snapshots: built per data-plane group, versioned by content, and checked on receipt.
 
 use std::collections::BTreeMap;
-use switchboard_config::{load_sources, NodeGroup, Resource, Snapshot, SnapshotError, Source};
+use switchboard_config::{
+    load_sources, Catalog, NodeGroup, Resource, Snapshot, SnapshotError, Source,
+};
 
 fn quickstart_and_policies() -> switchboard_config::ResourceSet {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
@@ -20,6 +22,10 @@ fn quickstart_and_policies() -> switchboard_config::ResourceSet {
     .unwrap_or_else(|d| panic!("examples invalid:\n{d}"))
 }
 
+fn no_catalogs() -> BTreeMap<String, Catalog> {
+    BTreeMap::new()
+}
+
 fn group(cluster: &str) -> NodeGroup {
     NodeGroup {
         cluster: cluster.into(),
@@ -31,7 +37,7 @@ fn group(cluster: &str) -> NodeGroup {
 #[test]
 fn placement_selects_servers_and_only_what_they_reference() {
     let set = quickstart_and_policies();
-    let us = Snapshot::build(&set, &group("us-east"));
+    let us = Snapshot::build(&set, &group("us-east"), &no_catalogs());
     assert_eq!(us.virtual_servers.keys().collect::<Vec<_>>(), ["demo"]);
     assert_eq!(
         us.upstreams.keys().collect::<Vec<_>>(),
@@ -41,7 +47,7 @@ fn placement_selects_servers_and_only_what_they_reference() {
     assert_eq!(us.prompts.len(), 1);
     assert_eq!(us.resources.len(), 1);
 
-    let eu = Snapshot::build(&set, &group("eu-west"));
+    let eu = Snapshot::build(&set, &group("eu-west"), &no_catalogs());
     assert_eq!(
         eu.virtual_servers.keys().collect::<Vec<_>>(),
         ["demo", "guarded"]
@@ -55,7 +61,7 @@ fn placement_selects_servers_and_only_what_they_reference() {
 #[test]
 fn version_is_a_content_hash() {
     let set = quickstart_and_policies();
-    let a = Snapshot::build(&set, &group("us-east"));
+    let a = Snapshot::build(&set, &group("us-east"), &no_catalogs());
     // Another node in another zone of the same cluster gets the identical snapshot.
     let b = Snapshot::build(
         &set,
@@ -63,6 +69,7 @@ fn version_is_a_content_hash() {
             zone: "b".into(),
             ..group("us-east")
         },
+        &no_catalogs(),
     );
     assert_eq!(a, b);
     assert_eq!(a.version.len(), 24);
@@ -76,7 +83,11 @@ fn version_is_a_content_hash() {
 
 #[test]
 fn decode_accepts_what_encode_produced() {
-    let snap = Snapshot::build(&quickstart_and_policies(), &group("eu-west"));
+    let snap = Snapshot::build(
+        &quickstart_and_policies(),
+        &group("eu-west"),
+        &no_catalogs(),
+    );
     let back = Snapshot::decode(&snap.encode()).expect("round trip");
     assert_eq!(back, snap);
 }
@@ -92,7 +103,11 @@ fn decode_rejects_garbage_tampering_and_inconsistency() {
         Err(SnapshotError::Decode(_))
     ));
 
-    let snap = Snapshot::build(&quickstart_and_policies(), &group("us-east"));
+    let snap = Snapshot::build(
+        &quickstart_and_policies(),
+        &group("us-east"),
+        &no_catalogs(),
+    );
     let mut tampered = snap.clone();
     tampered.upstreams.remove("time");
     let err = Snapshot::decode(&tampered.encode()).expect_err("version no longer matches");
@@ -143,4 +158,30 @@ fn kind_names_parse_like_kubectl() {
         assert_eq!(s.parse::<Kind>().expect(s), k);
     }
     assert!("gateway".parse::<Kind>().is_err());
+}
+
+#[test]
+fn catalogs_travel_only_with_their_upstreams() {
+    let set = quickstart_and_policies();
+    let mut catalogs = BTreeMap::new();
+    for name in ["everything", "reference"] {
+        catalogs.insert(
+            name.to_string(),
+            Catalog {
+                protocol_version: "2025-06-18".into(),
+                tools: vec![serde_json::json!({"name": "echo", "inputSchema": {"type": "object"}})],
+                ..Catalog::default()
+            },
+        );
+    }
+    let us = Snapshot::build(&set, &group("us-east"), &catalogs);
+    assert_eq!(us.catalogs.keys().collect::<Vec<_>>(), ["everything"]);
+    let eu = Snapshot::build(&set, &group("eu-west"), &catalogs);
+    assert_eq!(eu.catalogs.len(), 2);
+    // A catalog change is a content change.
+    assert_ne!(
+        us.version,
+        Snapshot::build(&set, &group("us-east"), &no_catalogs()).version
+    );
+    assert_eq!(Snapshot::decode(&us.encode()).expect("decodes"), us);
 }

@@ -1,6 +1,7 @@
 //! The discovery service: one state-of-the-world stream per data plane (see
 //! `proto/switchboard/v1/discovery.proto` for the protocol).
 
+use crate::catalogs::Catalogs;
 use crate::dataplanes::DataPlanes;
 use crate::snapshots::{group_label, group_of, SnapshotCache};
 use crate::state::RegistryState;
@@ -22,6 +23,7 @@ pub const COALESCE: Duration = Duration::from_millis(50);
 pub struct Hub {
     pub control_plane_id: String,
     pub state: watch::Receiver<Arc<RegistryState>>,
+    pub catalogs: watch::Receiver<Catalogs>,
     pub snapshots: SnapshotCache,
     pub dataplanes: Arc<DataPlanes>,
     nonces: AtomicU64,
@@ -32,11 +34,13 @@ impl Hub {
     pub fn new(
         control_plane_id: String,
         state: watch::Receiver<Arc<RegistryState>>,
+        catalogs: watch::Receiver<Catalogs>,
         dataplanes: Arc<DataPlanes>,
     ) -> Self {
         Hub {
             control_plane_id,
             state,
+            catalogs,
             snapshots: SnapshotCache::default(),
             dataplanes,
             nonces: AtomicU64::new(1),
@@ -116,6 +120,7 @@ impl Session {
                 .connect(self.node.clone(), group_label(&group), self.acked.clone());
         tracing::info!(node = %self.node.id, group = %group_label(&group), version = %self.acked, "data plane connected");
         let mut state = hub.state.clone();
+        let mut catalogs = hub.catalogs.clone();
         let mut pending_nonce = String::new();
         let mut last_pushed = String::new();
         let mut dirty = true;
@@ -123,7 +128,8 @@ impl Session {
             if dirty {
                 dirty = false;
                 let current = state.borrow_and_update().clone();
-                let snap = hub.snapshots.get(&group, &current);
+                let current_catalogs = catalogs.borrow_and_update().clone();
+                let snap = hub.snapshots.get(&group, &current, &current_catalogs);
                 if snap.version == self.acked && last_pushed != self.acked {
                     // The config went back to what the data plane serves (e.g. the change it
                     // rejected was reverted): nothing to push, and no NACK outstanding.
@@ -175,6 +181,12 @@ impl Session {
                         break;
                     }
                     tokio::time::sleep(COALESCE).await;
+                    dirty = true;
+                }
+                changed = catalogs.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
                     dirty = true;
                 }
             }

@@ -61,7 +61,8 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let state = crate::state::follow(store.clone());
     let dataplanes = Arc::new(DataPlanes::new(id.clone()));
-    let hub = Arc::new(Hub::new(id, state.clone(), dataplanes.clone()));
+    let catalogs = crate::catalogs::follow(state.clone());
+    let hub = Arc::new(Hub::new(id, state.clone(), catalogs, dataplanes.clone()));
     let discovery = DiscoveryServer::new(DiscoveryService::new(hub))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(256 << 20);

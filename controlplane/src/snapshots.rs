@@ -1,6 +1,7 @@
 //! Snapshots per data-plane group, built once per registry revision and shared by every
 //! stream of that group (so one apply costs one build per group, not one per data plane).
 
+use crate::catalogs::Catalogs;
 use crate::dataplanes::now_ms;
 use crate::state::RegistryState;
 use crate::store::Revision;
@@ -21,17 +22,27 @@ pub struct SnapshotCache {
 #[derive(Default)]
 struct Memo {
     revision: Revision,
+    /// Identity of the catalogs the memo was built with.
+    catalogs: usize,
     set: Option<Arc<ResourceSet>>,
     by_group: HashMap<NodeGroup, WireSnapshot>,
 }
 
 impl SnapshotCache {
-    /// The snapshot for `group` as of `state` (built on first use per revision).
-    pub fn get(&self, group: &NodeGroup, state: &RegistryState) -> WireSnapshot {
+    /// The snapshot for `group` as of `state` and `catalogs` (built on first use).
+    pub fn get(
+        &self,
+        group: &NodeGroup,
+        state: &RegistryState,
+        catalogs: &Catalogs,
+    ) -> WireSnapshot {
+        let catalogs_id = Arc::as_ptr(catalogs) as usize;
         let set = {
             let mut memo = self.lock();
-            if memo.set.is_none() || memo.revision != state.revision {
+            if memo.set.is_none() || memo.revision != state.revision || memo.catalogs != catalogs_id
+            {
                 memo.revision = state.revision;
+                memo.catalogs = catalogs_id;
                 memo.set = Some(Arc::new(state.resource_set()));
                 memo.by_group.clear();
             }
@@ -40,7 +51,7 @@ impl SnapshotCache {
             }
             memo.set.clone().unwrap_or_default()
         };
-        let snap = Snapshot::build(&set, group);
+        let snap = Snapshot::build(&set, group, catalogs);
         let wire = Arc::new(v1::Snapshot {
             version: snap.version.clone(),
             format: switchboard_proto::SNAPSHOT_FORMAT_JSON_V1.to_string(),
@@ -48,7 +59,7 @@ impl SnapshotCache {
             created_unix_ms: now_ms(),
         });
         let mut memo = self.lock();
-        if memo.revision == state.revision {
+        if memo.revision == state.revision && memo.catalogs == catalogs_id {
             memo.by_group.insert(group.clone(), wire.clone());
         }
         wire

@@ -1,23 +1,27 @@
-//! The pingora side: route each HTTP request to a virtual server and answer it. Today every
-//! answer is local (see `transport`); upstream forwarding plugs into `upstream_peer` and the
-//! body filters.
+//! The pingora side: route each HTTP request to a virtual server, then answer it from memory
+//! or forward it to an upstream and stream the answer back (see `transport` for the rules).
 
-use crate::jsonrpc;
+use crate::jsonrpc::{self, RpcError};
 use crate::routes::{Routes, ServerView};
-use crate::transport::{self, Reply, RequestInfo};
+use crate::transport::{self, Forward, Outcome, Reply, RequestInfo};
+use crate::upstreams::UpstreamPool;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use pingora::http::ResponseHeader;
 use pingora::prelude::{HttpPeer, Session};
 use pingora::proxy::ProxyHttp;
 use pingora::{Error, ErrorType, Result};
+use serde_json::{json, Value};
 use std::sync::Arc;
+use switchboard_upstream::json_events;
 
 /// The gateway's request handler; cheap to share, reads the current routes per request.
 pub struct Gateway {
     routes: Arc<ArcSwap<Routes>>,
     max_body_bytes: usize,
+    upstreams: UpstreamPool,
 }
 
 impl Gateway {
@@ -26,9 +30,129 @@ impl Gateway {
         Gateway {
             routes,
             max_body_bytes,
+            upstreams: UpstreamPool::default(),
+        }
+    }
+
+    /// Sends a call upstream and streams the answer back with the client's id restored.
+    async fn forward(&self, session: &mut Session, routes: &Routes, f: Forward) -> Result<()> {
+        let fail = |message: String| {
+            Reply::json(
+                200,
+                &jsonrpc::error_response(
+                    &f.client_id,
+                    &RpcError {
+                        code: jsonrpc::INTERNAL_ERROR,
+                        message,
+                        data: Some(json!({"upstream": f.upstream})),
+                    },
+                ),
+            )
+        };
+        let Some(spec) = routes.upstream(&f.upstream) else {
+            return send(
+                session,
+                fail(format!("upstream `{}` is not in this snapshot", f.upstream)),
+            )
+            .await;
+        };
+        let gateway_id = json!(self.upstreams.next_id());
+        let body =
+            json!({"jsonrpc": "2.0", "id": gateway_id, "method": f.method, "params": f.params});
+        let resp = match self.upstreams.send(&f.upstream, &spec, &body).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(upstream = %f.upstream, error = %e, "upstream call failed");
+                return send(
+                    session,
+                    fail(format!("upstream `{}` failed: {e}", f.upstream)),
+                )
+                .await;
+            }
+        };
+        let restore = |mut msg: Value| {
+            if msg.get("id") == Some(&gateway_id) {
+                msg["id"] = f.client_id.clone();
+            }
+            msg
+        };
+        let is_sse = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !is_sse {
+            let reply = match resp
+                .bytes()
+                .await
+                .map(|b| serde_json::from_slice::<Value>(&b))
+            {
+                Ok(Ok(msg)) => Reply::json(200, &restore(msg)),
+                Ok(Err(e)) => fail(format!("upstream `{}` sent invalid JSON: {e}", f.upstream)),
+                Err(e) => fail(format!(
+                    "upstream `{}` broke off its answer: {e}",
+                    f.upstream
+                )),
+            };
+            return send(session, reply).await;
+        }
+        // SSE: pass every event on as it arrives (progress notifications included), ending
+        // the stream with the response.
+        let mut header = ResponseHeader::build(200, Some(3))?;
+        header.insert_header("content-type", "text/event-stream")?;
+        header.insert_header("cache-control", "no-cache")?;
+        if session.req_header().version == pingora::http::Version::HTTP_11 {
+            // Delimit the stream so the connection can be kept alive afterwards.
+            header.insert_header("transfer-encoding", "chunked")?;
+        }
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        let idle = spec.timeouts.idle.unwrap_or(DEFAULT_IDLE);
+        let mut events = Box::pin(json_events(resp.bytes_stream()));
+        loop {
+            let next = match tokio::time::timeout(idle, events.next()).await {
+                Ok(next) => next,
+                Err(_) => Some(Err(format!("no event for {idle:?}"))),
+            };
+            match next {
+                Some(Ok(event)) => {
+                    let (data, done) = match serde_json::from_str::<Value>(&event.data) {
+                        Ok(msg) => {
+                            let is_response = msg.get("id") == Some(&gateway_id)
+                                && (msg.get("result").is_some() || msg.get("error").is_some());
+                            (restore(msg).to_string(), is_response)
+                        }
+                        Err(_) => (event.data.clone(), false),
+                    };
+                    let wire = Bytes::from(event.to_wire(&data));
+                    session.write_response_body(Some(wire), done).await?;
+                    if done {
+                        return Ok(());
+                    }
+                }
+                end => {
+                    let why = match end {
+                        Some(Err(e)) => e,
+                        _ => "the stream ended without a response".into(),
+                    };
+                    let msg = jsonrpc::error_response(
+                        &f.client_id,
+                        &RpcError::new(
+                            jsonrpc::INTERNAL_ERROR,
+                            format!("upstream `{}`: {why}", f.upstream),
+                        ),
+                    );
+                    let wire = Bytes::from(format!("data: {msg}\n\n"));
+                    return session.write_response_body(Some(wire), true).await;
+                }
+            }
         }
     }
 }
+
+/// Longest silence allowed inside a streamed upstream answer when the resource sets none.
+pub const DEFAULT_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Where a request path points.
 enum Target {
@@ -156,9 +280,14 @@ impl ProxyHttp for Gateway {
                     session_id: header(session, "mcp-session-id").map(str::to_string),
                     protocol_version: header(session, "mcp-protocol-version").map(str::to_string),
                 };
-                let reply = transport::handle(&server, &info, &body);
-                tracing::debug!(server = %server.name, method = %info.method, status = reply.status, "answered");
-                reply
+                match transport::handle(&server, &info, &body) {
+                    Outcome::Reply(reply) => reply,
+                    Outcome::Forward(f) => {
+                        tracing::debug!(server = %server.name, upstream = %f.upstream, method = %f.method, "forwarding");
+                        self.forward(session, &routes, f).await?;
+                        return Ok(true);
+                    }
+                }
             }
         };
         send(session, reply).await?;
@@ -170,7 +299,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         _ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
-        // Every request is answered in request_filter today.
+        // Every request is answered in request_filter (locally or by forwarding).
         Err(Error::explain(
             ErrorType::HTTPStatus(502),
             "no upstream route for this request",

@@ -9,3 +9,4 @@ pub mod routes;
 pub mod server;
 pub mod session;
 pub mod transport;
+pub mod upstreams;

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use switchboard_config::kinds::{prompt::PromptSpec, resource::ResourceSpec};
+use switchboard_config::kinds::{
+    prompt::PromptSpec, resource::ResourceSpec, upstream::UpstreamSpec,
+};
 use switchboard_config::Snapshot;
 
 /// Everything one snapshot routes.
@@ -14,6 +16,15 @@ pub struct Routes {
     pub version: String,
     servers: HashMap<String, Arc<ServerView>>,
     hosts: HashMap<String, String>,
+    upstreams: HashMap<String, Arc<UpstreamSpec>>,
+}
+
+/// Where a tool a client calls really lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolRoute {
+    pub upstream: String,
+    /// The tool's name at the upstream.
+    pub tool: String,
 }
 
 /// One virtual server as clients see it.
@@ -27,6 +38,8 @@ pub struct ServerView {
     pub resources: BTreeMap<String, ResourceSpec>,
     /// Tool definitions as listed to clients (from discovered catalogs).
     pub tools: Vec<serde_json::Value>,
+    /// Client-visible tool name -> upstream and upstream tool name.
+    pub tool_routes: HashMap<String, ToolRoute>,
     /// The snapshot version, for pagination cursors.
     pub version: String,
 }
@@ -67,6 +80,37 @@ impl Routes {
                 })?;
                 view.resources.insert(spec.uri.clone(), spec.clone());
             }
+            for sel in &vs.upstreams {
+                let Some(catalog) = snapshot.catalogs.get(&sel.upstream) else {
+                    continue; // not discovered yet: its tools appear when it is
+                };
+                for tool in &catalog.tools {
+                    let Some(upstream_name) = tool.get("name").and_then(|n| n.as_str()) else {
+                        continue;
+                    };
+                    if sel
+                        .tools
+                        .as_ref()
+                        .is_some_and(|allowed| !allowed.iter().any(|t| t == upstream_name))
+                    {
+                        continue;
+                    }
+                    let exposed = sel.exposed_name(upstream_name);
+                    let route = ToolRoute {
+                        upstream: sel.upstream.clone(),
+                        tool: upstream_name.to_string(),
+                    };
+                    if let Some(other) = view.tool_routes.insert(exposed.clone(), route) {
+                        return Err(format!(
+                            "virtual server `{name}`: tool `{exposed}` is offered by upstreams `{}` and `{}`; set distinct prefixes",
+                            other.upstream, sel.upstream
+                        ));
+                    }
+                    let mut listed = tool.clone();
+                    listed["name"] = serde_json::Value::String(exposed);
+                    view.tools.push(listed);
+                }
+            }
             for host in &vs.hosts {
                 if let Some(other) = routes.hosts.insert(host.to_ascii_lowercase(), name.clone()) {
                     return Err(format!(
@@ -76,7 +120,17 @@ impl Routes {
             }
             routes.servers.insert(name.clone(), Arc::new(view));
         }
+        for (name, spec) in &snapshot.upstreams {
+            routes
+                .upstreams
+                .insert(name.clone(), Arc::new(spec.clone()));
+        }
         Ok(routes)
+    }
+
+    /// An upstream's definition, for forwarding.
+    pub fn upstream(&self, name: &str) -> Option<Arc<UpstreamSpec>> {
+        self.upstreams.get(name).cloned()
     }
 
     /// The virtual server named in a path.

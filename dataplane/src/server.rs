@@ -60,6 +60,10 @@ impl BackgroundService for DiscoveryTask {
 
 /// Builds the server and runs it until a signal stops the process; never returns on success.
 pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
+    // pingora retries a failed bind for 30 s and then panics in a service task: check first,
+    // so a taken port is a clear error at once.
+    std::net::TcpListener::bind(&config.listen)
+        .map_err(|e| StartError::Server(format!("cannot listen on {}: {e}", config.listen)))?;
     let routes = Arc::new(ArcSwap::from_pointee(Routes::default()));
     let mut discovery = None;
     match config.source {

@@ -26,7 +26,8 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn json(status: u16, body: &Value) -> Reply {
+    /// A JSON body with a status.
+    pub fn json(status: u16, body: &Value) -> Reply {
         Reply {
             status,
             headers: vec![("content-type", "application/json".into())],
@@ -51,13 +52,39 @@ impl Reply {
     }
 }
 
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Answer with this.
+    Reply(Reply),
+    /// Send this call to an upstream and stream its answer back.
+    Forward(Forward),
+}
+
+/// A request the gateway hands to an upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward {
+    /// The id the client used; the upstream sees a gateway id instead.
+    pub client_id: Value,
+    pub upstream: String,
+    pub method: String,
+    /// Params as the upstream must see them (tool name rewritten).
+    pub params: Value,
+}
+
 /// The protocol version assumed when a client sends no `MCP-Protocol-Version` header.
 pub const DEFAULT_VERSION: &str = "2025-03-26";
 
-/// Answers one request to `server`'s endpoint.
-pub fn handle(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Reply {
+/// Decides how to answer one request to `server`'s endpoint.
+pub fn handle(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Outcome {
     match req.method.as_str() {
         "POST" => post(server, req, body),
+        _ => Outcome::Reply(other_method(server, req)),
+    }
+}
+
+fn other_method(server: &ServerView, req: &RequestInfo) -> Reply {
+    match req.method.as_str() {
         "DELETE" => match session_of(server, req) {
             // Ids carry no server-side state to drop; the client forgets it.
             Ok(_) => Reply::empty(200),
@@ -98,49 +125,56 @@ fn session_of(server: &ServerView, req: &RequestInfo) -> Result<Session, Reply> 
     }
 }
 
-fn post(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Reply {
+fn post(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Outcome {
+    match post_checked(server, req, body) {
+        Ok(outcome) => outcome,
+        Err(reply) => Outcome::Reply(reply),
+    }
+}
+
+fn post_checked(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Result<Outcome, Reply> {
     let is_json = req.content_type.as_deref().is_some_and(|c| {
         c.split(';')
             .next()
             .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
     });
     if !is_json {
-        return Reply::rpc_error(
+        return Err(Reply::rpc_error(
             415,
             jsonrpc::INVALID_REQUEST,
             "Content-Type must be application/json",
-        );
+        ));
     }
     if let Some(accept) = &req.accept {
         let ok = accept.contains("application/json")
             || accept.contains("*/*")
             || accept.contains("application/*");
         if !ok {
-            return Reply::rpc_error(
+            return Err(Reply::rpc_error(
                 406,
                 jsonrpc::INVALID_REQUEST,
                 "Accept must include application/json",
-            );
+            ));
         }
     }
     if let Some(v) = &req.protocol_version {
         if !versions::is_supported(v) {
-            return Reply::rpc_error(
+            return Err(Reply::rpc_error(
                 400,
                 jsonrpc::INVALID_REQUEST,
                 format!(
                     "unsupported MCP-Protocol-Version `{v}`; supported: {}",
                     versions::SUPPORTED.join(", ")
                 ),
-            );
+            ));
         }
     }
     let message = match jsonrpc::parse(body) {
         Ok(m) => m,
-        Err(rejected) => return Reply::json(400, &rejected.to_response()),
+        Err(rejected) => return Err(Reply::json(400, &rejected.to_response())),
     };
     match message {
-        Message::Request { id, method, params } if method == "initialize" => {
+        Message::Request { id, method, params } if method == "initialize" => Ok(Outcome::Reply(
             match local::answer(server, &method, &params) {
                 Ok(result) => {
                     let version = result["protocolVersion"]
@@ -152,23 +186,32 @@ fn post(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Reply {
                     reply
                 }
                 Err(e) => Reply::json(200, &jsonrpc::error_response(&id, &e)),
-            }
-        }
+            },
+        )),
         Message::Request { id, method, params } => {
-            if let Err(reply) = session_of(server, req) {
-                return reply;
+            session_of(server, req)?;
+            if method == "tools/call" {
+                let called = params.get("name").and_then(Value::as_str).unwrap_or("");
+                if let Some(route) = server.tool_routes.get(called) {
+                    let mut params = params.clone();
+                    params["name"] = Value::String(route.tool.clone());
+                    return Ok(Outcome::Forward(Forward {
+                        client_id: id,
+                        upstream: route.upstream.clone(),
+                        method,
+                        params,
+                    }));
+                }
             }
             let response = match local::answer(server, &method, &params) {
                 Ok(result) => jsonrpc::result_response(&id, result),
                 Err(e) => jsonrpc::error_response(&id, &e),
             };
-            Reply::json(200, &response)
+            Ok(Outcome::Reply(Reply::json(200, &response)))
         }
         Message::Notification { .. } | Message::Response { .. } => {
-            if let Err(reply) = session_of(server, req) {
-                return reply;
-            }
-            Reply::empty(202)
+            session_of(server, req)?;
+            Ok(Outcome::Reply(Reply::empty(202)))
         }
     }
 }
@@ -200,6 +243,13 @@ mod tests {
             accept: Some("application/json, text/event-stream".into()),
             session_id: session,
             protocol_version: None,
+        }
+    }
+
+    fn handle(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Reply {
+        match super::handle(server, req, body) {
+            Outcome::Reply(r) => r,
+            Outcome::Forward(f) => panic!("unexpected forward {f:?}"),
         }
     }
 
@@ -284,5 +334,43 @@ mod tests {
             (bad.status, body(&bad)["error"]["code"].as_i64()),
             (400, Some(jsonrpc::PARSE_ERROR))
         );
+    }
+}
+
+#[cfg(test)]
+mod forward_tests {
+    use super::*;
+    use crate::routes::ToolRoute;
+
+    #[test]
+    fn routed_tools_are_forwarded_with_the_upstream_name() {
+        let mut view = ServerView {
+            name: "demo".into(),
+            ..ServerView::default()
+        };
+        view.tool_routes.insert(
+            "everything_echo".into(),
+            ToolRoute {
+                upstream: "everything".into(),
+                tool: "echo".into(),
+            },
+        );
+        let sid = Session::new("demo", "2025-06-18").to_id();
+        let req = RequestInfo {
+            method: "POST".into(),
+            content_type: Some("application/json".into()),
+            session_id: Some(sid),
+            ..RequestInfo::default()
+        };
+        let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"everything_echo","arguments":{"message":"hi"}}}"#;
+        match handle(&view, &req, body) {
+            Outcome::Forward(f) => {
+                assert_eq!(f.client_id, json!(7));
+                assert_eq!(f.upstream, "everything");
+                assert_eq!(f.params["name"], "echo");
+                assert_eq!(f.params["arguments"]["message"], "hi");
+            }
+            other => panic!("expected a forward, got {other:?}"),
+        }
     }
 }

@@ -51,7 +51,7 @@ pub fn run_command(args: &DataplaneArgs) -> anyhow::Result<i32> {
             zone: node.zone.clone(),
             labels: node.labels.clone().into_iter().collect(),
         };
-        Source::Static(Snapshot::build(&set, &group))
+        Source::Static(Snapshot::build(&set, &group, &Default::default()))
     } else if !args.control_plane.is_empty() {
         Source::ControlPlane(ClientConfig {
             control_planes: args

@@ -7,6 +7,7 @@ usage: py_client.py URL MODE   (MODE: legacy | auto)
 import asyncio
 import json
 import sys
+import time
 
 from mcp import Client
 
@@ -24,6 +25,23 @@ async def main(url: str, mode: str) -> dict:
         out["resource_text"] = read.contents[0].text
         tools = await client.list_tools()
         out["tools"] = [t.name for t in tools.tools]
+        if "everything_echo" in out["tools"]:
+            echoed = await client.call_tool("everything_echo", {"message": "via switchboard"})
+            out["echo"] = echoed.content[0].text
+            start = time.monotonic()
+            seen = []
+
+            async def on_progress(progress, total, message):
+                seen.append([progress, round(time.monotonic() - start, 3)])
+
+            done = await client.call_tool(
+                "everything_trigger-long-running-operation",
+                {"duration": 2, "steps": 4},
+                progress_callback=on_progress,
+            )
+            out["progress"] = seen
+            out["long_running"] = done.content[0].text
+            out["long_running_seconds"] = round(time.monotonic() - start, 3)
         try:
             await client.get_prompt("no-such-prompt", {})
             out["unknown_prompt_error"] = None

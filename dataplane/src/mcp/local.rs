@@ -258,7 +258,7 @@ mod tests {
             text,
         }])
         .expect("valid");
-        let snap = Snapshot::build(&set, &NodeGroup::default());
+        let snap = Snapshot::build(&set, &NodeGroup::default(), &Default::default());
         Routes::compile(&snap)
             .expect("compiles")
             .server("demo")

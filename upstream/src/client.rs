@@ -1,0 +1,361 @@
+//! Streamable-HTTP MCP client for upstreams.
+
+use crate::sse::json_events;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use switchboard_config::kinds::upstream::McpUpstream;
+use switchboard_config::Catalog;
+
+/// The version the gateway asks upstreams for (they may answer with an older one).
+pub const CLIENT_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// Most pages followed when listing, so a looping cursor cannot hang discovery.
+const MAX_PAGES: usize = 100;
+
+/// Why talking to an upstream failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("{url} did not answer within {after:?}")]
+    Timeout { url: String, after: Duration },
+    #[error("{url} answered HTTP {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    /// The upstream forgot our session (HTTP 404): open a new one and retry.
+    #[error("{url} no longer knows our session")]
+    SessionExpired { url: String },
+    #[error("{url} sent something that is not MCP: {reason}")]
+    Protocol { url: String, reason: String },
+    #[error("{url} answered with JSON-RPC error {code}: {message}")]
+    Rpc {
+        url: String,
+        code: i64,
+        message: String,
+    },
+}
+
+/// An open session with one upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamSession {
+    pub url: String,
+    /// `Mcp-Session-Id` the upstream gave us (stateless upstreams give none).
+    pub session_id: Option<String>,
+    pub protocol_version: String,
+    /// The upstream's capabilities from initialize.
+    pub capabilities: Value,
+    /// Static headers from the Upstream resource.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A pooled HTTP client speaking MCP.
+#[derive(Clone)]
+pub struct McpHttp {
+    http: reqwest::Client,
+    next_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl McpHttp {
+    /// A client whose connections time out after `connect_timeout`.
+    pub fn new(connect_timeout: Duration) -> Self {
+        McpHttp {
+            http: reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .build()
+                .unwrap_or_default(),
+            next_id: Default::default(),
+        }
+    }
+
+    /// A request id unique within this process.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+
+    fn post(
+        &self,
+        url: &str,
+        session: Option<&UpstreamSession>,
+        body: &Value,
+    ) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(s) = session {
+            req = req.header("mcp-protocol-version", &s.protocol_version);
+            if let Some(id) = &s.session_id {
+                req = req.header("mcp-session-id", id);
+            }
+            for (k, v) in &s.headers {
+                req = req.header(k, v);
+            }
+        }
+        req.body(body.to_string())
+    }
+
+    /// Sends one message and returns the raw response (2xx only), for streaming it on.
+    pub async fn send(
+        &self,
+        session: &UpstreamSession,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        self.send_to(&session.url, Some(session), body, timeout)
+            .await
+    }
+
+    async fn send_to(
+        &self,
+        url: &str,
+        session: Option<&UpstreamSession>,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let sent = tokio::time::timeout(timeout, self.post(url, session, body).send()).await;
+        let resp = match sent {
+            Err(_) => {
+                return Err(UpstreamError::Timeout {
+                    url: url.into(),
+                    after: timeout,
+                })
+            }
+            Ok(Err(e)) => {
+                return Err(UpstreamError::Unreachable {
+                    url: url.into(),
+                    reason: e.to_string(),
+                })
+            }
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status().as_u16();
+        if status == 404 && session.is_some_and(|s| s.session_id.is_some()) {
+            return Err(UpstreamError::SessionExpired { url: url.into() });
+        }
+        if !(200..300).contains(&status) {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(UpstreamError::Status {
+                url: url.into(),
+                status,
+                body: body.chars().take(500).collect(),
+            });
+        }
+        Ok(resp)
+    }
+
+    /// The JSON-RPC response with `id` inside a JSON or SSE body.
+    async fn response_for(
+        url: &str,
+        resp: reqwest::Response,
+        id: &Value,
+    ) -> Result<Value, UpstreamError> {
+        let protocol = |reason: String| UpstreamError::Protocol {
+            url: url.into(),
+            reason,
+        };
+        let is_sse = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !is_sse {
+            let bytes = resp.bytes().await.map_err(|e| protocol(e.to_string()))?;
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| protocol(format!("invalid JSON: {e}")));
+        }
+        let mut events = Box::pin(json_events(resp.bytes_stream()));
+        while let Some(event) = events.next().await {
+            let event = event.map_err(protocol)?;
+            if let Ok(msg) = serde_json::from_str::<Value>(&event.data) {
+                if msg.get("id") == Some(id)
+                    && (msg.get("result").is_some() || msg.get("error").is_some())
+                {
+                    return Ok(msg);
+                }
+            }
+        }
+        Err(protocol(format!(
+            "the stream ended without a response to request {id}"
+        )))
+    }
+
+    fn result_of(url: &str, msg: Value) -> Result<Value, UpstreamError> {
+        if let Some(err) = msg.get("error") {
+            return Err(UpstreamError::Rpc {
+                url: url.into(),
+                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+                message: err
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            });
+        }
+        msg.get("result")
+            .cloned()
+            .ok_or_else(|| UpstreamError::Protocol {
+                url: url.into(),
+                reason: "response without result".into(),
+            })
+    }
+
+    /// Opens a session: initialize, then notifications/initialized.
+    pub async fn initialize(
+        &self,
+        spec: &McpUpstream,
+        headers: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<UpstreamSession, UpstreamError> {
+        let url = spec.url.clone();
+        let id = json!(self.next_id());
+        let version = spec
+            .protocol_version
+            .as_deref()
+            .unwrap_or(CLIENT_PROTOCOL_VERSION);
+        let body = json!({
+            "jsonrpc": "2.0", "id": id, "method": "initialize",
+            "params": {
+                "protocolVersion": version,
+                "capabilities": {},
+                "clientInfo": {"name": "switchboard", "version": env!("CARGO_PKG_VERSION")},
+            },
+        });
+        let pre = UpstreamSession {
+            url: url.clone(),
+            session_id: None,
+            protocol_version: version.to_string(),
+            capabilities: Value::Null,
+            headers: headers.clone(),
+        };
+        let resp = self.send_to(&url, None, &body, timeout).await?;
+        let session_id = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let result = Self::result_of(&url, Self::response_for(&url, resp, &id).await?)?;
+        let session = UpstreamSession {
+            session_id,
+            protocol_version: result
+                .get("protocolVersion")
+                .and_then(Value::as_str)
+                .unwrap_or(version)
+                .to_string(),
+            capabilities: result.get("capabilities").cloned().unwrap_or(Value::Null),
+            ..pre
+        };
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        self.send(&session, &note, timeout).await?;
+        Ok(session)
+    }
+
+    /// Sends a request and returns its result.
+    pub async fn request(
+        &self,
+        session: &UpstreamSession,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, UpstreamError> {
+        let id = json!(self.next_id());
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let resp = self.send(session, &body, timeout).await?;
+        let msg = tokio::time::timeout(timeout, Self::response_for(&session.url, resp, &id))
+            .await
+            .map_err(|_| UpstreamError::Timeout {
+                url: session.url.clone(),
+                after: timeout,
+            })??;
+        Self::result_of(&session.url, msg)
+    }
+
+    /// Every item of a paginated listing (`tools/list` -> `tools`, ...).
+    pub async fn list_all(
+        &self,
+        session: &UpstreamSession,
+        method: &str,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<Vec<Value>, UpstreamError> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let page = self.request(session, method, params, timeout).await?;
+            if let Some(list) = page.get(key).and_then(Value::as_array) {
+                items.extend(list.iter().cloned());
+            }
+            cursor = page
+                .get("nextCursor")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if cursor.is_none() {
+                return Ok(items);
+            }
+        }
+        Err(UpstreamError::Protocol {
+            url: session.url.clone(),
+            reason: format!("{method} still had more pages after {MAX_PAGES}"),
+        })
+    }
+
+    /// Everything the upstream offers, following every cursor; the session is closed after.
+    pub async fn discover(
+        &self,
+        spec: &McpUpstream,
+        headers: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<Catalog, UpstreamError> {
+        let session = self.initialize(spec, headers, timeout).await?;
+        let has = |cap: &str| session.capabilities.get(cap).is_some();
+        let mut catalog = Catalog {
+            protocol_version: session.protocol_version.clone(),
+            ..Catalog::default()
+        };
+        if has("tools") {
+            catalog.tools = self
+                .list_all(&session, "tools/list", "tools", timeout)
+                .await?;
+        }
+        if has("prompts") {
+            catalog.prompts = self
+                .list_all(&session, "prompts/list", "prompts", timeout)
+                .await?;
+        }
+        if has("resources") {
+            catalog.resources = self
+                .list_all(&session, "resources/list", "resources", timeout)
+                .await?;
+            catalog.resource_templates = self
+                .list_all(
+                    &session,
+                    "resources/templates/list",
+                    "resourceTemplates",
+                    timeout,
+                )
+                .await?;
+        }
+        if let Some(id) = &session.session_id {
+            // Best effort: free the upstream's session state.
+            let _ = self
+                .http
+                .delete(&session.url)
+                .header("mcp-session-id", id)
+                .header("mcp-protocol-version", &session.protocol_version)
+                .send()
+                .await;
+        }
+        Ok(catalog)
+    }
+}

@@ -1,0 +1,10 @@
+//! Talking MCP to upstream servers over streamable HTTP: opening sessions (initialize),
+//! sending requests and reading their answer whether it comes as JSON or as an SSE stream,
+//! and listing everything an upstream offers (its catalog). Used by the control plane to
+//! discover catalogs and by the data plane to forward calls.
+
+mod client;
+mod sse;
+
+pub use client::{McpHttp, UpstreamError, UpstreamSession, CLIENT_PROTOCOL_VERSION};
+pub use sse::{json_events, SseEvent};
