@@ -201,23 +201,8 @@ async fn a_dead_upstream_gives_a_clean_error_not_a_hang() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_client_uses_a_virtual_server_in_both_handshake_modes() {
     let up = Up::start(&[]).await;
-    let script = root().join("tests/peers/py_client.py");
     for mode in ["legacy", "auto"] {
-        let out = tokio::process::Command::new(python_bin().expect("PyPI mcp installed"))
-            .arg(&script)
-            .args([&up.mcp("demo"), mode])
-            .output();
-        let out = tokio::time::timeout(WAIT, out)
-            .await
-            .expect("client finished")
-            .expect("ran");
-        assert!(
-            out.status.success(),
-            "mode {mode}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            up.process.log_tail(30)
-        );
-        let seen: Value = serde_json::from_slice(&out.stdout).expect("JSON from the client");
+        let seen = python_client(&up, mode).await;
         assert_eq!(seen["prompts"], json!(["summarize"]), "{mode}");
         let text = seen["prompt_text"].as_str().expect("prompt text");
         assert!(

@@ -15,7 +15,7 @@ use pingora::proxy::ProxyHttp;
 use pingora::{Error, ErrorType, Result};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use switchboard_upstream::json_events;
+use switchboard_upstream::{is_event_stream, json_events};
 
 /// The gateway's request handler; cheap to share, reads the current routes per request.
 pub struct Gateway {
@@ -76,12 +76,7 @@ impl Gateway {
             }
             msg
         };
-        let is_sse = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        if !is_sse {
+        if !is_event_stream(&resp) {
             let reply = match resp
                 .bytes()
                 .await

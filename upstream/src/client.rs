@@ -40,6 +40,14 @@ pub enum UpstreamError {
     },
 }
 
+/// Whether an upstream answered with an SSE stream (rather than one JSON message).
+pub fn is_event_stream(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
 /// An open session with one upstream.
 #[derive(Debug, Clone)]
 pub struct UpstreamSession {
@@ -161,12 +169,7 @@ impl McpHttp {
             url: url.into(),
             reason,
         };
-        let is_sse = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        if !is_sse {
+        if !is_event_stream(&resp) {
             let bytes = resp.bytes().await.map_err(|e| protocol(e.to_string()))?;
             return serde_json::from_slice(&bytes)
                 .map_err(|e| protocol(format!("invalid JSON: {e}")));

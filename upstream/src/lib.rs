@@ -6,5 +6,7 @@
 mod client;
 mod sse;
 
-pub use client::{McpHttp, UpstreamError, UpstreamSession, CLIENT_PROTOCOL_VERSION};
+pub use client::{
+    is_event_stream, McpHttp, UpstreamError, UpstreamSession, CLIENT_PROTOCOL_VERSION,
+};
 pub use sse::{json_events, SseEvent};
