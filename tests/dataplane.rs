@@ -167,6 +167,23 @@ async fn the_python_sdk_client_calls_real_upstream_tools_with_streamed_progress(
             last - first >= 1.0,
             "{mode}: progress arrived bunched: {progress:?}"
         );
+        // The upstream's prompts (prefixed) and resources are listed next to the local ones
+        // and answered by the upstream.
+        assert!(
+            !seen["upstream_prompts"]
+                .as_array()
+                .expect("prompts")
+                .is_empty(),
+            "{seen}"
+        );
+        assert!(
+            seen["upstream_prompt_messages"].as_u64() >= Some(1),
+            "{seen}"
+        );
+        assert_eq!(
+            seen["upstream_resource_uri"], seen["upstream_resources"][0],
+            "{seen}"
+        );
     }
 }
 

@@ -19,7 +19,22 @@ pub struct Routes {
     upstreams: HashMap<String, Arc<UpstreamSpec>>,
 }
 
-/// Where a tool a client calls really lives.
+impl ServerView {
+    /// The upstream that serves `uri`: listed exactly, or matching a template's literal
+    /// prefix (the part before its first `{`).
+    pub fn resource_upstream(&self, uri: &str) -> Option<&str> {
+        if let Some(u) = self.resource_routes.get(uri) {
+            return Some(u);
+        }
+        self.resource_templates.iter().find_map(|(t, upstream)| {
+            let template = t.get("uriTemplate")?.as_str()?;
+            let prefix = template.split('{').next()?;
+            (!prefix.is_empty() && uri.starts_with(prefix)).then_some(upstream.as_str())
+        })
+    }
+}
+
+/// Where a tool (or prompt) a client asks for really lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolRoute {
     pub upstream: String,
@@ -40,6 +55,16 @@ pub struct ServerView {
     pub tools: Vec<serde_json::Value>,
     /// Client-visible tool name -> upstream and upstream tool name.
     pub tool_routes: HashMap<String, ToolRoute>,
+    /// Upstream prompts as listed to clients (after the local ones).
+    pub upstream_prompts: Vec<serde_json::Value>,
+    /// Client-visible prompt name -> upstream and upstream prompt name.
+    pub prompt_routes: HashMap<String, ToolRoute>,
+    /// Upstream resources as listed to clients (URIs are not renamed).
+    pub upstream_resources: Vec<serde_json::Value>,
+    /// Resource URI -> the upstream that serves it.
+    pub resource_routes: HashMap<String, String>,
+    /// Upstream resource templates, and the upstream behind each.
+    pub resource_templates: Vec<(serde_json::Value, String)>,
     /// The snapshot version, for pagination cursors.
     pub version: String,
 }
@@ -111,6 +136,67 @@ impl Routes {
                     view.tools.push(listed);
                 }
             }
+            for sel in &vs.upstreams {
+                let Some(catalog) = snapshot.catalogs.get(&sel.upstream) else {
+                    continue;
+                };
+                for prompt in &catalog.prompts {
+                    let Some(upstream_name) = prompt.get("name").and_then(|n| n.as_str()) else {
+                        continue;
+                    };
+                    if sel
+                        .prompts
+                        .as_ref()
+                        .is_some_and(|allowed| !allowed.iter().any(|p| p == upstream_name))
+                    {
+                        continue;
+                    }
+                    let exposed = sel.exposed_name(upstream_name);
+                    if view.prompts.contains_key(&exposed) {
+                        return Err(format!(
+                            "virtual server `{name}`: prompt `{exposed}` of upstream `{}` clashes with a local prompt; set a prefix",
+                            sel.upstream
+                        ));
+                    }
+                    let route = ToolRoute {
+                        upstream: sel.upstream.clone(),
+                        tool: upstream_name.to_string(),
+                    };
+                    if let Some(other) = view.prompt_routes.insert(exposed.clone(), route) {
+                        return Err(format!(
+                            "virtual server `{name}`: prompt `{exposed}` is offered by upstreams `{}` and `{}`; set distinct prefixes",
+                            other.upstream, sel.upstream
+                        ));
+                    }
+                    let mut listed = prompt.clone();
+                    listed["name"] = serde_json::Value::String(exposed);
+                    view.upstream_prompts.push(listed);
+                }
+                for resource in &catalog.resources {
+                    let Some(uri) = resource.get("uri").and_then(|u| u.as_str()) else {
+                        continue;
+                    };
+                    if sel
+                        .resources
+                        .as_ref()
+                        .is_some_and(|allowed| !allowed.iter().any(|r| r == uri))
+                    {
+                        continue;
+                    }
+                    if view.resources.contains_key(uri) || view.resource_routes.contains_key(uri) {
+                        continue; // first owner wins; local resources come first
+                    }
+                    view.resource_routes
+                        .insert(uri.to_string(), sel.upstream.clone());
+                    view.upstream_resources.push(resource.clone());
+                }
+                if sel.resources.is_none() {
+                    for template in &catalog.resource_templates {
+                        view.resource_templates
+                            .push((template.clone(), sel.upstream.clone()));
+                    }
+                }
+            }
             for host in &vs.hosts {
                 if let Some(other) = routes.hosts.insert(host.to_ascii_lowercase(), name.clone()) {
                     return Err(format!(
@@ -144,5 +230,26 @@ impl Routes {
         self.hosts
             .get(&bare.to_ascii_lowercase())
             .and_then(|name| self.server(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn resources_route_by_uri_then_by_template_prefix() {
+        let mut view = ServerView::default();
+        view.resource_routes
+            .insert("demo://exact".into(), "a".into());
+        view.resource_templates
+            .push((json!({"uriTemplate": "demo://resource/{id}"}), "b".into()));
+        view.resource_templates
+            .push((json!({"uriTemplate": "{any}"}), "c".into()));
+        assert_eq!(view.resource_upstream("demo://exact"), Some("a"));
+        assert_eq!(view.resource_upstream("demo://resource/7"), Some("b"));
+        // An empty literal prefix never matches everything.
+        assert_eq!(view.resource_upstream("other://x"), None);
     }
 }

@@ -190,18 +190,8 @@ fn post_checked(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Result<O
         )),
         Message::Request { id, method, params } => {
             session_of(server, req)?;
-            if method == "tools/call" {
-                let called = params.get("name").and_then(Value::as_str).unwrap_or("");
-                if let Some(route) = server.tool_routes.get(called) {
-                    let mut params = params.clone();
-                    params["name"] = Value::String(route.tool.clone());
-                    return Ok(Outcome::Forward(Forward {
-                        client_id: id,
-                        upstream: route.upstream.clone(),
-                        method,
-                        params,
-                    }));
-                }
+            if let Some(forward) = upstream_route(server, &id, &method, &params) {
+                return Ok(Outcome::Forward(forward));
             }
             let response = match local::answer(server, &method, &params) {
                 Ok(result) => jsonrpc::result_response(&id, result),
@@ -213,6 +203,42 @@ fn post_checked(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Result<O
             session_of(server, req)?;
             Ok(Outcome::Reply(Reply::empty(202)))
         }
+    }
+}
+
+/// Calls answered by an upstream: its tools and prompts (by client-visible name, renamed
+/// back) and its resources (by URI).
+fn upstream_route(
+    server: &ServerView,
+    id: &Value,
+    method: &str,
+    params: &Value,
+) -> Option<Forward> {
+    let forward = |upstream: &str, params: Value| Forward {
+        client_id: id.clone(),
+        upstream: upstream.to_string(),
+        method: method.to_string(),
+        params,
+    };
+    let name = params.get("name").and_then(Value::as_str).unwrap_or("");
+    let renamed = |route: &crate::routes::ToolRoute| {
+        let mut p = params.clone();
+        p["name"] = Value::String(route.tool.clone());
+        forward(&route.upstream, p)
+    };
+    match method {
+        "tools/call" => server.tool_routes.get(name).map(renamed),
+        "prompts/get" => server.prompt_routes.get(name).map(renamed),
+        "resources/read" => {
+            let uri = params.get("uri").and_then(Value::as_str)?;
+            if server.resources.contains_key(uri) {
+                return None; // served locally
+            }
+            server
+                .resource_upstream(uri)
+                .map(|u| forward(u, params.clone()))
+        }
+        _ => None,
     }
 }
 

@@ -42,6 +42,16 @@ async def main(url: str, mode: str) -> dict:
             out["progress"] = seen
             out["long_running"] = done.content[0].text
             out["long_running_seconds"] = round(time.monotonic() - start, 3)
+            # Upstream prompts and resources, whatever the upstream offers.
+            upstream_prompts = [p for p in prompts.prompts if p.name.startswith("everything_")]
+            out["upstream_prompts"] = [p.name for p in upstream_prompts]
+            simple = next(p for p in upstream_prompts if not any(a.required for a in (p.arguments or [])))
+            got = await client.get_prompt(simple.name, {})
+            out["upstream_prompt_messages"] = len(got.messages)
+            upstream_resources = [str(r.uri) for r in resources.resources if not str(r.uri).startswith("docs://")]
+            out["upstream_resources"] = upstream_resources
+            read = await client.read_resource(upstream_resources[0])
+            out["upstream_resource_uri"] = str(read.contents[0].uri)
         try:
             await client.get_prompt("no-such-prompt", {})
             out["unknown_prompt_error"] = None

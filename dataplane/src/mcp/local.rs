@@ -23,6 +23,7 @@ pub fn answer(server: &ServerView, method: &str, params: &Value) -> Result<Value
                 .prompts
                 .iter()
                 .map(|(n, p)| prompt_entry(n, p))
+                .chain(server.upstream_prompts.iter().cloned())
                 .collect();
             page(server, "prompts", items, params)
         }
@@ -43,10 +44,18 @@ pub fn answer(server: &ServerView, method: &str, params: &Value) -> Result<Value
                     }
                     e
                 })
+                .chain(server.upstream_resources.iter().cloned())
                 .collect();
             page(server, "resources", items, params)
         }
-        "resources/templates/list" => page(server, "resourceTemplates", Vec::new(), params),
+        "resources/templates/list" => {
+            let items = server
+                .resource_templates
+                .iter()
+                .map(|(t, _)| t.clone())
+                .collect();
+            page(server, "resourceTemplates", items, params)
+        }
         "prompts/get" => get_prompt(server, params),
         "resources/read" => read_resource(server, params),
         "tools/call" => {
