@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use switchboard_config::kinds::virtual_server::UpstreamSelection;
 use switchboard_config::kinds::{
     prompt::PromptSpec, resource::ResourceSpec, upstream::UpstreamSpec,
 };
@@ -17,6 +18,50 @@ pub struct Routes {
     servers: HashMap<String, Arc<ServerView>>,
     hosts: HashMap<String, String>,
     upstreams: HashMap<String, Arc<UpstreamSpec>>,
+}
+
+/// Lists an upstream's named items (tools or prompts) under the names the selection gives
+/// them, and routes those names back; a name taken twice (or locally) rejects the snapshot.
+#[allow(clippy::too_many_arguments)]
+fn expose_named(
+    server: &str,
+    what: &str,
+    sel: &UpstreamSelection,
+    items: &[serde_json::Value],
+    allowed: Option<&Vec<String>>,
+    taken_locally: &dyn Fn(&str) -> bool,
+    routes: &mut HashMap<String, ToolRoute>,
+    listed: &mut Vec<serde_json::Value>,
+) -> Result<(), String> {
+    for item in items {
+        let Some(upstream_name) = item.get("name").and_then(|n| n.as_str()) else {
+            continue;
+        };
+        if allowed.is_some_and(|allowed| !allowed.iter().any(|a| a == upstream_name)) {
+            continue;
+        }
+        let exposed = sel.exposed_name(upstream_name);
+        if taken_locally(&exposed) {
+            return Err(format!(
+                "virtual server `{server}`: {what} `{exposed}` of upstream `{}` clashes with a local {what}; set a prefix",
+                sel.upstream
+            ));
+        }
+        let route = ToolRoute {
+            upstream: sel.upstream.clone(),
+            tool: upstream_name.to_string(),
+        };
+        if let Some(other) = routes.insert(exposed.clone(), route) {
+            return Err(format!(
+                "virtual server `{server}`: {what} `{exposed}` is offered by upstreams `{}` and `{}`; set distinct prefixes",
+                other.upstream, sel.upstream
+            ));
+        }
+        let mut entry = item.clone();
+        entry["name"] = serde_json::Value::String(exposed);
+        listed.push(entry);
+    }
+    Ok(())
 }
 
 impl ServerView {
@@ -107,71 +152,28 @@ impl Routes {
             }
             for sel in &vs.upstreams {
                 let Some(catalog) = snapshot.catalogs.get(&sel.upstream) else {
-                    continue; // not discovered yet: its tools appear when it is
+                    continue; // not discovered yet: its items appear when it is
                 };
-                for tool in &catalog.tools {
-                    let Some(upstream_name) = tool.get("name").and_then(|n| n.as_str()) else {
-                        continue;
-                    };
-                    if sel
-                        .tools
-                        .as_ref()
-                        .is_some_and(|allowed| !allowed.iter().any(|t| t == upstream_name))
-                    {
-                        continue;
-                    }
-                    let exposed = sel.exposed_name(upstream_name);
-                    let route = ToolRoute {
-                        upstream: sel.upstream.clone(),
-                        tool: upstream_name.to_string(),
-                    };
-                    if let Some(other) = view.tool_routes.insert(exposed.clone(), route) {
-                        return Err(format!(
-                            "virtual server `{name}`: tool `{exposed}` is offered by upstreams `{}` and `{}`; set distinct prefixes",
-                            other.upstream, sel.upstream
-                        ));
-                    }
-                    let mut listed = tool.clone();
-                    listed["name"] = serde_json::Value::String(exposed);
-                    view.tools.push(listed);
-                }
-            }
-            for sel in &vs.upstreams {
-                let Some(catalog) = snapshot.catalogs.get(&sel.upstream) else {
-                    continue;
-                };
-                for prompt in &catalog.prompts {
-                    let Some(upstream_name) = prompt.get("name").and_then(|n| n.as_str()) else {
-                        continue;
-                    };
-                    if sel
-                        .prompts
-                        .as_ref()
-                        .is_some_and(|allowed| !allowed.iter().any(|p| p == upstream_name))
-                    {
-                        continue;
-                    }
-                    let exposed = sel.exposed_name(upstream_name);
-                    if view.prompts.contains_key(&exposed) {
-                        return Err(format!(
-                            "virtual server `{name}`: prompt `{exposed}` of upstream `{}` clashes with a local prompt; set a prefix",
-                            sel.upstream
-                        ));
-                    }
-                    let route = ToolRoute {
-                        upstream: sel.upstream.clone(),
-                        tool: upstream_name.to_string(),
-                    };
-                    if let Some(other) = view.prompt_routes.insert(exposed.clone(), route) {
-                        return Err(format!(
-                            "virtual server `{name}`: prompt `{exposed}` is offered by upstreams `{}` and `{}`; set distinct prefixes",
-                            other.upstream, sel.upstream
-                        ));
-                    }
-                    let mut listed = prompt.clone();
-                    listed["name"] = serde_json::Value::String(exposed);
-                    view.upstream_prompts.push(listed);
-                }
+                expose_named(
+                    name,
+                    "tool",
+                    sel,
+                    &catalog.tools,
+                    sel.tools.as_ref(),
+                    &|_| false,
+                    &mut view.tool_routes,
+                    &mut view.tools,
+                )?;
+                expose_named(
+                    name,
+                    "prompt",
+                    sel,
+                    &catalog.prompts,
+                    sel.prompts.as_ref(),
+                    &|exposed| view.prompts.contains_key(exposed),
+                    &mut view.prompt_routes,
+                    &mut view.upstream_prompts,
+                )?;
                 for resource in &catalog.resources {
                     let Some(uri) = resource.get("uri").and_then(|u| u.as_str()) else {
                         continue;

@@ -3,6 +3,16 @@
 use serde_json::json;
 use switchboard_testkit::{Etcd, ServerEverything, StdioMcpPeer};
 
+/// The tool names of a `tools/list` result.
+fn tool_names(result: &serde_json::Value) -> Vec<&str> {
+    result["tools"]
+        .as_array()
+        .expect("tools array")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_starts_stores_and_survives_restart() {
     let mut etcd = Etcd::start().await.expect("etcd");
@@ -29,12 +39,7 @@ async fn server_everything_lists_and_calls_echo() {
         .request("tools/list", json!({}))
         .await
         .expect("tools/list");
-    let names: Vec<&str> = tools["tools"]
-        .as_array()
-        .expect("tools array")
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
+    let names = tool_names(&tools);
     assert!(names.contains(&"echo"), "{names:?}");
     let echoed = client
         .request(
@@ -51,12 +56,7 @@ fn mcp_server_time_answers_over_stdio() {
     let mut peer = StdioMcpPeer::mcp_server_time().expect("mcp-server-time");
     peer.initialize().expect("initialize");
     let tools = peer.request("tools/list", json!({})).expect("tools/list");
-    let names: Vec<&str> = tools["tools"]
-        .as_array()
-        .expect("tools array")
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
+    let names = tool_names(&tools);
     assert!(names.contains(&"get_current_time"), "{names:?}");
     let now = peer
         .request(

@@ -108,6 +108,14 @@ impl EmbeddedStore {
         })
     }
 
+    /// Holds the write lock (writes and compactions go one at a time, in revision order).
+    fn serialize_writes(&self) -> Result<std::sync::MutexGuard<'_, ()>, StoreError> {
+        self.inner
+            .write_lock
+            .lock()
+            .map_err(|_| io("a writer panicked"))
+    }
+
     fn list_blocking(&self) -> Result<Listing, StoreError> {
         let txn = self.inner.db.begin_read().map_err(io)?;
         let meta = txn.open_table(META).map_err(io)?;
@@ -122,11 +130,7 @@ impl EmbeddedStore {
     }
 
     fn write_blocking(&self, writes: Vec<Write>) -> Result<Revision, StoreError> {
-        let _serial = self
-            .inner
-            .write_lock
-            .lock()
-            .map_err(|_| io("a writer panicked"))?;
+        let _serial = self.serialize_writes()?;
         let txn = self.inner.db.begin_write().map_err(io)?;
         let revision;
         let mut events = Vec::new();
@@ -270,11 +274,7 @@ impl EmbeddedStore {
     }
 
     fn compact_blocking(&self, revision: Revision) -> Result<(), StoreError> {
-        let _serial = self
-            .inner
-            .write_lock
-            .lock()
-            .map_err(|_| io("a writer panicked"))?;
+        let _serial = self.serialize_writes()?;
         let txn = self.inner.db.begin_write().map_err(io)?;
         {
             let mut log = txn.open_table(LOG).map_err(io)?;
