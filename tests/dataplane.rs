@@ -142,7 +142,7 @@ async fn the_python_sdk_client_calls_real_upstream_tools_with_streamed_progress(
     let server = ServerEverything::start().await.expect("server-everything");
     let (up, _dir) = Up::start_against(&server.url()).await;
     wait_for_tool(&up, "everything_echo").await;
-    for mode in ["legacy", "auto"] {
+    for mode in ["legacy", "2026-07-28"] {
         let seen = python_client(&up, mode).await;
         let tools = seen["tools"].as_array().expect("tools");
         assert!(
@@ -216,10 +216,19 @@ async fn a_dead_upstream_gives_a_clean_error_not_a_hang() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_sdk_client_uses_a_virtual_server_in_both_handshake_modes() {
+async fn the_python_sdk_client_uses_a_virtual_server_in_both_eras() {
     let up = Up::start(&[]).await;
-    for mode in ["legacy", "auto"] {
+    for (mode, era) in [
+        ("legacy", "2025-11-25"),
+        ("auto", "2026-07-28"),
+        ("2026-07-28", "2026-07-28"),
+    ] {
         let seen = python_client(&up, mode).await;
+        assert_eq!(seen["protocol_version"], era, "{mode}");
+        if mode != "2026-07-28" {
+            // A pinned version skips discovery, so only the other two learn the name.
+            assert_eq!(seen["server_name"], "switchboard/demo", "{mode}");
+        }
         assert_eq!(seen["prompts"], json!(["summarize"]), "{mode}");
         let text = seen["prompt_text"].as_str().expect("prompt text");
         assert!(

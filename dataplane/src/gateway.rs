@@ -73,6 +73,11 @@ impl Gateway {
         let restore = |mut msg: Value| {
             if msg.get("id") == Some(&gateway_id) {
                 msg["id"] = f.client_id.clone();
+                if f.stateless {
+                    if let Some(result) = msg.get_mut("result") {
+                        crate::mcp::modern::shape_result(&f.method, result, &f.server);
+                    }
+                }
             }
             msg
         };
@@ -82,7 +87,14 @@ impl Gateway {
                 .await
                 .map(|b| serde_json::from_slice::<Value>(&b))
             {
-                Ok(Ok(msg)) => Reply::json(200, &restore(msg)),
+                Ok(Ok(msg)) => {
+                    let code = msg.pointer("/error/code").and_then(Value::as_i64);
+                    let status = match code {
+                        Some(code) if f.stateless => crate::mcp::modern::http_status(code),
+                        _ => 200,
+                    };
+                    Reply::json(status, &restore(msg))
+                }
                 Ok(Err(e)) => fail(format!("upstream `{}` sent invalid JSON: {e}", f.upstream)),
                 Err(e) => fail(format!(
                     "upstream `{}` broke off its answer: {e}",
@@ -274,6 +286,8 @@ impl ProxyHttp for Gateway {
                     accept: header(session, "accept").map(str::to_string),
                     session_id: header(session, "mcp-session-id").map(str::to_string),
                     protocol_version: header(session, "mcp-protocol-version").map(str::to_string),
+                    mcp_method: header(session, "mcp-method").map(str::to_string),
+                    mcp_name: header(session, "mcp-name").map(str::to_string),
                 };
                 match transport::handle(&server, &info, &body) {
                     Outcome::Reply(reply) => reply,

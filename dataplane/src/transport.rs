@@ -2,6 +2,7 @@
 //! that carries them: which status, headers and body answer which request.
 
 use crate::jsonrpc::{self, Message, RpcError};
+use crate::mcp::modern::{self, RoutingHeaders};
 use crate::mcp::{local, versions};
 use crate::routes::ServerView;
 use crate::session::Session;
@@ -15,6 +16,10 @@ pub struct RequestInfo {
     pub accept: Option<String>,
     pub session_id: Option<String>,
     pub protocol_version: Option<String>,
+    /// `Mcp-Method` (stateless era).
+    pub mcp_method: Option<String>,
+    /// `Mcp-Name` (stateless era).
+    pub mcp_name: Option<String>,
 }
 
 /// A complete HTTP answer.
@@ -70,6 +75,10 @@ pub struct Forward {
     pub method: String,
     /// Params as the upstream must see them (tool name rewritten).
     pub params: Value,
+    /// The client speaks the stateless era: results need its shape, errors its statuses.
+    pub stateless: bool,
+    /// The virtual server the call came through (names the gateway in results).
+    pub server: String,
 }
 
 /// The protocol version assumed when a client sends no `MCP-Protocol-Version` header.
@@ -157,22 +166,25 @@ fn post_checked(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Result<O
             ));
         }
     }
-    if let Some(v) = &req.protocol_version {
-        if !versions::is_supported(v) {
-            return Err(Reply::rpc_error(
-                400,
-                jsonrpc::INVALID_REQUEST,
-                format!(
-                    "unsupported MCP-Protocol-Version `{v}`; supported: {}",
-                    versions::SUPPORTED.join(", ")
-                ),
-            ));
-        }
-    }
     let message = match jsonrpc::parse(body) {
         Ok(m) => m,
         Err(rejected) => return Err(Reply::json(400, &rejected.to_response())),
     };
+    match req.protocol_version.as_deref() {
+        Some(v) if versions::is_modern(v) => return Ok(stateless(server, req, message)),
+        Some(v) if !versions::is_supported(v) => {
+            let e = modern::unsupported(v);
+            return Err(Reply::json(
+                400,
+                &jsonrpc::error_response(&message_id(&message), &e),
+            ));
+        }
+        None if req.session_id.is_none() && claims_modern(&message) => {
+            // A stateless request without its headers: say what is wrong with it.
+            return Ok(stateless(server, req, message));
+        }
+        _ => {}
+    }
     match message {
         Message::Request { id, method, params } if method == "initialize" => Ok(Outcome::Reply(
             match local::answer(server, &method, &params) {
@@ -190,7 +202,7 @@ fn post_checked(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Result<O
         )),
         Message::Request { id, method, params } => {
             session_of(server, req)?;
-            if let Some(forward) = upstream_route(server, &id, &method, &params) {
+            if let Some(forward) = upstream_route(server, &id, &method, &params, false) {
                 return Ok(Outcome::Forward(forward));
             }
             let response = match local::answer(server, &method, &params) {
@@ -206,6 +218,64 @@ fn post_checked(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Result<O
     }
 }
 
+fn message_id(message: &Message) -> Value {
+    match message {
+        Message::Request { id, .. } | Message::Response { id, .. } => id.clone(),
+        Message::Notification { .. } => Value::Null,
+    }
+}
+
+/// Whether a request's envelope names a stateless-era version.
+fn claims_modern(message: &Message) -> bool {
+    let Message::Request { params, .. } = message else {
+        return false;
+    };
+    params
+        .pointer("/_meta")
+        .and_then(|m| m.get(modern::PROTOCOL_VERSION_KEY))
+        .and_then(Value::as_str)
+        .is_some_and(versions::is_modern)
+}
+
+/// A 2026-07-28 request: no session; the envelope is checked, then the request is answered
+/// or forwarded like any other, and errors carry the era's HTTP statuses.
+fn stateless(server: &ServerView, req: &RequestInfo, message: Message) -> Outcome {
+    let Message::Request { id, method, params } = message else {
+        // No client-to-server notifications or responses exist in this era.
+        return Outcome::Reply(Reply::empty(202));
+    };
+    let headers = RoutingHeaders {
+        protocol_version: req.protocol_version.clone(),
+        method: req.mcp_method.clone(),
+        name: req.mcp_name.clone(),
+    };
+    let fail = |e: RpcError| {
+        Outcome::Reply(Reply::json(
+            modern::http_status(e.code),
+            &jsonrpc::error_response(&id, &e),
+        ))
+    };
+    if let Err(e) = modern::check(&method, &params, &headers) {
+        return fail(e);
+    }
+    if matches!(method.as_str(), "initialize" | "logging/setLevel") {
+        return fail(RpcError::new(
+            jsonrpc::METHOD_NOT_FOUND,
+            format!("method not found: {method} (not part of protocol version 2026-07-28)"),
+        ));
+    }
+    if let Some(forward) = upstream_route(server, &id, &method, &params, true) {
+        return Outcome::Forward(forward);
+    }
+    match local::answer(server, &method, &params) {
+        Ok(mut result) => {
+            modern::shape_result(&method, &mut result, &server.name);
+            Outcome::Reply(Reply::json(200, &jsonrpc::result_response(&id, result)))
+        }
+        Err(e) => fail(e),
+    }
+}
+
 /// Calls answered by an upstream: its tools and prompts (by client-visible name, renamed
 /// back) and its resources (by URI).
 fn upstream_route(
@@ -213,12 +283,21 @@ fn upstream_route(
     id: &Value,
     method: &str,
     params: &Value,
+    stateless: bool,
 ) -> Option<Forward> {
-    let forward = |upstream: &str, params: Value| Forward {
-        client_id: id.clone(),
-        upstream: upstream.to_string(),
-        method: method.to_string(),
-        params,
+    let forward = |upstream: &str, mut params: Value| {
+        if stateless {
+            // Upstreams are spoken to in the session era today.
+            modern::strip_envelope(&mut params);
+        }
+        Forward {
+            client_id: id.clone(),
+            upstream: upstream.to_string(),
+            method: method.to_string(),
+            params,
+            stateless,
+            server: server.name.clone(),
+        }
     };
     let name = params.get("name").and_then(Value::as_str).unwrap_or("");
     let renamed = |route: &crate::routes::ToolRoute| {
@@ -268,8 +347,81 @@ mod tests {
             content_type: Some("application/json".into()),
             accept: Some("application/json, text/event-stream".into()),
             session_id: session,
-            protocol_version: None,
+            ..RequestInfo::default()
         }
+    }
+
+    fn stateless_req(method: &str) -> RequestInfo {
+        RequestInfo {
+            protocol_version: Some("2026-07-28".into()),
+            mcp_method: Some(method.into()),
+            ..post_req(None)
+        }
+    }
+
+    const META: &str = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+
+    #[test]
+    fn stateless_era_needs_no_session() {
+        let s = view();
+        let discover = handle(
+            &s,
+            &stateless_req("server/discover"),
+            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{{{META}}}}}"#)
+                .as_bytes(),
+        );
+        assert_eq!(discover.status, 200);
+        let result = &body(&discover)["result"];
+        assert_eq!(result["supportedVersions"], json!(["2026-07-28"]));
+        assert_eq!(result["resultType"], "complete");
+        assert!(!discover.headers.iter().any(|(k, _)| *k == "mcp-session-id"));
+        let list = handle(
+            &s,
+            &stateless_req("prompts/list"),
+            format!(r#"{{"jsonrpc":"2.0","id":2,"method":"prompts/list","params":{{{META}}}}}"#)
+                .as_bytes(),
+        );
+        assert_eq!(
+            (list.status, body(&list)["result"]["ttlMs"].clone()),
+            (200, json!(0))
+        );
+        // Errors carry the era's statuses: unknown method 404, bad envelope 400.
+        let unknown = handle(
+            &s,
+            &stateless_req("nope/nope"),
+            format!(r#"{{"jsonrpc":"2.0","id":3,"method":"nope/nope","params":{{{META}}}}}"#)
+                .as_bytes(),
+        );
+        assert_eq!(unknown.status, 404);
+        let bare = handle(
+            &s,
+            &stateless_req("tools/list"),
+            br#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#,
+        );
+        assert_eq!(
+            (bare.status, body(&bare)["error"]["code"].clone()),
+            (400, json!(-32602))
+        );
+        // Headers missing entirely: the envelope alone routes it here, and the mismatch is named.
+        let headerless = handle(
+            &s,
+            &post_req(None),
+            format!(r#"{{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{{{META}}}}}"#)
+                .as_bytes(),
+        );
+        assert_eq!(
+            (
+                headerless.status,
+                body(&headerless)["error"]["code"].clone()
+            ),
+            (400, json!(modern::HEADER_MISMATCH))
+        );
+        let note = handle(
+            &s,
+            &stateless_req("notifications/cancelled"),
+            br#"{"jsonrpc":"2.0","method":"notifications/cancelled"}"#,
+        );
+        assert_eq!(note.status, 202);
     }
 
     fn handle(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Reply {

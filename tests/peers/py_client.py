@@ -1,7 +1,7 @@
 """Drives the official PyPI `mcp` SDK client against one MCP endpoint and prints what it
 saw as one JSON object, so Rust tests can assert on a real client's view.
 
-usage: py_client.py URL MODE   (MODE: legacy | auto)
+usage: py_client.py URL MODE   (MODE: legacy | auto | 2026-07-28)
 """
 
 import asyncio
@@ -15,6 +15,8 @@ from mcp import Client
 async def main(url: str, mode: str) -> dict:
     out: dict = {}
     async with Client(url, mode=mode) as client:
+        out["protocol_version"] = client.protocol_version
+        out["server_name"] = client.server_info.name if client.server_info else None
         prompts = await client.list_prompts()
         out["prompts"] = [p.name for p in prompts.prompts]
         got = await client.get_prompt("summarize", {"text": "Switchboard routes MCP."})

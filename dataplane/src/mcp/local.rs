@@ -16,6 +16,7 @@ pub const PAGE_SIZE: usize = 100;
 pub fn answer(server: &ServerView, method: &str, params: &Value) -> Result<Value, RpcError> {
     match method {
         "initialize" => Ok(initialize(server, params)),
+        "server/discover" => Ok(discover(server)),
         "ping" => Ok(json!({})),
         "tools/list" => page(server, "tools", server.tools.clone(), params),
         "prompts/list" => {
@@ -71,22 +72,36 @@ pub fn answer(server: &ServerView, method: &str, params: &Value) -> Result<Value
     }
 }
 
+/// What every virtual server offers, in both eras.
+fn capabilities() -> Value {
+    // listChanged turns true when the gateway delivers list_changed (issue #8).
+    json!({
+        "tools": {"listChanged": false},
+        "prompts": {"listChanged": false},
+        "resources": {"listChanged": false},
+        "logging": {},
+        "completions": {},
+    })
+}
+
+/// The stateless era's replacement for `initialize`.
+fn discover(server: &ServerView) -> Value {
+    let mut result = json!({
+        "supportedVersions": versions::MODERN,
+        "capabilities": capabilities(),
+    });
+    if let Some(d) = &server.description {
+        result["instructions"] = json!(d);
+    }
+    result
+}
+
 fn initialize(server: &ServerView, params: &Value) -> Value {
     let requested = params.get("protocolVersion").and_then(Value::as_str);
     let mut result = json!({
         "protocolVersion": versions::negotiate(requested),
-        // listChanged turns true when the gateway delivers list_changed (issue #8).
-        "capabilities": {
-            "tools": {"listChanged": false},
-            "prompts": {"listChanged": false},
-            "resources": {"listChanged": false},
-            "logging": {},
-            "completions": {},
-        },
-        "serverInfo": {
-            "name": format!("switchboard/{}", server.name),
-            "version": env!("CARGO_PKG_VERSION"),
-        },
+        "capabilities": capabilities(),
+        "serverInfo": super::modern::server_info(&server.name),
     });
     if let Some(d) = &server.description {
         result["instructions"] = json!(d);

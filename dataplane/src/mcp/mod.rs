@@ -1,5 +1,6 @@
-//! MCP semantics the gateway implements itself: version negotiation and the methods it
-//! answers from memory.
+//! MCP semantics the gateway implements itself: version negotiation, the stateless era's
+//! envelope, and the methods it answers from memory.
 
 pub mod local;
+pub mod modern;
 pub mod versions;

@@ -1,9 +1,12 @@
 //! Protocol versions spoken to clients.
 
-/// Session-based versions the gateway serves, newest first.
+/// Session-based versions the gateway serves (initialize handshake), newest first.
 pub const SUPPORTED: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
-/// The newest version the gateway serves.
+/// Stateless versions the gateway serves (per-request envelope, `server/discover`).
+pub const MODERN: [&str; 1] = ["2026-07-28"];
+
+/// The newest session-based version the gateway serves.
 pub const LATEST: &str = SUPPORTED[0];
 
 /// The version to answer `initialize` with: the client's if we speak it, else our newest
@@ -14,9 +17,14 @@ pub fn negotiate(requested: Option<&str>) -> &'static str {
         .unwrap_or(LATEST)
 }
 
-/// Whether an `MCP-Protocol-Version` header names a version we serve.
+/// Whether a version is one of the session-based ones we serve.
 pub fn is_supported(version: &str) -> bool {
     SUPPORTED.contains(&version)
+}
+
+/// Whether a version is one of the stateless ones we serve.
+pub fn is_modern(version: &str) -> bool {
+    MODERN.contains(&version)
 }
 
 #[cfg(test)]
@@ -27,6 +35,8 @@ mod tests {
     fn negotiation() {
         assert_eq!(negotiate(Some("2025-06-18")), "2025-06-18");
         assert_eq!(negotiate(Some("1999-01-01")), LATEST);
+        assert_eq!(negotiate(Some("2026-07-28")), LATEST);
         assert_eq!(negotiate(None), LATEST);
+        assert!(is_modern("2026-07-28") && !is_supported("2026-07-28"));
     }
 }
