@@ -447,3 +447,133 @@ fn a_taken_listen_address_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// The quickstart with the `everything` upstream at `url`, written to a temp dir.
+fn quickstart_against(url: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(quickstart())
+        .expect("quickstart")
+        .replace("http://127.0.0.1:3001/mcp", url);
+    let file = dir.path().join("quickstart.yaml");
+    std::fs::write(&file, text).expect("write");
+    let path = file.display().to_string();
+    (dir, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_hops_between_replicas_and_survives_a_replica_restart() {
+    let server = ServerEverything::start().await.expect("server-everything");
+    let (_cfg, config) = quickstart_against(&server.url());
+    let cp_data = tempfile::tempdir().expect("tempdir");
+    let cp_addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["controlplane", "--listen", &cp_addr, "--data-dir"])
+        .arg(cp_data.path());
+    let _cp = ManagedProcess::spawn(cmd).expect("control plane");
+    switchboard_testkit::wait_for_tcp(&cp_addr, WAIT)
+        .await
+        .expect("control plane up");
+    let out = Command::new(BIN)
+        .args([
+            "apply",
+            "-f",
+            &config,
+            "--server",
+            &format!("http://{cp_addr}"),
+        ])
+        .output()
+        .expect("apply");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Two replicas of one group, no sticky routing between them.
+    let states = [
+        tempfile::tempdir().expect("t"),
+        tempfile::tempdir().expect("t"),
+    ];
+    let listens = [
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    ];
+    let args = |i: usize| {
+        vec![
+            "dataplane".to_string(),
+            "--control-plane".into(),
+            cp_addr.clone(),
+            "--listen".into(),
+            listens[i].clone(),
+            "--state-dir".into(),
+            states[i].path().display().to_string(),
+            "--node-id".into(),
+            format!("dp-{i}"),
+        ]
+    };
+    let start_replica = |i: usize| {
+        let args = args(i);
+        let ready = format!("http://{}/readyz", listens[i]);
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            start(&refs, &ready).await
+        }
+    };
+    let _a = start_replica(0).await;
+    let mut b = start_replica(1).await;
+    let url = |i: usize| format!("http://{}/servers/demo/mcp", listens[i]);
+
+    let mut client = McpHttpClient::new(url(0));
+    client.initialize().await.expect("initialize on replica A");
+    let echo = |n: &str| json!({"name": "everything_echo", "arguments": {"message": n}});
+    let deadline = tokio::time::Instant::now() + WAIT;
+    // The catalog reaches both replicas shortly after apply.
+    loop {
+        client.set_url(url(1));
+        match client.request("tools/call", echo("hop")).await {
+            Ok(r) => {
+                assert_eq!(r["content"][0]["text"], "Echo: hop");
+                break;
+            }
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "replica B never served A's session: {e}\n{}",
+                b.log_tail(30)
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Back and forth: the same session on both replicas.
+    for (i, word) in [(0, "a"), (1, "b"), (0, "c")] {
+        client.set_url(url(i));
+        let r = client
+            .request("tools/call", echo(word))
+            .await
+            .expect("call");
+        assert_eq!(r["content"][0]["text"], format!("Echo: {word}"));
+    }
+    // Replica B restarts; the session still works there (the id carries what it needs).
+    b.kill();
+    let _b = start_replica(1).await;
+    client.set_url(url(1));
+    let r = client
+        .request("tools/call", echo("after restart"))
+        .await
+        .expect("call after the replica restarted");
+    assert_eq!(r["content"][0]["text"], "Echo: after restart");
+
+    // An id this registry did not seal is not a session.
+    let forged = reqwest::Client::new()
+        .post(url(0))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header(
+            "mcp-session-id",
+            "sb2.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(forged.status(), 404);
+}

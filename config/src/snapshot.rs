@@ -37,6 +37,10 @@ pub struct Snapshot {
     /// Discovered catalogs of the upstreams above (absent until discovered).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub catalogs: BTreeMap<String, Catalog>,
+    /// Seals gateway session ids (base64 of 32 bytes). One key for the whole registry, so
+    /// a client session keeps working on any replica; empty when the builder has none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub session_key: String,
 }
 
 /// The identity a snapshot is built for (a data-plane group).
@@ -130,6 +134,13 @@ impl Snapshot {
         }
         snap.version = snap.content_version();
         snap
+    }
+
+    /// The same snapshot carrying the registry's session key.
+    pub fn with_session_key(mut self, key: &str) -> Snapshot {
+        self.session_key = key.to_string();
+        self.version = self.content_version();
+        self
     }
 
     /// A hash of the content (not of `version` itself): equal content, equal version.

@@ -30,18 +30,20 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub for replica `control_plane_id` following `state`.
+    /// A hub for replica `control_plane_id` following `state`; its snapshots carry
+    /// `session_key` (see [`SnapshotCache::new`]).
     pub fn new(
         control_plane_id: String,
         state: watch::Receiver<Arc<RegistryState>>,
         catalogs: watch::Receiver<Catalogs>,
         dataplanes: Arc<DataPlanes>,
+        session_key: String,
     ) -> Self {
         Hub {
             control_plane_id,
             state,
             catalogs,
-            snapshots: SnapshotCache::default(),
+            snapshots: SnapshotCache::new(session_key),
             dataplanes,
             nonces: AtomicU64::new(1),
         }

@@ -34,6 +34,19 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// The key that seals gateway session ids: created once per registry, shared by every
+/// control-plane replica (so all of them build the same snapshots).
+async fn session_key(store: &dyn Store) -> Result<String, StoreError> {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut fresh = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut fresh)
+        .map_err(|_| StoreError::Unavailable("no system randomness for the session key".into()))?;
+    let key = store.secret("session-key", &fresh).await?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(key))
+}
+
 /// Opens the configured store.
 pub async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match config {
@@ -62,7 +75,14 @@ pub async fn serve(
     let state = crate::state::follow(store.clone());
     let dataplanes = Arc::new(DataPlanes::new(id.clone()));
     let catalogs = crate::catalogs::follow(state.clone());
-    let hub = Arc::new(Hub::new(id, state.clone(), catalogs, dataplanes.clone()));
+    let session_key = session_key(store.as_ref()).await?;
+    let hub = Arc::new(Hub::new(
+        id,
+        state.clone(),
+        catalogs,
+        dataplanes.clone(),
+        session_key,
+    ));
     let discovery = DiscoveryServer::new(DiscoveryService::new(hub))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(256 << 20);

@@ -17,6 +17,7 @@ pub type WireSnapshot = Arc<v1::Snapshot>;
 #[derive(Default)]
 pub struct SnapshotCache {
     inner: Mutex<Memo>,
+    session_key: String,
 }
 
 #[derive(Default)]
@@ -29,6 +30,15 @@ struct Memo {
 }
 
 impl SnapshotCache {
+    /// A cache whose snapshots carry the registry's session key (base64), so data planes
+    /// seal session ids that every other replica can open.
+    pub fn new(session_key: String) -> Self {
+        SnapshotCache {
+            inner: Mutex::default(),
+            session_key,
+        }
+    }
+
     /// The snapshot for `group` as of `state` and `catalogs` (built on first use).
     pub fn get(
         &self,
@@ -51,7 +61,7 @@ impl SnapshotCache {
             }
             memo.set.clone().unwrap_or_default()
         };
-        let snap = Snapshot::build(&set, group, catalogs);
+        let snap = Snapshot::build(&set, group, catalogs).with_session_key(&self.session_key);
         let wire = Arc::new(v1::Snapshot {
             version: snap.version.clone(),
             format: switchboard_proto::SNAPSHOT_FORMAT_JSON_V1.to_string(),

@@ -200,6 +200,9 @@ impl Store for HeldWatch {
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
         self.inner.compact(revision).await
     }
+    async fn secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.inner.secret(name, fresh).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -173,6 +173,21 @@ async fn suite(store: Arc<dyn Store>) {
         .await
         .expect("create d");
     assert_eq!(next_batch(&mut events).await[0].revision, r5);
+
+    // Secrets: the first writer's value wins, later callers read it, and secrets are not
+    // resources (they neither list nor watch).
+    let first = store.secret("session-key", b"first").await.expect("create");
+    assert_eq!(first, b"first");
+    let again = store.secret("session-key", b"second").await.expect("read");
+    assert_eq!(again, b"first");
+    assert_eq!(store.secret("other", b"x").await.expect("another"), b"x");
+    assert!(store
+        .list()
+        .await
+        .expect("list")
+        .records
+        .iter()
+        .all(|r| r.name != "session-key"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

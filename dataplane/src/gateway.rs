@@ -59,7 +59,11 @@ impl Gateway {
         let gateway_id = json!(self.upstreams.next_id());
         let body =
             json!({"jsonrpc": "2.0", "id": gateway_id, "method": f.method, "params": f.params});
-        let resp = match self.upstreams.send(&f.upstream, &spec, &body).await {
+        let resp = match self
+            .upstreams
+            .send(&f.upstream, &spec, &body, f.session.as_ref())
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(upstream = %f.upstream, error = %e, "upstream call failed");
@@ -226,6 +230,40 @@ fn text(status: u16, body: &str) -> Reply {
 }
 
 impl Gateway {
+    /// Answers a client's initialize: opens its sessions with every upstream of the server
+    /// (in parallel; one that fails is opened on first use instead) and seals them into the
+    /// id, so whichever replica gets the next request can use them.
+    async fn open_session(
+        &self,
+        routes: &Routes,
+        server: &ServerView,
+        id: Value,
+        result: Value,
+        mut session: crate::session::Session,
+    ) -> Reply {
+        let opening = server.upstreams.iter().filter_map(|name| {
+            let spec = routes.upstream(name)?;
+            spec.mcp.as_ref()?;
+            let session = &session;
+            Some(async move { (name, self.upstreams.open_for(name, &spec, session).await) })
+        });
+        for (name, opened) in futures::future::join_all(opening).await {
+            match opened {
+                Ok(r) => {
+                    session.upstreams.insert(name.clone(), r);
+                }
+                Err(e) => {
+                    tracing::warn!(server = %server.name, upstream = %name, error = %e, "could not open an upstream session for a new client; will retry on first use")
+                }
+            }
+        }
+        let mut reply = Reply::json(200, &jsonrpc::result_response(&id, result));
+        reply
+            .headers
+            .push(("mcp-session-id", server.sealer.seal(&session)));
+        reply
+    }
+
     /// Reads the whole body, or answers 413 when it is over the limit (checked against
     /// Content-Length up front, and against what arrives for chunked bodies).
     async fn read_body(
@@ -291,6 +329,23 @@ impl ProxyHttp for Gateway {
                 };
                 match transport::handle(&server, &info, &body) {
                     Outcome::Reply(reply) => reply,
+                    Outcome::Initialize {
+                        id,
+                        result,
+                        session,
+                    } => {
+                        self.open_session(&routes, &server, id, result, session)
+                            .await
+                    }
+                    Outcome::Terminate(session) => {
+                        self.upstreams
+                            .close_for(&session, &|name| routes.upstream(name));
+                        Reply {
+                            status: 200,
+                            headers: Vec::new(),
+                            body: Vec::new(),
+                        }
+                    }
                     Outcome::Forward(f) => {
                         tracing::debug!(server = %server.name, upstream = %f.upstream, method = %f.method, "forwarding");
                         self.forward(session, &routes, f).await?;

@@ -2,6 +2,7 @@
 //! and resources and its tool/prompt/resource listings, ready to answer from memory. Built
 //! when a snapshot arrives (a snapshot that does not compile is NACKed), then swapped in whole.
 
+use crate::session::Sealer;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use switchboard_config::kinds::virtual_server::UpstreamSelection;
@@ -18,6 +19,8 @@ pub struct Routes {
     servers: HashMap<String, Arc<ServerView>>,
     hosts: HashMap<String, String>,
     upstreams: HashMap<String, Arc<UpstreamSpec>>,
+    /// Seals and opens gateway session ids with the snapshot's key.
+    pub sealer: Arc<Sealer>,
 }
 
 /// Lists an upstream's named items (tools or prompts) under the names the selection gives
@@ -112,13 +115,23 @@ pub struct ServerView {
     pub resource_templates: Vec<(serde_json::Value, String)>,
     /// The snapshot version, for pagination cursors.
     pub version: String,
+    /// The upstreams behind this server (each client session opens one session with each).
+    pub upstreams: Vec<String>,
+    /// Seals this server's session ids (the snapshot's key).
+    pub sealer: Arc<Sealer>,
 }
 
 impl Routes {
     /// Compiles a snapshot; any template that does not compile rejects the whole snapshot.
     pub fn compile(snapshot: &Snapshot) -> Result<Routes, String> {
+        let sealer = if snapshot.session_key.is_empty() {
+            Sealer::default()
+        } else {
+            Sealer::from_base64(&snapshot.session_key).map_err(|e| e.to_string())?
+        };
         let mut routes = Routes {
             version: snapshot.version.clone(),
+            sealer: Arc::new(sealer),
             ..Routes::default()
         };
         let env = minijinja::Environment::new();
@@ -127,6 +140,7 @@ impl Routes {
                 name: name.clone(),
                 description: vs.description.clone(),
                 version: snapshot.version.clone(),
+                sealer: routes.sealer.clone(),
                 ..ServerView::default()
             };
             for p in &vs.prompts {
@@ -151,6 +165,9 @@ impl Routes {
                 view.resources.insert(spec.uri.clone(), spec.clone());
             }
             for sel in &vs.upstreams {
+                if !view.upstreams.contains(&sel.upstream) {
+                    view.upstreams.push(sel.upstream.clone());
+                }
                 let Some(catalog) = snapshot.catalogs.get(&sel.upstream) else {
                     continue; // not discovered yet: its items appear when it is
                 };

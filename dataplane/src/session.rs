@@ -1,15 +1,20 @@
 //! Gateway session ids. A session must keep working when consecutive requests land on
-//! different data-plane replicas, so the id carries what a replica needs (today: the virtual
-//! server and the negotiated protocol version) instead of living in one process's memory.
-//!
-//! Not yet sealed: the id holds nothing secret today. It gets sealed with a key from the
-//! snapshot when upstream session ids move into it (issue #4, upstream sessions).
+//! different data-plane replicas and across restarts, so the id carries everything a replica
+//! needs (the virtual server, the negotiated version, the client's capabilities and the
+//! upstream sessions opened for it) instead of living in one process's memory. It is sealed
+//! (ChaCha20-Poly1305) with the key the snapshot carries, so clients can neither read the
+//! upstream session ids nor forge a session.
 
 use base64::Engine;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 /// What a session id carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     /// Virtual server the session belongs to.
     #[serde(rename = "s")]
@@ -17,13 +22,30 @@ pub struct Session {
     /// Protocol version negotiated at initialize.
     #[serde(rename = "v")]
     pub version: String,
+    /// The client's capabilities, offered to upstreams on its behalf.
+    #[serde(rename = "c", default, skip_serializing_if = "Value::is_null")]
+    pub capabilities: Value,
+    /// Upstream sessions opened for this client, by upstream name.
+    #[serde(rename = "u", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstreams: BTreeMap<String, UpstreamRef>,
     /// Makes every id unique.
     #[serde(rename = "n")]
     pub nonce: u64,
 }
 
-/// Prefix of every id this build mints (lets a future format coexist).
-const PREFIX: &str = "sb1.";
+/// One upstream session as the gateway session remembers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamRef {
+    /// The upstream's `Mcp-Session-Id` (absent for stateless upstreams).
+    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The version negotiated with the upstream.
+    #[serde(rename = "v")]
+    pub version: String,
+    /// The upstream URL the session belongs to (a changed URL means a new session).
+    #[serde(rename = "u")]
+    pub url: String,
+}
 
 impl Session {
     /// A new session for `server` at `version`.
@@ -31,26 +53,117 @@ impl Session {
         Session {
             server: server.to_string(),
             version: version.to_string(),
+            capabilities: Value::Null,
+            upstreams: BTreeMap::new(),
             nonce: fastrand::u64(..),
         }
     }
+}
+
+/// Prefix of every id this build mints (lets a future format coexist).
+const PREFIX: &str = "sb2.";
+
+/// Seals and opens session ids with one key.
+pub struct Sealer {
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer(..)")
+    }
+}
+
+impl Default for Sealer {
+    /// A sealer with this process's ephemeral key.
+    fn default() -> Self {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(Sealer::ephemeral())
+            .unwrap_or_default();
+        // A 32-byte key is the only thing UnboundKey::new checks; ours always is one.
+        Sealer::from_bytes(&bytes).expect("a freshly generated 32-byte key")
+    }
+}
+
+/// Why a session key cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("session key must be 32 bytes of base64 (got {0})")]
+pub struct BadKey(String);
+
+impl Sealer {
+    /// A sealer from a base64 key as snapshots carry it.
+    pub fn from_base64(key: &str) -> Result<Sealer, BadKey> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(key.trim())
+            .map_err(|e| BadKey(e.to_string()))?;
+        Sealer::from_bytes(&bytes)
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Sealer, BadKey> {
+        let unbound = UnboundKey::new(&CHACHA20_POLY1305, bytes)
+            .map_err(|_| BadKey(format!("{} bytes", bytes.len())))?;
+        Ok(Sealer {
+            key: LessSafeKey::new(unbound),
+        })
+    }
+
+    /// This process's own key, for snapshots that carry none (a standalone data plane):
+    /// its sessions end with the process.
+    pub fn ephemeral() -> &'static str {
+        static KEY: OnceLock<String> = OnceLock::new();
+        KEY.get_or_init(new_key)
+    }
 
     /// The `Mcp-Session-Id` header value (visible ASCII, as the spec requires).
-    pub fn to_id(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
+    pub fn seal(&self, session: &Session) -> String {
+        let mut nonce = [0u8; NONCE_LEN];
+        // The system RNG does not fail on supported platforms; a zero nonce would still be
+        // unique per (key, fresh session nonce) in practice, so do not panic over it.
+        let _ = SystemRandom::new().fill(&mut nonce);
+        let mut data = serde_json::to_vec(session).unwrap_or_default();
+        if self
+            .key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(PREFIX),
+                &mut data,
+            )
+            .is_err()
+        {
+            return String::new();
+        }
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&data);
         format!(
             "{PREFIX}{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
         )
     }
 
-    /// Reads an id back; None for anything this gateway did not mint.
-    pub fn from_id(id: &str) -> Option<Session> {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+    /// Reads an id back; None for anything this key did not seal.
+    pub fn open(&self, id: &str) -> Option<Session> {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(id.strip_prefix(PREFIX)?)
             .ok()?;
-        serde_json::from_slice(&bytes).ok()
+        if raw.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, sealed) = raw.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut sealed = sealed.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(PREFIX), &mut sealed)
+            .ok()?;
+        serde_json::from_slice(plain).ok()
     }
+}
+
+/// A fresh random key, base64 as snapshots carry it.
+pub fn new_key() -> String {
+    let mut key = [0u8; 32];
+    let _ = SystemRandom::new().fill(&mut key);
+    base64::engine::general_purpose::STANDARD.encode(key)
 }
 
 #[cfg(test)]
@@ -58,12 +171,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trip_and_garbage() {
-        let s = Session::new("demo", "2025-06-18");
-        let id = s.to_id();
+    fn sealed_round_trip_and_forgeries() {
+        let sealer = Sealer::from_base64(&new_key()).expect("key");
+        let mut s = Session::new("demo", "2025-06-18");
+        s.upstreams.insert(
+            "everything".into(),
+            UpstreamRef {
+                id: Some("abc".into()),
+                version: "2025-06-18".into(),
+                url: "http://127.0.0.1:1/mcp".into(),
+            },
+        );
+        let id = sealer.seal(&s);
         assert!(id.bytes().all(|b| (0x21..=0x7e).contains(&b)));
-        assert_eq!(Session::from_id(&id), Some(s));
-        assert_eq!(Session::from_id("nope"), None);
-        assert_eq!(Session::from_id("sb1.!!!"), None);
+        assert!(!id.contains("abc"), "upstream ids are not readable");
+        assert_eq!(sealer.open(&id), Some(s));
+        // Another key, garbage, or a flipped byte: not a session.
+        let other = Sealer::from_base64(&new_key()).expect("key");
+        assert_eq!(other.open(&id), None);
+        assert_eq!(sealer.open("nope"), None);
+        assert_eq!(sealer.open("sb2.!!!"), None);
+        let mut tampered = id.into_bytes();
+        let last = tampered.len() - 1;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        assert_eq!(
+            sealer.open(&String::from_utf8(tampered).expect("ascii")),
+            None
+        );
+        assert!(Sealer::from_base64("c2hvcnQ=").is_err());
     }
 }

@@ -64,6 +64,15 @@ pub enum Outcome {
     Reply(Reply),
     /// Send this call to an upstream and stream its answer back.
     Forward(Forward),
+    /// A client opens a session: open its upstream sessions, then answer `result` with
+    /// the sealed session id.
+    Initialize {
+        id: Value,
+        result: Value,
+        session: Session,
+    },
+    /// A client ends its session: answer 200 and end its upstream sessions.
+    Terminate(Session),
 }
 
 /// A request the gateway hands to an upstream.
@@ -79,6 +88,8 @@ pub struct Forward {
     pub stateless: bool,
     /// The virtual server the call came through (names the gateway in results).
     pub server: String,
+    /// The client's session (None in the stateless era): which upstream session to use.
+    pub session: Option<Session>,
 }
 
 /// The protocol version assumed when a client sends no `MCP-Protocol-Version` header.
@@ -88,17 +99,16 @@ pub const DEFAULT_VERSION: &str = "2025-03-26";
 pub fn handle(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Outcome {
     match req.method.as_str() {
         "POST" => post(server, req, body),
-        _ => Outcome::Reply(other_method(server, req)),
+        "DELETE" => match session_of(server, req) {
+            Ok(session) => Outcome::Terminate(session),
+            Err(reply) => Outcome::Reply(reply),
+        },
+        _ => Outcome::Reply(other_method(req)),
     }
 }
 
-fn other_method(server: &ServerView, req: &RequestInfo) -> Reply {
+fn other_method(req: &RequestInfo) -> Reply {
     match req.method.as_str() {
-        "DELETE" => match session_of(server, req) {
-            // Ids carry no server-side state to drop; the client forgets it.
-            Ok(_) => Reply::empty(200),
-            Err(reply) => reply,
-        },
         "GET" => {
             let mut r = Reply::rpc_error(
                 405,
@@ -124,7 +134,7 @@ fn session_of(server: &ServerView, req: &RequestInfo) -> Result<Session, Reply> 
             "missing Mcp-Session-Id header: send initialize first",
         ));
     };
-    match Session::from_id(id) {
+    match server.sealer.open(id) {
         Some(s) if s.server == server.name => Ok(s),
         _ => Err(Reply::rpc_error(
             404,
@@ -186,23 +196,30 @@ fn post_checked(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Result<O
         _ => {}
     }
     match message {
-        Message::Request { id, method, params } if method == "initialize" => Ok(Outcome::Reply(
+        Message::Request { id, method, params } if method == "initialize" => {
             match local::answer(server, &method, &params) {
                 Ok(result) => {
                     let version = result["protocolVersion"]
                         .as_str()
                         .unwrap_or(versions::LATEST);
-                    let session = Session::new(&server.name, version);
-                    let mut reply = Reply::json(200, &jsonrpc::result_response(&id, result));
-                    reply.headers.push(("mcp-session-id", session.to_id()));
-                    reply
+                    let mut session = Session::new(&server.name, version);
+                    session.capabilities = params.get("capabilities").cloned().unwrap_or_default();
+                    Ok(Outcome::Initialize {
+                        id,
+                        result,
+                        session,
+                    })
                 }
-                Err(e) => Reply::json(200, &jsonrpc::error_response(&id, &e)),
-            },
-        )),
+                Err(e) => Ok(Outcome::Reply(Reply::json(
+                    200,
+                    &jsonrpc::error_response(&id, &e),
+                ))),
+            }
+        }
         Message::Request { id, method, params } => {
-            session_of(server, req)?;
-            if let Some(forward) = upstream_route(server, &id, &method, &params, false) {
+            let session = session_of(server, req)?;
+            if let Some(mut forward) = upstream_route(server, &id, &method, &params, false) {
+                forward.session = Some(session);
                 return Ok(Outcome::Forward(forward));
             }
             let response = match local::answer(server, &method, &params) {
@@ -297,6 +314,7 @@ fn upstream_route(
             params,
             stateless,
             server: server.name.clone(),
+            session: None,
         }
     };
     let name = params.get("name").and_then(Value::as_str).unwrap_or("");
@@ -424,9 +442,22 @@ mod tests {
         assert_eq!(note.status, 202);
     }
 
+    /// The reply a client sees, standing in for the gateway on initialize and DELETE.
     fn handle(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Reply {
         match super::handle(server, req, body) {
             Outcome::Reply(r) => r,
+            Outcome::Initialize {
+                id,
+                result,
+                session,
+            } => {
+                let mut reply = Reply::json(200, &jsonrpc::result_response(&id, result));
+                reply
+                    .headers
+                    .push(("mcp-session-id", server.sealer.seal(&session)));
+                reply
+            }
+            Outcome::Terminate(_) => Reply::empty(200),
             Outcome::Forward(f) => panic!("unexpected forward {f:?}"),
         }
     }
@@ -483,7 +514,7 @@ mod tests {
             handle(&s, &post_req(Some("forged".into())), ping).status,
             404
         );
-        let other = Session::new("other", "2025-06-18").to_id();
+        let other = s.sealer.seal(&Session::new("other", "2025-06-18"));
         assert_eq!(
             handle(&s, &post_req(Some(other)), ping).status,
             404,
@@ -533,7 +564,7 @@ mod forward_tests {
                 tool: "echo".into(),
             },
         );
-        let sid = Session::new("demo", "2025-06-18").to_id();
+        let sid = view.sealer.seal(&Session::new("demo", "2025-06-18"));
         let req = RequestInfo {
             method: "POST".into(),
             content_type: Some("application/json".into()),

@@ -1,10 +1,14 @@
-//! This data plane's sessions with upstream MCP servers: opened on first use, reused, and
-//! re-opened transparently when an upstream forgets one.
+//! This data plane's sessions with upstream MCP servers. A client session gets its own
+//! upstream sessions (opened at its initialize, carried in its sealed id, so any replica can
+//! use them); stateless clients share one per upstream, opened on first use. Either kind is
+//! re-opened transparently when an upstream forgets it.
+
+use crate::session::{Session, UpstreamRef};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchboard_config::kinds::upstream::UpstreamSpec;
+use switchboard_config::kinds::upstream::{McpUpstream, UpstreamSpec};
 use switchboard_upstream::{McpHttp, UpstreamError, UpstreamSession};
 
 /// Time allowed until an upstream's first response byte when its resource sets none.
@@ -12,10 +16,20 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time allowed to connect when the resource sets none.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest wait for an upstream while a client initializes: a slow upstream must not hold
+/// up the session (its session is then opened on first use instead).
+pub const INITIALIZE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most replaced client upstream sessions remembered (beyond it the memory starts over, and a
+/// request with an old id just opens another session).
+const MAX_REPLACED: usize = 10_000;
+
 /// Upstream sessions by upstream name (and URL, so a changed URL gets a new session).
 pub struct UpstreamPool {
     mcp: McpHttp,
     sessions: Mutex<HashMap<(String, String), Arc<UpstreamSession>>>,
+    /// Client upstream sessions the upstream forgot, by old id, and what replaced them.
+    replaced: Mutex<HashMap<String, Arc<UpstreamSession>>>,
 }
 
 impl Default for UpstreamPool {
@@ -23,8 +37,20 @@ impl Default for UpstreamPool {
         UpstreamPool {
             mcp: McpHttp::new(DEFAULT_CONNECT_TIMEOUT),
             sessions: Mutex::new(HashMap::new()),
+            replaced: Mutex::new(HashMap::new()),
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn mcp_of<'a>(name: &str, spec: &'a UpstreamSpec) -> Result<&'a McpUpstream, UpstreamError> {
+    spec.mcp.as_ref().ok_or_else(|| UpstreamError::Protocol {
+        url: name.to_string(),
+        reason: "only MCP-over-HTTP upstreams are forwarded by this build".into(),
+    })
 }
 
 impl UpstreamPool {
@@ -33,54 +59,157 @@ impl UpstreamPool {
         self.mcp.next_id()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<UpstreamSession>>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    /// How many shared sessions (for clients without their own) this pool holds.
+    pub fn shared_sessions(&self) -> usize {
+        lock(&self.sessions).len()
     }
 
-    async fn session(
+    /// Opens an upstream session for a client (offering the client's capabilities).
+    pub async fn open_for(
+        &self,
+        name: &str,
+        spec: &UpstreamSpec,
+        client: &Session,
+    ) -> Result<UpstreamRef, UpstreamError> {
+        let mcp = mcp_of(name, spec)?;
+        let timeout = spec
+            .timeouts
+            .request
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT)
+            .min(INITIALIZE_TIMEOUT);
+        let s = self
+            .mcp
+            .initialize_as(mcp, &spec.headers, timeout, &client.capabilities)
+            .await?;
+        Ok(UpstreamRef {
+            id: s.session_id,
+            version: s.protocol_version,
+            url: s.url,
+        })
+    }
+
+    /// Ends a client's upstream sessions (best effort, in the background).
+    pub fn close_for(&self, client: &Session, specs: &dyn Fn(&str) -> Option<Arc<UpstreamSpec>>) {
+        let mut sessions = Vec::new();
+        for (name, r) in &client.upstreams {
+            if let Some(spec) = specs(name) {
+                let s = self.client_session(&spec, r);
+                sessions.push(self.current(&s).unwrap_or(Arc::new(s)));
+            }
+        }
+        let mcp = self.mcp.clone();
+        tokio::spawn(async move {
+            for s in sessions {
+                mcp.terminate(&s, DEFAULT_CONNECT_TIMEOUT).await;
+            }
+        });
+    }
+
+    fn client_session(&self, spec: &UpstreamSpec, r: &UpstreamRef) -> UpstreamSession {
+        UpstreamSession {
+            url: r.url.clone(),
+            session_id: r.id.clone(),
+            protocol_version: r.version.clone(),
+            capabilities: serde_json::Value::Null,
+            headers: spec.headers.clone(),
+        }
+    }
+
+    /// What replaced a client upstream session the upstream forgot, if anything.
+    fn current(&self, s: &UpstreamSession) -> Option<Arc<UpstreamSession>> {
+        let id = s.session_id.as_ref()?;
+        lock(&self.replaced).get(id).cloned()
+    }
+
+    async fn shared(
         &self,
         name: &str,
         spec: &UpstreamSpec,
     ) -> Result<Arc<UpstreamSession>, UpstreamError> {
-        let mcp = spec.mcp.as_ref().ok_or_else(|| UpstreamError::Protocol {
-            url: name.to_string(),
-            reason: "only MCP-over-HTTP upstreams are forwarded by this build".into(),
-        })?;
+        let mcp = mcp_of(name, spec)?;
         let key = (name.to_string(), mcp.url.clone());
-        if let Some(s) = self.lock().get(&key) {
+        if let Some(s) = lock(&self.sessions).get(&key) {
             return Ok(s.clone());
         }
         let timeout = spec.timeouts.request.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         let session = Arc::new(self.mcp.initialize(mcp, &spec.headers, timeout).await?);
         tracing::debug!(upstream = %name, session = ?session.session_id, version = %session.protocol_version, "upstream session opened");
-        self.lock().insert(key, session.clone());
+        lock(&self.sessions).insert(key, session.clone());
         Ok(session)
     }
 
-    fn forget(&self, name: &str, url: &str) {
-        self.lock().remove(&(name.to_string(), url.to_string()));
+    /// The session to use: the client's own (or what replaced it) when it has one for this
+    /// upstream at its current URL, else the shared one.
+    async fn session(
+        &self,
+        name: &str,
+        spec: &UpstreamSpec,
+        client: Option<&Session>,
+    ) -> Result<(Arc<UpstreamSession>, bool), UpstreamError> {
+        let url = &mcp_of(name, spec)?.url;
+        if let Some(r) = client
+            .and_then(|c| c.upstreams.get(name))
+            .filter(|r| &r.url == url)
+        {
+            let s = self.client_session(spec, r);
+            return Ok((self.current(&s).unwrap_or_else(|| Arc::new(s)), true));
+        }
+        Ok((self.shared(name, spec).await?, false))
     }
 
-    /// Sends one message to `name`; an expired session is re-opened once.
+    /// Replaces a session the upstream forgot.
+    async fn reopen(
+        &self,
+        name: &str,
+        spec: &UpstreamSpec,
+        client: Option<&Session>,
+        old: &UpstreamSession,
+        own: bool,
+    ) -> Result<(), UpstreamError> {
+        let url = old.url.clone();
+        if !own {
+            lock(&self.sessions).remove(&(name.to_string(), url));
+            return Ok(());
+        }
+        let Some(client) = client else {
+            return Ok(());
+        };
+        let fresh = Arc::new(self.client_session(spec, &self.open_for(name, spec, client).await?));
+        // Key by the id the client's session carries, so every later request finds it.
+        if let Some(original) = client.upstreams.get(name).and_then(|r| r.id.clone()) {
+            let mut replaced = lock(&self.replaced);
+            if replaced.len() >= MAX_REPLACED {
+                replaced.clear();
+            }
+            replaced.insert(original, fresh);
+        }
+        Ok(())
+    }
+
+    /// Sends one message to `name` in `client`'s upstream session (or the shared one); a
+    /// session the upstream forgot is re-opened once.
     pub async fn send(
         &self,
         name: &str,
         spec: &UpstreamSpec,
         body: &serde_json::Value,
+        client: Option<&Session>,
     ) -> Result<reqwest::Response, UpstreamError> {
         let timeout = spec.timeouts.request.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         let mut attempt = 0;
         loop {
-            let session = self.session(name, spec).await?;
+            let (session, own) = self.session(name, spec, client).await?;
             match self.mcp.send(&session, body, timeout).await {
                 Err(UpstreamError::SessionExpired { .. }) if attempt == 0 => {
                     tracing::info!(upstream = %name, "upstream session expired; opening a new one");
-                    self.forget(name, &session.url);
+                    self.reopen(name, spec, client, &session, own).await?;
                     attempt += 1;
                 }
                 Err(e @ (UpstreamError::Unreachable { .. } | UpstreamError::Timeout { .. })) => {
-                    // The upstream may have restarted: do not reuse the session blindly.
-                    self.forget(name, &session.url);
+                    // The upstream may have restarted: do not reuse the shared session blindly.
+                    if !own {
+                        lock(&self.sessions).remove(&(name.to_string(), session.url.clone()));
+                    }
                     return Err(e);
                 }
                 other => return other,

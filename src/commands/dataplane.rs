@@ -51,7 +51,14 @@ pub fn run_command(args: &DataplaneArgs) -> anyhow::Result<i32> {
             zone: node.zone.clone(),
             labels: node.labels.clone().into_iter().collect(),
         };
-        Source::Static(Snapshot::build(&set, &group, &Default::default()))
+        let mut snap = Snapshot::build(&set, &group, &Default::default());
+        // Replicas fed the same files share sessions only if they share a key.
+        if let Ok(key) = std::env::var("SWITCHBOARD_SESSION_KEY") {
+            switchboard_dataplane::session::Sealer::from_base64(&key)
+                .map_err(|e| anyhow::anyhow!("SWITCHBOARD_SESSION_KEY: {e}"))?;
+            snap = snap.with_session_key(&key);
+        }
+        Source::Static(snap)
     } else if !args.control_plane.is_empty() {
         Source::ControlPlane(ClientConfig {
             control_planes: args

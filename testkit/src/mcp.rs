@@ -123,6 +123,17 @@ impl McpHttpClient {
         }
     }
 
+    /// Points the client (and its session) at another endpoint, e.g. another gateway
+    /// replica behind the same load balancer.
+    pub fn set_url(&mut self, url: impl Into<String>) {
+        self.url = url.into();
+    }
+
+    /// The session id the server gave, if any.
+    pub fn session_id(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
     /// `initialize` + `notifications/initialized`; returns the initialize result.
     pub async fn initialize(&mut self) -> anyhow::Result<Value> {
         let result = self

@@ -99,7 +99,9 @@ impl McpHttp {
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream");
         if let Some(s) = session {
-            req = req.header("mcp-protocol-version", &s.protocol_version);
+            if body.get("method").and_then(Value::as_str) != Some("initialize") {
+                req = req.header("mcp-protocol-version", &s.protocol_version);
+            }
             if let Some(id) = &s.session_id {
                 req = req.header("mcp-session-id", id);
             }
@@ -145,11 +147,17 @@ impl McpHttp {
             Ok(Ok(r)) => r,
         };
         let status = resp.status().as_u16();
-        if status == 404 && session.is_some_and(|s| s.session_id.is_some()) {
+        let in_session = session.is_some_and(|s| s.session_id.is_some());
+        if status == 404 && in_session {
             return Err(UpstreamError::SessionExpired { url: url.into() });
         }
         if !(200..300).contains(&status) {
             let body = resp.text().await.unwrap_or_default();
+            // Some servers (the TypeScript SDK's) answer a session they no longer know with
+            // 400 "No valid session ID provided" instead of the spec's 404.
+            if status == 400 && in_session && body.to_ascii_lowercase().contains("session") {
+                return Err(UpstreamError::SessionExpired { url: url.into() });
+            }
             return Err(UpstreamError::Status {
                 url: url.into(),
                 status,
@@ -217,6 +225,34 @@ impl McpHttp {
         headers: &BTreeMap<String, String>,
         timeout: Duration,
     ) -> Result<UpstreamSession, UpstreamError> {
+        self.initialize_as(spec, headers, timeout, &json!({})).await
+    }
+
+    /// Ends a session the upstream keeps (best effort: DELETE with its id).
+    pub async fn terminate(&self, session: &UpstreamSession, timeout: Duration) {
+        let Some(id) = &session.session_id else {
+            return;
+        };
+        let mut req = self
+            .http
+            .delete(&session.url)
+            .header("mcp-session-id", id)
+            .header("mcp-protocol-version", &session.protocol_version);
+        for (k, v) in &session.headers {
+            req = req.header(k, v);
+        }
+        let _ = tokio::time::timeout(timeout, req.send()).await;
+    }
+
+    /// Opens a session on behalf of a client with `capabilities`, so the upstream may use
+    /// what that client offers (sampling, roots, elicitation).
+    pub async fn initialize_as(
+        &self,
+        spec: &McpUpstream,
+        headers: &BTreeMap<String, String>,
+        timeout: Duration,
+        capabilities: &Value,
+    ) -> Result<UpstreamSession, UpstreamError> {
         let url = spec.url.clone();
         let id = json!(self.next_id());
         let version = spec
@@ -227,7 +263,7 @@ impl McpHttp {
             "jsonrpc": "2.0", "id": id, "method": "initialize",
             "params": {
                 "protocolVersion": version,
-                "capabilities": {},
+                "capabilities": capabilities,
                 "clientInfo": {"name": "switchboard", "version": env!("CARGO_PKG_VERSION")},
             },
         });
@@ -238,7 +274,7 @@ impl McpHttp {
             capabilities: Value::Null,
             headers: headers.clone(),
         };
-        let resp = self.send_to(&url, None, &body, timeout).await?;
+        let resp = self.send_to(&url, Some(&pre), &body, timeout).await?;
         let session_id = resp
             .headers()
             .get("mcp-session-id")

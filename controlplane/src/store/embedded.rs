@@ -17,6 +17,7 @@ use tokio::sync::{broadcast, mpsc};
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 const REVISION: &str = "revision";
 const COMPACTED: &str = "compacted";
 
@@ -82,6 +83,7 @@ impl EmbeddedStore {
             txn.open_table(RECORDS).map_err(io)?;
             txn.open_table(LOG).map_err(io)?;
             txn.open_table(META).map_err(io)?;
+            txn.open_table(SECRETS).map_err(io)?;
         }
         txn.commit().map_err(io)?;
         let (changes, _) = broadcast::channel(1024);
@@ -318,6 +320,31 @@ impl Store for EmbeddedStore {
 
     async fn write(&self, writes: Vec<Write>) -> Result<Revision, StoreError> {
         self.blocking(move |s| s.write_blocking(writes)).await
+    }
+
+    async fn secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let (name, fresh) = (name.to_string(), fresh.to_vec());
+        self.blocking(move |s| {
+            let _guard = s.serialize_writes()?;
+            let txn = s.inner.db.begin_write().map_err(io)?;
+            let value = {
+                let mut table = txn.open_table(SECRETS).map_err(io)?;
+                let existing = table
+                    .get(name.as_str())
+                    .map_err(io)?
+                    .map(|v| v.value().to_vec());
+                match existing {
+                    Some(v) => v,
+                    None => {
+                        table.insert(name.as_str(), fresh.as_slice()).map_err(io)?;
+                        fresh
+                    }
+                }
+            };
+            txn.commit().map_err(io)?;
+            Ok(value)
+        })
+        .await
     }
 
     async fn watch(&self, after: Revision) -> Result<EventStream, StoreError> {

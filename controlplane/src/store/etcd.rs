@@ -18,6 +18,8 @@ pub struct EtcdStore {
     client: Client,
     /// `{prefix}/resources/`, with exactly one slash between the parts.
     resources: String,
+    /// `{prefix}/secrets/`: registry-wide secrets such as the session key.
+    secrets: String,
 }
 
 fn unavailable(e: etcd_client::Error) -> StoreError {
@@ -46,7 +48,12 @@ impl EtcdStore {
             .await
             .map_err(unavailable)?;
         let resources = format!("{}/resources/", prefix.trim_end_matches('/'));
-        Ok(EtcdStore { client, resources })
+        let secrets = format!("{}/secrets/", prefix.trim_end_matches('/'));
+        Ok(EtcdStore {
+            client,
+            resources,
+            secrets,
+        })
     }
 
     fn key(&self, kind: Kind, name: &str) -> String {
@@ -104,6 +111,31 @@ impl Store for EtcdStore {
             .map(|kv| self.record(kv))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Listing { records, revision })
+    }
+
+    async fn secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let key = format!("{}{name}", self.secrets);
+        // Create if absent, then read whichever value won, in one transaction.
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.clone(), fresh, None)])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let mut client = self.client.clone();
+        let resp = client.txn(txn).await.map_err(unavailable)?;
+        if resp.succeeded() {
+            return Ok(fresh.to_vec());
+        }
+        for op in resp.op_responses() {
+            if let etcd_client::TxnOpResponse::Get(get) = op {
+                if let Some(kv) = get.kvs().first() {
+                    return Ok(kv.value().to_vec());
+                }
+            }
+        }
+        Err(StoreError::Corrupt {
+            key,
+            reason: "secret vanished while being read".into(),
+        })
     }
 
     async fn get(&self, kind: Kind, name: &str) -> Result<Option<Record>, StoreError> {

@@ -57,6 +57,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets history up to and including `revision` (maintenance, and tests of recovery).
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
+
+    /// The registry-wide secret `name`, stored as `fresh` if there is none yet. Every
+    /// replica gets the same value: the first writer wins and the rest read it.
+    async fn secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError>;
 }
 
 /// Key of a record inside the store's namespace: `Kind/name`.

@@ -1,0 +1,80 @@
+//! Client upstream sessions against a real server-everything: opened by one replica's pool,
+//! used by another's (as when a session hops replicas), and re-opened when the upstream
+//! forgets them.
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use switchboard_config::kinds::upstream::{McpUpstream, UpstreamSpec};
+use switchboard_dataplane::session::Session;
+use switchboard_dataplane::upstreams::UpstreamPool;
+use switchboard_testkit::ServerEverything;
+use switchboard_upstream::is_event_stream;
+
+fn spec(url: &str) -> UpstreamSpec {
+    UpstreamSpec {
+        mcp: Some(McpUpstream {
+            url: url.to_string(),
+            transport: Default::default(),
+            protocol_version: None,
+        }),
+        ..UpstreamSpec::default()
+    }
+}
+
+/// Calls `echo` through `pool` and returns the text it echoed.
+async fn echo(pool: &UpstreamPool, spec: &UpstreamSpec, client: &Session, word: &str) -> String {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": word}}});
+    let resp = pool
+        .send("everything", spec, &body, Some(client))
+        .await
+        .expect("sent");
+    let sse = is_event_stream(&resp);
+    let text = resp.text().await.expect("body");
+    let msg: Value = if sse {
+        switchboard_testkit::parse_sse_events(&text)
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+            .find(|m| m.get("id") == Some(&json!(1)))
+            .expect("a response event")
+    } else {
+        serde_json::from_str(&text).expect("json")
+    };
+    msg["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_session_opened_on_one_replica_is_used_and_renewed_on_another() {
+    let server = ServerEverything::start().await.expect("server-everything");
+    let spec = spec(&server.url());
+    let (replica_a, replica_b) = (UpstreamPool::default(), UpstreamPool::default());
+
+    let mut client = Session::new("demo", "2025-11-25");
+    client.capabilities = json!({"roots": {"listChanged": true}});
+    let opened = replica_a
+        .open_for("everything", &spec, &client)
+        .await
+        .expect("open");
+    assert!(opened.id.is_some(), "server-everything keeps sessions");
+    client.upstreams.insert("everything".into(), opened);
+
+    // Replica B uses the client's upstream session; it opens none of its own.
+    assert_eq!(echo(&replica_b, &spec, &client, "hop").await, "Echo: hop");
+    assert_eq!(replica_b.shared_sessions(), 0);
+
+    // The upstream forgets the session: B opens a replacement and keeps using it.
+    replica_a.close_for(&client, &|_| Some(std::sync::Arc::new(spec.clone())));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        echo(&replica_b, &spec, &client, "renewed").await,
+        "Echo: renewed"
+    );
+    assert_eq!(
+        echo(&replica_b, &spec, &client, "again").await,
+        "Echo: again"
+    );
+    assert_eq!(replica_b.shared_sessions(), 0);
+}
