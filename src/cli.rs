@@ -48,6 +48,25 @@ pub enum Command {
     Get(GetArgs),
     /// Delete a resource.
     Delete(DeleteArgs),
+    /// Serve a stdio MCP server over streamable HTTP (e.g. as an Upstream's URL).
+    Bridge(BridgeArgs),
+}
+
+/// `switchboard bridge --stdio CMD [-- ARGS...]`.
+#[derive(Debug, Args)]
+pub struct BridgeArgs {
+    /// The stdio MCP server to run (found on PATH or a path).
+    #[arg(long)]
+    pub stdio: String,
+    /// Arguments for the stdio server, after `--`.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+    /// Address to serve on.
+    #[arg(long, default_value = "127.0.0.1:3002")]
+    pub listen: String,
+    /// Path of the MCP endpoint.
+    #[arg(long, default_value = "/mcp")]
+    pub path: String,
 }
 
 /// Files to read: paths, directories of *.yaml, or `-` for stdin.

@@ -30,6 +30,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::Delete(args) => commands::client::delete(&args),
         Command::Dataplane(args) => commands::dataplane::run_command(&args),
         Command::Up(args) => commands::up::run_command(&args),
+        Command::Bridge(args) => commands::bridge::run(&args),
     }
 }
 

@@ -450,10 +450,16 @@ fn a_taken_listen_address_is_a_clear_error() {
 
 /// The quickstart with the `everything` upstream at `url`, written to a temp dir.
 fn quickstart_against(url: &str) -> (tempfile::TempDir, String) {
+    quickstart_with(url, "http://127.0.0.1:3002/mcp")
+}
+
+/// The quickstart with its `everything` and `time` upstreams at these URLs.
+fn quickstart_with(everything: &str, time: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = std::fs::read_to_string(quickstart())
         .expect("quickstart")
-        .replace("http://127.0.0.1:3001/mcp", url);
+        .replace("http://127.0.0.1:3001/mcp", everything)
+        .replace("http://127.0.0.1:3002/mcp", time);
     let file = dir.path().join("quickstart.yaml");
     std::fs::write(&file, text).expect("write");
     let path = file.display().to_string();
@@ -576,4 +582,98 @@ async fn a_session_hops_between_replicas_and_survives_a_replica_restart() {
         .await
         .expect("send");
     assert_eq!(forged.status(), 404);
+}
+
+/// `switchboard bridge` serving PyPI `mcp-server-time` (a stdio server) on a free port.
+async fn time_bridge() -> (ManagedProcess, String) {
+    let time = switchboard_testkit::venv_bin("mcp-server-time").expect("mcp-server-time installed");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["bridge", "--listen", &listen, "--stdio"])
+        .arg(&time)
+        .args(["--", "--local-timezone", "UTC"]);
+    let process = ManagedProcess::spawn(cmd).expect("bridge");
+    if let Err(e) =
+        switchboard_testkit::wait_for_http_ok(&format!("http://{listen}/healthz"), WAIT).await
+    {
+        panic!("bridge did not start: {e}\n{}", process.log_tail(30));
+    }
+    (process, format!("http://{listen}/mcp"))
+}
+
+async fn ts_client(url: &str) -> Value {
+    let modules = switchboard_testkit::deps_dir().join("npm/node_modules");
+    let out = tokio::process::Command::new(switchboard_testkit::node_bin().expect("node"))
+        .arg(root().join("tests/peers/ts_client.mjs"))
+        .arg(&modules)
+        .arg(url)
+        .output();
+    let out = tokio::time::timeout(WAIT, out)
+        .await
+        .expect("client finished")
+        .expect("ran");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from the TypeScript client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_server_behind_the_bridge_answers_directly_and_through_the_gateway() {
+    let (bridge, time_url) = time_bridge().await;
+    // Directly: the bridge is a streamable-HTTP MCP server.
+    let mut direct = McpHttpClient::new(time_url.clone());
+    let init = direct
+        .initialize()
+        .await
+        .expect("initialize via the bridge");
+    assert_eq!(init["serverInfo"]["name"], "mcp-time", "{init}");
+    let now = direct
+        .request(
+            "tools/call",
+            json!({"name": "get_current_time", "arguments": {"timezone": "UTC"}}),
+        )
+        .await
+        .expect("call via the bridge");
+    assert!(
+        now["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("UTC")),
+        "{now}\n{}",
+        bridge.log_tail(20)
+    );
+
+    // Through one virtual server, next to server-everything, for both SDK clients.
+    let server = ServerEverything::start().await.expect("server-everything");
+    let (_cfg, config) = quickstart_with(&server.url(), &time_url);
+    let up = Up::start_with(&config, &[]).await;
+    wait_for_tool(&up, "time_get_current_time").await;
+    wait_for_tool(&up, "everything_echo").await;
+    for mode in ["legacy", "2026-07-28"] {
+        let seen = python_client(&up, mode).await;
+        assert!(
+            seen["time"].as_str().is_some_and(|t| t.contains("UTC")),
+            "{mode}: {seen}"
+        );
+        assert_eq!(seen["echo"], "Echo: via switchboard", "{mode}");
+    }
+    let seen = ts_client(&up.mcp("demo")).await;
+    assert_eq!(seen["server_name"], "switchboard/demo", "{seen}");
+    assert!(
+        seen["time"].as_str().is_some_and(|t| t.contains("UTC")),
+        "{seen}"
+    );
+    assert_eq!(seen["echo"], "Echo: from ts", "{seen}");
+    let progress = seen["progress"].as_array().expect("progress");
+    assert_eq!(progress.len(), 4, "{seen}");
+    let spread = progress[3][1].as_f64().unwrap_or(0.0) - progress[0][1].as_f64().unwrap_or(0.0);
+    assert!(spread >= 1.0, "progress arrived bunched: {progress:?}");
+    assert!(
+        seen["unknown_tool_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unknown tool: no_such_tool")),
+        "{seen}"
+    );
 }

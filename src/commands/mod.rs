@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bridge;
 pub mod client;
 pub mod controlplane;
 pub mod dataplane;

@@ -54,6 +54,9 @@ async def main(url: str, mode: str) -> dict:
             out["upstream_resources"] = upstream_resources
             read = await client.read_resource(upstream_resources[0])
             out["upstream_resource_uri"] = str(read.contents[0].uri)
+        if "time_get_current_time" in out["tools"]:
+            got = await client.call_tool("time_get_current_time", {"timezone": "UTC"})
+            out["time"] = got.content[0].text
         try:
             await client.get_prompt("no-such-prompt", {})
             out["unknown_prompt_error"] = None

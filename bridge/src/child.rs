@@ -1,0 +1,299 @@
+//! The stdio server: one child process, initialized once by the bridge and shared by every
+//! HTTP session. Requests get bridge-unique ids (and progress tokens) on the way in, so
+//! answers and progress find their way back to the HTTP request that asked; everything else
+//! the server says goes to every open GET stream.
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child as Process, ChildStdin, Command};
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// The session-based version the bridge asks the stdio server for.
+pub const CHILD_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// How long the stdio server may take to answer `initialize`.
+const INITIALIZE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What can go wrong with the stdio server.
+#[derive(Debug, thiserror::Error)]
+pub enum ChildError {
+    #[error("cannot start `{command}`: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("the stdio server exited: {0}")]
+    Exited(String),
+    #[error("the stdio server did not answer initialize within {0:?}")]
+    InitializeTimeout(Duration),
+    #[error("the stdio server refused initialize: {0}")]
+    Initialize(String),
+    #[error("cannot write to the stdio server: {0}")]
+    Write(std::io::Error),
+}
+
+/// A request waiting for its answer.
+struct Pending {
+    tx: mpsc::UnboundedSender<Value>,
+    client_id: Value,
+    session: String,
+    /// The client's progress token and the bridge's stand-in for it.
+    progress: Option<(Value, String)>,
+}
+
+/// The running stdio server.
+pub struct Child {
+    stdin: tokio::sync::Mutex<ChildStdin>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    /// Bridge progress token -> bridge request id.
+    progress: Mutex<HashMap<String, u64>>,
+    /// Messages for GET streams: notifications and requests not tied to one call.
+    broadcast: broadcast::Sender<Value>,
+    next_id: AtomicU64,
+    initialized: OnceLock<Value>,
+    /// Why the process ended, once it has.
+    exited: watch::Sender<Option<String>>,
+    process: Mutex<Option<Process>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Child {
+    /// Starts `command args` and completes the MCP handshake with it.
+    pub async fn start(command: &str, args: &[String]) -> Result<Arc<Child>, ChildError> {
+        let mut process = Command::new(command)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| ChildError::Spawn {
+                command: command.to_string(),
+                source,
+            })?;
+        let (Some(stdin), Some(stdout)) = (process.stdin.take(), process.stdout.take()) else {
+            return Err(ChildError::Exited("no stdio pipes".into()));
+        };
+        let (broadcast, _) = broadcast::channel(256);
+        let (exited, _) = watch::channel(None);
+        let child = Arc::new(Child {
+            stdin: tokio::sync::Mutex::new(stdin),
+            pending: Mutex::new(HashMap::new()),
+            progress: Mutex::new(HashMap::new()),
+            broadcast,
+            next_id: AtomicU64::new(1),
+            initialized: OnceLock::new(),
+            exited,
+            process: Mutex::new(Some(process)),
+        });
+        let reader = child.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            loop {
+                match lines.next_line().await {
+                    Ok(Some(line)) => reader.route(&line),
+                    Ok(None) => break reader.ended("its stdout closed".into()),
+                    Err(e) => break reader.ended(format!("reading its stdout failed: {e}")),
+                }
+            }
+        });
+        child.handshake().await?;
+        Ok(child)
+    }
+
+    async fn handshake(&self) -> Result<(), ChildError> {
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": CHILD_PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "switchboard-bridge", "version": env!("CARGO_PKG_VERSION")},
+        }});
+        let mut rx = self.call("", init).await?;
+        let answer = tokio::time::timeout(INITIALIZE_TIMEOUT, rx.recv())
+            .await
+            .map_err(|_| ChildError::InitializeTimeout(INITIALIZE_TIMEOUT))?
+            .ok_or_else(|| ChildError::Exited("before answering initialize".into()))?;
+        let Some(result) = answer.get("result") else {
+            return Err(ChildError::Initialize(answer["error"].to_string()));
+        };
+        let _ = self.initialized.set(result.clone());
+        self.write(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await
+    }
+
+    /// The server's answer to the bridge's initialize.
+    pub fn initialize_result(&self) -> Value {
+        self.initialized.get().cloned().unwrap_or(Value::Null)
+    }
+
+    /// Why the server stopped, if it has.
+    pub fn exit_reason(&self) -> Option<String> {
+        self.exited.borrow().clone()
+    }
+
+    /// Resolves when the server stops.
+    pub async fn wait_exit(&self) -> String {
+        let mut rx = self.exited.subscribe();
+        loop {
+            if let Some(why) = rx.borrow_and_update().clone() {
+                return why;
+            }
+            if rx.changed().await.is_err() {
+                return "the bridge is shutting down".into();
+            }
+        }
+    }
+
+    /// A receiver of everything the server says outside of calls.
+    pub fn subscribe(&self) -> broadcast::Receiver<Value> {
+        self.broadcast.subscribe()
+    }
+
+    async fn write(&self, msg: &Value) -> Result<(), ChildError> {
+        if let Some(why) = self.exit_reason() {
+            return Err(ChildError::Exited(why));
+        }
+        let mut line = msg.to_string();
+        line.push('\n');
+        let mut stdin = self.stdin.lock().await;
+        stdin
+            .write_all(line.as_bytes())
+            .await
+            .map_err(ChildError::Write)?;
+        stdin.flush().await.map_err(ChildError::Write)
+    }
+
+    /// Sends a request for `session`; the receiver yields its progress notifications, then
+    /// its response (ids and tokens as the client sent them), then closes.
+    pub async fn call(
+        &self,
+        session: &str,
+        mut msg: Value,
+    ) -> Result<mpsc::UnboundedReceiver<Value>, ChildError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let client_id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let mut progress = None;
+        if let Some(token) = msg.pointer_mut("/params/_meta/progressToken") {
+            let stand_in = format!("sbb-{id}");
+            progress = Some((token.clone(), stand_in.clone()));
+            *token = Value::String(stand_in.clone());
+            lock(&self.progress).insert(stand_in, id);
+        }
+        msg["id"] = json!(id);
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.pending).insert(
+            id,
+            Pending {
+                tx,
+                client_id,
+                session: session.to_string(),
+                progress,
+            },
+        );
+        if let Err(e) = self.write(&msg).await {
+            self.forget(id);
+            return Err(e);
+        }
+        Ok(rx)
+    }
+
+    fn forget(&self, id: u64) -> Option<Pending> {
+        let p = lock(&self.pending).remove(&id)?;
+        if let Some((_, stand_in)) = &p.progress {
+            lock(&self.progress).remove(stand_in);
+        }
+        Some(p)
+    }
+
+    /// Passes on a client notification or response; cancellations name the bridge's id.
+    pub async fn notify(&self, session: &str, mut msg: Value) -> Result<(), ChildError> {
+        match msg.get("method").and_then(Value::as_str) {
+            // The bridge already told the server it is initialized.
+            Some("notifications/initialized") => return Ok(()),
+            Some("notifications/cancelled") => {
+                let Some(wanted) = msg.pointer("/params/requestId").cloned() else {
+                    return Ok(());
+                };
+                let found = lock(&self.pending)
+                    .iter()
+                    .find(|(_, p)| p.session == session && p.client_id == wanted)
+                    .map(|(id, _)| *id);
+                let Some(id) = found else {
+                    return Ok(()); // already answered
+                };
+                msg["params"]["requestId"] = json!(id);
+            }
+            _ => {}
+        }
+        self.write(&msg).await
+    }
+
+    /// Delivers one line the server wrote.
+    fn route(&self, line: &str) {
+        let Ok(mut msg) = serde_json::from_str::<Value>(line) else {
+            if !line.trim().is_empty() {
+                tracing::warn!(line = %line.chars().take(200).collect::<String>(), "stdio server wrote a line that is not JSON");
+            }
+            return;
+        };
+        let is_response = msg.get("method").is_none()
+            && (msg.get("result").is_some() || msg.get("error").is_some());
+        if is_response {
+            let Some(p) = msg
+                .get("id")
+                .and_then(Value::as_u64)
+                .and_then(|id| self.forget(id))
+            else {
+                tracing::warn!(id = %msg["id"], "stdio server answered a request nobody is waiting for");
+                return;
+            };
+            msg["id"] = p.client_id;
+            let _ = p.tx.send(msg);
+            return;
+        }
+        if msg.get("method").and_then(Value::as_str) == Some("notifications/progress") {
+            let stand_in = msg
+                .pointer("/params/progressToken")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let owner = stand_in.and_then(|t| lock(&self.progress).get(&t).copied());
+            if let Some(id) = owner {
+                if let Some(p) = lock(&self.pending).get(&id) {
+                    if let Some((token, _)) = &p.progress {
+                        msg["params"]["progressToken"] = token.clone();
+                    }
+                    let _ = p.tx.send(msg);
+                    return;
+                }
+            }
+        }
+        // Logging, list_changed, and requests to the client: for the GET streams.
+        let _ = self.broadcast.send(msg);
+    }
+
+    fn ended(&self, why: String) {
+        tracing::error!(reason = %why, "stdio server ended");
+        let _ = self.exited.send(Some(why.clone()));
+        let pending: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
+        lock(&self.progress).clear();
+        for p in pending {
+            let _ =
+                p.tx.send(json!({"jsonrpc": "2.0", "id": p.client_id, "error": {
+                "code": -32603, "message": format!("the stdio server exited: {why}")}}));
+        }
+    }
+
+    /// Stops the server process.
+    pub fn kill(&self) {
+        if let Some(mut p) = lock(&self.process).take() {
+            let _ = p.start_kill();
+        }
+    }
+}
