@@ -48,22 +48,22 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The session a request names, or the error response for a missing or unknown one.
-fn session(bridge: &Bridge, headers: &HeaderMap) -> Result<String, Response> {
+fn session(bridge: &Bridge, headers: &HeaderMap) -> Result<String, Box<Response>> {
     let Some(id) = header(headers, "mcp-session-id") else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             &Value::Null,
             -32600,
             "missing Mcp-Session-Id header: send initialize first",
-        ));
+        )));
     };
     if !bridge.sessions().contains(id) {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::NOT_FOUND,
             &Value::Null,
             -32600,
             "unknown session: initialize a new one",
-        ));
+        )));
     }
     Ok(id.to_string())
 }
@@ -118,7 +118,7 @@ pub async fn post(State(bridge): State<Arc<Bridge>>, headers: HeaderMap, body: B
     }
     let session = match session(&bridge, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (Some(id), Some(_)) = (id.clone(), method) else {
         // A notification, or the client's answer to a server request.
@@ -177,7 +177,7 @@ fn initialize(bridge: &Bridge, id: Value, msg: &Value) -> Response {
 /// `GET` on the MCP endpoint: what the server says outside calls, as SSE.
 pub async fn get(State(bridge): State<Arc<Bridge>>, headers: HeaderMap) -> Response {
     if let Err(r) = session(&bridge, &headers) {
-        return r;
+        return *r;
     }
     if !header(&headers, "accept").is_some_and(|a| a.contains("text/event-stream")) {
         return error(
@@ -204,6 +204,6 @@ pub async fn delete(State(bridge): State<Arc<Bridge>>, headers: HeaderMap) -> Re
             bridge.sessions().remove(&id);
             StatusCode::OK.into_response()
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
