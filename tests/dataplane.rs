@@ -677,3 +677,41 @@ async fn a_stdio_server_behind_the_bridge_answers_directly_and_through_the_gatew
         "{seen}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_and_log_levels_reach_the_upstream() {
+    let server = ServerEverything::start().await.expect("server-everything");
+    let (up, _dir) = Up::start_against(&server.url()).await;
+    wait_for_tool(&up, "everything_echo").await;
+    let mut client = McpHttpClient::new(up.mcp("demo"));
+    client.initialize().await.expect("initialize");
+    // The prompt's client-visible (prefixed) name is renamed back for the upstream.
+    let done = client
+        .request(
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "everything_completable-prompt"},
+                   "argument": {"name": "department", "value": "E"}}),
+        )
+        .await
+        .expect("completion/complete");
+    assert_eq!(
+        done["completion"]["values"],
+        json!(["Engineering"]),
+        "{done}"
+    );
+    // Local prompts complete to nothing rather than failing.
+    let local = client
+        .request(
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "summarize"},
+                   "argument": {"name": "audience", "value": "x"}}),
+        )
+        .await
+        .expect("local completion");
+    assert_eq!(local["completion"]["values"], json!([]));
+    let set = client
+        .request("logging/setLevel", json!({"level": "debug"}))
+        .await
+        .expect("logging/setLevel");
+    assert_eq!(set, json!({}));
+}

@@ -264,6 +264,34 @@ impl Gateway {
         reply
     }
 
+    /// Sends one request to every upstream of `server` in the client's sessions, waiting
+    /// for each answer (an upstream that fails or refuses is logged, not fatal: the level
+    /// still applies to the others).
+    async fn fanout(
+        &self,
+        routes: &Routes,
+        server: &ServerView,
+        method: &str,
+        params: &Value,
+        session: &crate::session::Session,
+    ) {
+        let sends = server.upstreams.iter().filter_map(|name| {
+            let spec = routes.upstream(name)?;
+            spec.mcp.as_ref()?;
+            let body = json!({"jsonrpc": "2.0", "id": self.upstreams.next_id(), "method": method, "params": params});
+            Some(async move {
+                let outcome = match self.upstreams.send(name, &spec, &body, Some(session)).await {
+                    Ok(resp) => resp.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = outcome {
+                    tracing::warn!(upstream = %name, %method, error = %e, "upstream did not take a fanned-out request");
+                }
+            })
+        });
+        futures::future::join_all(sends).await;
+    }
+
     /// Reads the whole body, or answers 413 when it is over the limit (checked against
     /// Content-Length up front, and against what arrives for chunked bodies).
     async fn read_body(
@@ -336,6 +364,16 @@ impl ProxyHttp for Gateway {
                     } => {
                         self.open_session(&routes, &server, id, result, session)
                             .await
+                    }
+                    Outcome::Fanout {
+                        id,
+                        method,
+                        params,
+                        session,
+                    } => {
+                        self.fanout(&routes, &server, &method, &params, &session)
+                            .await;
+                        Reply::json(200, &jsonrpc::result_response(&id, json!({})))
                     }
                     Outcome::Terminate(session) => {
                         self.upstreams

@@ -73,6 +73,14 @@ pub enum Outcome {
     },
     /// A client ends its session: answer 200 and end its upstream sessions.
     Terminate(Session),
+    /// Send this request to every upstream of the client's session (e.g. `logging/setLevel`)
+    /// and answer `{}` once they have had it.
+    Fanout {
+        id: Value,
+        method: String,
+        params: Value,
+        session: Session,
+    },
 }
 
 /// A request the gateway hands to an upstream.
@@ -218,6 +226,14 @@ fn post_checked(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Result<O
         }
         Message::Request { id, method, params } => {
             let session = session_of(server, req)?;
+            if method == "logging/setLevel" && !server.upstreams.is_empty() {
+                return Ok(Outcome::Fanout {
+                    id,
+                    method,
+                    params,
+                    session,
+                });
+            }
             if let Some(mut forward) = upstream_route(server, &id, &method, &params, false) {
                 forward.session = Some(session);
                 return Ok(Outcome::Forward(forward));
@@ -326,6 +342,25 @@ fn upstream_route(
     match method {
         "tools/call" => server.tool_routes.get(name).map(renamed),
         "prompts/get" => server.prompt_routes.get(name).map(renamed),
+        "completion/complete" => {
+            let reference = params.get("ref")?;
+            match reference.get("type").and_then(Value::as_str)? {
+                "ref/prompt" => {
+                    let prompt = reference.get("name").and_then(Value::as_str)?;
+                    let route = server.prompt_routes.get(prompt)?;
+                    let mut p = params.clone();
+                    p["ref"]["name"] = Value::String(route.tool.clone());
+                    Some(forward(&route.upstream, p))
+                }
+                "ref/resource" => {
+                    let uri = reference.get("uri").and_then(Value::as_str)?;
+                    server
+                        .resource_upstream(uri)
+                        .map(|u| forward(u, params.clone()))
+                }
+                _ => None,
+            }
+        }
         "resources/read" => {
             let uri = params.get("uri").and_then(Value::as_str)?;
             if server.resources.contains_key(uri) {
@@ -458,6 +493,9 @@ mod tests {
                 reply
             }
             Outcome::Terminate(_) => Reply::empty(200),
+            Outcome::Fanout { id, .. } => {
+                Reply::json(200, &jsonrpc::result_response(&id, json!({})))
+            }
             Outcome::Forward(f) => panic!("unexpected forward {f:?}"),
         }
     }
