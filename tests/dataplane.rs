@@ -715,3 +715,36 @@ async fn completions_and_log_levels_reach_the_upstream() {
         .expect("logging/setLevel");
     assert_eq!(set, json!({}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_upstream_stream_is_cut_at_its_idle_timeout() {
+    let server = ServerEverything::start().await.expect("server-everything");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(quickstart())
+        .expect("quickstart")
+        .replace("http://127.0.0.1:3001/mcp", &server.url())
+        .replace("request: 30s", "request: 30s\n    idle: 1s");
+    let file = dir.path().join("quickstart.yaml");
+    std::fs::write(&file, text).expect("write");
+    let up = Up::start_with(&file.display().to_string(), &[]).await;
+    wait_for_tool(&up, "everything_echo").await;
+    let mut client = McpHttpClient::new(up.mcp("demo"));
+    client.initialize().await.expect("initialize");
+    let started = std::time::Instant::now();
+    // One step of ten seconds: the upstream says nothing for ten seconds.
+    let err = client
+        .request(
+            "tools/call",
+            json!({"name": "everything_trigger-long-running-operation",
+                   "arguments": {"duration": 10, "steps": 1}}),
+        )
+        .await
+        .expect_err("cut off");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "took {took:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("-32603") && text.contains("no event for 1s"), "{text}");
+}
