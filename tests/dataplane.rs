@@ -746,5 +746,8 @@ async fn a_silent_upstream_stream_is_cut_at_its_idle_timeout() {
         "took {took:?}"
     );
     let text = err.to_string();
-    assert!(text.contains("-32603") && text.contains("no event for 1s"), "{text}");
+    assert!(
+        text.contains("-32603") && text.contains("no event for 1s"),
+        "{text}"
+    );
 }
