@@ -602,11 +602,16 @@ async fn time_bridge() -> (ManagedProcess, String) {
 }
 
 async fn ts_client(url: &str) -> Value {
+    ts_client_with_prefix(url, "everything_").await
+}
+
+async fn ts_client_with_prefix(url: &str, prefix: &str) -> Value {
     let modules = switchboard_testkit::deps_dir().join("npm/node_modules");
     let out = tokio::process::Command::new(switchboard_testkit::node_bin().expect("node"))
         .arg(root().join("tests/peers/ts_client.mjs"))
         .arg(&modules)
         .arg(url)
+        .arg(prefix)
         .output();
     let out = tokio::time::timeout(WAIT, out)
         .await
@@ -750,4 +755,49 @@ async fn a_silent_upstream_stream_is_cut_at_its_idle_timeout() {
         text.contains("-32603") && text.contains("no event for 1s"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passthrough_server_proxies_one_upstream_as_is() {
+    let server = ServerEverything::start().await.expect("server-everything");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(root().join("examples/passthrough.yaml"))
+        .expect("example")
+        .replace("http://127.0.0.1:3001/mcp", &server.url());
+    let file = dir.path().join("passthrough.yaml");
+    std::fs::write(&file, text).expect("write");
+    let up = Up::start_with(&file.display().to_string(), &[]).await;
+    // The upstream itself answers: its own name, unprefixed tools, its progress stream.
+    let seen = ts_client_with_prefix(&up.mcp("everything-raw"), "").await;
+    assert!(
+        seen["server_name"]
+            .as_str()
+            .is_some_and(|n| !n.starts_with("switchboard")),
+        "{seen}"
+    );
+    assert!(
+        seen["tools"]
+            .as_array()
+            .is_some_and(|t| t.contains(&json!("echo"))),
+        "{seen}"
+    );
+    assert_eq!(seen["echo"], "Echo: from ts", "{seen}");
+    let progress = seen["progress"].as_array().expect("progress");
+    assert_eq!(progress.len(), 4, "{seen}");
+    let spread = progress[3][1].as_f64().unwrap_or(0.0) - progress[0][1].as_f64().unwrap_or(0.0);
+    assert!(spread >= 1.0, "progress arrived bunched: {progress:?}");
+
+    // A dead upstream is a clean 502, not a hang.
+    drop(server);
+    let started = std::time::Instant::now();
+    let resp = reqwest::Client::new()
+        .post(up.mcp("everything-raw"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(resp.status(), 502);
+    assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -320,13 +320,84 @@ impl Gateway {
     }
 }
 
+/// Where a pass-through request goes; decided in `request_filter`, used by pingora's proxy.
+pub struct PassTarget {
+    addr: std::net::SocketAddr,
+    tls: bool,
+    /// Host header (and SNI) for the upstream.
+    host: String,
+    path_and_query: String,
+    headers: Vec<(String, String)>,
+    connect: std::time::Duration,
+}
+
+/// Per-request state.
+#[derive(Default)]
+pub struct Ctx {
+    pass: Option<PassTarget>,
+}
+
+impl Gateway {
+    /// Resolves a pass-through server's upstream for this request.
+    async fn pass_target(
+        &self,
+        routes: &Routes,
+        upstream: &str,
+        query: Option<&str>,
+    ) -> std::result::Result<PassTarget, String> {
+        let spec = routes
+            .upstream(upstream)
+            .ok_or_else(|| format!("upstream `{upstream}` is not in this snapshot"))?;
+        let mcp = spec
+            .mcp
+            .as_ref()
+            .ok_or_else(|| format!("upstream `{upstream}` is not an MCP-over-HTTP server"))?;
+        let url = reqwest::Url::parse(&mcp.url).map_err(|e| format!("upstream URL: {e}"))?;
+        let host = url.host_str().unwrap_or_default().to_string();
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| format!("upstream URL `{}` has no port", mcp.url))?;
+        let addr = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
+            .next()
+            .ok_or_else(|| format!("`{host}` resolves to no address"))?;
+        let mut path_and_query = url.path().to_string();
+        if let Some(q) = query.or(url.query()) {
+            path_and_query.push('?');
+            path_and_query.push_str(q);
+        }
+        let host_header = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        Ok(PassTarget {
+            addr,
+            tls: url.scheme() == "https",
+            host: host_header,
+            path_and_query,
+            headers: spec
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            connect: spec
+                .timeouts
+                .connect
+                .unwrap_or(crate::upstreams::DEFAULT_CONNECT_TIMEOUT),
+        })
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
-    type CTX = ();
+    type CTX = Ctx;
 
-    fn new_ctx(&self) -> Self::CTX {}
+    fn new_ctx(&self) -> Self::CTX {
+        Ctx::default()
+    }
 
-    async fn request_filter(&self, session: &mut Session, _ctx: &mut Self::CTX) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let routes = self.routes.load_full();
         let path = session.req_header().uri.path().to_string();
         let host = header(session, "host").map(str::to_string);
@@ -336,6 +407,22 @@ impl ProxyHttp for Gateway {
             Target::Ready => text(200, &format!("ready, snapshot {}\n", routes.version)),
             Target::NotFound => text(404, "not found: MCP endpoints are /servers/{name}/mcp\n"),
             Target::UnknownServer(name) => transport::unknown_server(&name),
+            Target::Server(server) if server.passthrough.is_some() => {
+                let upstream = server.passthrough.clone().unwrap_or_default();
+                let query = session.req_header().uri.query().map(str::to_string);
+                match self.pass_target(&routes, &upstream, query.as_deref()).await {
+                    Ok(t) => {
+                        // pingora proxies the request and streams the answer as-is.
+                        ctx.pass = Some(t);
+                        return Ok(false);
+                    }
+                    Err(why) => Reply::rpc_error(
+                        502,
+                        jsonrpc::INTERNAL_ERROR,
+                        format!("pass-through to `{upstream}`: {why}"),
+                    ),
+                }
+            }
             Target::Server(server) => {
                 let body = match self.read_body(session).await? {
                     Ok(b) => b,
@@ -399,13 +486,40 @@ impl ProxyHttp for Gateway {
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        _ctx: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
-        // Every request is answered in request_filter (locally or by forwarding).
-        Err(Error::explain(
-            ErrorType::HTTPStatus(502),
-            "no upstream route for this request",
-        ))
+        // Only pass-through requests get here; the rest are answered in request_filter.
+        let Some(t) = &ctx.pass else {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                "no upstream route for this request",
+            ));
+        };
+        let sni = t.host.split(':').next().unwrap_or_default().to_string();
+        let mut peer = HttpPeer::new(t.addr, t.tls, sni);
+        peer.options.connection_timeout = Some(t.connect);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let Some(t) = &ctx.pass else {
+            return Ok(());
+        };
+        let uri = t
+            .path_and_query
+            .parse()
+            .map_err(|e| Error::explain(ErrorType::InternalError, format!("upstream path: {e}")))?;
+        upstream_request.set_uri(uri);
+        upstream_request.insert_header("host", t.host.clone())?;
+        for (k, v) in &t.headers {
+            upstream_request.insert_header(k.clone(), v.clone())?;
+        }
+        Ok(())
     }
 }
 

@@ -119,6 +119,8 @@ pub struct ServerView {
     pub upstreams: Vec<String>,
     /// Seals this server's session ids (the snapshot's key).
     pub sealer: Arc<Sealer>,
+    /// The one upstream proxied as-is, for a pass-through server.
+    pub passthrough: Option<String>,
 }
 
 impl Routes {
@@ -141,6 +143,7 @@ impl Routes {
                 description: vs.description.clone(),
                 version: snapshot.version.clone(),
                 sealer: routes.sealer.clone(),
+                passthrough: vs.passthrough.clone(),
                 ..ServerView::default()
             };
             for p in &vs.prompts {

@@ -2,11 +2,12 @@
 // endpoint and prints what it saw as one JSON object, so Rust tests can assert on a real
 // client's view.
 //
-// usage: node ts_client.mjs NODE_MODULES_DIR URL
+// usage: node ts_client.mjs NODE_MODULES_DIR URL [PREFIX]
+//   PREFIX: how server-everything's tools are named here (default `everything_`)
 import { createRequire } from "node:module";
 import path from "node:path";
 
-const [modules, url] = process.argv.slice(2);
+const [modules, url, prefix = "everything_"] = process.argv.slice(2);
 const require = createRequire(path.join(modules, "noop.js"));
 const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
 const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
@@ -20,12 +21,12 @@ out.server_name = client.getServerVersion()?.name ?? null;
 const tools = await client.listTools();
 out.tools = tools.tools.map((t) => t.name);
 const text = (r) => r.content?.[0]?.text ?? null;
-if (out.tools.includes("everything_echo")) {
-  out.echo = text(await client.callTool({ name: "everything_echo", arguments: { message: "from ts" } }));
+if (out.tools.includes(`${prefix}echo`)) {
+  out.echo = text(await client.callTool({ name: `${prefix}echo`, arguments: { message: "from ts" } }));
   const start = Date.now();
   const progress = [];
   const done = await client.callTool(
-    { name: "everything_trigger-long-running-operation", arguments: { duration: 2, steps: 4 } },
+    { name: `${prefix}trigger-long-running-operation`, arguments: { duration: 2, steps: 4 } },
     undefined,
     { onprogress: (p) => progress.push([p.progress, (Date.now() - start) / 1000]) },
   );
