@@ -20,7 +20,7 @@ fn examples_validate() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.starts_with("valid: 9 resources in 2 file(s)"),
+        stdout.starts_with("valid: 11 resources in 3 file(s)"),
         "{stdout}"
     );
 }
