@@ -184,7 +184,11 @@ async fn apply_reaches_every_data_plane_of_each_group() {
     let eu_snap = eu1.current.load_full().expect("eu snapshot");
     assert!(eu_snap.virtual_servers.contains_key("guarded"));
     let us_snap = us1.current.load_full().expect("us snapshot");
-    assert_eq!(us_snap.virtual_servers.keys().collect::<Vec<_>>(), ["demo"]);
+    assert_eq!(
+        us_snap.virtual_servers.keys().collect::<Vec<_>>(),
+        ["demo", "everything-raw"],
+        "everything but the eu-only server"
+    );
 
     let acked = acked(&cp);
     assert_eq!(acked.get("us-1"), Some(&us));
