@@ -14,7 +14,6 @@ use switchboard_proto::v1;
 pub type WireSnapshot = Arc<v1::Snapshot>;
 
 /// Memo of the latest resource set and the snapshots built from it.
-#[derive(Default)]
 pub struct SnapshotCache {
     inner: Mutex<Memo>,
     session_key: String,

@@ -15,6 +15,7 @@ use pingora::proxy::ProxyHttp;
 use pingora::{Error, ErrorType, Result};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use switchboard_config::kinds::upstream::UpstreamSpec;
 use switchboard_upstream::{is_event_stream, json_events};
 
 /// The gateway's request handler; cheap to share, reads the current routes per request.
@@ -229,6 +230,18 @@ fn text(status: u16, body: &str) -> Reply {
     }
 }
 
+/// The MCP-over-HTTP upstreams behind `server` that this snapshot defines, with their specs.
+fn mcp_upstreams<'a>(
+    routes: &'a Routes,
+    server: &'a ServerView,
+) -> impl Iterator<Item = (&'a String, Arc<UpstreamSpec>)> + 'a {
+    server.upstreams.iter().filter_map(|name| {
+        let spec = routes.upstream(name)?;
+        spec.mcp.as_ref()?;
+        Some((name, spec))
+    })
+}
+
 impl Gateway {
     /// Answers a client's initialize: opens its sessions with every upstream of the server
     /// (in parallel; one that fails is opened on first use instead) and seals them into the
@@ -241,11 +254,9 @@ impl Gateway {
         result: Value,
         mut session: crate::session::Session,
     ) -> Reply {
-        let opening = server.upstreams.iter().filter_map(|name| {
-            let spec = routes.upstream(name)?;
-            spec.mcp.as_ref()?;
+        let opening = mcp_upstreams(routes, server).map(|(name, spec)| {
             let session = &session;
-            Some(async move { (name, self.upstreams.open_for(name, &spec, session).await) })
+            async move { (name, self.upstreams.open_for(name, &spec, session).await) }
         });
         for (name, opened) in futures::future::join_all(opening).await {
             match opened {
@@ -257,11 +268,7 @@ impl Gateway {
                 }
             }
         }
-        let mut reply = Reply::json(200, &jsonrpc::result_response(&id, result));
-        reply
-            .headers
-            .push(("mcp-session-id", server.sealer.seal(&session)));
-        reply
+        transport::initialized(server, &id, result, &session)
     }
 
     /// Sends one request to every upstream of `server` in the client's sessions, waiting
@@ -275,11 +282,9 @@ impl Gateway {
         params: &Value,
         session: &crate::session::Session,
     ) {
-        let sends = server.upstreams.iter().filter_map(|name| {
-            let spec = routes.upstream(name)?;
-            spec.mcp.as_ref()?;
+        let sends = mcp_upstreams(routes, server).map(|(name, spec)| {
             let body = json!({"jsonrpc": "2.0", "id": self.upstreams.next_id(), "method": method, "params": params});
-            Some(async move {
+            async move {
                 let outcome = match self.upstreams.send(name, &spec, &body, Some(session)).await {
                     Ok(resp) => resp.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
@@ -287,7 +292,7 @@ impl Gateway {
                 if let Err(e) = outcome {
                     tracing::warn!(upstream = %name, %method, error = %e, "upstream did not take a fanned-out request");
                 }
-            })
+            }
         });
         futures::future::join_all(sends).await;
     }
@@ -465,11 +470,7 @@ impl ProxyHttp for Gateway {
                     Outcome::Terminate(session) => {
                         self.upstreams
                             .close_for(&session, &|name| routes.upstream(name));
-                        Reply {
-                            status: 200,
-                            headers: Vec::new(),
-                            body: Vec::new(),
-                        }
+                        Reply::empty(200)
                     }
                     Outcome::Forward(f) => {
                         tracing::debug!(server = %server.name, upstream = %f.upstream, method = %f.method, "forwarding");

@@ -40,7 +40,8 @@ impl Reply {
         }
     }
 
-    fn empty(status: u16) -> Reply {
+    /// A status with no body.
+    pub fn empty(status: u16) -> Reply {
         Reply {
             status,
             headers: Vec::new(),
@@ -374,6 +375,16 @@ fn upstream_route(
     }
 }
 
+/// The answer to `initialize` once `session` holds its upstream sessions: the result, and
+/// the session sealed into `Mcp-Session-Id`.
+pub fn initialized(server: &ServerView, id: &Value, result: Value, session: &Session) -> Reply {
+    let mut reply = Reply::json(200, &jsonrpc::result_response(id, result));
+    reply
+        .headers
+        .push(("mcp-session-id", server.sealer.seal(session)));
+    reply
+}
+
 /// The body of a 404 for a path that names no virtual server.
 pub fn unknown_server(name: &str) -> Reply {
     Reply::json(
@@ -414,37 +425,32 @@ mod tests {
 
     const META: &str = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
 
+    /// A stateless request to `method` with its headers and envelope.
+    fn stateless_call(s: &ServerView, id: u32, method: &str) -> Reply {
+        handle(
+            s,
+            &stateless_req(method),
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{{{META}}}}}"#)
+                .as_bytes(),
+        )
+    }
+
     #[test]
     fn stateless_era_needs_no_session() {
         let s = view();
-        let discover = handle(
-            &s,
-            &stateless_req("server/discover"),
-            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{{{META}}}}}"#)
-                .as_bytes(),
-        );
+        let discover = stateless_call(&s, 1, "server/discover");
         assert_eq!(discover.status, 200);
         let result = &body(&discover)["result"];
         assert_eq!(result["supportedVersions"], json!(["2026-07-28"]));
         assert_eq!(result["resultType"], "complete");
         assert!(!discover.headers.iter().any(|(k, _)| *k == "mcp-session-id"));
-        let list = handle(
-            &s,
-            &stateless_req("prompts/list"),
-            format!(r#"{{"jsonrpc":"2.0","id":2,"method":"prompts/list","params":{{{META}}}}}"#)
-                .as_bytes(),
-        );
+        let list = stateless_call(&s, 2, "prompts/list");
         assert_eq!(
             (list.status, body(&list)["result"]["ttlMs"].clone()),
             (200, json!(0))
         );
         // Errors carry the era's statuses: unknown method 404, bad envelope 400.
-        let unknown = handle(
-            &s,
-            &stateless_req("nope/nope"),
-            format!(r#"{{"jsonrpc":"2.0","id":3,"method":"nope/nope","params":{{{META}}}}}"#)
-                .as_bytes(),
-        );
+        let unknown = stateless_call(&s, 3, "nope/nope");
         assert_eq!(unknown.status, 404);
         let bare = handle(
             &s,
@@ -485,13 +491,7 @@ mod tests {
                 id,
                 result,
                 session,
-            } => {
-                let mut reply = Reply::json(200, &jsonrpc::result_response(&id, result));
-                reply
-                    .headers
-                    .push(("mcp-session-id", server.sealer.seal(&session)));
-                reply
-            }
+            } => initialized(server, &id, result, &session),
             Outcome::Terminate(_) => Reply::empty(200),
             Outcome::Fanout { id, .. } => {
                 Reply::json(200, &jsonrpc::result_response(&id, json!({})))

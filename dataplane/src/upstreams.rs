@@ -157,23 +157,18 @@ impl UpstreamPool {
         Ok((self.shared(name, spec).await?, false))
     }
 
-    /// Replaces a session the upstream forgot.
+    /// Drops the shared session with `name` at `url`, so the next call opens a new one.
+    fn forget_shared(&self, name: &str, url: &str) {
+        lock(&self.sessions).remove(&(name.to_string(), url.to_string()));
+    }
+
+    /// Replaces a client's own session the upstream forgot.
     async fn reopen(
         &self,
         name: &str,
         spec: &UpstreamSpec,
-        client: Option<&Session>,
-        old: &UpstreamSession,
-        own: bool,
+        client: &Session,
     ) -> Result<(), UpstreamError> {
-        let url = old.url.clone();
-        if !own {
-            lock(&self.sessions).remove(&(name.to_string(), url));
-            return Ok(());
-        }
-        let Some(client) = client else {
-            return Ok(());
-        };
         let fresh = Arc::new(self.client_session(spec, &self.open_for(name, spec, client).await?));
         // Key by the id the client's session carries, so every later request finds it.
         if let Some(original) = client.upstreams.get(name).and_then(|r| r.id.clone()) {
@@ -199,16 +194,21 @@ impl UpstreamPool {
         let mut attempt = 0;
         loop {
             let (session, own) = self.session(name, spec, client).await?;
+            // Only a client's own session comes with a client.
+            let own = client.filter(|_| own);
             match self.mcp.send(&session, body, timeout).await {
                 Err(UpstreamError::SessionExpired { .. }) if attempt == 0 => {
                     tracing::info!(upstream = %name, "upstream session expired; opening a new one");
-                    self.reopen(name, spec, client, &session, own).await?;
+                    match own {
+                        Some(client) => self.reopen(name, spec, client).await?,
+                        None => self.forget_shared(name, &session.url),
+                    }
                     attempt += 1;
                 }
                 Err(e @ (UpstreamError::Unreachable { .. } | UpstreamError::Timeout { .. })) => {
                     // The upstream may have restarted: do not reuse the shared session blindly.
-                    if !own {
-                        lock(&self.sessions).remove(&(name.to_string(), session.url.clone()));
+                    if own.is_none() {
+                        self.forget_shared(name, &session.url);
                     }
                     return Err(e);
                 }
