@@ -40,6 +40,16 @@ async fn next_batch(
         .expect("no watch error")
 }
 
+async fn next_map(
+    follow: &mut switchboard_controlplane::store::StatusStream,
+) -> switchboard_controlplane::store::StatusMap {
+    tokio::time::timeout(Duration::from_secs(10), follow.next())
+        .await
+        .expect("a status map within 10 s")
+        .expect("status feed still open")
+        .expect("no status error")
+}
+
 async fn suite(store: Arc<dyn Store>) {
     let start = store.list().await.expect("list").revision;
 
@@ -181,6 +191,38 @@ async fn suite(store: Arc<dyn Store>) {
     let again = store.secret("session-key", b"second").await.expect("read");
     assert_eq!(again, b"first");
     assert_eq!(store.secret("other", b"x").await.expect("another"), b"x");
+
+    // Status entries: followed as whole maps, written fenced by the leader.
+    let mut follow = store.status_follow().await.expect("follow status");
+    let first = next_map(&mut follow).await;
+    assert!(first.is_empty(), "{first:?}");
+    let leadership = store.campaign("replica-1").await.expect("campaign");
+    assert!(!leadership.is_lost());
+    store
+        .status_put("catalog/a", b"{}".to_vec(), Some(&leadership.fence))
+        .await
+        .expect("fenced put");
+    store
+        .status_put("refresh/a", b"1".to_vec(), None)
+        .await
+        .expect("unfenced put");
+    let mut seen = next_map(&mut follow).await;
+    while seen.len() < 2 {
+        seen = next_map(&mut follow).await;
+    }
+    assert_eq!(seen.get("catalog/a").map(Vec::as_slice), Some(&b"{}"[..]));
+    store
+        .status_delete("refresh/a", Some(&leadership.fence))
+        .await
+        .expect("fenced delete");
+    let mut seen = next_map(&mut follow).await;
+    while seen.contains_key("refresh/a") {
+        seen = next_map(&mut follow).await;
+    }
+    assert!(seen.contains_key("catalog/a"));
+    // A fresh follower starts from everything stored.
+    let mut again = store.status_follow().await.expect("follow again");
+    assert!(next_map(&mut again).await.contains_key("catalog/a"));
     assert!(store
         .list()
         .await
@@ -241,4 +283,45 @@ async fn etcd_prefixes_isolate_registries() {
         .expect("write");
     assert_eq!(one.list().await.expect("list").records.len(), 1);
     assert!(two.list().await.expect("list").records.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_leadership_hands_over_and_fences_the_old_leader() {
+    let etcd = Etcd::start().await.expect("start etcd");
+    let a = EtcdStore::connect(&[etcd.endpoint()], "/lead")
+        .await
+        .expect("connect");
+    let b = EtcdStore::connect(&[etcd.endpoint()], "/lead")
+        .await
+        .expect("connect");
+    let first = a.campaign("a").await.expect("a leads");
+    let fence_a = first.fence.clone();
+    // b waits while a holds the lease.
+    let waiting = tokio::spawn(async move { b.campaign("b").await.map(|l| (b, l)) });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "b must not lead while a holds the lease"
+    );
+    let resigned_at = std::time::Instant::now();
+    drop(first);
+    let (b, second) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("b leads within 10 s of a resigning")
+        .expect("task")
+        .expect("campaign");
+    assert!(
+        resigned_at.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        resigned_at.elapsed()
+    );
+    // a's writes are refused from now on; b's go through.
+    let err = a
+        .status_put("catalog/x", b"old".to_vec(), Some(&fence_a))
+        .await
+        .expect_err("deposed leader's write");
+    assert!(matches!(err, StoreError::Fenced), "{err}");
+    b.status_put("catalog/x", b"new".to_vec(), Some(&second.fence))
+        .await
+        .expect("new leader's write");
 }

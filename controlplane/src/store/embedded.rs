@@ -3,8 +3,8 @@
 
 use super::record::StoredValue;
 use super::{
-    parse_record_key, record_key, Change, Event, EventStream, Listing, Record, Revision, Store,
-    StoreError, Write,
+    parse_record_key, record_key, Change, Event, EventStream, Fence, Leadership, Listing, Record,
+    Revision, StatusMap, StatusStream, Store, StoreError, Write,
 };
 use futures::StreamExt;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -18,6 +18,7 @@ const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
+const STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("status");
 const REVISION: &str = "revision";
 const COMPACTED: &str = "compacted";
 
@@ -55,6 +56,8 @@ struct Inner {
     /// Serialises write + publish so watchers see batches in revision order.
     write_lock: Mutex<()>,
     changes: broadcast::Sender<Arc<Vec<Event>>>,
+    /// The status table, mirrored in memory and published on every change.
+    status: tokio::sync::watch::Sender<StatusMap>,
 }
 
 /// A counter from the meta table (0 when never written).
@@ -84,14 +87,26 @@ impl EmbeddedStore {
             txn.open_table(LOG).map_err(io)?;
             txn.open_table(META).map_err(io)?;
             txn.open_table(SECRETS).map_err(io)?;
+            txn.open_table(STATUS).map_err(io)?;
         }
         txn.commit().map_err(io)?;
+        let mut status = std::collections::BTreeMap::new();
+        {
+            let txn = db.begin_read().map_err(io)?;
+            let table = txn.open_table(STATUS).map_err(io)?;
+            for entry in table.iter().map_err(io)? {
+                let (k, v) = entry.map_err(io)?;
+                status.insert(k.value().to_string(), v.value().to_vec());
+            }
+        }
+        let (status, _) = tokio::sync::watch::channel(Arc::new(status));
         let (changes, _) = broadcast::channel(1024);
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 db,
                 write_lock: Mutex::new(()),
                 changes,
+                status,
             }),
         })
     }
@@ -288,6 +303,32 @@ impl EmbeddedStore {
         txn.commit().map_err(io)
     }
 
+    /// Sets (`Some`) or removes (`None`) a status entry, on disk and in the published map.
+    fn status_blocking(&self, key: &str, value: Option<Vec<u8>>) -> Result<(), StoreError> {
+        let _serial = self.serialize_writes()?;
+        let txn = self.inner.db.begin_write().map_err(io)?;
+        {
+            let mut table = txn.open_table(STATUS).map_err(io)?;
+            match &value {
+                Some(v) => {
+                    table.insert(key, v.as_slice()).map_err(io)?;
+                }
+                None => {
+                    table.remove(key).map_err(io)?;
+                }
+            }
+        }
+        txn.commit().map_err(io)?;
+        self.inner.status.send_modify(|map| {
+            let map = Arc::make_mut(map);
+            match value {
+                Some(v) => map.insert(key.to_string(), v),
+                None => map.remove(key),
+            };
+        });
+        Ok(())
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(EmbeddedStore) -> Result<T, StoreError> + Send + 'static,
@@ -403,5 +444,45 @@ impl Store for EmbeddedStore {
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
         self.blocking(move |s| s.compact_blocking(revision)).await
+    }
+
+    async fn status_put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        _fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
+        // One process owns the file (redb locks it), so it is always the leader.
+        let key = key.to_string();
+        self.blocking(move |s| s.status_blocking(&key, Some(value)))
+            .await
+    }
+
+    async fn status_delete(&self, key: &str, _fence: Option<&Fence>) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.blocking(move |s| s.status_blocking(&key, None)).await
+    }
+
+    async fn status_follow(&self) -> Result<StatusStream, StoreError> {
+        let rx = self.inner.status.subscribe();
+        Ok(tokio_stream::wrappers::WatchStream::new(rx).map(Ok).boxed())
+    }
+
+    async fn campaign(&self, holder: &str) -> Result<Leadership, StoreError> {
+        // The only process with this file open leads, until it drops the leadership.
+        let (lost_tx, lost_rx) = tokio::sync::watch::channel(false);
+        let (resign, resigned) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = resigned.await;
+            let _ = lost_tx.send(true);
+        });
+        Ok(Leadership::new(
+            Fence {
+                key: "embedded".into(),
+                holder: holder.to_string(),
+            },
+            lost_rx,
+            resign,
+        ))
     }
 }

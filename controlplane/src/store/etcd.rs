@@ -3,8 +3,8 @@
 
 use super::record::StoredValue;
 use super::{
-    parse_record_key, record_key, Change, Event, EventStream, Expect, Listing, Record, Revision,
-    Store, StoreError, Write,
+    parse_record_key, record_key, Change, Event, EventStream, Expect, Fence, Leadership, Listing,
+    Record, Revision, StatusStream, Store, StoreError, Write,
 };
 use etcd_client::{
     Client, Compare, CompareOp, EventType, GetOptions, KeyValue, Txn, TxnOp, WatchOptions,
@@ -15,14 +15,18 @@ use switchboard_config::Kind;
 /// A store backed by an etcd cluster (v3 API).
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    pub(super) client: Client,
     /// `{prefix}/resources/`, with exactly one slash between the parts.
     resources: String,
     /// `{prefix}/secrets/`: registry-wide secrets such as the session key.
     secrets: String,
+    /// `{prefix}/status/`: discovery status (see [`super::status`]).
+    pub(super) status: String,
+    /// `{prefix}/leader/discovery`: held under a lease by the discovery leader.
+    pub(super) leader: String,
 }
 
-fn unavailable(e: etcd_client::Error) -> StoreError {
+pub(super) fn unavailable(e: etcd_client::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
@@ -48,11 +52,13 @@ impl EtcdStore {
             .await
             .map_err(unavailable)?;
         let resources = format!("{}/resources/", prefix.trim_end_matches('/'));
-        let secrets = format!("{}/secrets/", prefix.trim_end_matches('/'));
+        let root = prefix.trim_end_matches('/');
         Ok(EtcdStore {
             client,
             resources,
-            secrets,
+            secrets: format!("{root}/secrets/"),
+            status: format!("{root}/status/"),
+            leader: format!("{root}/leader/discovery"),
         })
     }
 
@@ -292,5 +298,28 @@ impl Store for EtcdStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn status_put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
+        let op = TxnOp::put(format!("{}{key}", self.status), value, None);
+        self.fenced(op, fence).await
+    }
+
+    async fn status_delete(&self, key: &str, fence: Option<&Fence>) -> Result<(), StoreError> {
+        let op = TxnOp::delete(format!("{}{key}", self.status), None);
+        self.fenced(op, fence).await
+    }
+
+    async fn status_follow(&self) -> Result<StatusStream, StoreError> {
+        self.follow_status().await
+    }
+
+    async fn campaign(&self, holder: &str) -> Result<Leadership, StoreError> {
+        self.campaign_for(holder).await
     }
 }

@@ -5,9 +5,12 @@
 
 pub mod embedded;
 pub mod etcd;
+mod etcd_status;
 mod record;
+pub mod status;
 
 pub use record::{Change, Event, Expect, Listing, Record, Write};
+pub use status::{Fence, Leadership, StatusMap, StatusStream};
 
 use futures::Stream;
 use std::pin::Pin;
@@ -34,6 +37,9 @@ pub enum StoreError {
     /// The store could not be reached or answered with an error; try again later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A fenced write by a replica that is no longer the discovery leader.
+    #[error("not the discovery leader any more")]
+    Fenced,
     /// Stored bytes do not decode: a bug or manual tampering.
     #[error("corrupt record at `{key}`: {reason}")]
     Corrupt { key: String, reason: String },
@@ -61,6 +67,25 @@ pub trait Store: Send + Sync + 'static {
     /// The registry-wide secret `name`, stored as `fresh` if there is none yet. Every
     /// replica gets the same value: the first writer wins and the rest read it.
     async fn secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError>;
+
+    /// Sets status entry `key`; with a fence, only while that leadership still holds.
+    async fn status_put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError>;
+
+    /// Removes status entry `key` (absent is fine); fenced like [`Store::status_put`].
+    async fn status_delete(&self, key: &str, fence: Option<&Fence>) -> Result<(), StoreError>;
+
+    /// The status map now, then again after every change. Ends with an error when the
+    /// store's feed breaks; the caller follows again.
+    async fn status_follow(&self) -> Result<StatusStream, StoreError>;
+
+    /// Waits until this replica (`holder`, unique per process) holds the discovery lease.
+    /// A lost lease is reported through [`Leadership::lost`]; campaign again after it.
+    async fn campaign(&self, holder: &str) -> Result<Leadership, StoreError>;
 }
 
 /// Key of a record inside the store's namespace: `Kind/name`.
