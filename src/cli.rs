@@ -44,10 +44,13 @@ pub enum Command {
     Up(UpArgs),
     /// Create or update resources from YAML files (all documents land or none).
     Apply(ApplyArgs),
-    /// List or show resources, or connected data planes (`get dataplanes`).
+    /// List or show resources, upstreams with their health (`get upstreams`), or connected
+    /// data planes (`get dataplanes`).
     Get(GetArgs),
     /// Delete a resource.
     Delete(DeleteArgs),
+    /// List an upstream's catalog now (`refresh upstream NAME`) and show the result.
+    Refresh(RefreshArgs),
     /// Serve a stdio MCP server over streamable HTTP (e.g. as an Upstream's URL).
     Bridge(BridgeArgs),
 }
@@ -123,6 +126,17 @@ pub struct GetArgs {
     pub kind: String,
     /// One resource's name; all of the kind when omitted.
     pub name: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// `upstream`.
+    pub kind: String,
+    pub name: String,
     #[command(flatten)]
     pub server: ServerArgs,
     #[command(flatten)]

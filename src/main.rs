@@ -28,6 +28,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::Apply(args) => commands::client::apply(&args),
         Command::Get(args) => commands::client::get(&args),
         Command::Delete(args) => commands::client::delete(&args),
+        Command::Refresh(args) => commands::upstreams::refresh(&args),
         Command::Dataplane(args) => commands::dataplane::run_command(&args),
         Command::Up(args) => commands::up::run_command(&args),
         Command::Bridge(args) => commands::bridge::run(&args),

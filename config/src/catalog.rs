@@ -3,6 +3,24 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// What discovery knows about upstreams, as snapshots need it: catalogs, and which
+/// upstreams are down right now (with the reason clients will be given).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Discovered {
+    pub catalogs: BTreeMap<String, Catalog>,
+    pub unhealthy: BTreeMap<String, String>,
+}
+
+impl From<BTreeMap<String, Catalog>> for Discovered {
+    fn from(catalogs: BTreeMap<String, Catalog>) -> Self {
+        Discovered {
+            catalogs,
+            unhealthy: BTreeMap::new(),
+        }
+    }
+}
 
 /// One upstream's tools, prompts, resources and resource templates.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -27,5 +45,15 @@ impl Catalog {
         self.tools
             .iter()
             .filter_map(|t| t.get("name").and_then(Value::as_str))
+    }
+}
+
+impl Catalog {
+    /// A content hash: equal catalogs hash equal on every replica, so an unchanged refresh
+    /// changes nothing downstream.
+    pub fn content_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(&Sha256::digest(&bytes)[..12])
     }
 }

@@ -6,6 +6,7 @@
 //! and snapshot payloads on the wire are their JSON.
 
 pub mod catalog;
+pub mod clashes;
 pub mod diagnostic;
 pub mod kinds;
 pub mod object;
@@ -15,7 +16,8 @@ pub mod set;
 pub mod snapshot;
 pub mod validate;
 
-pub use catalog::Catalog;
+pub use catalog::{Catalog, Discovered};
+pub use clashes::{clashes, Clash};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use object::{Kind, Metadata, Object, Resource, API_VERSION};
 pub use parse::{parse_source, Located, Origin};

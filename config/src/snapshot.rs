@@ -1,7 +1,7 @@
 //! The data plane's whole configuration: what the control plane builds per data-plane group
 //! and pushes, and what a data plane checks before it serves it.
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Discovered};
 use crate::diagnostic::Diagnostics;
 use crate::kinds::{
     auth_provider::AuthProviderSpec, prompt::PromptSpec, rate_limit::RateLimitPolicySpec,
@@ -37,6 +37,10 @@ pub struct Snapshot {
     /// Discovered catalogs of the upstreams above (absent until discovered).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub catalogs: BTreeMap<String, Catalog>,
+    /// Upstreams the control plane's health checks found down, with the reason; calls to
+    /// them fail fast until they recover.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unhealthy: BTreeMap<String, String>,
     /// Seals gateway session ids (base64 of 32 bytes). One key for the whole registry, so
     /// a client session keeps working on any replica; empty when the builder has none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -66,11 +70,7 @@ impl Snapshot {
     /// Selects the virtual servers placed on `group` and everything they reference
     /// (including the catalogs of their upstreams), and stamps the content version. Pure:
     /// equal inputs give equal snapshots on any replica.
-    pub fn build(
-        set: &ResourceSet,
-        group: &NodeGroup,
-        catalogs: &BTreeMap<String, Catalog>,
-    ) -> Snapshot {
+    pub fn build(set: &ResourceSet, group: &NodeGroup, discovered: &Discovered) -> Snapshot {
         let mut snap = Snapshot::default();
         for item in set.of_kind(Kind::VirtualServer) {
             let Resource::VirtualServer(vs) = &item.resource else {
@@ -128,8 +128,11 @@ impl Snapshot {
                 .insert(vs.metadata.name.clone(), spec.clone());
         }
         for name in snap.upstreams.keys() {
-            if let Some(c) = catalogs.get(name) {
+            if let Some(c) = discovered.catalogs.get(name) {
                 snap.catalogs.insert(name.clone(), c.clone());
+            }
+            if let Some(reason) = discovered.unhealthy.get(name) {
+                snap.unhealthy.insert(name.clone(), reason.clone());
             }
         }
         snap.version = snap.content_version();

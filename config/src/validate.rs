@@ -98,6 +98,21 @@ impl Checker<'_> {
     }
 
     fn upstream(&mut self, spec: &UpstreamSpec) {
+        for (field, value) in [
+            (
+                "spec.discovery.refreshInterval",
+                spec.discovery.refresh_interval,
+            ),
+            ("spec.health.interval", spec.health.interval),
+            ("spec.health.timeout", spec.health.timeout),
+        ] {
+            if value.is_some_and(|d| d < std::time::Duration::from_millis(100)) {
+                self.err(field, "must be at least 100ms");
+            }
+        }
+        if spec.health.unhealthy_threshold == Some(0) {
+            self.err("spec.health.unhealthyThreshold", "must be at least 1");
+        }
         let set = spec.transports_set();
         self.exactly_one("spec", &crate::kinds::upstream::TRANSPORT_FIELDS, &set);
         if let Some(mcp) = &spec.mcp {

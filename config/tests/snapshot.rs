@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use switchboard_config::{
-    load_sources, Catalog, NodeGroup, Resource, Snapshot, SnapshotError, Source,
+    load_sources, Catalog, Discovered, NodeGroup, Resource, Snapshot, SnapshotError, Source,
 };
 
 fn quickstart_and_policies() -> switchboard_config::ResourceSet {
@@ -22,8 +22,8 @@ fn quickstart_and_policies() -> switchboard_config::ResourceSet {
     .unwrap_or_else(|d| panic!("examples invalid:\n{d}"))
 }
 
-fn no_catalogs() -> BTreeMap<String, Catalog> {
-    BTreeMap::new()
+fn no_catalogs() -> Discovered {
+    Discovered::default()
 }
 
 fn group(cluster: &str) -> NodeGroup {
@@ -174,10 +174,16 @@ fn catalogs_travel_only_with_their_upstreams() {
             },
         );
     }
-    let us = Snapshot::build(&set, &group("us-east"), &catalogs);
+    let mut discovered = Discovered::from(catalogs);
+    discovered
+        .unhealthy
+        .insert("reference".into(), "connection refused".into());
+    let us = Snapshot::build(&set, &group("us-east"), &discovered);
     assert_eq!(us.catalogs.keys().collect::<Vec<_>>(), ["everything"]);
-    let eu = Snapshot::build(&set, &group("eu-west"), &catalogs);
+    assert!(us.unhealthy.is_empty(), "health travels with its upstream");
+    let eu = Snapshot::build(&set, &group("eu-west"), &discovered);
     assert_eq!(eu.catalogs.len(), 2);
+    assert_eq!(eu.unhealthy.keys().collect::<Vec<_>>(), ["reference"]);
     // A catalog change is a content change.
     assert_ne!(
         us.version,

@@ -5,6 +5,9 @@ use crate::dataplanes::DataPlanes;
 use crate::registry::{self, RegistryError};
 use crate::state::{wait_for_revision, RegistryState};
 use crate::store::Store;
+use crate::upstreams::follow::Status as DiscoveryStatus;
+use crate::upstreams::records::{refresh_key, RefreshRequest};
+use crate::upstreams::report;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +15,9 @@ use switchboard_config::{Kind, Source};
 use switchboard_proto::v1::admin_server::Admin;
 use switchboard_proto::v1::{
     ApplyRequest, ApplyResponse, DataPlaneEvent, DeleteRequest, DeleteResponse, GetRequest,
-    GetResponse, ListDataPlanesRequest, ListDataPlanesResponse, ResourceResult, StoredResource,
-    WatchDataPlanesRequest,
+    GetResponse, ListDataPlanesRequest, ListDataPlanesResponse, ListUpstreamsRequest,
+    ListUpstreamsResponse, RefreshUpstreamRequest, RefreshUpstreamResponse, ResourceResult,
+    StoredResource, WatchDataPlanesRequest,
 };
 use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
@@ -23,25 +27,41 @@ use tonic::{Request, Response, Status};
 /// next `get dataplanes` already reflects it.
 const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
 
+/// How long `refresh upstream` waits for the discovery leader to list the catalog.
+const REFRESH_WAIT: Duration = Duration::from_secs(30);
+
 /// The admin service of one replica.
 pub struct AdminService {
     store: Arc<dyn Store>,
     state: watch::Receiver<Arc<RegistryState>>,
+    status: watch::Receiver<Arc<DiscoveryStatus>>,
     dataplanes: Arc<DataPlanes>,
 }
 
 impl AdminService {
-    /// Serves admin calls against `store`, reporting `dataplanes`.
+    /// Serves admin calls against `store`, reporting `dataplanes` and discovery `status`.
     pub fn new(
         store: Arc<dyn Store>,
         state: watch::Receiver<Arc<RegistryState>>,
+        status: watch::Receiver<Arc<DiscoveryStatus>>,
         dataplanes: Arc<DataPlanes>,
     ) -> Self {
         AdminService {
             store,
             state,
+            status,
             dataplanes,
         }
+    }
+
+    /// Clashes the applied resources cause with the catalogs known now.
+    fn warnings(&self) -> Vec<String> {
+        let state = self.state.borrow().clone();
+        let status = self.status.borrow().clone();
+        report::all_clashes(&state.resource_set(), &status)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     async fn settle(&self, revision: u64) {
@@ -99,11 +119,13 @@ impl Admin for AdminService {
                 Ok(Response::new(ApplyResponse {
                     results,
                     errors: Vec::new(),
+                    warnings: self.warnings(),
                 }))
             }
             Err(RegistryError::Invalid(d)) => Ok(Response::new(ApplyResponse {
                 results: Vec::new(),
                 errors: d.0.iter().map(to_wire).collect(),
+                warnings: Vec::new(),
             })),
             Err(e) => Err(status_of(e)),
         }
@@ -169,5 +191,79 @@ impl Admin for AdminService {
         let events = tokio_stream::wrappers::BroadcastStream::new(self.dataplanes.subscribe())
             .filter_map(|e| e.ok().map(Ok));
         Ok(Response::new(Box::pin(events)))
+    }
+
+    async fn list_upstreams(
+        &self,
+        request: Request<ListUpstreamsRequest>,
+    ) -> Result<Response<ListUpstreamsResponse>, Status> {
+        let name = request.into_inner().name;
+        let state = self.state.borrow().clone();
+        let status = self.status.borrow().clone();
+        let upstreams = report::rows(&state, &status, (!name.is_empty()).then_some(name.as_str()));
+        if !name.is_empty() && upstreams.is_empty() {
+            return Err(Status::not_found(format!("Upstream `{name}` not found")));
+        }
+        Ok(Response::new(ListUpstreamsResponse {
+            upstreams,
+            discovery_leader: status
+                .leader
+                .as_ref()
+                .map(|l| l.holder.clone())
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn refresh_upstream(
+        &self,
+        request: Request<RefreshUpstreamRequest>,
+    ) -> Result<Response<RefreshUpstreamResponse>, Status> {
+        let name = request.into_inner().name;
+        let state = self.state.borrow().clone();
+        let discovered = state
+            .resource_set()
+            .get(Kind::Upstream, &name)
+            .map(|item| matches!(&item.resource, switchboard_config::Resource::Upstream(u) if u.spec.mcp.is_some()));
+        match discovered {
+            None => return Err(Status::not_found(format!("Upstream `{name}` not found"))),
+            Some(false) => {
+                return Err(Status::failed_precondition(format!(
+                    "Upstream `{name}` is not an MCP server over HTTP; the control plane does not discover it"
+                )))
+            }
+            Some(true) => {}
+        }
+        let request = RefreshRequest {
+            requested_unix_ms: crate::dataplanes::now_ms(),
+        };
+        let bytes = serde_json::to_vec(&request).unwrap_or_default();
+        let mut status = self.status.clone();
+        self.store
+            .status_put(&refresh_key(&name), bytes, None)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        // The leader clears the request once it has listed (or failed to list) the catalog.
+        let seen = status
+            .wait_for(|s| s.refresh.get(&name) == Some(&request))
+            .await
+            .is_ok();
+        let done = seen
+            && tokio::time::timeout(
+                REFRESH_WAIT,
+                status.wait_for(|s| s.refresh.get(&name) != Some(&request)),
+            )
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !done {
+            return Err(Status::deadline_exceeded(format!(
+                "the discovery leader did not refresh `{name}` within {REFRESH_WAIT:?} (is any control-plane replica leading discovery?)"
+            )));
+        }
+        let state = self.state.borrow().clone();
+        let current = self.status.borrow().clone();
+        let upstream = report::rows(&state, &current, Some(&name))
+            .into_iter()
+            .next();
+        Ok(Response::new(RefreshUpstreamResponse { upstream }))
     }
 }

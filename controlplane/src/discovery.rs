@@ -1,7 +1,6 @@
 //! The discovery service: one state-of-the-world stream per data plane (see
 //! `proto/switchboard/v1/discovery.proto` for the protocol).
 
-use crate::catalogs::Catalogs;
 use crate::dataplanes::DataPlanes;
 use crate::snapshots::{group_label, group_of, SnapshotCache};
 use crate::state::RegistryState;
@@ -9,6 +8,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use switchboard_config::Discovered;
 use switchboard_proto::v1::discovery_server::Discovery;
 use switchboard_proto::v1::{DiscoveryRequest, DiscoveryResponse};
 use tokio::sync::{mpsc, watch};
@@ -23,7 +23,7 @@ pub const COALESCE: Duration = Duration::from_millis(50);
 pub struct Hub {
     pub control_plane_id: String,
     pub state: watch::Receiver<Arc<RegistryState>>,
-    pub catalogs: watch::Receiver<Catalogs>,
+    pub discovered: watch::Receiver<Arc<Discovered>>,
     pub snapshots: SnapshotCache,
     pub dataplanes: Arc<DataPlanes>,
     nonces: AtomicU64,
@@ -35,14 +35,14 @@ impl Hub {
     pub fn new(
         control_plane_id: String,
         state: watch::Receiver<Arc<RegistryState>>,
-        catalogs: watch::Receiver<Catalogs>,
+        discovered: watch::Receiver<Arc<Discovered>>,
         dataplanes: Arc<DataPlanes>,
         session_key: String,
     ) -> Self {
         Hub {
             control_plane_id,
             state,
-            catalogs,
+            discovered,
             snapshots: SnapshotCache::new(session_key),
             dataplanes,
             nonces: AtomicU64::new(1),
@@ -122,7 +122,7 @@ impl Session {
                 .connect(self.node.clone(), group_label(&group), self.acked.clone());
         tracing::info!(node = %self.node.id, group = %group_label(&group), version = %self.acked, "data plane connected");
         let mut state = hub.state.clone();
-        let mut catalogs = hub.catalogs.clone();
+        let mut discovered = hub.discovered.clone();
         let mut pending_nonce = String::new();
         let mut last_pushed = String::new();
         let mut dirty = true;
@@ -130,8 +130,8 @@ impl Session {
             if dirty {
                 dirty = false;
                 let current = state.borrow_and_update().clone();
-                let current_catalogs = catalogs.borrow_and_update().clone();
-                let snap = hub.snapshots.get(&group, &current, &current_catalogs);
+                let current_discovered = discovered.borrow_and_update().clone();
+                let snap = hub.snapshots.get(&group, &current, &current_discovered);
                 if snap.version == self.acked && last_pushed != self.acked {
                     // The config went back to what the data plane serves (e.g. the change it
                     // rejected was reverted): nothing to push, and no NACK outstanding.
@@ -185,7 +185,7 @@ impl Session {
                     tokio::time::sleep(COALESCE).await;
                     dirty = true;
                 }
-                changed = catalogs.changed() => {
+                changed = discovered.changed() => {
                     if changed.is_err() {
                         break;
                     }

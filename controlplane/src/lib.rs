@@ -3,7 +3,6 @@
 //! it to every connected data plane over the discovery stream.
 
 pub mod admin;
-pub mod catalogs;
 pub mod convert;
 pub mod dataplanes;
 pub mod discovery;
@@ -12,3 +11,4 @@ pub mod server;
 pub mod snapshots;
 pub mod state;
 pub mod store;
+pub mod upstreams;

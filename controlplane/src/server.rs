@@ -74,19 +74,22 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let state = crate::state::follow(store.clone());
     let dataplanes = Arc::new(DataPlanes::new(id.clone()));
-    let catalogs = crate::catalogs::follow(state.clone());
+    let status = crate::upstreams::follow::follow(store.clone());
+    let discovered = crate::upstreams::follow::discovered(status.clone());
+    let discovery_leader =
+        crate::upstreams::leader::spawn(store.clone(), state.clone(), status.clone(), id.clone());
     let session_key = session_key(store.as_ref()).await?;
     let hub = Arc::new(Hub::new(
         id,
         state.clone(),
-        catalogs,
+        discovered,
         dataplanes.clone(),
         session_key,
     ));
     let discovery = DiscoveryServer::new(DiscoveryService::new(hub))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(256 << 20);
-    let admin = AdminServer::new(AdminService::new(store, state, dataplanes))
+    let admin = AdminServer::new(AdminService::new(store, state, status, dataplanes))
         .max_decoding_message_size(64 << 20);
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
@@ -97,5 +100,6 @@ pub async fn serve(
             shutdown,
         )
         .await?;
+    discovery_leader.abort();
     Ok(())
 }

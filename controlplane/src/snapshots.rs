@@ -1,13 +1,12 @@
 //! Snapshots per data-plane group, built once per registry revision and shared by every
 //! stream of that group (so one apply costs one build per group, not one per data plane).
 
-use crate::catalogs::Catalogs;
 use crate::dataplanes::now_ms;
 use crate::state::RegistryState;
 use crate::store::Revision;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use switchboard_config::{NodeGroup, ResourceSet, Snapshot};
+use switchboard_config::{Discovered, NodeGroup, ResourceSet, Snapshot};
 use switchboard_proto::v1;
 
 /// A built snapshot in wire form.
@@ -22,8 +21,8 @@ pub struct SnapshotCache {
 #[derive(Default)]
 struct Memo {
     revision: Revision,
-    /// Identity of the catalogs the memo was built with.
-    catalogs: usize,
+    /// Identity of the discovery results the memo was built with.
+    discovered: usize,
     set: Option<Arc<ResourceSet>>,
     by_group: HashMap<NodeGroup, WireSnapshot>,
 }
@@ -38,20 +37,22 @@ impl SnapshotCache {
         }
     }
 
-    /// The snapshot for `group` as of `state` and `catalogs` (built on first use).
+    /// The snapshot for `group` as of `state` and `discovered` (built on first use).
     pub fn get(
         &self,
         group: &NodeGroup,
         state: &RegistryState,
-        catalogs: &Catalogs,
+        discovered: &Arc<Discovered>,
     ) -> WireSnapshot {
-        let catalogs_id = Arc::as_ptr(catalogs) as usize;
+        let discovered_id = Arc::as_ptr(discovered) as usize;
         let set = {
             let mut memo = self.lock();
-            if memo.set.is_none() || memo.revision != state.revision || memo.catalogs != catalogs_id
+            if memo.set.is_none()
+                || memo.revision != state.revision
+                || memo.discovered != discovered_id
             {
                 memo.revision = state.revision;
-                memo.catalogs = catalogs_id;
+                memo.discovered = discovered_id;
                 memo.set = Some(Arc::new(state.resource_set()));
                 memo.by_group.clear();
             }
@@ -60,7 +61,7 @@ impl SnapshotCache {
             }
             memo.set.clone().unwrap_or_default()
         };
-        let snap = Snapshot::build(&set, group, catalogs).with_session_key(&self.session_key);
+        let snap = Snapshot::build(&set, group, discovered).with_session_key(&self.session_key);
         let wire = Arc::new(v1::Snapshot {
             version: snap.version.clone(),
             format: switchboard_proto::SNAPSHOT_FORMAT_JSON_V1.to_string(),
@@ -68,7 +69,7 @@ impl SnapshotCache {
             created_unix_ms: now_ms(),
         });
         let mut memo = self.lock();
-        if memo.revision == state.revision && memo.catalogs == catalogs_id {
+        if memo.revision == state.revision && memo.discovered == discovered_id {
             memo.by_group.insert(group.clone(), wire.clone());
         }
         wire

@@ -57,6 +57,9 @@ impl Gateway {
             )
             .await;
         };
+        if let Some(why) = routes.unhealthy(&f.upstream) {
+            return send(session, fail(unhealthy_message(&f.upstream, why))).await;
+        }
         let gateway_id = json!(self.upstreams.next_id());
         let body =
             json!({"jsonrpc": "2.0", "id": gateway_id, "method": f.method, "params": f.params});
@@ -231,6 +234,7 @@ fn text(status: u16, body: &str) -> Reply {
 }
 
 /// The MCP-over-HTTP upstreams behind `server` that this snapshot defines, with their specs.
+/// The server's MCP upstreams that are not known to be down.
 fn mcp_upstreams<'a>(
     routes: &'a Routes,
     server: &'a ServerView,
@@ -238,8 +242,20 @@ fn mcp_upstreams<'a>(
     server.upstreams.iter().filter_map(|name| {
         let spec = routes.upstream(name)?;
         spec.mcp.as_ref()?;
+        if routes.unhealthy(name).is_some() {
+            return None; // opened on first use once it is back
+        }
         Some((name, spec))
     })
+}
+
+/// What a client is told when it calls an upstream the health checks found down.
+fn unhealthy_message(upstream: &str, why: &str) -> String {
+    if why.is_empty() {
+        format!("upstream `{upstream}` is unhealthy; failing fast until it recovers")
+    } else {
+        format!("upstream `{upstream}` is unhealthy ({why}); failing fast until it recovers")
+    }
 }
 
 impl Gateway {
@@ -353,6 +369,9 @@ impl Gateway {
         let spec = routes
             .upstream(upstream)
             .ok_or_else(|| format!("upstream `{upstream}` is not in this snapshot"))?;
+        if let Some(why) = routes.unhealthy(upstream) {
+            return Err(unhealthy_message(upstream, why));
+        }
         let mcp = spec
             .mcp
             .as_ref()

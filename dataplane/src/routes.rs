@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use switchboard_config::kinds::virtual_server::UpstreamSelection;
 use switchboard_config::kinds::{
-    prompt::PromptSpec, resource::ResourceSpec, upstream::UpstreamSpec,
+    prompt::PromptSpec,
+    resource::ResourceSpec,
+    upstream::{UpstreamSpec, WhenUnhealthy},
 };
 use switchboard_config::Snapshot;
 
@@ -19,52 +21,39 @@ pub struct Routes {
     servers: HashMap<String, Arc<ServerView>>,
     hosts: HashMap<String, String>,
     upstreams: HashMap<String, Arc<UpstreamSpec>>,
+    /// Upstreams the control plane found down, with the reason: calls to them fail fast.
+    unhealthy: HashMap<String, String>,
     /// Seals and opens gateway session ids with the snapshot's key.
     pub sealer: Arc<Sealer>,
 }
 
 /// Lists an upstream's named items (tools or prompts) under the names the selection gives
-/// them, and routes those names back; a name taken twice (or locally) rejects the snapshot.
-#[allow(clippy::too_many_arguments)]
+/// them, and routes those names back. A name already taken (locally, or by an upstream
+/// listed earlier) stays with its first owner, as `switchboard_config::clashes` reports.
 fn expose_named(
-    server: &str,
-    what: &str,
     sel: &UpstreamSelection,
     items: &[serde_json::Value],
     allowed: Option<&Vec<String>>,
     taken_locally: &dyn Fn(&str) -> bool,
     routes: &mut HashMap<String, ToolRoute>,
     listed: &mut Vec<serde_json::Value>,
-) -> Result<(), String> {
-    for item in items {
-        let Some(upstream_name) = item.get("name").and_then(|n| n.as_str()) else {
-            continue;
-        };
-        if allowed.is_some_and(|allowed| !allowed.iter().any(|a| a == upstream_name)) {
+) {
+    for (exposed, upstream_name, item) in switchboard_config::clashes::exposed(sel, items, allowed)
+    {
+        if taken_locally(&exposed) || routes.contains_key(&exposed) {
             continue;
         }
-        let exposed = sel.exposed_name(upstream_name);
-        if taken_locally(&exposed) {
-            return Err(format!(
-                "virtual server `{server}`: {what} `{exposed}` of upstream `{}` clashes with a local {what}; set a prefix",
-                sel.upstream
-            ));
-        }
-        let route = ToolRoute {
-            upstream: sel.upstream.clone(),
-            tool: upstream_name.to_string(),
-        };
-        if let Some(other) = routes.insert(exposed.clone(), route) {
-            return Err(format!(
-                "virtual server `{server}`: {what} `{exposed}` is offered by upstreams `{}` and `{}`; set distinct prefixes",
-                other.upstream, sel.upstream
-            ));
-        }
+        routes.insert(
+            exposed.clone(),
+            ToolRoute {
+                upstream: sel.upstream.clone(),
+                tool: upstream_name.to_string(),
+            },
+        );
         let mut entry = item.clone();
         entry["name"] = serde_json::Value::String(exposed);
         listed.push(entry);
     }
-    Ok(())
 }
 
 impl ServerView {
@@ -174,26 +163,30 @@ impl Routes {
                 let Some(catalog) = snapshot.catalogs.get(&sel.upstream) else {
                     continue; // not discovered yet: its items appear when it is
                 };
+                let hidden = snapshot.unhealthy.contains_key(&sel.upstream)
+                    && snapshot
+                        .upstreams
+                        .get(&sel.upstream)
+                        .is_some_and(|u| u.health.when_unhealthy == WhenUnhealthy::Hide);
+                if hidden {
+                    continue; // listed again once it recovers
+                }
                 expose_named(
-                    name,
-                    "tool",
                     sel,
                     &catalog.tools,
                     sel.tools.as_ref(),
                     &|_| false,
                     &mut view.tool_routes,
                     &mut view.tools,
-                )?;
+                );
                 expose_named(
-                    name,
-                    "prompt",
                     sel,
                     &catalog.prompts,
                     sel.prompts.as_ref(),
                     &|exposed| view.prompts.contains_key(exposed),
                     &mut view.prompt_routes,
                     &mut view.upstream_prompts,
-                )?;
+                );
                 for resource in &catalog.resources {
                     let Some(uri) = resource.get("uri").and_then(|u| u.as_str()) else {
                         continue;
@@ -233,7 +226,17 @@ impl Routes {
                 .upstreams
                 .insert(name.clone(), Arc::new(spec.clone()));
         }
+        routes.unhealthy = snapshot
+            .unhealthy
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         Ok(routes)
+    }
+
+    /// Why `upstream` is considered down, if the control plane says it is.
+    pub fn unhealthy(&self, upstream: &str) -> Option<&str> {
+        self.unhealthy.get(upstream).map(String::as_str)
     }
 
     /// An upstream's definition, for forwarding.

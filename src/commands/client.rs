@@ -12,14 +12,16 @@ use switchboard_proto::v1::{
 };
 use tonic::transport::Channel;
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+/// A runtime for one command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")
 }
 
-async fn connect(server: &str) -> anyhow::Result<AdminClient<Channel>> {
+/// An admin client of the control plane at `server`.
+pub async fn connect(server: &str) -> anyhow::Result<AdminClient<Channel>> {
     let endpoint = Channel::from_shared(server.to_string())
         .with_context(|| format!("invalid control-plane address `{server}`"))?
         .connect_timeout(std::time::Duration::from_secs(5));
@@ -69,6 +71,9 @@ pub fn apply(args: &ApplyArgs) -> anyhow::Result<i32> {
         for r in response.results {
             println!("{}/{} {}{suffix}", r.kind.to_lowercase(), r.name, r.action);
         }
+        for w in response.warnings {
+            eprintln!("warning: {w}");
+        }
         Ok(0)
     })
 }
@@ -79,6 +84,13 @@ pub fn get(args: &GetArgs) -> anyhow::Result<i32> {
         args.kind.to_ascii_lowercase().as_str(),
         "dataplanes" | "dataplane" | "dp"
     );
+    if args.kind.parse::<switchboard_config::Kind>() == Ok(switchboard_config::Kind::Upstream) {
+        return crate::commands::upstreams::get(
+            &args.server.server,
+            args.name.as_deref(),
+            args.output.output,
+        );
+    }
     runtime()?.block_on(async {
         let mut client = connect(&args.server.server).await?;
         if wants_dataplanes {

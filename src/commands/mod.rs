@@ -5,5 +5,6 @@ pub mod client;
 pub mod controlplane;
 pub mod dataplane;
 pub mod up;
+pub mod upstreams;
 pub mod validate;
 pub mod version;

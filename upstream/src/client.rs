@@ -357,6 +357,18 @@ impl McpHttp {
         timeout: Duration,
     ) -> Result<Catalog, UpstreamError> {
         let session = self.initialize(spec, headers, timeout).await?;
+        let catalog = self.catalog(&session, timeout).await;
+        // Best effort: free the upstream's session state.
+        self.terminate(&session, timeout).await;
+        catalog
+    }
+
+    /// Everything the upstream offers over an open session, following every cursor.
+    pub async fn catalog(
+        &self,
+        session: &UpstreamSession,
+        timeout: Duration,
+    ) -> Result<Catalog, UpstreamError> {
         let has = |cap: &str| session.capabilities.get(cap).is_some();
         let mut catalog = Catalog {
             protocol_version: session.protocol_version.clone(),
@@ -364,37 +376,86 @@ impl McpHttp {
         };
         if has("tools") {
             catalog.tools = self
-                .list_all(&session, "tools/list", "tools", timeout)
+                .list_all(session, "tools/list", "tools", timeout)
                 .await?;
         }
         if has("prompts") {
             catalog.prompts = self
-                .list_all(&session, "prompts/list", "prompts", timeout)
+                .list_all(session, "prompts/list", "prompts", timeout)
                 .await?;
         }
         if has("resources") {
             catalog.resources = self
-                .list_all(&session, "resources/list", "resources", timeout)
+                .list_all(session, "resources/list", "resources", timeout)
                 .await?;
             catalog.resource_templates = self
                 .list_all(
-                    &session,
+                    session,
                     "resources/templates/list",
                     "resourceTemplates",
                     timeout,
                 )
                 .await?;
         }
-        if let Some(id) = &session.session_id {
-            // Best effort: free the upstream's session state.
-            let _ = self
-                .http
-                .delete(&session.url)
-                .header("mcp-session-id", id)
-                .header("mcp-protocol-version", &session.protocol_version)
-                .send()
-                .await;
-        }
         Ok(catalog)
+    }
+
+    /// Opens the session's GET stream for messages the upstream sends on its own
+    /// (notifications such as list_changed, and requests). `None` when the upstream offers
+    /// no such stream (HTTP 405, or a stateless upstream).
+    pub async fn listen(
+        &self,
+        session: &UpstreamSession,
+        timeout: Duration,
+    ) -> Result<Option<impl futures::Stream<Item = Result<Value, String>>>, UpstreamError> {
+        let Some(id) = &session.session_id else {
+            return Ok(None);
+        };
+        let mut req = self
+            .http
+            .get(&session.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", id)
+            .header("mcp-protocol-version", &session.protocol_version);
+        for (k, v) in &session.headers {
+            req = req.header(k, v);
+        }
+        let url = session.url.clone();
+        let resp = tokio::time::timeout(timeout, req.send())
+            .await
+            .map_err(|_| UpstreamError::Timeout {
+                url: url.clone(),
+                after: timeout,
+            })?
+            .map_err(|e| UpstreamError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        match resp.status().as_u16() {
+            405 => return Ok(None),
+            404 => return Err(UpstreamError::SessionExpired { url }),
+            s if !(200..300).contains(&s) => {
+                return Err(UpstreamError::Status {
+                    url,
+                    status: s,
+                    body: resp.text().await.unwrap_or_default(),
+                })
+            }
+            _ => {}
+        }
+        if !is_event_stream(&resp) {
+            return Ok(None);
+        }
+        Ok(Some(json_events(resp.bytes_stream()).filter_map(
+            |ev| async move {
+                match ev {
+                    Ok(ev) if ev.data.trim().is_empty() => None,
+                    Ok(ev) => {
+                        Some(serde_json::from_str::<Value>(&ev.data).map_err(|e| e.to_string()))
+                    }
+                    Err(e) => Some(Err(e)),
+                }
+            },
+        )))
     }
 }

@@ -30,6 +30,106 @@ pub struct UpstreamSpec {
     pub headers: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Timeouts::is_empty")]
     pub timeouts: Timeouts,
+    /// How often the control plane lists the catalog again (besides list_changed).
+    #[serde(default, skip_serializing_if = "DiscoverySettings::is_default")]
+    pub discovery: DiscoverySettings,
+    /// Active health checking, and what clients see while the upstream is down.
+    #[serde(default, skip_serializing_if = "HealthCheck::is_default")]
+    pub health: HealthCheck,
+}
+
+/// Catalog refresh settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DiscoverySettings {
+    /// Periodic re-listing (default 5m); list_changed notifications refresh at once anyway.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refresh_interval: Option<Duration>,
+}
+
+impl DiscoverySettings {
+    /// Default refresh interval.
+    pub const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
+
+    /// True when nothing is set, so serialisation can omit the block.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The interval in force.
+    pub fn refresh(&self) -> Duration {
+        self.refresh_interval.unwrap_or(Self::DEFAULT_REFRESH)
+    }
+}
+
+/// Active health checks run by the discovery leader.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// Time between checks (default 10s).
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub interval: Option<Duration>,
+    /// Longest a check may take (default 5s).
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+    /// Consecutive failures that mark the upstream unhealthy (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_threshold: Option<u32>,
+    /// Whether an unhealthy upstream's tools stay listed (calls fail fast) or are hidden.
+    #[serde(default, skip_serializing_if = "WhenUnhealthy::is_default")]
+    pub when_unhealthy: WhenUnhealthy,
+}
+
+impl HealthCheck {
+    /// True when nothing is set, so serialisation can omit the block.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The check interval in force.
+    pub fn every(&self) -> Duration {
+        self.interval.unwrap_or(Duration::from_secs(10))
+    }
+
+    /// The check timeout in force.
+    pub fn time_limit(&self) -> Duration {
+        self.timeout.unwrap_or(Duration::from_secs(5))
+    }
+
+    /// The failure threshold in force.
+    pub fn threshold(&self) -> u32 {
+        self.unhealthy_threshold.unwrap_or(3).max(1)
+    }
+}
+
+/// What clients see of an unhealthy upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WhenUnhealthy {
+    /// Its items stay listed; calls fail at once with a clear error.
+    #[default]
+    KeepListed,
+    /// Its items disappear from listings until it recovers.
+    Hide,
+}
+
+impl WhenUnhealthy {
+    /// True for the default, so serialisation can omit it.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// The transport fields of an `Upstream`, by the name users write.
