@@ -2,6 +2,8 @@
 # Both install what they need (`make deps`) on a fresh Debian machine.
 SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/switchboard-target
+# Test peers installed by `make deps` (the tests find them here).
+export SWITCHBOARD_DEPS ?= $(CURDIR)/.deps
 CARGO ?= cargo
 
 .PHONY: deps build lint test run

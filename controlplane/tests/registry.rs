@@ -7,8 +7,8 @@ use switchboard_config::{Kind, Source};
 use switchboard_controlplane::registry::{self, Action, RegistryError};
 use switchboard_controlplane::state::{follow, wait_for_revision};
 use switchboard_controlplane::store::{
-    embedded::EmbeddedStore, etcd::EtcdStore, EventStream, Listing, Record, Revision, Store,
-    StoreError, Write,
+    embedded::EmbeddedStore, etcd::EtcdStore, EventStream, Fence, Leadership, Listing, Record,
+    Revision, StatusStream, Store, StoreError, Write,
 };
 use switchboard_testkit::Etcd;
 use tokio::sync::Notify;
@@ -196,6 +196,23 @@ impl Store for HeldWatch {
             self.release.notified().await;
         }
         self.inner.watch(after).await
+    }
+    async fn status_put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
+        self.inner.status_put(key, value, fence).await
+    }
+    async fn status_delete(&self, key: &str, fence: Option<&Fence>) -> Result<(), StoreError> {
+        self.inner.status_delete(key, fence).await
+    }
+    async fn status_follow(&self) -> Result<StatusStream, StoreError> {
+        self.inner.status_follow().await
+    }
+    async fn campaign(&self, holder: &str) -> Result<Leadership, StoreError> {
+        self.inner.campaign(holder).await
     }
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
         self.inner.compact(revision).await

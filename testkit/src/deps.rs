@@ -4,22 +4,29 @@ use std::path::{Path, PathBuf};
 
 const HOW: &str = "run `make deps` (scripts/install-deps.sh) from the repository root";
 
-/// The `.deps` folder: `$SWITCHBOARD_DEPS`, or the one at the workspace root.
+/// The `.deps` folder: `$SWITCHBOARD_DEPS`, or the one above the running test's package
+/// (cargo sets `CARGO_MANIFEST_DIR` when it runs a test), or above this crate's source.
+/// The run-time lookup comes first because a shared target dir may hold a testkit built
+/// from another checkout.
 pub fn deps_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SWITCHBOARD_DEPS") {
         return PathBuf::from(dir);
     }
-    let mut dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        if dir.join(".deps").is_dir() {
-            return dir.join(".deps");
-        }
-        match dir.parent() {
-            Some(parent) => dir = parent,
-            None => break,
+    let runtime = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for start in runtime.iter().chain(std::iter::once(&built)) {
+        let mut dir: &Path = start;
+        loop {
+            if dir.join(".deps").is_dir() {
+                return dir.join(".deps");
+            }
+            match dir.parent() {
+                Some(parent) => dir = parent,
+                None => break,
+            }
         }
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../.deps")
+    built.join("../.deps")
 }
 
 fn must_exist(path: PathBuf, what: &str) -> anyhow::Result<PathBuf> {

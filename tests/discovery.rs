@@ -1,0 +1,423 @@
+//! Upstream discovery end to end (issue 5): real control-plane and data-plane processes,
+//! real upstreams (a growing server on the official Python SDK, mcp-server-time behind the
+//! bridge, server-everything), and the CLI.
+
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use switchboard_testkit::{
+    free_port, python_bin, wait_for_http_ok, wait_for_tcp, Etcd, ManagedProcess, McpHttpClient,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+const WAIT: Duration = Duration::from_secs(30);
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The growing test server (official Python SDK) on a free port.
+async fn growing_server(port: u16) -> ManagedProcess {
+    let mut cmd = Command::new(python_bin().expect("PyPI mcp installed"));
+    cmd.arg(root().join("tests/peers/growing_server.py"))
+        .arg(port.to_string());
+    let p = ManagedProcess::spawn(cmd).expect("growing server");
+    if let Err(e) = wait_for_tcp(&format!("127.0.0.1:{port}"), WAIT).await {
+        panic!("growing server did not start: {e}\n{}", p.log_tail(20));
+    }
+    p
+}
+
+/// mcp-server-time behind `switchboard bridge` on `listen`.
+async fn time_bridge(listen: &str) -> ManagedProcess {
+    let time = switchboard_testkit::venv_bin("mcp-server-time").expect("mcp-server-time installed");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["bridge", "--listen", listen, "--stdio"])
+        .arg(&time)
+        .args(["--", "--local-timezone", "UTC"]);
+    let p = ManagedProcess::spawn(cmd).expect("bridge");
+    if let Err(e) = wait_for_http_ok(&format!("http://{listen}/healthz"), WAIT).await {
+        panic!("bridge did not start: {e}\n{}", p.log_tail(20));
+    }
+    p
+}
+
+/// A control plane on the embedded store (or on `etcd`), ready for admin calls.
+async fn control_plane(etcd: Option<&str>) -> (ManagedProcess, String, tempfile::TempDir) {
+    let data = tempfile::tempdir().expect("tempdir");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["controlplane", "--listen", &addr, "--data-dir"])
+        .arg(data.path())
+        .env("SWITCHBOARD_LOG", "info,switchboard_controlplane=debug");
+    if let Some(endpoint) = etcd {
+        cmd.args(["--etcd", endpoint, "--etcd-prefix", "/discovery-test"]);
+    }
+    let p = ManagedProcess::spawn(cmd).expect("control plane");
+    if let Err(e) = wait_for_tcp(&addr, WAIT).await {
+        panic!("control plane did not start: {e}\n{}", p.log_tail(20));
+    }
+    (p, format!("http://{addr}"), data)
+}
+
+/// A data plane fed by `control_planes`; returns it and its MCP URL for server `demo`.
+async fn data_plane(control_planes: &str) -> (ManagedProcess, String, tempfile::TempDir) {
+    let state = tempfile::tempdir().expect("tempdir");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "dataplane",
+        "--control-plane",
+        control_planes,
+        "--listen",
+        &listen,
+    ])
+    .arg("--state-dir")
+    .arg(state.path());
+    let p = ManagedProcess::spawn(cmd).expect("data plane");
+    if let Err(e) = wait_for_http_ok(&format!("http://{listen}/readyz"), WAIT).await {
+        panic!("data plane did not start: {e}\n{}", p.log_tail(20));
+    }
+    (p, format!("http://{listen}/servers/demo/mcp"), state)
+}
+
+/// Runs the CLI; returns (exit code, stdout, stderr).
+fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run switchboard");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn apply(server: &str, yaml: &str) -> (String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    let (code, out, err) = cli(&[
+        "apply",
+        "-f",
+        &file.display().to_string(),
+        "--server",
+        server,
+    ]);
+    assert_eq!(code, 0, "apply failed:\n{out}\n{err}");
+    (out, err)
+}
+
+/// `get upstreams NAME -o json` as the status block.
+fn upstream_status(server: &str, name: &str) -> Value {
+    let (code, out, err) = cli(&["get", "upstreams", name, "-o", "json", "--server", server]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let list: Value = serde_json::from_str(&out).expect("JSON");
+    list[0]["status"].clone()
+}
+
+/// Polls `tools/list` until `pred` holds for the listed names (or panics after `within`).
+async fn wait_for_tools(url: &str, within: Duration, what: &str, pred: impl Fn(&[String]) -> bool) {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut client = McpHttpClient::new(url);
+        let names: Vec<String> = match client.initialize().await {
+            Ok(_) => client
+                .request("tools/list", json!({}))
+                .await
+                .ok()
+                .and_then(|r| r["tools"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_string))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if pred(&names) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {names:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn upstream(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: {name}\nspec:\n  mcp:\n    url: {url}\n  health:\n    interval: 500ms\n    timeout: 1s\n    unhealthyThreshold: 2\n{extra}---\n"
+    )
+}
+
+fn server(upstreams: &[(&str, &str)]) -> String {
+    let mut s = String::from(
+        "apiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: demo\nspec:\n  upstreams:\n",
+    );
+    for (name, prefix) in upstreams {
+        s.push_str(&format!(
+            "    - upstream: {name}\n      prefix: \"{prefix}\"\n"
+        ));
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_are_discovered_refreshed_on_list_changed_and_health_checked() {
+    let grow_port = free_port();
+    let _grow = growing_server(grow_port).await;
+    let grow_url = format!("http://127.0.0.1:{grow_port}/mcp");
+    let time_listen = format!("127.0.0.1:{}", free_port());
+    let mut time = time_bridge(&time_listen).await;
+    let time_url = format!("http://{time_listen}/mcp");
+    let (cp, admin, _cp_data) = control_plane(None).await;
+    let (_dp, url, _dp_state) = data_plane(admin.trim_start_matches("http://")).await;
+
+    // One upstream first; the second is applied while everything runs.
+    apply(
+        &admin,
+        &format!(
+            "{}{}",
+            upstream("grow", &grow_url, ""),
+            server(&[("grow", "grow_")])
+        ),
+    );
+    wait_for_tools(&url, WAIT, "grow's tools", |t| {
+        t.iter().any(|n| n == "grow_add_tool")
+    })
+    .await;
+    let (_, warnings) = apply(
+        &admin,
+        &format!(
+            "{}{}",
+            upstream("time", &time_url, ""),
+            server(&[("grow", "grow_"), ("time", "")])
+        ),
+    );
+    assert!(!warnings.contains("warning"), "{warnings}");
+    wait_for_tools(&url, WAIT, "time's tools appear without restarts", |t| {
+        t.iter().any(|n| n == "get_current_time")
+    })
+    .await;
+
+    // The growing server adds a tool and says so: callable through the gateway within 2 s.
+    let mut client = McpHttpClient::new(url.clone());
+    client.initialize().await.expect("initialize");
+    let added_at = Instant::now();
+    let added = client
+        .request(
+            "tools/call",
+            json!({"name": "grow_add_tool", "arguments": {"name": "fresh"}}),
+        )
+        .await
+        .expect("add_tool");
+    assert_eq!(added["content"][0]["text"], "added fresh", "{added}");
+    let mut answered = None;
+    while added_at.elapsed() < Duration::from_secs(2) {
+        let mut c = McpHttpClient::new(url.clone());
+        c.initialize().await.expect("initialize");
+        if let Ok(r) = c
+            .request(
+                "tools/call",
+                json!({"name": "grow_fresh", "arguments": {"text": "hi"}}),
+            )
+            .await
+        {
+            answered = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answered = answered.unwrap_or_else(|| {
+        panic!(
+            "grow_fresh not callable 2 s after list_changed\n{}",
+            cp.log_tail(30)
+        )
+    });
+    assert_eq!(
+        answered["content"][0]["text"], "fresh says hi",
+        "{answered}"
+    );
+    println!("new tool callable {:?} after add_tool", added_at.elapsed());
+
+    // get upstreams and refresh.
+    let grow = upstream_status(&admin, "grow");
+    assert_eq!(grow["state"], "healthy", "{grow}");
+    assert_eq!(grow["tools"], 2, "{grow}");
+    assert_eq!(grow["listening"], true, "{grow}");
+    let (code, out, err) = cli(&["get", "upstreams", "--server", &admin]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("grow") && out.contains("healthy") && out.contains("time"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&["refresh", "upstream", "time", "--server", &admin]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("healthy"), "{out}");
+    let (code, _, err) = cli(&["refresh", "upstream", "nope", "--server", &admin]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not found"), "{err}");
+
+    // Kill the stdio server's bridge: marked unhealthy, calls fail fast with a clear error.
+    time.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while upstream_status(&admin, "time")["state"] != "unhealthy" {
+        assert!(Instant::now() < deadline, "time never marked unhealthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let failure = loop {
+        let started = Instant::now();
+        let err = client
+            .request(
+                "tools/call",
+                json!({"name": "get_current_time", "arguments": {"timezone": "UTC"}}),
+            )
+            .await
+            .expect_err("a call to a dead upstream fails");
+        let took = started.elapsed();
+        let text = err.to_string();
+        if text.contains("unhealthy") {
+            assert!(
+                took < Duration::from_millis(500),
+                "fail fast, took {took:?}"
+            );
+            break text;
+        }
+        assert!(Instant::now() < deadline, "never failed fast: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        failure.contains("upstream `time` is unhealthy"),
+        "{failure}"
+    );
+    let status = upstream_status(&admin, "time");
+    assert!(
+        !status["lastError"].as_str().unwrap_or("").is_empty(),
+        "{status}"
+    );
+    // The other upstream is untouched.
+    let echo = client
+        .request(
+            "tools/call",
+            json!({"name": "grow_fresh", "arguments": {"text": "still"}}),
+        )
+        .await
+        .expect("healthy upstream still served");
+    assert_eq!(echo["content"][0]["text"], "fresh says still");
+
+    // Restart it on the same address: recovery is automatic.
+    let _time = time_bridge(&time_listen).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = client
+            .request(
+                "tools/call",
+                json!({"name": "get_current_time", "arguments": {"timezone": "UTC"}}),
+            )
+            .await;
+        match r {
+            Ok(r) => {
+                assert!(
+                    r["content"][0]["text"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("UTC"),
+                    "{r}"
+                );
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "never recovered: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(upstream_status(&admin, "time")["state"], "healthy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leading_control_plane_hands_discovery_to_the_other() {
+    let etcd = Etcd::start().await.expect("etcd");
+    let grow_port = free_port();
+    let _grow = growing_server(grow_port).await;
+    let grow_url = format!("http://127.0.0.1:{grow_port}/mcp");
+    let (mut first, admin_a, _a) = control_plane(Some(&etcd.endpoint())).await;
+    // The first replica leads once it has campaigned; the second starts after it.
+    let deadline = Instant::now() + WAIT;
+    let leader_of = |admin: &str| {
+        let (_, _, err) = cli(&["get", "upstreams", "--server", admin]);
+        err.lines()
+            .find_map(|l| l.strip_prefix("discovery leader: ").map(str::to_string))
+    };
+    apply(
+        &admin_a,
+        &format!(
+            "{}{}",
+            upstream("grow", &grow_url, ""),
+            server(&[("grow", "")])
+        ),
+    );
+    let leader_a = loop {
+        if let Some(l) = leader_of(&admin_a) {
+            break l;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no discovery leader\n{}",
+            first.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (second, admin_b, _b) = control_plane(Some(&etcd.endpoint())).await;
+    let (_dp, url, _state) = data_plane(admin_b.trim_start_matches("http://")).await;
+    wait_for_tools(&url, WAIT, "discovered by the first replica", |t| {
+        t.iter().any(|n| n == "add_tool")
+    })
+    .await;
+    assert_eq!(leader_of(&admin_b).as_deref(), Some(leader_a.as_str()));
+
+    first.kill();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(15);
+    loop {
+        if let Some(l) = leader_of(&admin_b) {
+            if l != leader_a {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no hand-over\n{}",
+            second.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "discovery handed over {:?} after the leader was killed",
+        killed.elapsed()
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        killed.elapsed()
+    );
+
+    // The new leader listens: a new tool still reaches the gateway, once.
+    let mut client = McpHttpClient::new(url.clone());
+    client.initialize().await.expect("initialize");
+    client
+        .request(
+            "tools/call",
+            json!({"name": "add_tool", "arguments": {"name": "after"}}),
+        )
+        .await
+        .expect("add_tool");
+    wait_for_tools(
+        &url,
+        Duration::from_secs(5),
+        "the new leader's discovery",
+        |t| t.iter().filter(|n| *n == "after").count() == 1,
+    )
+    .await;
+    let status = upstream_status(&admin_b, "grow");
+    assert_eq!(status["tools"], 2, "{status}");
+    assert_eq!(status["state"], "healthy", "{status}");
+}
