@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use switchboard_testkit::{
     free_port, python_bin, wait_for_http_ok, wait_for_tcp, Etcd, ManagedProcess, McpHttpClient,
+    ServerEverything,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -198,6 +199,77 @@ async fn upstreams_are_discovered_refreshed_on_list_changed_and_health_checked()
         t.iter().any(|n| n == "get_current_time")
     })
     .await;
+
+    // server-everything over the legacy HTTP+SSE transport: discovered, listed, callable.
+    let sse = ServerEverything::start_sse()
+        .await
+        .expect("server-everything (sse)");
+    apply(
+        &admin,
+        &format!(
+            "{}{}",
+            upstream("legacy", &sse.sse_url(), "")
+                .replace("    url: ", "    transport: sse\n    url: "),
+            server(&[("grow", "grow_"), ("time", ""), ("legacy", "legacy_")])
+        ),
+    );
+    wait_for_tools(&url, WAIT, "legacy SSE tools", |t| {
+        t.iter().any(|n| n == "legacy_echo")
+    })
+    .await;
+    let mut client = McpHttpClient::new(url.clone());
+    client.initialize().await.expect("initialize");
+    let echoed = client
+        .request(
+            "tools/call",
+            json!({"name": "legacy_echo", "arguments": {"message": "over sse"}}),
+        )
+        .await
+        .expect("legacy echo");
+    assert!(
+        echoed["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("over sse"),
+        "{echoed}"
+    );
+    let legacy = upstream_status(&admin, "legacy");
+    assert_eq!(legacy["transport"], "mcp+sse", "{legacy}");
+    assert_eq!(legacy["state"], "healthy", "{legacy}");
+
+    // A second name for the same server, then a virtual server where a rename makes one
+    // of its tools take a name the first already exposes: apply says so.
+    apply(
+        &admin,
+        &upstream("twin", &sse.sse_url(), "").replace("    url: ", "    transport: sse\n    url: "),
+    );
+    let deadline = Instant::now() + WAIT;
+    while upstream_status(&admin, "twin")["tools"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "twin never discovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let twins = "apiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: twins\nspec:\n  upstreams:\n    - upstream: legacy\n      prefix: legacy_\n    - upstream: twin\n      prefix: twin_\n      rename:\n        echo: legacy_echo\n";
+    let (_, warnings) = apply(&admin, twins);
+    assert!(
+        warnings.contains("warning: virtual server `twins`: tool `legacy_echo` is offered by upstream `legacy` and by upstream `twin`"),
+        "{warnings}"
+    );
+    let twin = upstream_status(&admin, "twin");
+    assert!(
+        !twin["conflicts"].as_array().expect("conflicts").is_empty(),
+        "{twin}"
+    );
+    // The data plane resolves the clash the same way (first listed wins) instead of
+    // rejecting the snapshot.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, planes, err) = cli(&["get", "dataplanes", "-o", "json", "--server", &admin]);
+    assert_eq!(code, 0, "{err}");
+    let planes: Value = serde_json::from_str(&planes).expect("JSON");
+    assert_eq!(planes[0]["lastNack"], "", "{planes}");
 
     // The growing server adds a tool and says so: callable through the gateway within 2 s.
     let mut client = McpHttpClient::new(url.clone());

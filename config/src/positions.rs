@@ -128,6 +128,10 @@ impl MarkedEventReceiver for Builder {
                 });
                 self.stack.clear();
             }
+            // A document that is only an empty (null) scalar, e.g. after a trailing `---`,
+            // holds nothing.
+            Event::Scalar(value, ..)
+                if self.stack.is_empty() && matches!(value.as_str(), "" | "~" | "null") => {}
             Event::Scalar(value, ..) => match self.next_child_path() {
                 Some(path) => self.record(&path, pos),
                 None => {

@@ -324,3 +324,21 @@ fn examples_are_valid() {
         panic!("examples/ as a whole is invalid:\n{d}");
     }
 }
+
+#[test]
+fn empty_documents_are_ignored_but_bad_health_settings_are_not() {
+    let text = "apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: a\nspec:\n  mcp:\n    url: http://127.0.0.1:1/mcp\n---\n\n---\n~\n";
+    let set = load_sources(&[Source {
+        name: "t.yaml".into(),
+        text: text.into(),
+    }])
+    .unwrap_or_else(|d| panic!("trailing empty documents are fine:\n{d}"));
+    assert_eq!(set.len(), 1);
+    one_error(
+        "apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: a\nspec:\n  mcp:\n    url: http://127.0.0.1:1/mcp\n  health:\n    unhealthyThreshold: 0\n",
+        0,
+        9,
+        "spec.health.unhealthyThreshold",
+        "at least 1",
+    );
+}

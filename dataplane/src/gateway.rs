@@ -15,7 +15,7 @@ use pingora::proxy::ProxyHttp;
 use pingora::{Error, ErrorType, Result};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use switchboard_config::kinds::upstream::UpstreamSpec;
+use switchboard_config::kinds::upstream::{McpTransport, UpstreamSpec};
 use switchboard_upstream::{is_event_stream, json_events};
 
 /// The gateway's request handler; cheap to share, reads the current routes per request.
@@ -63,6 +63,39 @@ impl Gateway {
         let gateway_id = json!(self.upstreams.next_id());
         let body =
             json!({"jsonrpc": "2.0", "id": gateway_id, "method": f.method, "params": f.params});
+        let restore = |mut msg: Value| {
+            if msg.get("id") == Some(&gateway_id) {
+                msg["id"] = f.client_id.clone();
+                if f.stateless {
+                    if let Some(result) = msg.get_mut("result") {
+                        crate::mcp::modern::shape_result(&f.method, result, &f.server);
+                    }
+                }
+            }
+            msg
+        };
+        let json_reply = |msg: Value| {
+            let code = msg.pointer("/error/code").and_then(Value::as_i64);
+            let status = match code {
+                Some(code) if f.stateless => crate::mcp::modern::http_status(code),
+                _ => 200,
+            };
+            Reply::json(status, &restore(msg))
+        };
+        if spec
+            .mcp
+            .as_ref()
+            .is_some_and(|m| m.transport == McpTransport::Sse)
+        {
+            let reply = match self.upstreams.call_legacy(&f.upstream, &spec, &body).await {
+                Ok(msg) => json_reply(msg),
+                Err(e) => {
+                    tracing::warn!(upstream = %f.upstream, error = %e, "upstream call failed");
+                    fail(format!("upstream `{}` failed: {e}", f.upstream))
+                }
+            };
+            return send(session, reply).await;
+        }
         let resp = match self
             .upstreams
             .send(&f.upstream, &spec, &body, f.session.as_ref())
@@ -78,31 +111,13 @@ impl Gateway {
                 .await;
             }
         };
-        let restore = |mut msg: Value| {
-            if msg.get("id") == Some(&gateway_id) {
-                msg["id"] = f.client_id.clone();
-                if f.stateless {
-                    if let Some(result) = msg.get_mut("result") {
-                        crate::mcp::modern::shape_result(&f.method, result, &f.server);
-                    }
-                }
-            }
-            msg
-        };
         if !is_event_stream(&resp) {
             let reply = match resp
                 .bytes()
                 .await
                 .map(|b| serde_json::from_slice::<Value>(&b))
             {
-                Ok(Ok(msg)) => {
-                    let code = msg.pointer("/error/code").and_then(Value::as_i64);
-                    let status = match code {
-                        Some(code) if f.stateless => crate::mcp::modern::http_status(code),
-                        _ => 200,
-                    };
-                    Reply::json(status, &restore(msg))
-                }
+                Ok(Ok(msg)) => json_reply(msg),
                 Ok(Err(e)) => fail(format!("upstream `{}` sent invalid JSON: {e}", f.upstream)),
                 Err(e) => fail(format!(
                     "upstream `{}` broke off its answer: {e}",
@@ -241,7 +256,9 @@ fn mcp_upstreams<'a>(
 ) -> impl Iterator<Item = (&'a String, Arc<UpstreamSpec>)> + 'a {
     server.upstreams.iter().filter_map(|name| {
         let spec = routes.upstream(name)?;
-        spec.mcp.as_ref()?;
+        if spec.mcp.as_ref()?.transport != McpTransport::StreamableHttp {
+            return None; // legacy HTTP+SSE upstreams share one session per data plane
+        }
         if routes.unhealthy(name).is_some() {
             return None; // opened on first use once it is back
         }

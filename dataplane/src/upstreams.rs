@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_config::kinds::upstream::{McpUpstream, UpstreamSpec};
-use switchboard_upstream::{McpHttp, UpstreamError, UpstreamSession};
+use switchboard_upstream::{LegacySession, McpHttp, UpstreamError, UpstreamSession};
 
 /// Time allowed until an upstream's first response byte when its resource sets none.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -30,6 +30,8 @@ pub struct UpstreamPool {
     sessions: Mutex<HashMap<(String, String), Arc<UpstreamSession>>>,
     /// Client upstream sessions the upstream forgot, by old id, and what replaced them.
     replaced: Mutex<HashMap<String, Arc<UpstreamSession>>>,
+    /// One HTTP+SSE session per legacy upstream (and URL), shared by every client.
+    legacy: Mutex<HashMap<(String, String), Arc<LegacySession>>>,
 }
 
 impl Default for UpstreamPool {
@@ -38,6 +40,7 @@ impl Default for UpstreamPool {
             mcp: McpHttp::new(DEFAULT_CONNECT_TIMEOUT),
             sessions: Mutex::new(HashMap::new()),
             replaced: Mutex::new(HashMap::new()),
+            legacy: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -211,6 +214,49 @@ impl UpstreamPool {
                         self.forget_shared(name, &session.url);
                     }
                     return Err(e);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends a request to a legacy HTTP+SSE upstream over this pool's shared session
+    /// (opened on first use, re-opened once when its event stream is gone) and returns the
+    /// response message. Progress notifications of such upstreams are not relayed.
+    pub async fn call_legacy(
+        &self,
+        name: &str,
+        spec: &UpstreamSpec,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, UpstreamError> {
+        let mcp = mcp_of(name, spec)?;
+        let key = (name.to_string(), mcp.url.clone());
+        let timeout = spec.timeouts.request.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        let mut attempt = 0;
+        loop {
+            let existing = lock(&self.legacy)
+                .get(&key)
+                .filter(|s| !s.is_closed())
+                .cloned();
+            let session = match existing {
+                Some(s) => s,
+                None => {
+                    let opened = LegacySession::connect(
+                        self.mcp.http_client(),
+                        mcp,
+                        &spec.headers,
+                        timeout.min(INITIALIZE_TIMEOUT),
+                        &serde_json::json!({}),
+                    )
+                    .await?;
+                    lock(&self.legacy).insert(key.clone(), opened.clone());
+                    opened
+                }
+            };
+            match session.call(body, timeout).await {
+                Err(UpstreamError::SessionExpired { .. }) if attempt == 0 => {
+                    lock(&self.legacy).remove(&key);
+                    attempt += 1;
                 }
                 other => return other,
             }

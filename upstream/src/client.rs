@@ -6,13 +6,9 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use switchboard_config::kinds::upstream::McpUpstream;
-use switchboard_config::Catalog;
 
 /// The version the gateway asks upstreams for (they may answer with an older one).
 pub const CLIENT_PROTOCOL_VERSION: &str = "2025-11-25";
-
-/// Most pages followed when listing, so a looping cursor cannot hang discovery.
-const MAX_PAGES: usize = 100;
 
 /// Why talking to an upstream failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -78,6 +74,11 @@ impl McpHttp {
                 .unwrap_or_default(),
             next_id: Default::default(),
         }
+    }
+
+    /// The underlying HTTP client (shared connection pool).
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// A request id unique within this process.
@@ -199,25 +200,32 @@ impl McpHttp {
     }
 
     fn result_of(url: &str, msg: Value) -> Result<Value, UpstreamError> {
-        if let Some(err) = msg.get("error") {
-            return Err(UpstreamError::Rpc {
-                url: url.into(),
-                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                message: err
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-            });
-        }
-        msg.get("result")
-            .cloned()
-            .ok_or_else(|| UpstreamError::Protocol {
-                url: url.into(),
-                reason: "response without result".into(),
-            })
+        result_of(url, msg)
     }
+}
 
+/// The result of a response message, or its error as [`UpstreamError::Rpc`].
+pub(crate) fn result_of(url: &str, msg: Value) -> Result<Value, UpstreamError> {
+    if let Some(err) = msg.get("error") {
+        return Err(UpstreamError::Rpc {
+            url: url.into(),
+            code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+            message: err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        });
+    }
+    msg.get("result")
+        .cloned()
+        .ok_or_else(|| UpstreamError::Protocol {
+            url: url.into(),
+            reason: "response without result".into(),
+        })
+}
+
+impl McpHttp {
     /// Opens a session: initialize, then notifications/initialized.
     pub async fn initialize(
         &self,
@@ -314,90 +322,6 @@ impl McpHttp {
                 after: timeout,
             })??;
         Self::result_of(&session.url, msg)
-    }
-
-    /// Every item of a paginated listing (`tools/list` -> `tools`, ...).
-    pub async fn list_all(
-        &self,
-        session: &UpstreamSession,
-        method: &str,
-        key: &str,
-        timeout: Duration,
-    ) -> Result<Vec<Value>, UpstreamError> {
-        let mut items = Vec::new();
-        let mut cursor: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let params = match &cursor {
-                Some(c) => json!({"cursor": c}),
-                None => json!({}),
-            };
-            let page = self.request(session, method, params, timeout).await?;
-            if let Some(list) = page.get(key).and_then(Value::as_array) {
-                items.extend(list.iter().cloned());
-            }
-            cursor = page
-                .get("nextCursor")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            if cursor.is_none() {
-                return Ok(items);
-            }
-        }
-        Err(UpstreamError::Protocol {
-            url: session.url.clone(),
-            reason: format!("{method} still had more pages after {MAX_PAGES}"),
-        })
-    }
-
-    /// Everything the upstream offers, following every cursor; the session is closed after.
-    pub async fn discover(
-        &self,
-        spec: &McpUpstream,
-        headers: &BTreeMap<String, String>,
-        timeout: Duration,
-    ) -> Result<Catalog, UpstreamError> {
-        let session = self.initialize(spec, headers, timeout).await?;
-        let catalog = self.catalog(&session, timeout).await;
-        // Best effort: free the upstream's session state.
-        self.terminate(&session, timeout).await;
-        catalog
-    }
-
-    /// Everything the upstream offers over an open session, following every cursor.
-    pub async fn catalog(
-        &self,
-        session: &UpstreamSession,
-        timeout: Duration,
-    ) -> Result<Catalog, UpstreamError> {
-        let has = |cap: &str| session.capabilities.get(cap).is_some();
-        let mut catalog = Catalog {
-            protocol_version: session.protocol_version.clone(),
-            ..Catalog::default()
-        };
-        if has("tools") {
-            catalog.tools = self
-                .list_all(session, "tools/list", "tools", timeout)
-                .await?;
-        }
-        if has("prompts") {
-            catalog.prompts = self
-                .list_all(session, "prompts/list", "prompts", timeout)
-                .await?;
-        }
-        if has("resources") {
-            catalog.resources = self
-                .list_all(session, "resources/list", "resources", timeout)
-                .await?;
-            catalog.resource_templates = self
-                .list_all(
-                    session,
-                    "resources/templates/list",
-                    "resourceTemplates",
-                    timeout,
-                )
-                .await?;
-        }
-        Ok(catalog)
     }
 
     /// Opens the session's GET stream for messages the upstream sends on its own

@@ -1,12 +1,16 @@
-//! Talking MCP to upstream servers over streamable HTTP: opening sessions (initialize),
+//! Talking MCP to upstream servers over streamable HTTP (and the legacy HTTP+SSE transport): opening sessions (initialize),
 //! sending requests and reading their answer whether it comes as JSON or as an SSE stream,
 //! and listing everything an upstream offers (its catalog). Used by the control plane to
 //! discover catalogs and by the data plane to forward calls.
 
 mod client;
+mod connection;
+mod legacy;
 mod sse;
 
 pub use client::{
     is_event_stream, McpHttp, UpstreamError, UpstreamSession, CLIENT_PROTOCOL_VERSION,
 };
+pub use connection::{Connection, Messages};
+pub use legacy::LegacySession;
 pub use sse::{json_events, SseEvent};

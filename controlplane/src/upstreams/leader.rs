@@ -44,6 +44,7 @@ pub fn spawn(
                 workers: BTreeMap::new(),
                 handled_refresh: BTreeMap::new(),
                 handled_signal: BTreeMap::new(),
+                reported: BTreeSet::new(),
             };
             lead.run(&mut leadership, registry.clone(), status.clone())
                 .await;
@@ -69,6 +70,8 @@ struct Lead {
     /// The refresh request / signal time last passed on, per upstream.
     handled_refresh: BTreeMap<String, i64>,
     handled_signal: BTreeMap<String, i64>,
+    /// Name clashes already logged (each is logged once, when a refresh or apply causes it).
+    reported: BTreeSet<String>,
 }
 
 impl Drop for Lead {
@@ -191,6 +194,14 @@ impl Lead {
                 },
             );
         }
+        let clashes: BTreeSet<String> = super::report::all_clashes(&state.resource_set(), status)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        for clash in clashes.difference(&self.reported) {
+            tracing::warn!("{clash}");
+        }
+        self.reported = clashes;
         for (name, req) in &status.refresh {
             let handled = self.handled_refresh.entry(name.clone()).or_default();
             if req.requested_unix_ms > *handled {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_config::kinds::upstream::{McpUpstream, UpstreamSpec};
-use switchboard_upstream::{McpHttp, UpstreamError, UpstreamSession};
+use switchboard_upstream::{Connection, McpHttp, UpstreamError};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
@@ -49,7 +49,7 @@ pub(super) struct Worker {
 
 struct Running {
     w: Worker,
-    session: Option<UpstreamSession>,
+    session: Option<Connection>,
     listener: Option<tokio::task::JoinHandle<()>>,
     notes_tx: mpsc::Sender<Note>,
     timeout: Duration,
@@ -129,14 +129,14 @@ impl Worker {
 }
 
 impl Running {
-    async fn open(&mut self) -> Result<UpstreamSession, UpstreamError> {
+    async fn open(&mut self) -> Result<Connection, UpstreamError> {
         if let Some(s) = &self.session {
             return Ok(s.clone());
         }
         let session = self
             .w
             .mcp
-            .initialize(&self.w.mcp_spec, &self.w.spec.headers, self.timeout)
+            .open(&self.w.mcp_spec, &self.w.spec.headers, self.timeout)
             .await?;
         self.session = Some(session.clone());
         Ok(session)
@@ -166,7 +166,7 @@ impl Running {
                     tracing::info!(upstream = %self.w.name, %hash, tools = record.catalog.tools.len(), "catalog changed");
                     self.w.known_hash = Some(hash);
                 }
-                self.w.health.protocol_version = session.protocol_version.clone();
+                self.w.health.protocol_version = session.protocol_version().to_string();
                 self.w.health.last_refresh_unix_ms = now_ms();
                 self.listen(&session);
                 self.succeeded(true).await
@@ -175,9 +175,7 @@ impl Running {
         }
     }
 
-    async fn list(
-        &mut self,
-    ) -> Result<(switchboard_config::Catalog, UpstreamSession), UpstreamError> {
+    async fn list(&mut self) -> Result<(switchboard_config::Catalog, Connection), UpstreamError> {
         let session = self.open().await?;
         let catalog = self.w.mcp.catalog(&session, self.timeout).await?;
         Ok((catalog, session))
@@ -189,7 +187,12 @@ impl Running {
             return self.refresh().await;
         };
         let limit = self.w.spec.health.time_limit();
-        match self.w.mcp.request(&session, "ping", json!({}), limit).await {
+        match self
+            .w
+            .mcp
+            .request_on(&session, "ping", json!({}), limit)
+            .await
+        {
             Ok(_) => {
                 self.listen(&session);
                 self.succeeded(false).await
@@ -251,22 +254,16 @@ impl Running {
         self.w.health.listening = false;
         if let Some(s) = self.session.take() {
             let mcp = self.w.mcp.clone();
-            tokio::spawn(async move { mcp.terminate(&s, Duration::from_secs(2)).await });
+            tokio::spawn(async move { mcp.close(&s, Duration::from_secs(2)).await });
         }
     }
 
     /// Opens the session's notification stream if the upstream announces list changes and
     /// none is open.
-    fn listen(&mut self, session: &UpstreamSession) {
-        let announces = ["tools", "prompts", "resources"].iter().any(|cap| {
-            session
-                .capabilities
-                .get(cap)
-                .and_then(|c| c.get("listChanged"))
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-        });
-        if !announces || self.listener.as_ref().is_some_and(|l| !l.is_finished()) {
+    fn listen(&mut self, session: &Connection) {
+        if !session.announces_list_changes()
+            || self.listener.as_ref().is_some_and(|l| !l.is_finished())
+        {
             return;
         }
         self.w.health.listening = true;
@@ -277,17 +274,14 @@ impl Running {
             self.timeout,
         );
         self.listener = Some(tokio::spawn(async move {
-            let why = match mcp.listen(&session, timeout).await {
-                Ok(Some(stream)) => {
-                    let mut stream = Box::pin(stream);
-                    loop {
-                        match stream.next().await {
-                            Some(Ok(msg)) => on_message(&mcp, &session, &notes, msg, timeout).await,
-                            Some(Err(e)) => break e,
-                            None => break "the upstream closed it".to_string(),
-                        }
+            let why = match mcp.messages(&session, timeout).await {
+                Ok(Some(mut stream)) => loop {
+                    match stream.next().await {
+                        Some(Ok(msg)) => on_message(&mcp, &session, &notes, msg, timeout).await,
+                        Some(Err(e)) => break e,
+                        None => break "the upstream closed it".to_string(),
                     }
-                }
+                },
                 Ok(None) => "the upstream offers no notification stream".to_string(),
                 Err(e) => e.to_string(),
             };
@@ -300,7 +294,7 @@ impl Running {
 /// are answered, anything else is ignored (discovery declares no client capabilities).
 async fn on_message(
     mcp: &McpHttp,
-    session: &UpstreamSession,
+    session: &Connection,
     notes: &mpsc::Sender<Note>,
     msg: Value,
     timeout: Duration,
@@ -316,6 +310,6 @@ async fn on_message(
         } else {
             json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": format!("discovery sessions do not serve {method}")}})
         };
-        let _ = mcp.send(session, &reply, timeout).await;
+        let _ = mcp.reply(session, &reply, timeout).await;
     }
 }

@@ -1,0 +1,221 @@
+//! One session with an upstream in whichever HTTP transport it speaks, for callers (such
+//! as discovery) that need requests, listings and server-sent messages from either.
+
+use crate::client::{McpHttp, UpstreamError, UpstreamSession};
+use crate::legacy::LegacySession;
+use futures::{Stream, StreamExt};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_config::kinds::upstream::{McpTransport, McpUpstream};
+use switchboard_config::Catalog;
+
+/// Most pages followed when listing, so a looping cursor cannot hang discovery.
+const MAX_PAGES: usize = 100;
+
+/// Messages an upstream sends on its own; ends (with the reason) when the stream does.
+pub type Messages = Pin<Box<dyn Stream<Item = Result<Value, String>> + Send>>;
+
+/// An open session over streamable HTTP or the legacy HTTP+SSE transport.
+#[derive(Clone)]
+pub enum Connection {
+    Streamable(UpstreamSession),
+    Legacy(Arc<LegacySession>),
+}
+
+impl Connection {
+    /// The protocol version the upstream agreed to.
+    pub fn protocol_version(&self) -> &str {
+        match self {
+            Connection::Streamable(s) => &s.protocol_version,
+            Connection::Legacy(s) => &s.protocol_version,
+        }
+    }
+
+    /// The upstream's capabilities from initialize.
+    pub fn capabilities(&self) -> &Value {
+        match self {
+            Connection::Streamable(s) => &s.capabilities,
+            Connection::Legacy(s) => &s.capabilities,
+        }
+    }
+
+    /// Whether the upstream announces list changes for any of its lists.
+    pub fn announces_list_changes(&self) -> bool {
+        ["tools", "prompts", "resources"].iter().any(|cap| {
+            self.capabilities()
+                .get(cap)
+                .and_then(|c| c.get("listChanged"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        })
+    }
+}
+
+impl McpHttp {
+    /// Opens a session in the transport `spec` names, offering no client capabilities.
+    pub async fn open(
+        &self,
+        spec: &McpUpstream,
+        headers: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<Connection, UpstreamError> {
+        Ok(match spec.transport {
+            McpTransport::StreamableHttp => {
+                Connection::Streamable(self.initialize(spec, headers, timeout).await?)
+            }
+            McpTransport::Sse => Connection::Legacy(
+                LegacySession::connect(self.http_client(), spec, headers, timeout, &json!({}))
+                    .await?,
+            ),
+        })
+    }
+
+    /// Ends a session (best effort).
+    pub async fn close(&self, conn: &Connection, timeout: Duration) {
+        match conn {
+            Connection::Streamable(s) => self.terminate(s, timeout).await,
+            Connection::Legacy(_) => {} // dropping the last handle closes its stream
+        }
+    }
+
+    /// Sends a request on `conn` and returns its result.
+    pub async fn request_on(
+        &self,
+        conn: &Connection,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, UpstreamError> {
+        match conn {
+            Connection::Streamable(s) => self.request(s, method, params, timeout).await,
+            Connection::Legacy(s) => s.request(method, params, timeout).await,
+        }
+    }
+
+    /// Every item of a paginated listing (`tools/list` -> `tools`, ...).
+    pub async fn list_all(
+        &self,
+        conn: &Connection,
+        method: &str,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<Vec<Value>, UpstreamError> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let page = self.request_on(conn, method, params, timeout).await?;
+            if let Some(list) = page.get(key).and_then(Value::as_array) {
+                items.extend(list.iter().cloned());
+            }
+            cursor = page
+                .get("nextCursor")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if cursor.is_none() {
+                return Ok(items);
+            }
+        }
+        Err(UpstreamError::Protocol {
+            url: match conn {
+                Connection::Streamable(s) => s.url.clone(),
+                Connection::Legacy(s) => s.url.clone(),
+            },
+            reason: format!("{method} still had more pages after {MAX_PAGES}"),
+        })
+    }
+
+    /// Everything the upstream offers over an open session, following every cursor.
+    pub async fn catalog(
+        &self,
+        conn: &Connection,
+        timeout: Duration,
+    ) -> Result<Catalog, UpstreamError> {
+        let has = |cap: &str| conn.capabilities().get(cap).is_some();
+        let mut catalog = Catalog {
+            protocol_version: conn.protocol_version().to_string(),
+            ..Catalog::default()
+        };
+        if has("tools") {
+            catalog.tools = self.list_all(conn, "tools/list", "tools", timeout).await?;
+        }
+        if has("prompts") {
+            catalog.prompts = self
+                .list_all(conn, "prompts/list", "prompts", timeout)
+                .await?;
+        }
+        if has("resources") {
+            catalog.resources = self
+                .list_all(conn, "resources/list", "resources", timeout)
+                .await?;
+            catalog.resource_templates = self
+                .list_all(
+                    conn,
+                    "resources/templates/list",
+                    "resourceTemplates",
+                    timeout,
+                )
+                .await?;
+        }
+        Ok(catalog)
+    }
+
+    /// Everything the upstream offers, following every cursor; the session is closed after.
+    pub async fn discover(
+        &self,
+        spec: &McpUpstream,
+        headers: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<Catalog, UpstreamError> {
+        let conn = self.open(spec, headers, timeout).await?;
+        let catalog = self.catalog(&conn, timeout).await;
+        self.close(&conn, timeout).await;
+        catalog
+    }
+
+    /// The messages the upstream sends on its own over `conn` (for streamable HTTP, its
+    /// GET stream). `None` when it offers none.
+    pub async fn messages(
+        &self,
+        conn: &Connection,
+        timeout: Duration,
+    ) -> Result<Option<Messages>, UpstreamError> {
+        match conn {
+            Connection::Streamable(s) => Ok(self
+                .listen(s, timeout)
+                .await?
+                .map(|m| Box::pin(m) as Messages)),
+            Connection::Legacy(s) => {
+                let rx = s.messages();
+                let session = s.clone();
+                let live = tokio_stream::wrappers::BroadcastStream::new(rx)
+                    .filter_map(|m| async move { m.ok().map(Ok) });
+                // End when the session's stream does.
+                let ended = futures::stream::once(async move {
+                    session.closed().await;
+                    Err("the upstream closed its event stream".to_string())
+                });
+                Ok(Some(Box::pin(futures::stream::select(live, ended))))
+            }
+        }
+    }
+
+    /// Answers a request the upstream sent over `conn`.
+    pub async fn reply(
+        &self,
+        conn: &Connection,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<(), UpstreamError> {
+        match conn {
+            Connection::Streamable(s) => self.send(s, body, timeout).await.map(|_| ()),
+            Connection::Legacy(s) => s.reply(body, timeout).await,
+        }
+    }
+}
