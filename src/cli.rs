@@ -70,6 +70,10 @@ pub struct BridgeArgs {
     /// Path of the MCP endpoint.
     #[arg(long, default_value = "/mcp")]
     pub path: String,
+    /// Require `Authorization: Bearer <value of this environment variable>` on every MCP
+    /// request (the token itself never goes on the command line).
+    #[arg(long)]
+    pub bearer_env: Option<String>,
 }
 
 /// Files to read: paths, directories of *.yaml, or `-` for stdin.

@@ -32,9 +32,19 @@ async fn growing_server(port: u16) -> ManagedProcess {
 
 /// mcp-server-time behind `switchboard bridge` on `listen`.
 async fn time_bridge(listen: &str) -> ManagedProcess {
+    time_bridge_with_token(listen, None).await
+}
+
+/// The same, requiring `Authorization: Bearer <token>` when one is given.
+async fn time_bridge_with_token(listen: &str, token: Option<&str>) -> ManagedProcess {
     let time = switchboard_testkit::venv_bin("mcp-server-time").expect("mcp-server-time installed");
     let mut cmd = Command::new(BIN);
-    cmd.args(["bridge", "--listen", listen, "--stdio"])
+    cmd.args(["bridge", "--listen", listen]);
+    if let Some(token) = token {
+        cmd.args(["--bearer-env", "BRIDGE_TOKEN"])
+            .env("BRIDGE_TOKEN", token);
+    }
+    cmd.arg("--stdio")
         .arg(&time)
         .args(["--", "--local-timezone", "UTC"]);
     let p = ManagedProcess::spawn(cmd).expect("bridge");
@@ -46,12 +56,24 @@ async fn time_bridge(listen: &str) -> ManagedProcess {
 
 /// A control plane on the embedded store (or on `etcd`), ready for admin calls.
 async fn control_plane(etcd: Option<&str>) -> (ManagedProcess, String, tempfile::TempDir) {
+    control_plane_with_key(etcd, None).await
+}
+
+/// The same, with `SWITCHBOARD_SECRET_KEY` set to `key` (or unset).
+async fn control_plane_with_key(
+    etcd: Option<&str>,
+    key: Option<&str>,
+) -> (ManagedProcess, String, tempfile::TempDir) {
     let data = tempfile::tempdir().expect("tempdir");
     let addr = format!("127.0.0.1:{}", free_port());
     let mut cmd = Command::new(BIN);
     cmd.args(["controlplane", "--listen", &addr, "--data-dir"])
         .arg(data.path())
-        .env("SWITCHBOARD_LOG", "info,switchboard_controlplane=debug");
+        .env("SWITCHBOARD_LOG", "info,switchboard_controlplane=debug")
+        .env_remove("SWITCHBOARD_SECRET_KEY");
+    if let Some(key) = key {
+        cmd.env("SWITCHBOARD_SECRET_KEY", key);
+    }
     if let Some(endpoint) = etcd {
         cmd.args(["--etcd", endpoint, "--etcd-prefix", "/discovery-test"]);
     }
@@ -97,18 +119,39 @@ fn cli(args: &[&str]) -> (i32, String, String) {
 }
 
 fn apply(server: &str, yaml: &str) -> (String, String) {
+    let (code, out, err) = try_apply(server, yaml);
+    assert_eq!(code, 0, "apply failed:\n{out}\n{err}");
+    (out, err)
+}
+
+fn try_apply(server: &str, yaml: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("config.yaml");
     std::fs::write(&file, yaml).expect("write");
-    let (code, out, err) = cli(&[
+    cli(&[
         "apply",
         "-f",
         &file.display().to_string(),
         "--server",
         server,
-    ]);
-    assert_eq!(code, 0, "apply failed:\n{out}\n{err}");
-    (out, err)
+    ])
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn any_file_contains(dir: &Path, needle: &[u8]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            any_file_contains(&path, needle)
+        } else {
+            std::fs::read(&path)
+                .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+        }
+    })
 }
 
 /// `get upstreams NAME -o json` as the status block.
@@ -492,4 +535,137 @@ async fn killing_the_leading_control_plane_hands_discovery_to_the_other() {
     let status = upstream_status(&admin_b, "grow");
     assert_eq!(status["tools"], 2, "{status}");
     assert_eq!(status["state"], "healthy", "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_credentials_are_sealed_at_rest_and_sent_upstream() {
+    const TOKEN: &str = "bridge-token-5f3a9c";
+    const ISSUED: &str = "oauth-issued-token-77e1";
+    let key = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8M=";
+    // Two bridges that refuse requests without their token; one token comes from an
+    // OAuth2 client-credentials grant.
+    let bearer_listen = format!("127.0.0.1:{}", free_port());
+    let _bearer = time_bridge_with_token(&bearer_listen, Some(TOKEN)).await;
+    let oauth_listen = format!("127.0.0.1:{}", free_port());
+    let _oauth = time_bridge_with_token(&oauth_listen, Some(ISSUED)).await;
+    let token_port = free_port();
+    let mut cmd = Command::new(python_bin().expect("python"));
+    cmd.arg(root().join("tests/peers/token_server.py")).args([
+        &token_port.to_string(),
+        "switchboard",
+        "client-pw",
+        ISSUED,
+    ]);
+    let _token_server = ManagedProcess::spawn(cmd).expect("token server");
+    wait_for_tcp(&format!("127.0.0.1:{token_port}"), WAIT)
+        .await
+        .expect("token server up");
+    let (_cp, admin, cp_data) = control_plane_with_key(None, Some(key)).await;
+    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
+
+    let secrets = format!(
+        "apiVersion: switchboard.dev/v1\nkind: Secret\nmetadata:\n  name: creds\nspec:\n  data:\n    token: {TOKEN}\n    client: client-pw\n    wrong: not-the-token\n---\n"
+    );
+    let bearer = upstream(
+        "bearer",
+        &format!("http://{bearer_listen}/mcp"),
+        "  auth:\n    bearer: {secret: creds, key: token}\n",
+    );
+    let oauth = upstream(
+        "oauth",
+        &format!("http://{oauth_listen}/mcp"),
+        &format!("  auth:\n    oauth2:\n      tokenUrl: http://127.0.0.1:{token_port}/token\n      clientId: switchboard\n      clientSecret: {{secret: creds, key: client}}\n      scopes: [mcp]\n"),
+    );
+    let wrong = upstream(
+        "wrong",
+        &format!("http://{bearer_listen}/mcp"),
+        "  auth:\n    bearer: {secret: creds, key: wrong}\n",
+    );
+    apply(
+        &admin,
+        &format!(
+            "{secrets}{bearer}{oauth}{wrong}{}",
+            server(&[("bearer", "b_"), ("oauth", "o_")])
+        ),
+    );
+    wait_for_tools(&url, WAIT, "tools behind credentials", |t| {
+        t.iter().any(|n| n == "b_get_current_time") && t.iter().any(|n| n == "o_get_current_time")
+    })
+    .await;
+    // The data plane authenticates its calls the same way.
+    let mut client = McpHttpClient::new(url.clone());
+    client.initialize().await.expect("initialize");
+    for tool in ["b_get_current_time", "o_get_current_time"] {
+        let r = client
+            .request(
+                "tools/call",
+                json!({"name": tool, "arguments": {"timezone": "UTC"}}),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{tool}: {e}"));
+        assert!(
+            r["content"][0]["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("UTC"),
+            "{r}"
+        );
+    }
+    // A wrong token is an unhealthy upstream whose error says why.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let wrong = loop {
+        let s = upstream_status(&admin, "wrong");
+        if s["state"] == "unhealthy" {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wrong token never unhealthy: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        wrong["lastError"].as_str().unwrap_or("").contains("401"),
+        "{wrong}"
+    );
+    // Tokens are fetched once per grant, not per request.
+    let issued: Value = reqwest::get(format!("http://127.0.0.1:{token_port}/count"))
+        .await
+        .expect("count")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(issued["issued"].as_u64().unwrap_or(0) <= 2, "{issued}");
+
+    // Never printed, never stored in the clear.
+    for args in [
+        vec!["get", "secrets", "-o", "json"],
+        vec!["get", "secret", "creds", "-o", "yaml"],
+        vec!["get", "upstreams", "-o", "json"],
+    ] {
+        let mut full = args.clone();
+        full.extend(["--server", admin.as_str()]);
+        let (code, out, err) = cli(&full);
+        assert_eq!(code, 0, "{err}");
+        for secret in [TOKEN, "client-pw", "not-the-token"] {
+            assert!(!out.contains(secret), "{args:?} printed a secret:\n{out}");
+        }
+    }
+    let (_, shown, _) = cli(&["get", "secret", "creds", "-o", "json", "--server", &admin]);
+    assert!(
+        shown.contains("(redacted)") && shown.contains("token"),
+        "{shown}"
+    );
+    for secret in [TOKEN, "client-pw"] {
+        assert!(
+            !any_file_contains(cp_data.path(), secret.as_bytes()),
+            "the store holds `{secret}` in the clear"
+        );
+    }
+
+    // A control plane without a key refuses Secrets, naming what to set.
+    let (_cp2, admin2, _data2) = control_plane_with_key(None, None).await;
+    let (code, out, err) = try_apply(&admin2, &secrets);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("SWITCHBOARD_SECRET_KEY"), "{err}");
 }

@@ -69,6 +69,39 @@ fn session(bridge: &Bridge, headers: &HeaderMap) -> Result<String, Box<Response>
 }
 
 /// `GET /healthz`: live while the stdio server runs.
+/// Refuses MCP requests without the configured bearer token (when one is configured).
+pub async fn require_bearer(
+    State(expected): State<Arc<Option<String>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(expected) = expected.as_deref() else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare without stopping at the first difference.
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        return next.run(request).await;
+    }
+    (
+        axum::http::StatusCode::UNAUTHORIZED,
+        [("www-authenticate", "Bearer")],
+        "a valid bearer token is required\n",
+    )
+        .into_response()
+}
+
 pub async fn health(State(bridge): State<Arc<Bridge>>) -> Response {
     match bridge.child.exit_reason() {
         None => (StatusCode::OK, "ok\n").into_response(),

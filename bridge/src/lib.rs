@@ -22,6 +22,8 @@ pub struct BridgeConfig {
     pub args: Vec<String>,
     /// The MCP endpoint's path, e.g. `/mcp`.
     pub path: String,
+    /// When set, every MCP request must carry `Authorization: Bearer <this>` (401 otherwise).
+    pub bearer: Option<String>,
 }
 
 /// Why the bridge stopped.
@@ -42,13 +44,16 @@ pub async fn serve(
 ) -> Result<(), BridgeError> {
     let child = Child::start(&config.command, &config.args).await?;
     let bridge = Arc::new(http::Bridge::new(child.clone()));
-    let app = Router::new()
+    let mcp = Router::new()
         .route(
             &config.path,
             get(http::get).post(http::post).delete(http::delete),
         )
-        .route("/healthz", get(http::health))
-        .with_state(bridge);
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(config.bearer.clone()),
+            http::require_bearer,
+        ));
+    let app = mcp.route("/healthz", get(http::health)).with_state(bridge);
     tracing::info!(addr = ?listener.local_addr().ok(), path = %config.path, command = %config.command, "bridge serving");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {

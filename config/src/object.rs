@@ -3,7 +3,8 @@
 
 use crate::kinds::{
     auth_provider::AuthProviderSpec, prompt::PromptSpec, rate_limit::RateLimitPolicySpec,
-    resource::ResourceSpec, upstream::UpstreamSpec, virtual_server::VirtualServerSpec,
+    resource::ResourceSpec, secret::SecretSpec, upstream::UpstreamSpec,
+    virtual_server::VirtualServerSpec,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -48,11 +49,13 @@ pub enum Kind {
     Resource,
     AuthProvider,
     RateLimitPolicy,
+    Secret,
 }
 
 impl Kind {
     /// All kinds, in the order their documents are best applied and listed.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
+        Kind::Secret,
         Kind::AuthProvider,
         Kind::RateLimitPolicy,
         Kind::Upstream,
@@ -70,6 +73,7 @@ impl Kind {
             Kind::Resource => "Resource",
             Kind::AuthProvider => "AuthProvider",
             Kind::RateLimitPolicy => "RateLimitPolicy",
+            Kind::Secret => "Secret",
         }
     }
 
@@ -81,6 +85,7 @@ impl Kind {
             Kind::Resource => &["resource", "resources", "res"],
             Kind::AuthProvider => &["authprovider", "authproviders", "ap"],
             Kind::RateLimitPolicy => &["ratelimitpolicy", "ratelimitpolicies", "rl"],
+            Kind::Secret => &["secret", "secrets"],
         }
     }
 }
@@ -93,7 +98,7 @@ impl fmt::Display for Kind {
 
 /// A kind name that matches no kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown kind `{0}`, expected one of Upstream, VirtualServer, Prompt, Resource, AuthProvider, RateLimitPolicy")]
+#[error("unknown kind `{0}`, expected one of Upstream, VirtualServer, Prompt, Resource, AuthProvider, RateLimitPolicy, Secret")]
 pub struct UnknownKind(pub String);
 
 impl FromStr for Kind {
@@ -111,6 +116,9 @@ impl FromStr for Kind {
 }
 
 /// A resource of any kind.
+// Resources are few and built once per apply or snapshot; boxing the big Upstream variant
+// would only add indirection at every use.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resource {
     Upstream(Object<UpstreamSpec>),
@@ -119,6 +127,7 @@ pub enum Resource {
     Resource(Object<ResourceSpec>),
     AuthProvider(Object<AuthProviderSpec>),
     RateLimitPolicy(Object<RateLimitPolicySpec>),
+    Secret(Object<SecretSpec>),
 }
 
 /// Applies `$body` to the `Object` inside any `Resource` variant.
@@ -131,6 +140,7 @@ macro_rules! each_kind {
             Resource::Resource($obj) => $body,
             Resource::AuthProvider($obj) => $body,
             Resource::RateLimitPolicy($obj) => $body,
+            Resource::Secret($obj) => $body,
         }
     };
 }
@@ -160,6 +170,7 @@ impl Resource {
             Resource::Resource(_) => Kind::Resource,
             Resource::AuthProvider(_) => Kind::AuthProvider,
             Resource::RateLimitPolicy(_) => Kind::RateLimitPolicy,
+            Resource::Secret(_) => Kind::Secret,
         }
     }
 
@@ -204,6 +215,7 @@ impl Resource {
             Kind::Resource => Resource::Resource(obj(kind, value)?),
             Kind::AuthProvider => Resource::AuthProvider(obj(kind, value)?),
             Kind::RateLimitPolicy => Resource::RateLimitPolicy(obj(kind, value)?),
+            Kind::Secret => Resource::Secret(obj(kind, value)?),
         })
     }
 }

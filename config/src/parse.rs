@@ -178,6 +178,7 @@ fn parse_document(
         Kind::Resource => Resource::Resource(typed(text, origin, line_offset)?),
         Kind::AuthProvider => Resource::AuthProvider(typed(text, origin, line_offset)?),
         Kind::RateLimitPolicy => Resource::RateLimitPolicy(typed(text, origin, line_offset)?),
+        Kind::Secret => Resource::Secret(typed(text, origin, line_offset)?),
     })
 }
 

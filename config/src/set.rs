@@ -61,6 +61,11 @@ impl ResourceSet {
         self.items.values()
     }
 
+    /// Every resource, mutably (kinds and names must not change).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Located> {
+        self.items.values_mut()
+    }
+
     /// Every resource of one kind, ordered by name.
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Located> {
         self.items

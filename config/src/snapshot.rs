@@ -41,6 +41,10 @@ pub struct Snapshot {
     /// them fail fast until they recover.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unhealthy: BTreeMap<String, String>,
+    /// The secret values the upstreams above reference (secret name -> key -> value), so
+    /// data planes can authenticate to them. Opened by the control plane for this push.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, BTreeMap<String, String>>,
     /// Seals gateway session ids (base64 of 32 bytes). One key for the whole registry, so
     /// a client session keeps working on any replica; empty when the builder has none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -139,6 +143,29 @@ impl Snapshot {
         snap
     }
 
+    /// The same snapshot carrying the values of the secrets its upstreams reference, taken
+    /// from `opened` (secret name -> key -> plain value).
+    pub fn with_secrets(mut self, opened: &BTreeMap<String, BTreeMap<String, String>>) -> Snapshot {
+        self.secrets.clear();
+        for spec in self.upstreams.values() {
+            for (_, r) in spec.auth.refs() {
+                if let Some(value) = opened.get(&r.secret).and_then(|s| s.get(&r.key)) {
+                    self.secrets
+                        .entry(r.secret.clone())
+                        .or_default()
+                        .insert(r.key.clone(), value.clone());
+                }
+            }
+        }
+        self.version = self.content_version();
+        self
+    }
+
+    /// The plain value of a secret this snapshot carries.
+    pub fn secret(&self, r: &crate::kinds::secret::SecretRef) -> Option<String> {
+        self.secrets.get(&r.secret)?.get(&r.key).cloned()
+    }
+
     /// The same snapshot carrying the registry's session key.
     pub fn with_session_key(mut self, key: &str) -> Snapshot {
         self.session_key = key.to_string();
@@ -212,6 +239,13 @@ impl Snapshot {
         }
         for (n, s) in &self.rate_limits {
             set.insert_resource(Resource::RateLimitPolicy(obj(Kind::RateLimitPolicy, n, s)));
+        }
+        for (n, values) in &self.secrets {
+            let spec = crate::kinds::secret::SecretSpec {
+                data: values.clone(),
+                ..Default::default()
+            };
+            set.insert_resource(Resource::Secret(obj(Kind::Secret, n, &spec)));
         }
         set
     }

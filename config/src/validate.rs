@@ -41,6 +41,10 @@ pub fn validate(set: &ResourceSet) -> Vec<Diagnostic> {
             Resource::Resource(o) => v.resource(&o.spec),
             Resource::AuthProvider(o) => v.auth_provider(&o.spec),
             Resource::RateLimitPolicy(o) => v.rate_limit(&o.spec),
+            Resource::Secret(o) => v.secret(&o.spec),
+        }
+        if let Resource::Upstream(o) = &item.resource {
+            v.upstream_auth(&o.spec, set);
         }
     }
     out
@@ -164,6 +168,60 @@ impl Checker<'_> {
         ] {
             if d.is_some_and(|d| d.is_zero()) {
                 self.err(field, "timeout must be greater than zero");
+            }
+        }
+    }
+
+    fn secret(&mut self, spec: &crate::kinds::secret::SecretSpec) {
+        if spec.data.is_empty() && spec.sealed.is_empty() {
+            self.err("spec.data", "a Secret needs at least one value");
+        }
+        for key in spec.data.keys().chain(spec.sealed.keys()) {
+            if key.trim().is_empty() {
+                self.err("spec.data", "keys must not be empty");
+            }
+        }
+        for key in spec.data.keys() {
+            if spec.sealed.contains_key(key) {
+                self.err(
+                    &format!("spec.data.{key}"),
+                    "given both plain and sealed; keep one",
+                );
+            }
+        }
+    }
+
+    fn upstream_auth(&mut self, spec: &UpstreamSpec, set: &ResourceSet) {
+        let auth = &spec.auth;
+        let schemes = [
+            auth.bearer.is_some(),
+            auth.basic.is_some(),
+            auth.oauth2.is_some(),
+        ];
+        if schemes.iter().filter(|on| **on).count() > 1 {
+            self.err(
+                "spec.auth",
+                "set at most one of bearer, basic and oauth2 (they all use the Authorization header)",
+            );
+        }
+        if let Some(o) = &auth.oauth2 {
+            self.url(
+                "spec.auth.oauth2.tokenUrl",
+                &o.token_url,
+                &["http", "https"],
+            );
+        }
+        for (field, r) in auth.refs() {
+            match set.get(Kind::Secret, &r.secret).map(|l| &l.resource) {
+                Some(Resource::Secret(s)) if s.spec.has_key(&r.key) => {}
+                Some(_) => self.err(
+                    &format!("{field}.key"),
+                    format!("Secret `{}` has no key `{}`", r.secret, r.key),
+                ),
+                None => self.err(
+                    &format!("{field}.secret"),
+                    format!("Secret `{}` does not exist", r.secret),
+                ),
             }
         }
     }

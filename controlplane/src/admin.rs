@@ -3,6 +3,7 @@
 use crate::convert::to_wire;
 use crate::dataplanes::DataPlanes;
 use crate::registry::{self, RegistryError};
+use crate::secrets::SecretBox;
 use crate::state::{wait_for_revision, RegistryState};
 use crate::store::Store;
 use crate::upstreams::follow::Status as DiscoveryStatus;
@@ -36,6 +37,7 @@ pub struct AdminService {
     state: watch::Receiver<Arc<RegistryState>>,
     status: watch::Receiver<Arc<DiscoveryStatus>>,
     dataplanes: Arc<DataPlanes>,
+    secret_box: Option<Arc<SecretBox>>,
 }
 
 impl AdminService {
@@ -45,12 +47,14 @@ impl AdminService {
         state: watch::Receiver<Arc<RegistryState>>,
         status: watch::Receiver<Arc<DiscoveryStatus>>,
         dataplanes: Arc<DataPlanes>,
+        secret_box: Option<Arc<SecretBox>>,
     ) -> Self {
         AdminService {
             store,
             state,
             status,
             dataplanes,
+            secret_box,
         }
     }
 
@@ -68,6 +72,23 @@ impl AdminService {
         let mut rx = self.state.clone();
         let _ = tokio::time::timeout(READ_YOUR_WRITES, wait_for_revision(&mut rx, revision)).await;
     }
+}
+
+/// A stored Secret as `get` shows it: its keys, never its values (not even sealed).
+fn redacted(json: &str) -> String {
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(json) else {
+        return "{}".into();
+    };
+    if let Some(spec) = v.get_mut("spec").and_then(|s| s.as_object_mut()) {
+        for field in ["data", "sealed"] {
+            if let Some(values) = spec.get_mut(field).and_then(|d| d.as_object_mut()) {
+                for value in values.values_mut() {
+                    *value = serde_json::Value::String("(redacted)".into());
+                }
+            }
+        }
+    }
+    v.to_string()
 }
 
 fn parse_kind(kind: &str) -> Result<Kind, Status> {
@@ -101,7 +122,14 @@ impl Admin for AdminService {
                 text: f.content,
             })
             .collect();
-        match registry::apply(self.store.as_ref(), &sources, req.dry_run).await {
+        match registry::apply(
+            self.store.as_ref(),
+            &sources,
+            req.dry_run,
+            self.secret_box.as_deref(),
+        )
+        .await
+        {
             Ok(outcome) => {
                 if let Some(revision) = outcome.revision {
                     self.settle(revision).await;
@@ -142,10 +170,14 @@ impl Admin for AdminService {
             .into_iter()
             .map(|r| StoredResource {
                 kind: r.kind.to_string(),
+                json: if r.kind == Kind::Secret {
+                    redacted(&r.json)
+                } else {
+                    r.json
+                },
                 name: r.name,
                 generation: r.generation,
                 resource_version: r.mod_revision,
-                json: r.json,
             })
             .collect();
         Ok(Response::new(GetResponse { resources }))

@@ -38,12 +38,13 @@ impl Hub {
         discovered: watch::Receiver<Arc<Discovered>>,
         dataplanes: Arc<DataPlanes>,
         session_key: String,
+        secret_box: Option<Arc<crate::secrets::SecretBox>>,
     ) -> Self {
         Hub {
             control_plane_id,
             state,
             discovered,
-            snapshots: SnapshotCache::new(session_key),
+            snapshots: SnapshotCache::new(session_key, secret_box),
             dataplanes,
             nonces: AtomicU64::new(1),
         }

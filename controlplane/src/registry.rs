@@ -2,10 +2,13 @@
 //! against everything stored), get and delete. Writes are guarded by the revisions just read
 //! and retried on conflict, so concurrent writers never lose an update.
 
+use crate::secrets::{SecretBox, SecretError};
 use crate::state::decode;
 use crate::store::{Expect, Listing, Record, Revision, Store, StoreError, Write};
 use std::collections::BTreeMap;
-use switchboard_config::{parse_sources, validate, Diagnostic, Diagnostics, Kind, Located, Source};
+use switchboard_config::{
+    parse_sources, validate, Diagnostic, Diagnostics, Kind, Located, Resource, ResourceSet, Source,
+};
 
 /// How often a write retries after losing a race before giving up.
 const MAX_ATTEMPTS: usize = 16;
@@ -80,12 +83,19 @@ fn stored_set(listing: &Listing) -> switchboard_config::ResourceSet {
 }
 
 /// Creates or updates every resource in `sources`, or nothing when anything is invalid.
+/// `Secret` values are sealed with `secrets` before they are written (and refused without
+/// it).
 pub async fn apply(
     store: &dyn Store,
     sources: &[Source],
     dry_run: bool,
+    secrets: Option<&SecretBox>,
 ) -> Result<ApplyOutcome, RegistryError> {
-    let (incoming, errors) = parse_sources(sources);
+    let (mut incoming, errors) = parse_sources(sources);
+    if !errors.is_empty() {
+        return Err(RegistryError::Invalid(Diagnostics(errors)));
+    }
+    let errors = seal_secrets(&mut incoming, secrets);
     if !errors.is_empty() {
         return Err(RegistryError::Invalid(Diagnostics(errors)));
     }
@@ -131,6 +141,48 @@ pub async fn apply(
         }
     }
     Err(RegistryError::Contended)
+}
+
+/// Replaces the plain values of every incoming `Secret` with sealed ones, and checks that
+/// values given already sealed open with this control plane's key.
+fn seal_secrets(incoming: &mut ResourceSet, secrets: Option<&SecretBox>) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
+    for item in incoming.iter_mut() {
+        let Resource::Secret(secret) = &mut item.resource else {
+            continue;
+        };
+        let name = secret.metadata.name.clone();
+        let Some(b) = secrets else {
+            let message = SecretError::NoKey.to_string();
+            let field = "spec.data";
+            errors.push(match &item.origin {
+                Some(o) => o.diagnostic(field, message),
+                None => Diagnostic {
+                    file: String::new(),
+                    document: None,
+                    line: None,
+                    column: None,
+                    field: field.into(),
+                    message,
+                },
+            });
+            continue;
+        };
+        for (key, sealed) in &secret.spec.sealed {
+            if let Err(e) = b.open(&name, key, sealed) {
+                let message = e.to_string();
+                if let Some(o) = &item.origin {
+                    errors.push(o.diagnostic(&format!("spec.sealed.{key}"), message));
+                }
+            }
+        }
+        let plain = std::mem::take(&mut secret.spec.data);
+        for (key, value) in plain {
+            let sealed = b.seal(&name, &key, &value);
+            secret.spec.sealed.insert(key, sealed);
+        }
+    }
+    errors
 }
 
 fn plan<'a>(

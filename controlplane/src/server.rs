@@ -32,6 +32,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretError),
 }
 
 /// The key that seals gateway session ids: created once per registry, shared by every
@@ -76,8 +78,20 @@ pub async fn serve(
     let dataplanes = Arc::new(DataPlanes::new(id.clone()));
     let status = crate::upstreams::follow::follow(store.clone());
     let discovered = crate::upstreams::follow::discovered(status.clone());
-    let discovery_leader =
-        crate::upstreams::leader::spawn(store.clone(), state.clone(), status.clone(), id.clone());
+    let secret_box = crate::secrets::SecretBox::from_env()?.map(Arc::new);
+    if secret_box.is_none() {
+        tracing::info!(
+            "{} is not set: Secrets cannot be applied",
+            crate::secrets::KEY_ENV
+        );
+    }
+    let discovery_leader = crate::upstreams::leader::spawn(
+        store.clone(),
+        state.clone(),
+        status.clone(),
+        id.clone(),
+        secret_box.clone(),
+    );
     let session_key = session_key(store.as_ref()).await?;
     let hub = Arc::new(Hub::new(
         id,
@@ -85,12 +99,15 @@ pub async fn serve(
         discovered,
         dataplanes.clone(),
         session_key,
+        secret_box.clone(),
     ));
     let discovery = DiscoveryServer::new(DiscoveryService::new(hub))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(256 << 20);
-    let admin = AdminServer::new(AdminService::new(store, state, status, dataplanes))
-        .max_decoding_message_size(64 << 20);
+    let admin = AdminServer::new(AdminService::new(
+        store, state, status, dataplanes, secret_box,
+    ))
+    .max_decoding_message_size(64 << 20);
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
         .add_service(discovery)

@@ -2,6 +2,7 @@
 //! stream of that group (so one apply costs one build per group, not one per data plane).
 
 use crate::dataplanes::now_ms;
+use crate::secrets::{open_set, Opened, SecretBox};
 use crate::state::RegistryState;
 use crate::store::Revision;
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ pub type WireSnapshot = Arc<v1::Snapshot>;
 pub struct SnapshotCache {
     inner: Mutex<Memo>,
     session_key: String,
+    secret_box: Option<Arc<SecretBox>>,
 }
 
 #[derive(Default)]
@@ -24,16 +26,20 @@ struct Memo {
     /// Identity of the discovery results the memo was built with.
     discovered: usize,
     set: Option<Arc<ResourceSet>>,
+    /// The set's Secrets, opened.
+    opened: Arc<Opened>,
     by_group: HashMap<NodeGroup, WireSnapshot>,
 }
 
 impl SnapshotCache {
     /// A cache whose snapshots carry the registry's session key (base64), so data planes
     /// seal session ids that every other replica can open.
-    pub fn new(session_key: String) -> Self {
+    /// Secrets are opened with `secret_box` for the upstreams that reference them.
+    pub fn new(session_key: String, secret_box: Option<Arc<SecretBox>>) -> Self {
         SnapshotCache {
             inner: Mutex::default(),
             session_key,
+            secret_box,
         }
     }
 
@@ -53,15 +59,20 @@ impl SnapshotCache {
             {
                 memo.revision = state.revision;
                 memo.discovered = discovered_id;
-                memo.set = Some(Arc::new(state.resource_set()));
+                let set = state.resource_set();
+                memo.opened = Arc::new(open_set(&set, self.secret_box.as_deref()));
+                memo.set = Some(Arc::new(set));
                 memo.by_group.clear();
             }
             if let Some(snap) = memo.by_group.get(group) {
                 return snap.clone();
             }
-            memo.set.clone().unwrap_or_default()
+            (memo.set.clone().unwrap_or_default(), memo.opened.clone())
         };
-        let snap = Snapshot::build(&set, group, discovered).with_session_key(&self.session_key);
+        let (set, opened) = set;
+        let snap = Snapshot::build(&set, group, discovered)
+            .with_secrets(&opened)
+            .with_session_key(&self.session_key);
         let wire = Arc::new(v1::Snapshot {
             version: snap.version.clone(),
             format: switchboard_proto::SNAPSHOT_FORMAT_JSON_V1.to_string(),

@@ -28,11 +28,11 @@ fn src(text: String) -> Vec<Source> {
 
 async fn semantics(store: Arc<dyn Store>) {
     let s = store.as_ref();
-    let out = registry::apply(s, &src(upstream("u", "one")), false)
+    let out = registry::apply(s, &src(upstream("u", "one")), false, None)
         .await
         .expect("create");
     assert_eq!(out.results[0].action, Action::Created);
-    let out = registry::apply(s, &src(upstream("u", "one")), false)
+    let out = registry::apply(s, &src(upstream("u", "one")), false, None)
         .await
         .expect("again");
     assert_eq!(out.results[0].action, Action::Unchanged);
@@ -44,7 +44,7 @@ async fn semantics(store: Arc<dyn Store>) {
         upstream("u", "two"),
         upstream("v", "x").replace("http://127.0.0.1:9/mcp", "nope")
     );
-    match registry::apply(s, &src(mixed), false).await {
+    match registry::apply(s, &src(mixed), false, None).await {
         Err(RegistryError::Invalid(d)) => {
             assert_eq!(d.0.len(), 1, "{d}");
             assert_eq!(d.0[0].line, Some(15), "{d}");
@@ -59,7 +59,7 @@ async fn semantics(store: Arc<dyn Store>) {
     assert!(u[0].json.contains("one"));
 
     // Dry run reports without writing.
-    let out = registry::apply(s, &src(upstream("u", "three")), true)
+    let out = registry::apply(s, &src(upstream("u", "three")), true, None)
         .await
         .expect("dry run");
     assert_eq!(
@@ -77,7 +77,7 @@ async fn semantics(store: Arc<dyn Store>) {
     // References are checked against what is stored; delete refuses while referenced.
     let vs = "kind: VirtualServer\nmetadata:\n  name: vs\nspec:\n  upstreams:\n    - upstream: u\n"
         .to_string();
-    registry::apply(s, &src(vs), false)
+    registry::apply(s, &src(vs), false, None)
         .await
         .expect("vs referencing stored u");
     match registry::delete(s, Kind::Upstream, "u").await {
@@ -101,7 +101,7 @@ async fn semantics(store: Arc<dyn Store>) {
 /// Concurrent applies of different content to one resource: every one lands, in some
 /// order, and the generation counts each of them.
 async fn no_lost_updates(store: Arc<dyn Store>) {
-    registry::apply(store.as_ref(), &src(upstream("hot", "v0")), false)
+    registry::apply(store.as_ref(), &src(upstream("hot", "v0")), false, None)
         .await
         .expect("create");
     const WRITERS: usize = 8;
@@ -113,6 +113,7 @@ async fn no_lost_updates(store: Arc<dyn Store>) {
                 store.as_ref(),
                 &src(upstream("hot", &format!("v{i}"))),
                 false,
+                None,
             )
             .await
             .map(|o| o.results[0].generation)
@@ -230,7 +231,7 @@ async fn follower_recovers_when_its_watch_hits_compaction() {
             .await
             .expect("connect"),
     );
-    registry::apply(real.as_ref(), &src(upstream("before", "x")), false)
+    registry::apply(real.as_ref(), &src(upstream("before", "x")), false, None)
         .await
         .expect("apply");
     let release = Arc::new(Notify::new());
@@ -251,6 +252,7 @@ async fn follower_recovers_when_its_watch_hits_compaction() {
             real.as_ref(),
             &src(upstream(&format!("during-{i}"), "x")),
             false,
+            None,
         )
         .await
         .expect("apply")

@@ -2,6 +2,7 @@
 //! or forward it to an upstream and stream the answer back (see `transport` for the rules).
 
 use crate::jsonrpc::{self, RpcError};
+use crate::routes::UpstreamEntry;
 use crate::routes::{Routes, ServerView};
 use crate::transport::{self, Forward, Outcome, Reply, RequestInfo};
 use crate::upstreams::UpstreamPool;
@@ -15,7 +16,7 @@ use pingora::proxy::ProxyHttp;
 use pingora::{Error, ErrorType, Result};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use switchboard_config::kinds::upstream::{McpTransport, UpstreamSpec};
+use switchboard_config::kinds::upstream::McpTransport;
 use switchboard_upstream::{is_event_stream, json_events};
 
 /// The gateway's request handler; cheap to share, reads the current routes per request.
@@ -253,7 +254,7 @@ fn text(status: u16, body: &str) -> Reply {
 fn mcp_upstreams<'a>(
     routes: &'a Routes,
     server: &'a ServerView,
-) -> impl Iterator<Item = (&'a String, Arc<UpstreamSpec>)> + 'a {
+) -> impl Iterator<Item = (&'a String, Arc<UpstreamEntry>)> + 'a {
     server.upstreams.iter().filter_map(|name| {
         let spec = routes.upstream(name)?;
         if spec.mcp.as_ref()?.transport != McpTransport::StreamableHttp {
@@ -418,9 +419,11 @@ impl Gateway {
             host: host_header,
             path_and_query,
             headers: spec
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .creds
+                .current(self.upstreams.http())
+                .await
+                .map_err(|e| format!("credentials: {e}"))?
+                .into_iter()
                 .collect(),
             connect: spec
                 .timeouts

@@ -12,6 +12,7 @@ use switchboard_config::kinds::{
     upstream::{UpstreamSpec, WhenUnhealthy},
 };
 use switchboard_config::Snapshot;
+use switchboard_upstream::Credentials;
 
 /// Everything one snapshot routes.
 #[derive(Debug, Default)]
@@ -20,7 +21,7 @@ pub struct Routes {
     pub version: String,
     servers: HashMap<String, Arc<ServerView>>,
     hosts: HashMap<String, String>,
-    upstreams: HashMap<String, Arc<UpstreamSpec>>,
+    upstreams: HashMap<String, Arc<UpstreamEntry>>,
     /// Upstreams the control plane found down, with the reason: calls to them fail fast.
     unhealthy: HashMap<String, String>,
     /// Seals and opens gateway session ids with the snapshot's key.
@@ -68,6 +69,30 @@ impl ServerView {
             let prefix = template.split('{').next()?;
             (!prefix.is_empty() && uri.starts_with(prefix)).then_some(upstream.as_str())
         })
+    }
+}
+
+/// An upstream as this snapshot routes to it: its definition (through `Deref`) and the
+/// credentials resolved from the snapshot's secrets.
+#[derive(Debug, Clone)]
+pub struct UpstreamEntry {
+    pub spec: UpstreamSpec,
+    pub creds: Credentials,
+}
+
+impl UpstreamEntry {
+    /// An upstream that needs no secrets (only its static headers).
+    pub fn plain(spec: UpstreamSpec) -> UpstreamEntry {
+        let creds = Credentials::from_headers(&spec.headers);
+        UpstreamEntry { spec, creds }
+    }
+}
+
+impl std::ops::Deref for UpstreamEntry {
+    type Target = UpstreamSpec;
+
+    fn deref(&self) -> &UpstreamSpec {
+        &self.spec
     }
 }
 
@@ -222,9 +247,17 @@ impl Routes {
             routes.servers.insert(name.clone(), Arc::new(view));
         }
         for (name, spec) in &snapshot.upstreams {
-            routes
-                .upstreams
-                .insert(name.clone(), Arc::new(spec.clone()));
+            let auth = spec
+                .auth
+                .resolve(&|r| snapshot.secret(r))
+                .map_err(|e| format!("upstream `{name}`: {e}"))?;
+            routes.upstreams.insert(
+                name.clone(),
+                Arc::new(UpstreamEntry {
+                    spec: spec.clone(),
+                    creds: Credentials::new(&spec.headers, auth),
+                }),
+            );
         }
         routes.unhealthy = snapshot
             .unhealthy
@@ -240,7 +273,7 @@ impl Routes {
     }
 
     /// An upstream's definition, for forwarding.
-    pub fn upstream(&self, name: &str) -> Option<Arc<UpstreamSpec>> {
+    pub fn upstream(&self, name: &str) -> Option<Arc<UpstreamEntry>> {
         self.upstreams.get(name).cloned()
     }
 

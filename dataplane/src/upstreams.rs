@@ -5,10 +5,11 @@
 
 use crate::session::{Session, UpstreamRef};
 
+use crate::routes::UpstreamEntry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchboard_config::kinds::upstream::{McpUpstream, UpstreamSpec};
+use switchboard_config::kinds::upstream::McpUpstream;
 use switchboard_upstream::{LegacySession, McpHttp, UpstreamError, UpstreamSession};
 
 /// Time allowed until an upstream's first response byte when its resource sets none.
@@ -49,7 +50,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn mcp_of<'a>(name: &str, spec: &'a UpstreamSpec) -> Result<&'a McpUpstream, UpstreamError> {
+fn mcp_of<'a>(name: &str, spec: &'a UpstreamEntry) -> Result<&'a McpUpstream, UpstreamError> {
     spec.mcp.as_ref().ok_or_else(|| UpstreamError::Protocol {
         url: name.to_string(),
         reason: "only MCP-over-HTTP upstreams are forwarded by this build".into(),
@@ -57,6 +58,11 @@ fn mcp_of<'a>(name: &str, spec: &'a UpstreamSpec) -> Result<&'a McpUpstream, Ups
 }
 
 impl UpstreamPool {
+    /// The HTTP client (for fetching OAuth2 tokens on other paths).
+    pub fn http(&self) -> &reqwest::Client {
+        self.mcp.http_client()
+    }
+
     /// A fresh id for a request sent upstream.
     pub fn next_id(&self) -> u64 {
         self.mcp.next_id()
@@ -71,7 +77,7 @@ impl UpstreamPool {
     pub async fn open_for(
         &self,
         name: &str,
-        spec: &UpstreamSpec,
+        spec: &UpstreamEntry,
         client: &Session,
     ) -> Result<UpstreamRef, UpstreamError> {
         let mcp = mcp_of(name, spec)?;
@@ -82,7 +88,7 @@ impl UpstreamPool {
             .min(INITIALIZE_TIMEOUT);
         let s = self
             .mcp
-            .initialize_as(mcp, &spec.headers, timeout, &client.capabilities)
+            .initialize_as(mcp, &spec.creds, timeout, &client.capabilities)
             .await?;
         Ok(UpstreamRef {
             id: s.session_id,
@@ -92,7 +98,7 @@ impl UpstreamPool {
     }
 
     /// Ends a client's upstream sessions (best effort, in the background).
-    pub fn close_for(&self, client: &Session, specs: &dyn Fn(&str) -> Option<Arc<UpstreamSpec>>) {
+    pub fn close_for(&self, client: &Session, specs: &dyn Fn(&str) -> Option<Arc<UpstreamEntry>>) {
         let mut sessions = Vec::new();
         for (name, r) in &client.upstreams {
             if let Some(spec) = specs(name) {
@@ -108,13 +114,13 @@ impl UpstreamPool {
         });
     }
 
-    fn client_session(&self, spec: &UpstreamSpec, r: &UpstreamRef) -> UpstreamSession {
+    fn client_session(&self, spec: &UpstreamEntry, r: &UpstreamRef) -> UpstreamSession {
         UpstreamSession {
             url: r.url.clone(),
             session_id: r.id.clone(),
             protocol_version: r.version.clone(),
             capabilities: serde_json::Value::Null,
-            headers: spec.headers.clone(),
+            creds: spec.creds.clone(),
         }
     }
 
@@ -127,15 +133,18 @@ impl UpstreamPool {
     async fn shared(
         &self,
         name: &str,
-        spec: &UpstreamSpec,
+        spec: &UpstreamEntry,
     ) -> Result<Arc<UpstreamSession>, UpstreamError> {
         let mcp = mcp_of(name, spec)?;
         let key = (name.to_string(), mcp.url.clone());
         if let Some(s) = lock(&self.sessions).get(&key) {
-            return Ok(s.clone());
+            if s.creds == spec.creds {
+                return Ok(s.clone());
+            }
+            // Credentials changed (a rotated secret): open a session with the new ones.
         }
         let timeout = spec.timeouts.request.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
-        let session = Arc::new(self.mcp.initialize(mcp, &spec.headers, timeout).await?);
+        let session = Arc::new(self.mcp.initialize(mcp, &spec.creds, timeout).await?);
         tracing::debug!(upstream = %name, session = ?session.session_id, version = %session.protocol_version, "upstream session opened");
         lock(&self.sessions).insert(key, session.clone());
         Ok(session)
@@ -146,7 +155,7 @@ impl UpstreamPool {
     async fn session(
         &self,
         name: &str,
-        spec: &UpstreamSpec,
+        spec: &UpstreamEntry,
         client: Option<&Session>,
     ) -> Result<(Arc<UpstreamSession>, bool), UpstreamError> {
         let url = &mcp_of(name, spec)?.url;
@@ -169,7 +178,7 @@ impl UpstreamPool {
     async fn reopen(
         &self,
         name: &str,
-        spec: &UpstreamSpec,
+        spec: &UpstreamEntry,
         client: &Session,
     ) -> Result<(), UpstreamError> {
         let fresh = Arc::new(self.client_session(spec, &self.open_for(name, spec, client).await?));
@@ -189,7 +198,7 @@ impl UpstreamPool {
     pub async fn send(
         &self,
         name: &str,
-        spec: &UpstreamSpec,
+        spec: &UpstreamEntry,
         body: &serde_json::Value,
         client: Option<&Session>,
     ) -> Result<reqwest::Response, UpstreamError> {
@@ -226,7 +235,7 @@ impl UpstreamPool {
     pub async fn call_legacy(
         &self,
         name: &str,
-        spec: &UpstreamSpec,
+        spec: &UpstreamEntry,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, UpstreamError> {
         let mcp = mcp_of(name, spec)?;
@@ -244,7 +253,7 @@ impl UpstreamPool {
                     let opened = LegacySession::connect(
                         self.mcp.http_client(),
                         mcp,
-                        &spec.headers,
+                        &spec.creds,
                         timeout.min(INITIALIZE_TIMEOUT),
                         &serde_json::json!({}),
                     )

@@ -5,24 +5,25 @@
 use serde_json::{json, Value};
 use std::time::Duration;
 use switchboard_config::kinds::upstream::{McpUpstream, UpstreamSpec};
+use switchboard_dataplane::routes::UpstreamEntry;
 use switchboard_dataplane::session::Session;
 use switchboard_dataplane::upstreams::UpstreamPool;
 use switchboard_testkit::ServerEverything;
 use switchboard_upstream::is_event_stream;
 
-fn spec(url: &str) -> UpstreamSpec {
-    UpstreamSpec {
+fn spec(url: &str) -> UpstreamEntry {
+    UpstreamEntry::plain(UpstreamSpec {
         mcp: Some(McpUpstream {
             url: url.to_string(),
             transport: Default::default(),
             protocol_version: None,
         }),
         ..UpstreamSpec::default()
-    }
+    })
 }
 
 /// Calls `echo` through `pool` and returns the text it echoed.
-async fn echo(pool: &UpstreamPool, spec: &UpstreamSpec, client: &Session, word: &str) -> String {
+async fn echo(pool: &UpstreamPool, spec: &UpstreamEntry, client: &Session, word: &str) -> String {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "echo", "arguments": {"message": word}}});
     let resp = pool

@@ -22,6 +22,13 @@ pub fn run(args: &BridgeArgs) -> anyhow::Result<i32> {
             command: args.stdio.clone(),
             args: args.args.clone(),
             path: args.path.clone(),
+            bearer: match &args.bearer_env {
+                Some(var) => Some(
+                    std::env::var(var)
+                        .with_context(|| format!("--bearer-env {var}: the variable is not set"))?,
+                ),
+                None => None,
+            },
         };
         serve(config, listener, shutdown_signal())
             .await

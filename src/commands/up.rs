@@ -32,7 +32,13 @@ pub fn run_command(args: &UpArgs) -> anyhow::Result<i32> {
     let store = runtime.block_on(open_store(&StoreConfig::Embedded {
         dir: args.data_dir.join("registry"),
     }))?;
-    let applied = runtime.block_on(registry::apply(store.as_ref(), &sources, false));
+    let secret_box = switchboard_controlplane::secrets::SecretBox::from_env()?;
+    let applied = runtime.block_on(registry::apply(
+        store.as_ref(),
+        &sources,
+        false,
+        secret_box.as_ref(),
+    ));
     let servers = match applied {
         Ok(outcome) => {
             for r in &outcome.results {

@@ -1,9 +1,9 @@
 //! Streamable-HTTP MCP client for upstreams.
 
+use crate::credentials::Credentials;
 use crate::sse::json_events;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::time::Duration;
 use switchboard_config::kinds::upstream::McpUpstream;
 
@@ -53,8 +53,8 @@ pub struct UpstreamSession {
     pub protocol_version: String,
     /// The upstream's capabilities from initialize.
     pub capabilities: Value,
-    /// Static headers from the Upstream resource.
-    pub headers: BTreeMap<String, String>,
+    /// Headers and credentials every request carries.
+    pub creds: Credentials,
 }
 
 /// A pooled HTTP client speaking MCP.
@@ -88,12 +88,12 @@ impl McpHttp {
             + 1
     }
 
-    fn post(
+    async fn post(
         &self,
         url: &str,
         session: Option<&UpstreamSession>,
         body: &Value,
-    ) -> reqwest::RequestBuilder {
+    ) -> Result<reqwest::RequestBuilder, UpstreamError> {
         let mut req = self
             .http
             .post(url)
@@ -106,11 +106,9 @@ impl McpHttp {
             if let Some(id) = &s.session_id {
                 req = req.header("mcp-session-id", id);
             }
-            for (k, v) in &s.headers {
-                req = req.header(k, v);
-            }
+            req = s.creds.apply(&self.http, req).await?;
         }
-        req.body(body.to_string())
+        Ok(req.body(body.to_string()))
     }
 
     /// Sends one message and returns the raw response (2xx only), for streaming it on.
@@ -131,7 +129,8 @@ impl McpHttp {
         body: &Value,
         timeout: Duration,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let sent = tokio::time::timeout(timeout, self.post(url, session, body).send()).await;
+        let request = self.post(url, session, body).await?;
+        let sent = tokio::time::timeout(timeout, request.send()).await;
         let resp = match sent {
             Err(_) => {
                 return Err(UpstreamError::Timeout {
@@ -230,10 +229,10 @@ impl McpHttp {
     pub async fn initialize(
         &self,
         spec: &McpUpstream,
-        headers: &BTreeMap<String, String>,
+        creds: &Credentials,
         timeout: Duration,
     ) -> Result<UpstreamSession, UpstreamError> {
-        self.initialize_as(spec, headers, timeout, &json!({})).await
+        self.initialize_as(spec, creds, timeout, &json!({})).await
     }
 
     /// Ends a session the upstream keeps (best effort: DELETE with its id).
@@ -241,15 +240,14 @@ impl McpHttp {
         let Some(id) = &session.session_id else {
             return;
         };
-        let mut req = self
+        let req = self
             .http
             .delete(&session.url)
             .header("mcp-session-id", id)
             .header("mcp-protocol-version", &session.protocol_version);
-        for (k, v) in &session.headers {
-            req = req.header(k, v);
+        if let Ok(req) = session.creds.apply(&self.http, req).await {
+            let _ = tokio::time::timeout(timeout, req.send()).await;
         }
-        let _ = tokio::time::timeout(timeout, req.send()).await;
     }
 
     /// Opens a session on behalf of a client with `capabilities`, so the upstream may use
@@ -257,7 +255,7 @@ impl McpHttp {
     pub async fn initialize_as(
         &self,
         spec: &McpUpstream,
-        headers: &BTreeMap<String, String>,
+        creds: &Credentials,
         timeout: Duration,
         capabilities: &Value,
     ) -> Result<UpstreamSession, UpstreamError> {
@@ -280,7 +278,7 @@ impl McpHttp {
             session_id: None,
             protocol_version: version.to_string(),
             capabilities: Value::Null,
-            headers: headers.clone(),
+            creds: creds.clone(),
         };
         let resp = self.send_to(&url, Some(&pre), &body, timeout).await?;
         let session_id = resp
@@ -335,15 +333,13 @@ impl McpHttp {
         let Some(id) = &session.session_id else {
             return Ok(None);
         };
-        let mut req = self
+        let req = self
             .http
             .get(&session.url)
             .header("accept", "text/event-stream")
             .header("mcp-session-id", id)
             .header("mcp-protocol-version", &session.protocol_version);
-        for (k, v) in &session.headers {
-            req = req.header(k, v);
-        }
+        let req = session.creds.apply(&self.http, req).await?;
         let url = session.url.clone();
         let resp = tokio::time::timeout(timeout, req.send())
             .await

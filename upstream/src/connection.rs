@@ -2,10 +2,10 @@
 //! as discovery) that need requests, listings and server-sent messages from either.
 
 use crate::client::{McpHttp, UpstreamError, UpstreamSession};
+use crate::credentials::Credentials;
 use crate::legacy::LegacySession;
 use futures::{Stream, StreamExt};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ pub type Messages = Pin<Box<dyn Stream<Item = Result<Value, String>> + Send>>;
 /// An open session over streamable HTTP or the legacy HTTP+SSE transport.
 #[derive(Clone)]
 pub enum Connection {
-    Streamable(UpstreamSession),
+    Streamable(Box<UpstreamSession>),
     Legacy(Arc<LegacySession>),
 }
 
@@ -59,15 +59,15 @@ impl McpHttp {
     pub async fn open(
         &self,
         spec: &McpUpstream,
-        headers: &BTreeMap<String, String>,
+        creds: &Credentials,
         timeout: Duration,
     ) -> Result<Connection, UpstreamError> {
         Ok(match spec.transport {
             McpTransport::StreamableHttp => {
-                Connection::Streamable(self.initialize(spec, headers, timeout).await?)
+                Connection::Streamable(Box::new(self.initialize(spec, creds, timeout).await?))
             }
             McpTransport::Sse => Connection::Legacy(
-                LegacySession::connect(self.http_client(), spec, headers, timeout, &json!({}))
+                LegacySession::connect(self.http_client(), spec, creds, timeout, &json!({}))
                     .await?,
             ),
         })
@@ -170,10 +170,10 @@ impl McpHttp {
     pub async fn discover(
         &self,
         spec: &McpUpstream,
-        headers: &BTreeMap<String, String>,
+        creds: &Credentials,
         timeout: Duration,
     ) -> Result<Catalog, UpstreamError> {
-        let conn = self.open(spec, headers, timeout).await?;
+        let conn = self.open(spec, creds, timeout).await?;
         let catalog = self.catalog(&conn, timeout).await;
         self.close(&conn, timeout).await;
         catalog

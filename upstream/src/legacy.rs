@@ -3,10 +3,11 @@
 //! server (responses included, matched to requests by id).
 
 use crate::client::{UpstreamError, CLIENT_PROTOCOL_VERSION};
+use crate::credentials::Credentials;
 use crate::sse::json_events;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +25,7 @@ pub struct LegacySession {
     pub endpoint: String,
     pub protocol_version: String,
     pub capabilities: Value,
-    headers: BTreeMap<String, String>,
+    creds: Credentials,
     http: reqwest::Client,
     pending: Pending,
     others: broadcast::Sender<Value>,
@@ -59,15 +60,13 @@ impl LegacySession {
     pub async fn connect(
         http: &reqwest::Client,
         spec: &McpUpstream,
-        headers: &BTreeMap<String, String>,
+        creds: &Credentials,
         timeout: Duration,
         capabilities: &Value,
     ) -> Result<Arc<LegacySession>, UpstreamError> {
         let url = spec.url.clone();
-        let mut req = http.get(&url).header("accept", "text/event-stream");
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
+        let req = http.get(&url).header("accept", "text/event-stream");
+        let req = creds.apply(http, req).await?;
         let resp = tokio::time::timeout(timeout, req.send())
             .await
             .map_err(|_| UpstreamError::Timeout {
@@ -153,7 +152,7 @@ impl LegacySession {
             endpoint,
             protocol_version: String::new(),
             capabilities: Value::Null,
-            headers: headers.clone(),
+            creds: creds.clone(),
             http: http.clone(),
             pending,
             others,
@@ -208,13 +207,11 @@ impl LegacySession {
     }
 
     async fn post(&self, body: &Value, timeout: Duration) -> Result<(), UpstreamError> {
-        let mut req = self
+        let req = self
             .http
             .post(&self.endpoint)
             .header("content-type", "application/json");
-        for (k, v) in &self.headers {
-            req = req.header(k, v);
-        }
+        let req = self.creds.apply(&self.http, req).await?;
         let resp = tokio::time::timeout(timeout, req.body(body.to_string()).send())
             .await
             .map_err(|_| UpstreamError::Timeout {

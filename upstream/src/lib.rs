@@ -5,6 +5,7 @@
 
 mod client;
 mod connection;
+mod credentials;
 mod legacy;
 mod sse;
 
@@ -12,5 +13,6 @@ pub use client::{
     is_event_stream, McpHttp, UpstreamError, UpstreamSession, CLIENT_PROTOCOL_VERSION,
 };
 pub use connection::{Connection, Messages};
+pub use credentials::Credentials;
 pub use legacy::LegacySession;
 pub use sse::{json_events, SseEvent};

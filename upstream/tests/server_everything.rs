@@ -1,11 +1,10 @@
 //! The upstream client against the real npm server-everything.
 
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::time::Duration;
 use switchboard_config::kinds::upstream::{McpTransport, McpUpstream};
 use switchboard_testkit::ServerEverything;
-use switchboard_upstream::{McpHttp, UpstreamError};
+use switchboard_upstream::{Credentials, McpHttp, UpstreamError};
 
 const T: Duration = Duration::from_secs(15);
 
@@ -22,7 +21,7 @@ async fn discovers_the_whole_catalog_and_calls_a_tool() {
     let server = ServerEverything::start().await.expect("server-everything");
     let mcp = McpHttp::new(Duration::from_secs(2));
     let catalog = mcp
-        .discover(&spec(server.url()), &BTreeMap::new(), T)
+        .discover(&spec(server.url()), &Credentials::default(), T)
         .await
         .expect("discover");
     let tools: Vec<&str> = catalog.tool_names().collect();
@@ -33,7 +32,7 @@ async fn discovers_the_whole_catalog_and_calls_a_tool() {
     assert!(!catalog.protocol_version.is_empty());
 
     let session = mcp
-        .initialize(&spec(server.url()), &BTreeMap::new(), T)
+        .initialize(&spec(server.url()), &Credentials::default(), T)
         .await
         .expect("initialize");
     let echoed = mcp
@@ -55,10 +54,59 @@ async fn a_dead_upstream_is_a_clean_error() {
     let err = mcp
         .discover(
             &spec(format!("http://127.0.0.1:{port}/mcp")),
-            &BTreeMap::new(),
+            &Credentials::default(),
             T,
         )
         .await
         .expect_err("nothing listens there");
     assert!(matches!(err, UpstreamError::Unreachable { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_legacy_sse_transport_lists_and_calls_and_notices_a_dead_stream() {
+    let mut server = ServerEverything::start_sse()
+        .await
+        .expect("server-everything (sse)");
+    let mcp = McpHttp::new(Duration::from_secs(2));
+    let legacy = McpUpstream {
+        url: server.sse_url(),
+        transport: McpTransport::Sse,
+        protocol_version: None,
+    };
+    let conn = mcp
+        .open(&legacy, &Credentials::default(), T)
+        .await
+        .expect("open over SSE");
+    let catalog = mcp.catalog(&conn, T).await.expect("catalog");
+    assert!(catalog.tool_names().any(|t| t == "echo"));
+    assert!(!catalog.prompts.is_empty());
+    let echoed = mcp
+        .request_on(
+            &conn,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "legacy"}}),
+            T,
+        )
+        .await
+        .expect("echo over SSE");
+    assert!(echoed.to_string().contains("legacy"), "{echoed}");
+    // The server goes away: requests fail at once instead of waiting for the timeout.
+    server.process().kill();
+    let started = std::time::Instant::now();
+    let err = mcp
+        .request_on(&conn, "ping", json!({}), T)
+        .await
+        .expect_err("dead server");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(
+            err,
+            UpstreamError::SessionExpired { .. } | UpstreamError::Unreachable { .. }
+        ),
+        "{err}"
+    );
 }

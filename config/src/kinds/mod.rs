@@ -5,5 +5,6 @@ pub mod auth_provider;
 pub mod prompt;
 pub mod rate_limit;
 pub mod resource;
+pub mod secret;
 pub mod upstream;
 pub mod virtual_server;

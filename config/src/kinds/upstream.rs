@@ -1,5 +1,6 @@
 //! `Upstream`: a server whose tools, prompts and resources virtual servers expose.
 
+use super::secret::SecretRef;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,6 +29,9 @@ pub struct UpstreamSpec {
     /// Static, non-secret headers sent with every upstream request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Credentials for the upstream, taken from `Secret`s.
+    #[serde(default, skip_serializing_if = "UpstreamAuth::is_empty")]
+    pub auth: UpstreamAuth,
     #[serde(default, skip_serializing_if = "Timeouts::is_empty")]
     pub timeouts: Timeouts,
     /// How often the control plane lists the catalog again (besides list_changed).
@@ -252,4 +256,136 @@ impl Timeouts {
     pub fn is_empty(&self) -> bool {
         self.connect.is_none() && self.request.is_none() && self.idle.is_none()
     }
+}
+
+/// How Switchboard authenticates to an upstream; at most one of `bearer`, `basic` and
+/// `oauth2`, plus any number of secret headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpstreamAuth {
+    /// `Authorization: Bearer <value>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer: Option<SecretRef>,
+    /// `Authorization: Basic` with this user name and password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuth>,
+    /// Headers whose values are secret (e.g. `X-Api-Key`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, SecretRef>,
+    /// A bearer token from an OAuth2 client-credentials grant, fetched and renewed by
+    /// whoever talks to the upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2ClientCredentials>,
+}
+
+impl UpstreamAuth {
+    /// True when no credentials are configured.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Every secret value this configuration needs, with the field that names it.
+    pub fn refs(&self) -> Vec<(String, &SecretRef)> {
+        let mut out = Vec::new();
+        if let Some(b) = &self.bearer {
+            out.push(("spec.auth.bearer".to_string(), b));
+        }
+        if let Some(b) = &self.basic {
+            out.push(("spec.auth.basic.password".to_string(), &b.password));
+        }
+        for (name, r) in &self.headers {
+            out.push((format!("spec.auth.headers.{name}"), r));
+        }
+        if let Some(o) = &self.oauth2 {
+            out.push((
+                "spec.auth.oauth2.clientSecret".to_string(),
+                &o.client_secret,
+            ));
+        }
+        out
+    }
+
+    /// The credentials with every secret looked up by `lookup`: the headers to send, and
+    /// the OAuth2 grant to run. Errors name the missing secret value.
+    pub fn resolve(
+        &self,
+        lookup: &dyn Fn(&SecretRef) -> Option<String>,
+    ) -> Result<ResolvedAuth, String> {
+        let get = |r: &SecretRef| {
+            lookup(r).ok_or_else(|| format!("Secret `{}` has no key `{}`", r.secret, r.key))
+        };
+        let mut out = ResolvedAuth::default();
+        if let Some(b) = &self.bearer {
+            out.headers
+                .insert("authorization".into(), format!("Bearer {}", get(b)?));
+        }
+        if let Some(b) = &self.basic {
+            use base64::Engine;
+            let pair = format!("{}:{}", b.username, get(&b.password)?);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            out.headers
+                .insert("authorization".into(), format!("Basic {encoded}"));
+        }
+        for (name, r) in &self.headers {
+            out.headers.insert(name.to_ascii_lowercase(), get(r)?);
+        }
+        if let Some(o) = &self.oauth2 {
+            out.oauth2 = Some(OAuth2Grant {
+                token_url: o.token_url.clone(),
+                client_id: o.client_id.clone(),
+                client_secret: get(&o.client_secret)?,
+                scopes: o.scopes.clone(),
+                audience: o.audience.clone(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// HTTP basic credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: SecretRef,
+}
+
+/// An OAuth2 client-credentials grant (RFC 6749 section 4.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OAuth2ClientCredentials {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+/// Credentials with their secrets filled in: never stored, never printed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ResolvedAuth {
+    /// Header name (lower case) -> value.
+    pub headers: BTreeMap<String, String>,
+    pub oauth2: Option<OAuth2Grant>,
+}
+
+impl std::fmt::Debug for ResolvedAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedAuth")
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("oauth2", &self.oauth2.as_ref().map(|o| &o.token_url))
+            .finish()
+    }
+}
+
+/// An OAuth2 client-credentials grant ready to run.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuth2Grant {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scopes: Vec<String>,
+    pub audience: Option<String>,
 }

@@ -6,6 +6,7 @@ use super::follow::Status;
 use super::records::{catalog_key, health_key, refresh_key, signal_key, LeaderRecord, LEADER_KEY};
 use super::worker::{Command, Worker};
 use crate::dataplanes::now_ms;
+use crate::secrets::SecretBox;
 use crate::state::RegistryState;
 use crate::store::{Fence, Leadership, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_config::kinds::upstream::UpstreamSpec;
 use switchboard_config::{Kind, Resource};
-use switchboard_upstream::McpHttp;
+use switchboard_upstream::{Credentials, McpHttp};
 use tokio::sync::{mpsc, watch};
 
 /// Connect timeout for discovery sessions.
@@ -25,6 +26,7 @@ pub fn spawn(
     registry: watch::Receiver<Arc<RegistryState>>,
     status: watch::Receiver<Arc<Status>>,
     holder: String,
+    secret_box: Option<Arc<SecretBox>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
@@ -42,6 +44,7 @@ pub fn spawn(
                 fence: leadership.fence.clone(),
                 mcp: McpHttp::new(CONNECT_TIMEOUT),
                 workers: BTreeMap::new(),
+                secret_box: secret_box.clone(),
                 handled_refresh: BTreeMap::new(),
                 handled_signal: BTreeMap::new(),
                 reported: BTreeSet::new(),
@@ -58,6 +61,7 @@ pub fn spawn(
 
 struct Handle {
     spec: UpstreamSpec,
+    creds: Credentials,
     commands: mpsc::Sender<Command>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -66,6 +70,7 @@ struct Lead {
     store: Arc<dyn Store>,
     fence: Fence,
     mcp: McpHttp,
+    secret_box: Option<Arc<SecretBox>>,
     workers: BTreeMap<String, Handle>,
     /// The refresh request / signal time last passed on, per upstream.
     handled_refresh: BTreeMap<String, i64>,
@@ -124,21 +129,32 @@ impl Lead {
         state: &RegistryState,
         status: &Status,
     ) -> Result<(), StoreError> {
-        let wanted: BTreeMap<String, UpstreamSpec> = state
-            .resource_set()
+        let set = state.resource_set();
+        let opened = crate::secrets::open_set(&set, self.secret_box.as_deref());
+        let wanted: BTreeMap<String, (UpstreamSpec, Credentials)> = set
             .of_kind(Kind::Upstream)
             .filter_map(|item| match &item.resource {
                 Resource::Upstream(u) if u.spec.mcp.is_some() => {
-                    Some((u.metadata.name.clone(), u.spec.clone()))
+                    let creds = crate::secrets::resolve(&u.spec, &opened).unwrap_or_else(|e| {
+                        tracing::error!(upstream = %u.metadata.name, error = %e, "cannot resolve upstream credentials");
+                        Credentials::from_headers(&u.spec.headers)
+                    });
+                    Some((u.metadata.name.clone(), (u.spec.clone(), creds)))
                 }
                 _ => None,
             })
             .collect();
-        // Stop workers whose upstream is gone or changed, or that stopped on their own.
+        // Stop workers whose upstream is gone or changed (credentials included), or that
+        // stopped on their own.
         let stale: Vec<String> = self
             .workers
             .iter()
-            .filter(|(name, h)| wanted.get(*name) != Some(&h.spec) || h.task.is_finished())
+            .filter(|(name, h)| {
+                wanted
+                    .get(*name)
+                    .is_none_or(|(spec, creds)| spec != &h.spec || creds != &h.creds)
+                    || h.task.is_finished()
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {
@@ -167,7 +183,7 @@ impl Lead {
                 }
             }
         }
-        for (name, spec) in &wanted {
+        for (name, (spec, creds)) in &wanted {
             if self.workers.contains_key(name) {
                 continue;
             }
@@ -179,6 +195,7 @@ impl Lead {
                 name: name.clone(),
                 spec: spec.clone(),
                 mcp_spec,
+                creds: creds.clone(),
                 store: self.store.clone(),
                 fence: self.fence.clone(),
                 mcp: self.mcp.clone(),
@@ -189,12 +206,13 @@ impl Lead {
                 name.clone(),
                 Handle {
                     spec: spec.clone(),
+                    creds: creds.clone(),
                     commands: tx,
                     task: tokio::spawn(worker.run(rx)),
                 },
             );
         }
-        let clashes: BTreeSet<String> = super::report::all_clashes(&state.resource_set(), status)
+        let clashes: BTreeSet<String> = super::report::all_clashes(&set, status)
             .iter()
             .map(ToString::to_string)
             .collect();

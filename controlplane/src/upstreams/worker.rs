@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_config::kinds::upstream::{McpUpstream, UpstreamSpec};
-use switchboard_upstream::{Connection, McpHttp, UpstreamError};
+use switchboard_upstream::{Connection, Credentials, McpHttp, UpstreamError};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
@@ -38,6 +38,8 @@ pub(super) struct Worker {
     pub name: String,
     pub spec: UpstreamSpec,
     pub mcp_spec: McpUpstream,
+    /// Headers and credentials for every request.
+    pub creds: Credentials,
     pub store: Arc<dyn Store>,
     pub fence: Fence,
     pub mcp: McpHttp,
@@ -136,7 +138,7 @@ impl Running {
         let session = self
             .w
             .mcp
-            .open(&self.w.mcp_spec, &self.w.spec.headers, self.timeout)
+            .open(&self.w.mcp_spec, &self.w.creds, self.timeout)
             .await?;
         self.session = Some(session.clone());
         Ok(session)

@@ -1,0 +1,182 @@
+//! What requests to an upstream carry to authenticate: fixed headers (the Upstream's
+//! `headers` plus bearer, basic or secret headers resolved from Secrets) and, for OAuth2
+//! client credentials, a token fetched from the token endpoint and renewed before it
+//! expires. Tokens are cached per grant for the whole process, so a new snapshot does not
+//! fetch them again.
+
+use crate::client::UpstreamError;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use switchboard_config::kinds::upstream::{OAuth2Grant, ResolvedAuth};
+
+/// Renew a token this long before the token endpoint said it expires.
+const RENEW_EARLY: Duration = Duration::from_secs(30);
+
+/// Assumed lifetime when the token endpoint gives none.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Headers and an optional OAuth2 grant; `Debug` never shows values.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// Header name -> value, sent as-is.
+    pub headers: BTreeMap<String, String>,
+    pub oauth2: Option<OAuth2Grant>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("oauth2", &self.oauth2.as_ref().map(|o| &o.token_url))
+            .finish()
+    }
+}
+
+type TokenKey = (String, String, String, String, Vec<String>, Option<String>);
+
+fn cache() -> &'static Mutex<HashMap<TokenKey, (String, Instant)>> {
+    static CACHE: OnceLock<Mutex<HashMap<TokenKey, (String, Instant)>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+fn key_of(g: &OAuth2Grant) -> TokenKey {
+    (
+        g.token_url.clone(),
+        g.client_id.clone(),
+        g.client_secret.clone(),
+        String::new(),
+        g.scopes.clone(),
+        g.audience.clone(),
+    )
+}
+
+impl Credentials {
+    /// Plain headers only (no secrets involved).
+    pub fn from_headers(headers: &BTreeMap<String, String>) -> Credentials {
+        Credentials {
+            headers: headers.clone(),
+            oauth2: None,
+        }
+    }
+
+    /// An Upstream's static `headers` plus its resolved `auth` (which wins on conflicts).
+    pub fn new(headers: &BTreeMap<String, String>, auth: ResolvedAuth) -> Credentials {
+        let mut all: BTreeMap<String, String> = headers
+            .iter()
+            .filter(|(k, _)| !auth.headers.contains_key(&k.to_ascii_lowercase()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        all.extend(auth.headers);
+        Credentials {
+            headers: all,
+            oauth2: auth.oauth2,
+        }
+    }
+
+    /// Every header to send now, fetching or renewing the OAuth2 token if needed.
+    pub async fn current(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<BTreeMap<String, String>, UpstreamError> {
+        let mut out = self.headers.clone();
+        if let Some(grant) = &self.oauth2 {
+            let token = token(http, grant).await?;
+            out.insert("authorization".into(), format!("Bearer {token}"));
+        }
+        Ok(out)
+    }
+
+    /// `req` with every header added.
+    pub async fn apply(
+        &self,
+        http: &reqwest::Client,
+        mut req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, UpstreamError> {
+        for (k, v) in self.current(http).await? {
+            req = req.header(k, v);
+        }
+        Ok(req)
+    }
+
+    /// Drops a cached OAuth2 token the upstream refused, so the next request fetches a new one.
+    pub fn forget_token(&self) {
+        if let Some(g) = &self.oauth2 {
+            lock().remove(&key_of(g));
+        }
+    }
+}
+
+fn lock() -> std::sync::MutexGuard<'static, HashMap<TokenKey, (String, Instant)>> {
+    cache().lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A cached token for `grant`, or a fresh one from its token endpoint.
+async fn token(http: &reqwest::Client, grant: &OAuth2Grant) -> Result<String, UpstreamError> {
+    let key = key_of(grant);
+    if let Some((token, until)) = lock().get(&key) {
+        if Instant::now() < *until {
+            return Ok(token.clone());
+        }
+    }
+    let url = grant.token_url.clone();
+    let mut form = vec![("grant_type", "client_credentials".to_string())];
+    if !grant.scopes.is_empty() {
+        form.push(("scope", grant.scopes.join(" ")));
+    }
+    if let Some(a) = &grant.audience {
+        form.push(("audience", a.clone()));
+    }
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form.iter())
+        .finish();
+    let resp = http
+        .post(&url)
+        .basic_auth(&grant.client_id, Some(&grant.client_secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .body(body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| UpstreamError::Unreachable {
+            url: url.clone(),
+            reason: format!("OAuth2 token endpoint: {e}"),
+        })?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    if !(200..300).contains(&status) {
+        return Err(UpstreamError::Status {
+            url,
+            status,
+            body: format!(
+                "OAuth2 token request refused: {}",
+                text.chars().take(300).collect::<String>()
+            ),
+        });
+    }
+    let parsed: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| UpstreamError::Protocol {
+            url: url.clone(),
+            reason: format!("OAuth2 token response is not JSON: {e}"),
+        })?;
+    let token = parsed
+        .get("access_token")
+        .and_then(|t| t.as_str())
+        .ok_or_else(|| UpstreamError::Protocol {
+            url: url.clone(),
+            reason: "OAuth2 token response has no access_token".into(),
+        })?
+        .to_string();
+    let lifetime = parsed
+        .get("expires_in")
+        .and_then(|e| e.as_u64())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_LIFETIME);
+    let until = Instant::now()
+        + lifetime
+            .saturating_sub(RENEW_EARLY)
+            .max(Duration::from_secs(1));
+    lock().insert(key, (token.clone(), until));
+    Ok(token)
+}
