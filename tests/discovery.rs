@@ -669,3 +669,69 @@ async fn upstream_credentials_are_sealed_at_rest_and_sent_upstream() {
     assert_ne!(code, 0, "{out}");
     assert!(err.contains("SWITCHBOARD_SECRET_KEY"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_plane_failures_trigger_a_health_check_and_hidden_tools_come_back() {
+    // Active checks every minute: only the data plane's report can make this fast.
+    let time_listen = format!("127.0.0.1:{}", free_port());
+    let mut time = time_bridge(&time_listen).await;
+    let grow_port = free_port();
+    let _grow = growing_server(grow_port).await;
+    let (cp, admin, _cp_data) = control_plane(None).await;
+    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
+    let slow_checks =
+        "  health:\n    interval: 60s\n    unhealthyThreshold: 1\n    whenUnhealthy: hide\n";
+    let time_upstream = format!(
+        "apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: time\nspec:\n  mcp:\n    url: http://{time_listen}/mcp\n{slow_checks}---\n"
+    );
+    apply(
+        &admin,
+        &format!(
+            "{time_upstream}{}{}",
+            upstream("grow", &format!("http://127.0.0.1:{grow_port}/mcp"), ""),
+            server(&[("time", ""), ("grow", "grow_")])
+        ),
+    );
+    wait_for_tools(&url, WAIT, "time's tools", |t| {
+        t.iter().any(|n| n == "get_current_time")
+    })
+    .await;
+
+    time.kill();
+    let mut client = McpHttpClient::new(url.clone());
+    client.initialize().await.expect("initialize");
+    let failed_at = Instant::now();
+    let err = client
+        .request(
+            "tools/call",
+            json!({"name": "get_current_time", "arguments": {"timezone": "UTC"}}),
+        )
+        .await
+        .expect_err("the bridge is gone");
+    assert!(err.to_string().contains("time"), "{err}");
+    // Reported on the discovery stream, checked by the leader at once, and hidden.
+    wait_for_tools(
+        &url,
+        Duration::from_secs(10),
+        "hidden once unhealthy",
+        |t| !t.iter().any(|n| n == "get_current_time") && t.iter().any(|n| n == "grow_add_tool"),
+    )
+    .await;
+    let took = failed_at.elapsed();
+    println!("unhealthy and hidden {took:?} after the first failed call");
+    assert!(
+        took < Duration::from_secs(8),
+        "{took:?}\n{}",
+        cp.log_tail(30)
+    );
+    assert_eq!(upstream_status(&admin, "time")["state"], "unhealthy");
+
+    // Back on the same address: an on-demand refresh brings it back without waiting.
+    let _time = time_bridge(&time_listen).await;
+    let (code, out, err) = cli(&["refresh", "upstream", "time", "--server", &admin]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    wait_for_tools(&url, Duration::from_secs(10), "listed again", |t| {
+        t.iter().any(|n| n == "get_current_time")
+    })
+    .await;
+}

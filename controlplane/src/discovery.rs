@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_config::Discovered;
 use switchboard_proto::v1::discovery_server::Discovery;
-use switchboard_proto::v1::{DiscoveryRequest, DiscoveryResponse};
+use switchboard_proto::v1::{DiscoveryRequest, DiscoveryResponse, UpstreamSignal};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -26,6 +26,8 @@ pub struct Hub {
     pub discovered: watch::Receiver<Arc<Discovered>>,
     pub snapshots: SnapshotCache,
     pub dataplanes: Arc<DataPlanes>,
+    /// Passive health signals from data planes, to the relay.
+    pub signals: Option<mpsc::Sender<(String, UpstreamSignal)>>,
     nonces: AtomicU64,
 }
 
@@ -46,8 +48,15 @@ impl Hub {
             discovered,
             snapshots: SnapshotCache::new(session_key, secret_box),
             dataplanes,
+            signals: None,
             nonces: AtomicU64::new(1),
         }
+    }
+
+    /// Relays the data planes' passive health signals to `signals`.
+    pub fn with_signals(mut self, signals: mpsc::Sender<(String, UpstreamSignal)>) -> Self {
+        self.signals = Some(signals);
+        self
     }
 
     fn nonce(&self) -> String {
@@ -158,7 +167,13 @@ impl Session {
             }
             tokio::select! {
                 msg = self.inbound.message() => match msg {
-                    Ok(Some(msg)) => {
+                    Ok(Some(mut msg)) => {
+                        if let Some(relay) = &hub.signals {
+                            for signal in std::mem::take(&mut msg.upstream_signals) {
+                                // A full relay already has news of failures to pass on.
+                                let _ = relay.try_send((self.node.id.clone(), signal));
+                            }
+                        }
                         if msg.response_nonce.is_empty() || msg.response_nonce != pending_nonce {
                             continue; // a stale or unsolicited message
                         }

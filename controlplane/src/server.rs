@@ -93,14 +93,17 @@ pub async fn serve(
         secret_box.clone(),
     );
     let session_key = session_key(store.as_ref()).await?;
-    let hub = Arc::new(Hub::new(
-        id,
-        state.clone(),
-        discovered,
-        dataplanes.clone(),
-        session_key,
-        secret_box.clone(),
-    ));
+    let hub = Arc::new(
+        Hub::new(
+            id,
+            state.clone(),
+            discovered,
+            dataplanes.clone(),
+            session_key,
+            secret_box.clone(),
+        )
+        .with_signals(crate::upstreams::signals::relay(store.clone())),
+    );
     let discovery = DiscoveryServer::new(DiscoveryService::new(hub))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(256 << 20);

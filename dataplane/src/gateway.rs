@@ -2,8 +2,8 @@
 //! or forward it to an upstream and stream the answer back (see `transport` for the rules).
 
 use crate::jsonrpc::{self, RpcError};
-use crate::routes::UpstreamEntry;
-use crate::routes::{Routes, ServerView};
+use crate::routes::{Routes, ServerView, UpstreamEntry};
+use crate::signals::Signals;
 use crate::transport::{self, Forward, Outcome, Reply, RequestInfo};
 use crate::upstreams::UpstreamPool;
 use arc_swap::ArcSwap;
@@ -17,13 +17,14 @@ use pingora::{Error, ErrorType, Result};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use switchboard_config::kinds::upstream::McpTransport;
-use switchboard_upstream::{is_event_stream, json_events};
+use switchboard_upstream::{is_event_stream, json_events, UpstreamError};
 
 /// The gateway's request handler; cheap to share, reads the current routes per request.
 pub struct Gateway {
     routes: Arc<ArcSwap<Routes>>,
     max_body_bytes: usize,
     upstreams: UpstreamPool,
+    signals: Arc<Signals>,
 }
 
 impl Gateway {
@@ -33,7 +34,14 @@ impl Gateway {
             routes,
             max_body_bytes,
             upstreams: UpstreamPool::default(),
+            signals: Arc::default(),
         }
+    }
+
+    /// Records what upstream calls did into `signals` (reported to the control plane).
+    pub fn with_signals(mut self, signals: Arc<Signals>) -> Self {
+        self.signals = signals;
+        self
     }
 
     /// Sends a call upstream and streams the answer back with the client's id restored.
@@ -89,8 +97,12 @@ impl Gateway {
             .is_some_and(|m| m.transport == McpTransport::Sse)
         {
             let reply = match self.upstreams.call_legacy(&f.upstream, &spec, &body).await {
-                Ok(msg) => json_reply(msg),
+                Ok(msg) => {
+                    self.signals.success(&f.upstream);
+                    json_reply(msg)
+                }
                 Err(e) => {
+                    self.signals.failure(&f.upstream, &e.to_string());
                     tracing::warn!(upstream = %f.upstream, error = %e, "upstream call failed");
                     fail(format!("upstream `{}` failed: {e}", f.upstream))
                 }
@@ -102,8 +114,14 @@ impl Gateway {
             .send(&f.upstream, &spec, &body, f.session.as_ref())
             .await
         {
-            Ok(r) => r,
+            Ok(r) => {
+                self.signals.success(&f.upstream);
+                r
+            }
             Err(e) => {
+                if !matches!(e, UpstreamError::Rpc { .. }) {
+                    self.signals.failure(&f.upstream, &e.to_string());
+                }
                 tracing::warn!(upstream = %f.upstream, error = %e, "upstream call failed");
                 return send(
                     session,

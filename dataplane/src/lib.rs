@@ -8,5 +8,6 @@ pub mod mcp;
 pub mod routes;
 pub mod server;
 pub mod session;
+pub mod signals;
 pub mod transport;
 pub mod upstreams;

@@ -66,6 +66,7 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
         .map_err(|e| StartError::Server(format!("cannot listen on {}: {e}", config.listen)))?;
     let routes = Arc::new(ArcSwap::from_pointee(Routes::default()));
     let mut discovery = None;
+    let signals = Arc::new(crate::signals::Signals::default());
     match config.source {
         Source::Static(snapshot) => {
             routes.store(Arc::new(
@@ -74,12 +75,14 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
         }
         Source::ControlPlane(client_config) => {
             let slot = routes.clone();
-            let client = DiscoveryClient::new(client_config).with_check(Arc::new(move |snap| {
-                // Compiling is the check: a snapshot we cannot route is NACKed.
-                let compiled = Routes::compile(snap)?;
-                slot.store(Arc::new(compiled));
-                Ok(())
-            }));
+            let client = DiscoveryClient::new(client_config)
+                .with_signals(signals.clone())
+                .with_check(Arc::new(move |snap| {
+                    // Compiling is the check: a snapshot we cannot route is NACKed.
+                    let compiled = Routes::compile(snap)?;
+                    slot.store(Arc::new(compiled));
+                    Ok(())
+                }));
             if let Some(persisted) = client.current().load_full() {
                 match Routes::compile(&persisted) {
                     Ok(r) => routes.store(Arc::new(r)),
@@ -104,7 +107,7 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
     server.bootstrap();
     let mut proxy = pingora::proxy::http_proxy_service(
         &server.configuration,
-        Gateway::new(routes, config.max_body_bytes),
+        Gateway::new(routes, config.max_body_bytes).with_signals(signals),
     );
     proxy.add_tcp(&config.listen);
     server.add_service(proxy);

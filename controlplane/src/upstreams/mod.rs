@@ -10,4 +10,5 @@ pub mod follow;
 pub mod leader;
 pub mod records;
 pub mod report;
+pub mod signals;
 mod worker;

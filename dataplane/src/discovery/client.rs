@@ -1,6 +1,7 @@
 //! The discovery client proper (see the module docs of `discovery`).
 
 use super::persist::{load_snapshot, save_snapshot};
+use crate::signals::Signals;
 use arc_swap::ArcSwapOption;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,7 +65,11 @@ pub struct DiscoveryClient {
     current: Arc<ArcSwapOption<Snapshot>>,
     status: watch::Sender<ClientStatus>,
     check: Check,
+    signals: Arc<Signals>,
 }
+
+/// How often failures seen on the hot path are reported.
+const SIGNAL_EVERY: Duration = Duration::from_secs(1);
 
 impl DiscoveryClient {
     /// A client that starts from the persisted snapshot when there is a valid one.
@@ -91,7 +96,14 @@ impl DiscoveryClient {
             current,
             status,
             check: Arc::new(|_| Ok(())),
+            signals: Arc::default(),
         }
+    }
+
+    /// Reports the failures `signals` collects to the control plane (passive health).
+    pub fn with_signals(mut self, signals: Arc<Signals>) -> Self {
+        self.signals = signals;
+        self
     }
 
     /// Adds a check every snapshot must pass before it is served.
@@ -178,8 +190,26 @@ impl DiscoveryClient {
             .send_modify(|s| s.connected_to = Some(endpoint.to_string()));
         tracing::info!(control_plane = %endpoint, version = %self.version(), "discovery stream open");
         let mut received = false;
+        let mut report = tokio::time::interval(SIGNAL_EVERY);
         loop {
-            let response = match responses.message().await {
+            let message = tokio::select! {
+                m = responses.message() => m,
+                _ = report.tick() => {
+                    let upstream_signals = self.signals.take();
+                    if !upstream_signals.is_empty() {
+                        let note = DiscoveryRequest {
+                            version_info: self.version(),
+                            upstream_signals,
+                            ..Default::default()
+                        };
+                        if tx.send(note).await.is_err() {
+                            return Ok(received);
+                        }
+                    }
+                    continue;
+                }
+            };
+            let response = match message {
                 Ok(Some(r)) => r,
                 Ok(None) => return Ok(received),
                 Err(s) => return Err(format!("stream from {endpoint} broke: {}", s.message())),
