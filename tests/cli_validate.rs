@@ -26,6 +26,19 @@ fn examples_validate() {
 }
 
 #[test]
+fn credentials_example_validates() {
+    // Kept apart from examples/ because applying a Secret needs SWITCHBOARD_SECRET_KEY.
+    let out = switchboard(&["validate", "-f", "examples/credentials/"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout
+            .starts_with("valid: 3 resources in 1 file(s) (1 Secret, 1 Upstream, 1 VirtualServer)"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn broken_file_reports_every_error_with_positions_and_fails() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("broken.yaml");
