@@ -213,9 +213,13 @@ pub struct NodeArgs {
 /// Request limits enforced before anything is parsed.
 #[derive(Debug, Clone, Args)]
 pub struct LimitArgs {
-    /// Largest request body accepted (bigger ones get 413).
+    /// Largest request body accepted (bigger ones get 413); a virtual server's
+    /// `limits.maxBodyBytes` overrides it.
     #[arg(long, default_value_t = 4 << 20)]
     pub max_body_bytes: usize,
+    /// Largest total of request header names and values (bigger ones get 431).
+    #[arg(long, default_value_t = 64 << 10)]
+    pub max_header_bytes: usize,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {

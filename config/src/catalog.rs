@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 pub struct Discovered {
     pub catalogs: BTreeMap<String, Catalog>,
     pub unhealthy: BTreeMap<String, String>,
+    /// Connected data planes per group label ([`crate::NodeGroup::label`]).
+    pub replicas: BTreeMap<String, u32>,
 }
 
 impl From<BTreeMap<String, Catalog>> for Discovered {
@@ -18,6 +20,7 @@ impl From<BTreeMap<String, Catalog>> for Discovered {
         Discovered {
             catalogs,
             unhealthy: BTreeMap::new(),
+            replicas: BTreeMap::new(),
         }
     }
 }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 /// An immutable, self-contained configuration: every virtual server a data plane serves and
 /// everything they reference, nothing else.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Snapshot {
     /// Content hash of everything else; see [`Snapshot::content_version`].
@@ -45,10 +45,22 @@ pub struct Snapshot {
     /// data planes can authenticate to them. Opened by the control plane for this push.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    /// How many data planes of this group are connected (at least 1): cluster-wide rate
+    /// limits are split into this many per-replica shares.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub replicas: u32,
     /// Seals gateway session ids (base64 of 32 bytes). One key for the whole registry, so
     /// a client session keeps working on any replica; empty when the builder has none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub session_key: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// The identity a snapshot is built for (a data-plane group).
@@ -57,6 +69,38 @@ pub struct NodeGroup {
     pub cluster: String,
     pub zone: String,
     pub labels: BTreeMap<String, String>,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot {
+            version: String::new(),
+            virtual_servers: BTreeMap::new(),
+            upstreams: BTreeMap::new(),
+            prompts: BTreeMap::new(),
+            resources: BTreeMap::new(),
+            auth_providers: BTreeMap::new(),
+            rate_limits: BTreeMap::new(),
+            catalogs: BTreeMap::new(),
+            unhealthy: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            replicas: 1,
+            session_key: String::new(),
+        }
+    }
+}
+
+impl NodeGroup {
+    /// The group as one string (`cluster=..,zone=..,k=v`), e.g. for `get dataplanes` and
+    /// for counting replicas per group.
+    pub fn label(&self) -> String {
+        let mut parts = vec![
+            format!("cluster={}", self.cluster),
+            format!("zone={}", self.zone),
+        ];
+        parts.extend(self.labels.iter().map(|(k, v)| format!("{k}={v}")));
+        parts.join(",")
+    }
 }
 
 /// Why a data plane refuses a snapshot (it then NACKs and keeps its old one).
@@ -139,6 +183,15 @@ impl Snapshot {
                 snap.unhealthy.insert(name.clone(), reason.clone());
             }
         }
+        if !snap.rate_limits.is_empty() {
+            // Only snapshots that split limits change when replicas come and go.
+            snap.replicas = discovered
+                .replicas
+                .get(&group.label())
+                .copied()
+                .unwrap_or(1)
+                .max(1);
+        }
         snap.version = snap.content_version();
         snap
     }
@@ -147,14 +200,19 @@ impl Snapshot {
     /// from `opened` (secret name -> key -> plain value).
     pub fn with_secrets(mut self, opened: &BTreeMap<String, BTreeMap<String, String>>) -> Snapshot {
         self.secrets.clear();
-        for spec in self.upstreams.values() {
-            for (_, r) in spec.auth.refs() {
-                if let Some(value) = opened.get(&r.secret).and_then(|s| s.get(&r.key)) {
-                    self.secrets
-                        .entry(r.secret.clone())
-                        .or_default()
-                        .insert(r.key.clone(), value.clone());
-                }
+        let refs = self
+            .upstreams
+            .values()
+            .flat_map(|u| u.auth.refs())
+            .chain(self.auth_providers.values().flat_map(|a| a.refs()))
+            .map(|(_, r)| r.clone())
+            .collect::<Vec<_>>();
+        for r in &refs {
+            if let Some(value) = opened.get(&r.secret).and_then(|s| s.get(&r.key)) {
+                self.secrets
+                    .entry(r.secret.clone())
+                    .or_default()
+                    .insert(r.key.clone(), value.clone());
             }
         }
         self.version = self.content_version();

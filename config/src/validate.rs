@@ -7,6 +7,7 @@ use crate::kinds::{
     prompt::PromptSpec,
     rate_limit::RateLimitPolicySpec,
     resource::ResourceSpec,
+    secret::SecretRef,
     upstream::UpstreamSpec,
     virtual_server::{UpstreamSelection, VirtualServerSpec},
 };
@@ -45,6 +46,9 @@ pub fn validate(set: &ResourceSet) -> Vec<Diagnostic> {
         }
         if let Resource::Upstream(o) = &item.resource {
             v.upstream_auth(&o.spec, set);
+        }
+        if let Resource::AuthProvider(o) = &item.resource {
+            v.secret_refs(o.spec.refs(), set);
         }
     }
     out
@@ -113,6 +117,19 @@ impl Checker<'_> {
             if value.is_some_and(|d| d < std::time::Duration::from_millis(100)) {
                 self.err(field, "must be at least 100ms");
             }
+        }
+        let backoffs = [
+            ("spec.retries.backoff", spec.retries.backoff),
+            ("spec.retries.maxBackoff", spec.retries.max_backoff),
+            ("spec.circuitBreaker.openFor", spec.circuit_breaker.open_for),
+        ];
+        for (field, value) in backoffs {
+            if value.is_some_and(|d| d.is_zero()) {
+                self.err(field, "must be greater than zero");
+            }
+        }
+        if spec.retries.attempts.is_some_and(|n| n > 10) {
+            self.err("spec.retries.attempts", "at most 10 retries");
         }
         if spec.health.unhealthy_threshold == Some(0) {
             self.err("spec.health.unhealthyThreshold", "must be at least 1");
@@ -211,7 +228,12 @@ impl Checker<'_> {
                 &["http", "https"],
             );
         }
-        for (field, r) in auth.refs() {
+        self.secret_refs(auth.refs(), set);
+    }
+
+    /// Every referenced Secret exists and has the key.
+    fn secret_refs(&mut self, refs: Vec<(String, &SecretRef)>, set: &ResourceSet) {
+        for (field, r) in refs {
             match set.get(Kind::Secret, &r.secret).map(|l| &l.resource) {
                 Some(Resource::Secret(s)) if s.spec.has_key(&r.key) => {}
                 Some(_) => self.err(
@@ -275,6 +297,28 @@ impl Checker<'_> {
             self.reference(set, &format!("spec.resources[{i}]"), Kind::Resource, r);
         }
         self.resource_uri_clashes(spec, set);
+        for (i, rule) in spec.authorization.rules.iter().enumerate() {
+            for (field, patterns) in rule.selectors() {
+                for (j, p) in patterns.iter().enumerate() {
+                    if p.trim().is_empty() {
+                        self.err(
+                            &format!("spec.authorization.rules[{i}].{field}[{j}]"),
+                            "must not be empty (use `*` to match everything)",
+                        );
+                    }
+                }
+            }
+        }
+        let limits = [
+            ("maxBodyBytes", spec.limits.max_body_bytes),
+            ("maxJsonDepth", spec.limits.max_json_depth),
+            ("maxArgumentBytes", spec.limits.max_argument_bytes),
+        ];
+        for (field, limit) in limits {
+            if limit == Some(0) {
+                self.err(&format!("spec.limits.{field}"), "must be at least 1");
+            }
+        }
         let mut seen_upstreams = BTreeMap::new();
         for (i, sel) in spec.upstreams.iter().enumerate() {
             let at = format!("spec.upstreams[{i}]");
@@ -518,49 +562,81 @@ impl Checker<'_> {
             let wants_public = jwt.algorithms.iter().any(|a| !a.is_hmac());
             for (i, k) in jwt.keys.iter().enumerate() {
                 let at = format!("spec.jwt.keys[{i}]");
-                match (&k.pem, &k.secret_env) {
-                    (Some(pem), None) => {
-                        if !pem.trim_start().starts_with("-----BEGIN ") {
-                            self.err(
-                                &format!("{at}.pem"),
-                                "not a PEM block (expected `-----BEGIN ...`)",
-                            );
-                        }
-                        if !wants_public {
-                            self.err(
-                                &format!("{at}.pem"),
-                                "a public key is useless with only HMAC algorithms",
-                            );
-                        }
+                let mut set = Vec::new();
+                if k.pem.is_some() {
+                    set.push("pem");
+                }
+                if k.secret_env.is_some() {
+                    set.push("secretEnv");
+                }
+                if k.secret.is_some() {
+                    set.push("secret");
+                }
+                self.exactly_one(&at, &["pem", "secretEnv", "secret"], &set);
+                if let Some(pem) = &k.pem {
+                    if !pem.trim_start().starts_with("-----BEGIN ") {
+                        self.err(
+                            &format!("{at}.pem"),
+                            "not a PEM block (expected `-----BEGIN ...`)",
+                        );
                     }
-                    (None, Some(env)) => {
-                        if env.is_empty() {
-                            self.err(
-                                &format!("{at}.secretEnv"),
-                                "must name an environment variable",
-                            );
-                        }
-                        if !wants_hmac {
-                            self.err(
-                                &format!("{at}.secretEnv"),
-                                "an HMAC secret is useless without an HS* algorithm",
-                            );
-                        }
-                    }
-                    (None, None) => self.err(&at, "set exactly one of pem, secretEnv"),
-                    (Some(_), Some(_)) => {
-                        self.err(&at, "set exactly one of pem, secretEnv, not both")
+                    if !wants_public {
+                        self.err(
+                            &format!("{at}.pem"),
+                            "a public key is useless with only HMAC algorithms",
+                        );
                     }
                 }
+                if let Some(env) = &k.secret_env {
+                    if env.is_empty() {
+                        self.err(
+                            &format!("{at}.secretEnv"),
+                            "must name an environment variable",
+                        );
+                    }
+                }
+                if (k.secret_env.is_some() || k.secret.is_some()) && !wants_hmac {
+                    self.err(&at, "an HMAC secret is useless without an HS* algorithm");
+                }
             }
-            if wants_hmac && !jwt.keys.iter().any(|k| k.secret_env.is_some()) {
+            let has_secret = jwt
+                .keys
+                .iter()
+                .any(|k| k.secret_env.is_some() || k.secret.is_some());
+            if wants_hmac && !has_secret {
                 self.err(
                     "spec.jwt.algorithms",
-                    "HS* algorithms need a key with secretEnv",
+                    "HS* algorithms need a key with secret or secretEnv",
                 );
+            }
+            for (i, a) in jwt.authorization_servers.iter().enumerate() {
+                self.url(
+                    &format!("spec.jwt.authorizationServers[{i}]"),
+                    a,
+                    &["http", "https"],
+                );
+            }
+            let claims = [
+                ("subject", &jwt.claims.subject),
+                ("groups", &jwt.claims.groups),
+                ("scopes", &jwt.claims.scopes),
+            ];
+            for (field, claim) in claims {
+                if claim.as_deref().is_some_and(str::is_empty) {
+                    self.err(&format!("spec.jwt.claims.{field}"), "must name a claim");
+                }
+            }
+            if jwt
+                .jwks_refresh
+                .is_some_and(|d| d < std::time::Duration::from_secs(1))
+            {
+                self.err("spec.jwt.jwksRefresh", "must be at least 1s");
             }
         }
         if let Some(keys) = &spec.api_keys {
+            if keys.header.as_deref().is_some_and(|h| !is_header_name(h)) {
+                self.err("spec.apiKeys.header", "not a valid HTTP header name");
+            }
             if keys.keys.is_empty() {
                 self.err("spec.apiKeys.keys", "list at least one key");
             }

@@ -2,7 +2,7 @@
 //! `proto/switchboard/v1/discovery.proto` for the protocol).
 
 use crate::dataplanes::DataPlanes;
-use crate::snapshots::{group_label, group_of, SnapshotCache};
+use crate::snapshots::{group_of, SnapshotCache};
 use crate::state::RegistryState;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -127,10 +127,10 @@ impl Session {
     async fn run(mut self) {
         let group = group_of(&self.node);
         let hub = self.hub.clone();
-        let conn =
-            hub.dataplanes
-                .connect(self.node.clone(), group_label(&group), self.acked.clone());
-        tracing::info!(node = %self.node.id, group = %group_label(&group), version = %self.acked, "data plane connected");
+        let conn = hub
+            .dataplanes
+            .connect(self.node.clone(), group.label(), self.acked.clone());
+        tracing::info!(node = %self.node.id, group = %group.label(), version = %self.acked, "data plane connected");
         let mut state = hub.state.clone();
         let mut discovered = hub.discovered.clone();
         let mut pending_nonce = String::new();

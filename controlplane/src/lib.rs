@@ -7,6 +7,7 @@ pub mod convert;
 pub mod dataplanes;
 pub mod discovery;
 pub mod registry;
+pub mod replicas;
 pub mod secrets;
 pub mod server;
 pub mod snapshots;

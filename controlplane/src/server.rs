@@ -93,6 +93,8 @@ pub async fn serve(
         secret_box.clone(),
     );
     let session_key = session_key(store.as_ref()).await?;
+    let replicas = crate::replicas::publish(store.clone(), dataplanes.clone(), id.clone());
+    let (exit_store, exit_key) = (store.clone(), crate::replicas::replicas_key(&id));
     let hub = Arc::new(
         Hub::new(
             id,
@@ -121,5 +123,8 @@ pub async fn serve(
         )
         .await?;
     discovery_leader.abort();
+    replicas.abort();
+    // Let the other replicas count our data planes' new homes at once.
+    let _ = exit_store.status_delete(&exit_key, None).await;
     Ok(())
 }

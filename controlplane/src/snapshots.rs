@@ -103,13 +103,3 @@ pub fn group_of(node: &v1::Node) -> NodeGroup {
             .collect(),
     }
 }
-
-/// How a group is shown in `get dataplanes`.
-pub fn group_label(group: &NodeGroup) -> String {
-    let mut parts = vec![
-        format!("cluster={}", group.cluster),
-        format!("zone={}", group.zone),
-    ];
-    parts.extend(group.labels.iter().map(|(k, v)| format!("{k}={v}")));
-    parts.join(",")
-}

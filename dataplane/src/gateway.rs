@@ -2,10 +2,16 @@
 //! or forward it to an upstream and stream the answer back (see `transport` for the rules).
 
 use crate::jsonrpc::{self, RpcError};
+use crate::policy::auth::{AuthError, Authenticator, Offered, Principal};
+use crate::policy::authz::Target as Item;
+use crate::policy::circuit::{Admission, Breakers};
+use crate::policy::jwks::JwksCache;
+use crate::policy::ratelimit::{KeyParts, RateLimiter};
+use crate::policy::retry;
 use crate::routes::{Routes, ServerView, UpstreamEntry};
 use crate::signals::Signals;
-use crate::transport::{self, Forward, Outcome, Reply, RequestInfo};
-use crate::upstreams::UpstreamPool;
+use crate::transport::{self, Forward, Gate, Outcome, Refusal, Reply, RequestInfo};
+use crate::upstreams::{CallOptions, UpstreamPool};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,15 +22,19 @@ use pingora::proxy::ProxyHttp;
 use pingora::{Error, ErrorType, Result};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use switchboard_config::kinds::upstream::McpTransport;
+use switchboard_config::kinds::upstream::{McpTransport, ToolCallRetries};
 use switchboard_upstream::{is_event_stream, json_events, UpstreamError};
 
 /// The gateway's request handler; cheap to share, reads the current routes per request.
 pub struct Gateway {
     routes: Arc<ArcSwap<Routes>>,
     max_body_bytes: usize,
+    max_header_bytes: usize,
     upstreams: UpstreamPool,
     signals: Arc<Signals>,
+    jwks: JwksCache,
+    limiter: RateLimiter,
+    breakers: Breakers,
 }
 
 impl Gateway {
@@ -33,9 +43,19 @@ impl Gateway {
         Gateway {
             routes,
             max_body_bytes,
+            max_header_bytes: 64 << 10,
             upstreams: UpstreamPool::default(),
             signals: Arc::default(),
+            jwks: JwksCache::default(),
+            limiter: RateLimiter::default(),
+            breakers: Breakers::default(),
         }
+    }
+
+    /// Refuses requests whose headers add up to more than `n` bytes (431).
+    pub fn with_max_header_bytes(mut self, n: usize) -> Self {
+        self.max_header_bytes = n;
+        self
     }
 
     /// Records what upstream calls did into `signals` (reported to the control plane).
@@ -45,7 +65,13 @@ impl Gateway {
     }
 
     /// Sends a call upstream and streams the answer back with the client's id restored.
-    async fn forward(&self, session: &mut Session, routes: &Routes, f: Forward) -> Result<()> {
+    async fn forward(
+        &self,
+        session: &mut Session,
+        routes: &Routes,
+        server: &ServerView,
+        f: Forward,
+    ) -> Result<()> {
         let fail = |message: String| {
             Reply::json(
                 200,
@@ -69,6 +95,11 @@ impl Gateway {
         if let Some(why) = routes.unhealthy(&f.upstream) {
             return send(session, fail(unhealthy_message(&f.upstream, why))).await;
         }
+        let timeouts = server.timeouts(&spec, &f.upstream);
+        let call = CallOptions {
+            timeout: timeouts.request,
+            headers: f.headers.clone(),
+        };
         let gateway_id = json!(self.upstreams.next_id());
         let body =
             json!({"jsonrpc": "2.0", "id": gateway_id, "method": f.method, "params": f.params});
@@ -91,55 +122,55 @@ impl Gateway {
             };
             Reply::json(status, &restore(msg))
         };
+        let failed = |e: CallError| {
+            match e {
+            CallError::Open(left) => fail(format!(
+                "upstream `{}` keeps failing on this gateway; not calling it for another {:.1}s (circuit open)",
+                f.upstream,
+                left.as_secs_f64()
+            )),
+            CallError::Upstream(e) => fail(format!("upstream `{}` failed: {e}", f.upstream)),
+        }
+        };
         if spec
             .mcp
             .as_ref()
             .is_some_and(|m| m.transport == McpTransport::Sse)
         {
-            let reply = match self.upstreams.call_legacy(&f.upstream, &spec, &body).await {
-                Ok(msg) => {
-                    self.signals.success(&f.upstream);
-                    json_reply(msg)
-                }
-                Err(e) => {
-                    self.signals.failure(&f.upstream, &e.to_string());
-                    tracing::warn!(upstream = %f.upstream, error = %e, "upstream call failed");
-                    fail(format!("upstream `{}` failed: {e}", f.upstream))
-                }
+            let answer = self
+                .attempt(&f, &spec, || {
+                    self.upstreams.call_legacy(&f.upstream, &spec, &body, &call)
+                })
+                .await;
+            let reply = match answer {
+                Ok(msg) => json_reply(msg),
+                Err(e) => failed(e),
             };
             return send(session, reply).await;
         }
-        let resp = match self
-            .upstreams
-            .send(&f.upstream, &spec, &body, f.session.as_ref())
-            .await
-        {
-            Ok(r) => {
-                self.signals.success(&f.upstream);
-                r
-            }
-            Err(e) => {
-                if !matches!(e, UpstreamError::Rpc { .. }) {
-                    self.signals.failure(&f.upstream, &e.to_string());
-                }
-                tracing::warn!(upstream = %f.upstream, error = %e, "upstream call failed");
-                return send(
-                    session,
-                    fail(format!("upstream `{}` failed: {e}", f.upstream)),
-                )
-                .await;
-            }
+        let sent = self
+            .attempt(&f, &spec, || {
+                self.upstreams
+                    .send(&f.upstream, &spec, &body, f.session.as_ref(), &call)
+            })
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => return send(session, failed(e)).await,
         };
+        let idle = timeouts.idle.unwrap_or(DEFAULT_IDLE);
         if !is_event_stream(&resp) {
-            let reply = match resp
-                .bytes()
-                .await
-                .map(|b| serde_json::from_slice::<Value>(&b))
-            {
-                Ok(Ok(msg)) => json_reply(msg),
-                Ok(Err(e)) => fail(format!("upstream `{}` sent invalid JSON: {e}", f.upstream)),
-                Err(e) => fail(format!(
+            let reply = match tokio::time::timeout(idle, resp.bytes()).await {
+                Ok(Ok(b)) => match serde_json::from_slice::<Value>(&b) {
+                    Ok(msg) => json_reply(msg),
+                    Err(e) => fail(format!("upstream `{}` sent invalid JSON: {e}", f.upstream)),
+                },
+                Ok(Err(e)) => fail(format!(
                     "upstream `{}` broke off its answer: {e}",
+                    f.upstream
+                )),
+                Err(_) => fail(format!(
+                    "upstream `{}` sent no more of its answer for {idle:?}",
                     f.upstream
                 )),
             };
@@ -157,7 +188,6 @@ impl Gateway {
         session
             .write_response_header(Box::new(header), false)
             .await?;
-        let idle = spec.timeouts.idle.unwrap_or(DEFAULT_IDLE);
         let mut events = Box::pin(json_events(resp.bytes_stream()));
         loop {
             let next = match tokio::time::timeout(idle, events.next()).await {
@@ -200,19 +230,91 @@ impl Gateway {
     }
 }
 
+/// Why a call to an upstream got no answer.
+enum CallError {
+    /// Its circuit is open on this data plane (for this long still).
+    Open(std::time::Duration),
+    Upstream(UpstreamError),
+}
+
+impl Gateway {
+    /// Runs one upstream call under the upstream's circuit breaker and retry policy, and
+    /// records how it went (circuit state, passive health signals).
+    async fn attempt<T, F, Fut>(
+        &self,
+        f: &Forward,
+        spec: &UpstreamEntry,
+        mut call: F,
+    ) -> std::result::Result<T, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, UpstreamError>>,
+    {
+        let breaker = &spec.circuit_breaker;
+        if let Admission::Open(left) = self.breakers.admit(&f.upstream, breaker) {
+            return Err(CallError::Open(left));
+        }
+        let safe = f.method != "tools/call"
+            || match spec.retries.tool_calls {
+                ToolCallRetries::Always => true,
+                ToolCallRetries::Never => false,
+                ToolCallRetries::WhenIdempotent => f.idempotent,
+            };
+        let mut done = 0;
+        loop {
+            match call().await {
+                Ok(v) => {
+                    self.signals.success(&f.upstream);
+                    self.breakers.record(&f.upstream, breaker, true);
+                    return Ok(v);
+                }
+                Err(e) => {
+                    if let Some(wait) = retry::next_wait(&spec.retries, &e, done, safe) {
+                        done += 1;
+                        tracing::info!(upstream = %f.upstream, method = %f.method, error = %e, retry = done, ?wait, "retrying upstream call");
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    let fault = retry::is_upstream_fault(&e);
+                    if fault {
+                        self.signals.failure(&f.upstream, &e.to_string());
+                    }
+                    if self.breakers.record(&f.upstream, breaker, !fault) {
+                        tracing::warn!(upstream = %f.upstream, open_for = ?breaker.open_duration(), "circuit opened: failing fast");
+                    }
+                    tracing::warn!(upstream = %f.upstream, error = %e, retries = done, "upstream call failed");
+                    return Err(CallError::Upstream(e));
+                }
+            }
+        }
+    }
+}
+
 /// Longest silence allowed inside a streamed upstream answer when the resource sets none.
 pub const DEFAULT_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Where a request path points.
 enum Target {
     Server(Arc<ServerView>),
+    /// The OAuth protected-resource metadata of a server's endpoint (RFC 9728).
+    ResourceMetadata(Arc<ServerView>),
     UnknownServer(String),
     Health,
     Ready,
     NotFound,
 }
 
+/// Where RFC 9728 puts the metadata of a resource: this prefix, then the resource's path.
+const RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource";
+
 fn target(routes: &Routes, path: &str, host: Option<&str>) -> Target {
+    if let Some(resource) = path.strip_prefix(RESOURCE_METADATA) {
+        return match target(routes, resource, host) {
+            Target::Server(s) => Target::ResourceMetadata(s),
+            other @ Target::UnknownServer(_) => other,
+            _ => Target::NotFound,
+        };
+    }
     if let Some(rest) = path.strip_prefix("/servers/") {
         let name = rest
             .strip_suffix("/mcp/")
@@ -337,7 +439,7 @@ impl Gateway {
         let sends = mcp_upstreams(routes, server).map(|(name, spec)| {
             let body = json!({"jsonrpc": "2.0", "id": self.upstreams.next_id(), "method": method, "params": params});
             async move {
-                let outcome = match self.upstreams.send(name, &spec, &body, Some(session)).await {
+                let outcome = match self.upstreams.send(name, &spec, &body, Some(session), &CallOptions::default()).await {
                     Ok(resp) => resp.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };
@@ -354,26 +456,163 @@ impl Gateway {
     async fn read_body(
         &self,
         session: &mut Session,
+        max: usize,
     ) -> Result<std::result::Result<Vec<u8>, Reply>> {
         let too_large = || {
             Reply::rpc_error(
                 413,
                 jsonrpc::INVALID_REQUEST,
-                format!("request body is larger than {} bytes", self.max_body_bytes),
+                format!("request body is larger than {max} bytes"),
             )
         };
         let declared = header(session, "content-length").and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > self.max_body_bytes) {
+        if declared.is_some_and(|n| n > max) {
             return Ok(Err(too_large()));
         }
-        let mut body = Vec::with_capacity(declared.unwrap_or(0));
+        let mut body = Vec::with_capacity(declared.unwrap_or(0).min(max));
         while let Some(chunk) = session.read_request_body().await? {
-            if body.len() + chunk.len() > self.max_body_bytes {
+            if body.len() + chunk.len() > max {
                 return Ok(Err(too_large()));
             }
             body.extend_from_slice(&chunk);
         }
         Ok(Ok(body))
+    }
+}
+
+/// Rate limits, as the transport rules ask for them.
+struct Limits<'a> {
+    limiter: &'a RateLimiter,
+    server: &'a ServerView,
+    principal: &'a str,
+    client_ip: &'a str,
+}
+
+impl Gate for Limits<'_> {
+    fn admit(&self, method: &str, target: Item<'_>) -> std::result::Result<(), Refusal> {
+        if self.server.rate_limits.is_empty() {
+            return Ok(());
+        }
+        let tool = match target {
+            Item::Tool(t) => t,
+            _ => "",
+        };
+        let parts = KeyParts {
+            server: &self.server.name,
+            principal: self.principal,
+            tool,
+            client_ip: self.client_ip,
+        };
+        self.limiter
+            .check(&self.server.rate_limits, method, &parts)
+            .map_err(|l| {
+                let secs = l.retry_after.as_secs_f64().ceil().max(1.0);
+                tracing::debug!(server = %self.server.name, policy = %l.policy, principal = %self.principal, "rate limited");
+                Refusal {
+                    error: RpcError {
+                        code: jsonrpc::RATE_LIMITED,
+                        message: format!(
+                            "rate limit `{}` exceeded; retry in {secs:.0}s",
+                            l.policy
+                        ),
+                        data: Some(json!({"policy": l.policy, "retryAfterSeconds": secs})),
+                    },
+                    retry_after: Some(l.retry_after),
+                }
+            })
+    }
+}
+
+/// The URL clients reach this request's host at (`X-Forwarded-Proto` says the scheme a
+/// proxy in front terminated).
+fn base_url(session: &Session) -> String {
+    let scheme = header(session, "x-forwarded-proto")
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    let host = header(session, "host").unwrap_or("localhost");
+    format!("{scheme}://{host}")
+}
+
+/// The server's endpoint path as this request addressed it (by name, or by host on /mcp).
+fn endpoint_path(session: &Session) -> String {
+    let path = session.req_header().uri.path();
+    let path = path.strip_prefix(RESOURCE_METADATA).unwrap_or(path);
+    path.trim_end_matches('/').to_string()
+}
+
+/// RFC 9728 metadata for a server that takes OAuth bearer tokens (404 for the others).
+fn resource_metadata(session: &Session, server: &ServerView) -> Reply {
+    let Some(jwt) = server.auth.as_deref().and_then(Authenticator::jwt) else {
+        return text(404, "this server takes no OAuth tokens\n");
+    };
+    let servers = if jwt.authorization_servers.is_empty() {
+        vec![jwt.issuer.clone()]
+    } else {
+        jwt.authorization_servers.clone()
+    };
+    let mut doc = json!({
+        "resource": format!("{}{}", base_url(session), endpoint_path(session)),
+        "authorization_servers": servers,
+        "bearer_methods_supported": ["header"],
+        "resource_name": server.name,
+    });
+    if !jwt.scopes_supported.is_empty() {
+        doc["scopes_supported"] = json!(jwt.scopes_supported);
+    }
+    Reply::json(200, &doc)
+}
+
+/// A `WWW-Authenticate` parameter value, quoted.
+fn quoted(value: &str) -> String {
+    let clean: String = value
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| if c == '"' { '\'' } else { c })
+        .collect();
+    format!("\"{clean}\"")
+}
+
+impl Gateway {
+    /// Who is calling `server`, or the 401 (503 when keys cannot be fetched) to answer.
+    async fn authenticate(
+        &self,
+        session: &Session,
+        server: &ServerView,
+    ) -> std::result::Result<Principal, Reply> {
+        let Some(auth) = &server.auth else {
+            return Ok(Principal::anonymous());
+        };
+        let offered = Offered {
+            authorization: header(session, "authorization"),
+            api_key: auth.api_key_header().and_then(|h| header(session, h)),
+        };
+        let e = match auth.authenticate(offered, &self.jwks).await {
+            Ok(p) => return Ok(p),
+            Err(e) => e,
+        };
+        tracing::info!(server = %server.name, error = %e, "authentication failed");
+        let mut challenge = String::from("Bearer realm=\"switchboard\"");
+        let status = match &e {
+            AuthError::Missing(_) => 401,
+            AuthError::Invalid(why) => {
+                challenge.push_str(", error=\"invalid_token\", error_description=");
+                challenge.push_str(&quoted(why));
+                401
+            }
+            AuthError::Unavailable(_) => 503,
+        };
+        if auth.jwt().is_some() {
+            let url = format!(
+                "{}{RESOURCE_METADATA}{}",
+                base_url(session),
+                endpoint_path(session)
+            );
+            challenge.push_str(", resource_metadata=");
+            challenge.push_str(&quoted(&url));
+        }
+        let mut reply = Reply::rpc_error(status, jsonrpc::UNAUTHORIZED, e.to_string());
+        reply.headers.push(("www-authenticate", challenge));
+        Err(reply)
     }
 }
 
@@ -460,6 +699,24 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let header_bytes: usize = session
+            .req_header()
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        if header_bytes > self.max_header_bytes {
+            let reply = text(
+                431,
+                &format!(
+                    "request headers are {header_bytes} bytes; at most {} are accepted\n",
+                    self.max_header_bytes
+                ),
+            );
+            send(session, reply).await?;
+            session.set_keepalive(None);
+            return Ok(true);
+        }
         let routes = self.routes.load_full();
         let path = session.req_header().uri.path().to_string();
         let host = header(session, "host").map(str::to_string);
@@ -469,24 +726,36 @@ impl ProxyHttp for Gateway {
             Target::Ready => text(200, &format!("ready, snapshot {}\n", routes.version)),
             Target::NotFound => text(404, "not found: MCP endpoints are /servers/{name}/mcp\n"),
             Target::UnknownServer(name) => transport::unknown_server(&name),
-            Target::Server(server) if server.passthrough.is_some() => {
-                let upstream = server.passthrough.clone().unwrap_or_default();
-                let query = session.req_header().uri.query().map(str::to_string);
-                match self.pass_target(&routes, &upstream, query.as_deref()).await {
-                    Ok(t) => {
-                        // pingora proxies the request and streams the answer as-is.
-                        ctx.pass = Some(t);
-                        return Ok(false);
-                    }
-                    Err(why) => Reply::rpc_error(
-                        502,
-                        jsonrpc::INTERNAL_ERROR,
-                        format!("pass-through to `{upstream}`: {why}"),
-                    ),
-                }
-            }
+            Target::ResourceMetadata(server) => resource_metadata(session, &server),
             Target::Server(server) => {
-                let body = match self.read_body(session).await? {
+                let caller = match self.authenticate(session, &server).await {
+                    Ok(p) => p,
+                    Err(reply) => {
+                        send(session, reply).await?;
+                        return Ok(true);
+                    }
+                };
+                if let Some(upstream) = server.passthrough.clone() {
+                    let query = session.req_header().uri.query().map(str::to_string);
+                    return match self.pass_target(&routes, &upstream, query.as_deref()).await {
+                        Ok(t) => {
+                            // pingora proxies the request and streams the answer as-is.
+                            ctx.pass = Some(t);
+                            Ok(false)
+                        }
+                        Err(why) => {
+                            let reply = Reply::rpc_error(
+                                502,
+                                jsonrpc::INTERNAL_ERROR,
+                                format!("pass-through to `{upstream}`: {why}"),
+                            );
+                            send(session, reply).await?;
+                            Ok(true)
+                        }
+                    };
+                }
+                let max_body = server.limits.max_body_bytes.unwrap_or(self.max_body_bytes);
+                let body = match self.read_body(session, max_body).await? {
                     Ok(b) => b,
                     Err(reply) => {
                         send(session, reply).await?;
@@ -503,8 +772,20 @@ impl ProxyHttp for Gateway {
                     protocol_version: header(session, "mcp-protocol-version").map(str::to_string),
                     mcp_method: header(session, "mcp-method").map(str::to_string),
                     mcp_name: header(session, "mcp-name").map(str::to_string),
+                    caller,
                 };
-                match transport::handle(&server, &info, &body) {
+                let client_ip = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or_default();
+                let gate = Limits {
+                    limiter: &self.limiter,
+                    server: &server,
+                    principal: &info.caller.subject,
+                    client_ip: &client_ip,
+                };
+                match transport::handle(&server, &info, &body, &gate) {
                     Outcome::Reply(reply) => reply,
                     Outcome::Initialize {
                         id,
@@ -529,9 +810,14 @@ impl ProxyHttp for Gateway {
                             .close_for(&session, &|name| routes.upstream(name));
                         Reply::empty(200)
                     }
-                    Outcome::Forward(f) => {
+                    Outcome::Forward(mut f) => {
                         tracing::debug!(server = %server.name, upstream = %f.upstream, method = %f.method, "forwarding");
-                        self.forward(session, &routes, f).await?;
+                        if server.forward_token {
+                            if let Some(token) = header(session, "authorization") {
+                                f.headers.push(("authorization".into(), token.to_string()));
+                            }
+                        }
+                        self.forward(session, &routes, &server, f).await?;
                         return Ok(true);
                     }
                 }

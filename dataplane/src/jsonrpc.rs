@@ -15,6 +15,12 @@ pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL_ERROR: i64 = -32603;
 /// MCP: the requested resource does not exist.
 pub const RESOURCE_NOT_FOUND: i64 = -32002;
+/// Switchboard: the request carries no valid credentials (with HTTP 401).
+pub const UNAUTHORIZED: i64 = -32001;
+/// Switchboard: the caller may not do this (authorization rules).
+pub const FORBIDDEN: i64 = -32003;
+/// Switchboard: a rate limit refused the request; `data.retryAfterSeconds` says when to retry.
+pub const RATE_LIMITED: i64 = -32029;
 
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq)]
@@ -238,5 +244,42 @@ mod tests {
         let err = error_response(&json!(9), &RpcError::invalid_params("unknown tool: x"));
         assert_eq!(err["error"]["code"], INVALID_PARAMS);
         assert_eq!(err["id"], 9);
+    }
+}
+
+/// How deeply arrays and objects nest in a JSON text (strings are skipped), read without
+/// parsing so an over-deep request is refused before it costs anything.
+pub fn nesting_depth(text: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in text {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+#[cfg(test)]
+mod depth_tests {
+    #[test]
+    fn nesting_depth_skips_strings() {
+        assert_eq!(super::nesting_depth(br#"{"a":[1,{"b":"[[[{"}]}"#), 3);
+        assert_eq!(super::nesting_depth(br#"{"a":"\"{"}"#), 1);
+        assert_eq!(super::nesting_depth(b"1"), 0);
     }
 }

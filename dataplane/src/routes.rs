@@ -2,14 +2,17 @@
 //! and resources and its tool/prompt/resource listings, ready to answer from memory. Built
 //! when a snapshot arrives (a snapshot that does not compile is NACKed), then swapped in whole.
 
+use crate::policy::auth::{Authenticator, Authenticators};
+use crate::policy::authz::Rules;
+use crate::policy::ratelimit::Limit;
 use crate::session::Sealer;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use switchboard_config::kinds::virtual_server::UpstreamSelection;
+use switchboard_config::kinds::virtual_server::{RequestLimits, UpstreamSelection};
 use switchboard_config::kinds::{
     prompt::PromptSpec,
     resource::ResourceSpec,
-    upstream::{UpstreamSpec, WhenUnhealthy},
+    upstream::{Timeouts, UpstreamSpec, WhenUnhealthy},
 };
 use switchboard_config::Snapshot;
 use switchboard_upstream::Credentials;
@@ -44,11 +47,13 @@ fn expose_named(
         if taken_locally(&exposed) || routes.contains_key(&exposed) {
             continue;
         }
+        let hint = |h: &str| item.pointer(&format!("/annotations/{h}")) == Some(&true.into());
         routes.insert(
             exposed.clone(),
             ToolRoute {
                 upstream: sel.upstream.clone(),
                 tool: upstream_name.to_string(),
+                idempotent: hint("idempotentHint") || hint("readOnlyHint"),
             },
         );
         let mut entry = item.clone();
@@ -102,6 +107,8 @@ pub struct ToolRoute {
     pub upstream: String,
     /// The tool's name at the upstream.
     pub tool: String,
+    /// The upstream says calling it twice does no harm (`idempotentHint`/`readOnlyHint`).
+    pub idempotent: bool,
 }
 
 /// One virtual server as clients see it.
@@ -135,6 +142,34 @@ pub struct ServerView {
     pub sealer: Arc<Sealer>,
     /// The one upstream proxied as-is, for a pass-through server.
     pub passthrough: Option<String>,
+    /// Authenticates clients (none: open to all).
+    pub auth: Option<Arc<Authenticator>>,
+    /// Send the client's `Authorization` header on to upstreams.
+    pub forward_token: bool,
+    /// Who may do what.
+    pub authz: Rules,
+    /// This replica's shares of the server's rate limits, in order.
+    pub rate_limits: Vec<Arc<Limit>>,
+    /// Limits on one request.
+    pub limits: RequestLimits,
+    /// Per-upstream time limits set on this server's selections.
+    pub route_timeouts: HashMap<String, Timeouts>,
+}
+
+impl ServerView {
+    /// The time limits for a call to `upstream` through this server: the selection's, then
+    /// the upstream's own.
+    pub fn timeouts(&self, upstream: &UpstreamSpec, name: &str) -> Timeouts {
+        let own = &upstream.timeouts;
+        match self.route_timeouts.get(name) {
+            None => own.clone(),
+            Some(r) => Timeouts {
+                connect: r.connect.or(own.connect),
+                request: r.request.or(own.request),
+                idle: r.idle.or(own.idle),
+            },
+        }
+    }
 }
 
 impl Routes {
@@ -151,13 +186,45 @@ impl Routes {
             ..Routes::default()
         };
         let env = minijinja::Environment::new();
+        let mut authenticators = Authenticators::new();
+        for (name, spec) in &snapshot.auth_providers {
+            let a = Authenticator::compile(name, spec, snapshot)?;
+            authenticators.insert(name.clone(), Arc::new(a));
+        }
         for (name, vs) in &snapshot.virtual_servers {
+            let auth = match &vs.auth_provider {
+                None => None,
+                Some(p) => Some(authenticators.get(p).cloned().ok_or_else(|| {
+                    format!("virtual server `{name}` uses unknown auth provider `{p}`")
+                })?),
+            };
+            let mut rate_limits = Vec::new();
+            for r in &vs.rate_limits {
+                let spec = snapshot.rate_limits.get(r).ok_or_else(|| {
+                    format!("virtual server `{name}` uses unknown rate limit `{r}`")
+                })?;
+                rate_limits.push(Arc::new(Limit::new(r, spec, snapshot.replicas)));
+            }
             let mut view = ServerView {
                 name: name.clone(),
                 description: vs.description.clone(),
                 version: snapshot.version.clone(),
                 sealer: routes.sealer.clone(),
                 passthrough: vs.passthrough.clone(),
+                forward_token: auth
+                    .as_ref()
+                    .and_then(|a| a.jwt())
+                    .is_some_and(|j| j.forward_token),
+                auth,
+                authz: Rules::compile(&vs.authorization),
+                rate_limits,
+                limits: vs.limits.clone(),
+                route_timeouts: vs
+                    .upstreams
+                    .iter()
+                    .filter(|s| !s.timeouts.is_empty())
+                    .map(|s| (s.upstream.clone(), s.timeouts.clone()))
+                    .collect(),
                 ..ServerView::default()
             };
             for p in &vs.prompts {

@@ -25,6 +25,7 @@ pub enum Source {
 pub struct DataPlaneConfig {
     pub listen: String,
     pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
     pub source: Source,
     /// For pingora's pid and upgrade-socket files.
     pub state_dir: PathBuf,
@@ -107,7 +108,9 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
     server.bootstrap();
     let mut proxy = pingora::proxy::http_proxy_service(
         &server.configuration,
-        Gateway::new(routes, config.max_body_bytes).with_signals(signals),
+        Gateway::new(routes, config.max_body_bytes)
+            .with_max_header_bytes(config.max_header_bytes)
+            .with_signals(signals),
     );
     proxy.add_tcp(&config.listen);
     server.add_service(proxy);

@@ -4,9 +4,12 @@
 use crate::jsonrpc::{self, Message, RpcError};
 use crate::mcp::modern::{self, RoutingHeaders};
 use crate::mcp::{local, versions};
+use crate::policy::auth::Principal;
+use crate::policy::authz::{target_of, Target};
 use crate::routes::ServerView;
 use crate::session::Session;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 /// The parts of an HTTP request the rules look at.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +23,97 @@ pub struct RequestInfo {
     pub mcp_method: Option<String>,
     /// `Mcp-Name` (stateless era).
     pub mcp_name: Option<String>,
+    /// Who is calling (authenticated before the rules here run).
+    pub caller: Principal,
+}
+
+/// Admission checks that need state the rules here do not keep (rate limits).
+pub trait Gate {
+    /// Lets a request through, or says why not.
+    fn admit(&self, method: &str, target: Target<'_>) -> Result<(), Refusal>;
+}
+
+/// A gate that admits everything.
+pub struct Open;
+
+impl Gate for Open {
+    fn admit(&self, _: &str, _: Target<'_>) -> Result<(), Refusal> {
+        Ok(())
+    }
+}
+
+/// Why a request was not let through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub error: RpcError,
+    /// When the client may try again (`Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl Refusal {
+    /// The answer: a JSON-RPC error, with the era's HTTP status (inside a session the
+    /// status is 200, so the session's other requests go on) and `Retry-After` if known.
+    fn reply(self, id: &Value, stateless: bool) -> Reply {
+        let status = if stateless {
+            modern::http_status(self.error.code)
+        } else {
+            200
+        };
+        let mut reply = Reply::json(status, &jsonrpc::error_response(id, &self.error));
+        if let Some(wait) = self.retry_after {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            reply.headers.push(("retry-after", secs.max(1).to_string()));
+        }
+        reply
+    }
+}
+
+/// Authorization, request limits and the gate, for one request.
+fn admit(
+    server: &ServerView,
+    req: &RequestInfo,
+    gate: &dyn Gate,
+    method: &str,
+    params: &Value,
+) -> Result<(), Refusal> {
+    if matches!(method, "initialize" | "ping" | "server/discover") {
+        return Ok(());
+    }
+    let target = target_of(method, params);
+    if !server.authz.allows(&req.caller, method, target) {
+        let who = if req.caller.subject.is_empty() {
+            "anonymous callers".to_string()
+        } else {
+            format!("`{}`", req.caller.subject)
+        };
+        let what = match target {
+            Target::Tool(n) => format!("call tool `{n}`"),
+            Target::Prompt(n) => format!("get prompt `{n}`"),
+            Target::Resource(u) => format!("read resource `{u}`"),
+            Target::Nothing => format!("use {method}"),
+        };
+        return Err(Refusal {
+            error: RpcError::new(
+                jsonrpc::FORBIDDEN,
+                format!("forbidden: {who} may not {what}"),
+            ),
+            retry_after: None,
+        });
+    }
+    if let Some(max) = server.limits.max_argument_bytes {
+        let size = params
+            .get("arguments")
+            .map_or(0, |a| serde_json::to_vec(a).map_or(0, |v| v.len()));
+        if size > max {
+            return Err(Refusal {
+                error: RpcError::invalid_params(format!(
+                    "arguments are {size} bytes; this server takes at most {max}"
+                )),
+                retry_after: None,
+            });
+        }
+    }
+    gate.admit(method, target)
 }
 
 /// A complete HTTP answer.
@@ -99,15 +193,19 @@ pub struct Forward {
     pub server: String,
     /// The client's session (None in the stateless era): which upstream session to use.
     pub session: Option<Session>,
+    /// The upstream says repeating this call does no harm (reads, idempotent tools).
+    pub idempotent: bool,
+    /// Extra headers for the upstream (e.g. the client's token, when forwarded).
+    pub headers: Vec<(String, String)>,
 }
 
 /// The protocol version assumed when a client sends no `MCP-Protocol-Version` header.
 pub const DEFAULT_VERSION: &str = "2025-03-26";
 
 /// Decides how to answer one request to `server`'s endpoint.
-pub fn handle(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Outcome {
+pub fn handle(server: &ServerView, req: &RequestInfo, body: &[u8], gate: &dyn Gate) -> Outcome {
     match req.method.as_str() {
-        "POST" => post(server, req, body),
+        "POST" => post(server, req, body, gate),
         "DELETE" => match session_of(server, req) {
             Ok(session) => Outcome::Terminate(session),
             Err(reply) => Outcome::Reply(reply),
@@ -153,14 +251,19 @@ fn session_of(server: &ServerView, req: &RequestInfo) -> Result<Session, Reply> 
     }
 }
 
-fn post(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Outcome {
-    match post_checked(server, req, body) {
+fn post(server: &ServerView, req: &RequestInfo, body: &[u8], gate: &dyn Gate) -> Outcome {
+    match post_checked(server, req, body, gate) {
         Ok(outcome) => outcome,
         Err(reply) => Outcome::Reply(reply),
     }
 }
 
-fn post_checked(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Result<Outcome, Reply> {
+fn post_checked(
+    server: &ServerView,
+    req: &RequestInfo,
+    body: &[u8],
+    gate: &dyn Gate,
+) -> Result<Outcome, Reply> {
     let is_json = req.content_type.as_deref().is_some_and(|c| {
         c.split(';')
             .next()
@@ -185,12 +288,24 @@ fn post_checked(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Result<O
             ));
         }
     }
+    let max_depth = server
+        .limits
+        .max_json_depth
+        .unwrap_or(switchboard_config::kinds::virtual_server::RequestLimits::DEFAULT_JSON_DEPTH);
+    let depth = jsonrpc::nesting_depth(body);
+    if depth > max_depth {
+        return Err(Reply::rpc_error(
+            400,
+            jsonrpc::INVALID_REQUEST,
+            format!("JSON nests {depth} levels deep; this server takes at most {max_depth}"),
+        ));
+    }
     let message = match jsonrpc::parse(body) {
         Ok(m) => m,
         Err(rejected) => return Err(Reply::json(400, &rejected.to_response())),
     };
     match req.protocol_version.as_deref() {
-        Some(v) if versions::is_modern(v) => return Ok(stateless(server, req, message)),
+        Some(v) if versions::is_modern(v) => return Ok(stateless(server, req, message, gate)),
         Some(v) if !versions::is_supported(v) => {
             let e = modern::unsupported(v);
             return Err(Reply::json(
@@ -200,13 +315,13 @@ fn post_checked(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Result<O
         }
         None if req.session_id.is_none() && claims_modern(&message) => {
             // A stateless request without its headers: say what is wrong with it.
-            return Ok(stateless(server, req, message));
+            return Ok(stateless(server, req, message, gate));
         }
         _ => {}
     }
     match message {
         Message::Request { id, method, params } if method == "initialize" => {
-            match local::answer(server, &method, &params) {
+            match local::answer(server, &method, &params, &req.caller) {
                 Ok(result) => {
                     let version = result["protocolVersion"]
                         .as_str()
@@ -227,6 +342,9 @@ fn post_checked(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Result<O
         }
         Message::Request { id, method, params } => {
             let session = session_of(server, req)?;
+            if let Err(refusal) = admit(server, req, gate, &method, &params) {
+                return Ok(Outcome::Reply(refusal.reply(&id, false)));
+            }
             if method == "logging/setLevel" && !server.upstreams.is_empty() {
                 return Ok(Outcome::Fanout {
                     id,
@@ -239,7 +357,7 @@ fn post_checked(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Result<O
                 forward.session = Some(session);
                 return Ok(Outcome::Forward(forward));
             }
-            let response = match local::answer(server, &method, &params) {
+            let response = match local::answer(server, &method, &params, &req.caller) {
                 Ok(result) => jsonrpc::result_response(&id, result),
                 Err(e) => jsonrpc::error_response(&id, &e),
             };
@@ -273,7 +391,7 @@ fn claims_modern(message: &Message) -> bool {
 
 /// A 2026-07-28 request: no session; the envelope is checked, then the request is answered
 /// or forwarded like any other, and errors carry the era's HTTP statuses.
-fn stateless(server: &ServerView, req: &RequestInfo, message: Message) -> Outcome {
+fn stateless(server: &ServerView, req: &RequestInfo, message: Message, gate: &dyn Gate) -> Outcome {
     let Message::Request { id, method, params } = message else {
         // No client-to-server notifications or responses exist in this era.
         return Outcome::Reply(Reply::empty(202));
@@ -298,10 +416,13 @@ fn stateless(server: &ServerView, req: &RequestInfo, message: Message) -> Outcom
             format!("method not found: {method} (not part of protocol version 2026-07-28)"),
         ));
     }
+    if let Err(refusal) = admit(server, req, gate, &method, &params) {
+        return Outcome::Reply(refusal.reply(&id, true));
+    }
     if let Some(forward) = upstream_route(server, &id, &method, &params, true) {
         return Outcome::Forward(forward);
     }
-    match local::answer(server, &method, &params) {
+    match local::answer(server, &method, &params, &req.caller) {
         Ok(mut result) => {
             modern::shape_result(&method, &mut result, &server.name);
             Outcome::Reply(Reply::json(200, &jsonrpc::result_response(&id, result)))
@@ -332,6 +453,8 @@ fn upstream_route(
             stateless,
             server: server.name.clone(),
             session: None,
+            idempotent: true,
+            headers: Vec::new(),
         }
     };
     let name = params.get("name").and_then(Value::as_str).unwrap_or("");
@@ -341,7 +464,10 @@ fn upstream_route(
         forward(&route.upstream, p)
     };
     match method {
-        "tools/call" => server.tool_routes.get(name).map(renamed),
+        "tools/call" => server.tool_routes.get(name).map(|route| Forward {
+            idempotent: route.idempotent,
+            ..renamed(route)
+        }),
         "prompts/get" => server.prompt_routes.get(name).map(renamed),
         "completion/complete" => {
             let reference = params.get("ref")?;
@@ -485,7 +611,7 @@ mod tests {
 
     /// The reply a client sees, standing in for the gateway on initialize and DELETE.
     fn handle(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Reply {
-        match super::handle(server, req, body) {
+        match super::handle(server, req, body, &Open) {
             Outcome::Reply(r) => r,
             Outcome::Initialize {
                 id,
@@ -600,6 +726,7 @@ mod forward_tests {
             ToolRoute {
                 upstream: "everything".into(),
                 tool: "echo".into(),
+                idempotent: false,
             },
         );
         let sid = view.sealer.seal(&Session::new("demo", "2025-06-18"));
@@ -610,7 +737,7 @@ mod forward_tests {
             ..RequestInfo::default()
         };
         let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"everything_echo","arguments":{"message":"hi"}}}"#;
-        match handle(&view, &req, body) {
+        match handle(&view, &req, body, &Open) {
             Outcome::Forward(f) => {
                 assert_eq!(f.client_id, json!(7));
                 assert_eq!(f.upstream, "everything");

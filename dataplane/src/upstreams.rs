@@ -25,6 +25,34 @@ pub const INITIALIZE_TIMEOUT: Duration = Duration::from_secs(10);
 /// request with an old id just opens another session).
 const MAX_REPLACED: usize = 10_000;
 
+/// How one call goes out: its time limit until the first byte, and extra headers (a
+/// forwarded client token) over the session's own credentials.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    pub timeout: Option<Duration>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl CallOptions {
+    fn timeout_for(&self, spec: &UpstreamEntry) -> Duration {
+        self.timeout
+            .or(spec.timeouts.request)
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// `session` carrying this call's extra headers.
+    fn dress(&self, session: Arc<UpstreamSession>) -> Arc<UpstreamSession> {
+        if self.headers.is_empty() {
+            return session;
+        }
+        let mut dressed = (*session).clone();
+        for (k, v) in &self.headers {
+            dressed.creds.headers.insert(k.clone(), v.clone());
+        }
+        Arc::new(dressed)
+    }
+}
+
 /// Upstream sessions by upstream name (and URL, so a changed URL gets a new session).
 pub struct UpstreamPool {
     mcp: McpHttp,
@@ -201,14 +229,19 @@ impl UpstreamPool {
         spec: &UpstreamEntry,
         body: &serde_json::Value,
         client: Option<&Session>,
+        call: &CallOptions,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let timeout = spec.timeouts.request.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        let timeout = call.timeout_for(spec);
         let mut attempt = 0;
         loop {
             let (session, own) = self.session(name, spec, client).await?;
             // Only a client's own session comes with a client.
             let own = client.filter(|_| own);
-            match self.mcp.send(&session, body, timeout).await {
+            match self
+                .mcp
+                .send(&call.dress(session.clone()), body, timeout)
+                .await
+            {
                 Err(UpstreamError::SessionExpired { .. }) if attempt == 0 => {
                     tracing::info!(upstream = %name, "upstream session expired; opening a new one");
                     match own {
@@ -237,10 +270,11 @@ impl UpstreamPool {
         name: &str,
         spec: &UpstreamEntry,
         body: &serde_json::Value,
+        call: &CallOptions,
     ) -> Result<serde_json::Value, UpstreamError> {
         let mcp = mcp_of(name, spec)?;
         let key = (name.to_string(), mcp.url.clone());
-        let timeout = spec.timeouts.request.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        let timeout = call.timeout_for(spec);
         let mut attempt = 0;
         loop {
             let existing = lock(&self.legacy)

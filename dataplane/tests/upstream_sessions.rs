@@ -27,7 +27,7 @@ async fn echo(pool: &UpstreamPool, spec: &UpstreamEntry, client: &Session, word:
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "echo", "arguments": {"message": word}}});
     let resp = pool
-        .send("everything", spec, &body, Some(client))
+        .send("everything", spec, &body, Some(client), &Default::default())
         .await
         .expect("sent");
     let sse = is_event_stream(&resp);

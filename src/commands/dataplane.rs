@@ -77,6 +77,7 @@ pub fn run_command(args: &DataplaneArgs) -> anyhow::Result<i32> {
     run(DataPlaneConfig {
         listen: args.listen.clone(),
         max_body_bytes: args.limits.max_body_bytes,
+        max_header_bytes: args.limits.max_header_bytes,
         source,
         state_dir: args.node.state_dir.clone(),
     })?;

@@ -82,6 +82,7 @@ pub fn run_command(args: &UpArgs) -> anyhow::Result<i32> {
     run(DataPlaneConfig {
         listen: args.listen.clone(),
         max_body_bytes: args.limits.max_body_bytes,
+        max_header_bytes: args.limits.max_header_bytes,
         source: Source::ControlPlane(ClientConfig {
             control_planes: vec![control_plane_url(&admin.to_string())],
             node: Node {

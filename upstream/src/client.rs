@@ -14,7 +14,12 @@ pub const CLIENT_PROTOCOL_VERSION: &str = "2025-11-25";
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     #[error("cannot reach {url}: {reason}")]
-    Unreachable { url: String, reason: String },
+    Unreachable {
+        url: String,
+        reason: String,
+        /// The connection was never made, so the request never left (safe to retry).
+        connect: bool,
+    },
     #[error("{url} did not answer within {after:?}")]
     Timeout { url: String, after: Duration },
     #[error("{url} answered HTTP {status}: {body}")]
@@ -34,6 +39,17 @@ pub enum UpstreamError {
         code: i64,
         message: String,
     },
+}
+
+impl UpstreamError {
+    /// A request that failed in the HTTP client.
+    pub fn unreachable(url: &str, e: &reqwest::Error) -> UpstreamError {
+        UpstreamError::Unreachable {
+            url: url.into(),
+            reason: e.to_string(),
+            connect: e.is_connect(),
+        }
+    }
 }
 
 /// Whether an upstream answered with an SSE stream (rather than one JSON message).
@@ -138,12 +154,7 @@ impl McpHttp {
                     after: timeout,
                 })
             }
-            Ok(Err(e)) => {
-                return Err(UpstreamError::Unreachable {
-                    url: url.into(),
-                    reason: e.to_string(),
-                })
-            }
+            Ok(Err(e)) => return Err(UpstreamError::unreachable(url, &e)),
             Ok(Ok(r)) => r,
         };
         let status = resp.status().as_u16();
@@ -347,10 +358,7 @@ impl McpHttp {
                 url: url.clone(),
                 after: timeout,
             })?
-            .map_err(|e| UpstreamError::Unreachable {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| UpstreamError::unreachable(&url, &e))?;
         match resp.status().as_u16() {
             405 => return Ok(None),
             404 => return Err(UpstreamError::SessionExpired { url }),

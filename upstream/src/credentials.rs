@@ -142,6 +142,7 @@ async fn token(http: &reqwest::Client, grant: &OAuth2Grant) -> Result<String, Up
         .map_err(|e| UpstreamError::Unreachable {
             url: url.clone(),
             reason: format!("OAuth2 token endpoint: {e}"),
+            connect: false,
         })?;
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();

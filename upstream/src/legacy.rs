@@ -40,13 +40,6 @@ impl Drop for LegacySession {
     }
 }
 
-fn unreachable(url: &str, e: impl std::fmt::Display) -> UpstreamError {
-    UpstreamError::Unreachable {
-        url: url.into(),
-        reason: e.to_string(),
-    }
-}
-
 fn protocol(url: &str, reason: impl Into<String>) -> UpstreamError {
     UpstreamError::Protocol {
         url: url.into(),
@@ -73,7 +66,7 @@ impl LegacySession {
                 url: url.clone(),
                 after: timeout,
             })?
-            .map_err(|e| unreachable(&url, e))?;
+            .map_err(|e| UpstreamError::unreachable(&url, &e))?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             return Err(UpstreamError::Status {
@@ -218,7 +211,7 @@ impl LegacySession {
                 url: self.endpoint.clone(),
                 after: timeout,
             })?
-            .map_err(|e| unreachable(&self.endpoint, e))?;
+            .map_err(|e| UpstreamError::unreachable(&self.endpoint, &e))?;
         let status = resp.status().as_u16();
         if status == 404 {
             return Err(UpstreamError::SessionExpired {

@@ -1,5 +1,6 @@
 //! `AuthProvider`: how a virtual server authenticates its clients.
 
+use super::secret::SecretRef;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -35,6 +36,56 @@ pub struct JwtAuth {
     /// Forward the client's token to upstreams (off: tokens stop at the gateway).
     #[serde(default)]
     pub forward_token: bool,
+    /// How often the JWKS document is fetched again (default 5m); a token whose `kid` is
+    /// unknown fetches it at once (at most once a second), so rotations need no restart.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub jwks_refresh: Option<Duration>,
+    /// Which claims name the principal, its groups and its scopes.
+    #[serde(default, skip_serializing_if = "ClaimNames::is_default")]
+    pub claims: ClaimNames,
+    /// Authorization servers announced in the OAuth protected-resource metadata (RFC 9728);
+    /// the issuer when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorization_servers: Vec<String>,
+    /// Scopes announced in the protected-resource metadata.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes_supported: Vec<String>,
+}
+
+impl JwtAuth {
+    /// Default JWKS refresh interval.
+    pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
+
+    /// The JWKS refresh interval in force.
+    pub fn jwks_every(&self) -> Duration {
+        self.jwks_refresh.unwrap_or(Self::DEFAULT_JWKS_REFRESH)
+    }
+}
+
+/// Claim names, for issuers that do not use the usual ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClaimNames {
+    /// The principal (default `sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// A list (or space-separated string) of groups (default `groups`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<String>,
+    /// A space-separated string (or list) of scopes (default `scope`, then `scp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<String>,
+}
+
+impl ClaimNames {
+    /// True when nothing is set, so serialisation can omit the block.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 fn default_algorithms() -> Vec<JwtAlgorithm> {
@@ -70,7 +121,8 @@ impl JwtAlgorithm {
     }
 }
 
-/// One verification key; `pem` for public keys, `secretEnv` for HMAC secrets.
+/// One verification key: `pem` for a public key; `secret` (a `Secret` value) or
+/// `secretEnv` (an environment variable on the data plane) for an HMAC secret.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct JwtKey {
@@ -81,6 +133,9 @@ pub struct JwtKey {
     /// Name of an environment variable (on the data plane) holding an HMAC secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_env: Option<String>,
+    /// An HMAC secret kept in a `Secret` (sealed at rest, carried in snapshots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretRef>,
 }
 
 /// Static API keys, stored only as SHA-256 hashes.
@@ -88,6 +143,20 @@ pub struct JwtKey {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ApiKeyAuth {
     pub keys: Vec<ApiKey>,
+    /// The header that carries a key (default `X-Api-Key`); `Authorization: Bearer <key>`
+    /// is accepted too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+}
+
+impl ApiKeyAuth {
+    /// The key header in force, lower case.
+    pub fn header_name(&self) -> String {
+        self.header
+            .as_deref()
+            .unwrap_or("x-api-key")
+            .to_ascii_lowercase()
+    }
 }
 
 /// One API key and the principal it authenticates.
@@ -98,4 +167,23 @@ pub struct ApiKey {
     pub principal: String,
     /// Lower-case hex SHA-256 of the key.
     pub sha256: String,
+    /// Groups the principal belongs to, for authorization rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Scopes the key grants, for authorization rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+impl AuthProviderSpec {
+    /// Every secret value this provider needs, with the field that names it.
+    pub fn refs(&self) -> Vec<(String, &SecretRef)> {
+        let keys = self.jwt.iter().flat_map(|j| j.keys.iter().enumerate());
+        keys.filter_map(|(i, k)| {
+            k.secret
+                .as_ref()
+                .map(|r| (format!("spec.jwt.keys[{i}].secret"), r))
+        })
+        .collect()
+    }
 }

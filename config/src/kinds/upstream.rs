@@ -40,6 +40,113 @@ pub struct UpstreamSpec {
     /// Active health checking, and what clients see while the upstream is down.
     #[serde(default, skip_serializing_if = "HealthCheck::is_default")]
     pub health: HealthCheck,
+    /// When data planes retry a failed call.
+    #[serde(default, skip_serializing_if = "RetryPolicy::is_default")]
+    pub retries: RetryPolicy,
+    /// When a data plane stops sending to an upstream that keeps failing.
+    #[serde(default, skip_serializing_if = "CircuitBreaker::is_default")]
+    pub circuit_breaker: CircuitBreaker,
+}
+
+/// Retries with exponential backoff and full jitter. A call that never reached the upstream
+/// (connect failure) is always retried; other failures (timeouts before the first byte,
+/// HTTP 502/503/504) only for calls that are safe to repeat. Nothing is retried once any of
+/// the answer reached the client.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (default 2; 0 turns retries off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// First backoff (default 100ms), doubled each retry up to `maxBackoff` (default 2s).
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backoff: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_backoff: Option<Duration>,
+    /// Which `tools/call`s may be repeated after reaching the upstream.
+    #[serde(default, skip_serializing_if = "ToolCallRetries::is_default")]
+    pub tool_calls: ToolCallRetries,
+}
+
+impl RetryPolicy {
+    /// True when nothing is set, so serialisation can omit the block.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Retries in force.
+    pub fn retries(&self) -> u32 {
+        self.attempts.unwrap_or(2)
+    }
+
+    /// The wait before retry `n` (0-based), before jitter.
+    pub fn backoff_for(&self, n: u32) -> Duration {
+        let base = self.backoff.unwrap_or(Duration::from_millis(100));
+        let max = self.max_backoff.unwrap_or(Duration::from_secs(2));
+        base.saturating_mul(1u32 << n.min(16)).min(max)
+    }
+}
+
+/// Which tool calls are safe to send twice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ToolCallRetries {
+    /// Tools whose annotations say `idempotentHint` or `readOnlyHint`.
+    #[default]
+    WhenIdempotent,
+    /// Every tool (the upstream's tools are known to be safe to repeat).
+    Always,
+    /// None, whatever the annotations say.
+    Never,
+}
+
+impl ToolCallRetries {
+    /// True for the default, so serialisation can omit it.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Circuit breaking per data plane: after `consecutiveFailures` failed calls in a row the
+/// upstream is ejected for `openFor` (calls fail at once), then one trial call decides.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CircuitBreaker {
+    /// Failures in a row that open the circuit (default 5; 0 turns it off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u32>,
+    /// How long it stays open before a trial call (default 10s).
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub open_for: Option<Duration>,
+}
+
+impl CircuitBreaker {
+    /// True when nothing is set, so serialisation can omit the block.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The failure threshold in force (0: never opens).
+    pub fn threshold(&self) -> u32 {
+        self.consecutive_failures.unwrap_or(5)
+    }
+
+    /// How long the circuit stays open.
+    pub fn open_duration(&self) -> Duration {
+        self.open_for.unwrap_or(Duration::from_secs(10))
+    }
 }
 
 /// Catalog refresh settings.

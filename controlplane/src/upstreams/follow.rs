@@ -5,6 +5,7 @@ use super::records::{
     CatalogRecord, HealthRecord, HealthState, LeaderRecord, RefreshRequest, SignalRecord,
     LEADER_KEY,
 };
+use crate::replicas::ReplicaRecord;
 use crate::store::{StatusMap, Store};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
@@ -21,6 +22,8 @@ pub struct Status {
     pub health: BTreeMap<String, HealthRecord>,
     pub refresh: BTreeMap<String, RefreshRequest>,
     pub signals: BTreeMap<String, SignalRecord>,
+    /// Data planes connected to each control-plane replica, by replica id.
+    pub replicas: BTreeMap<String, ReplicaRecord>,
     pub leader: Option<LeaderRecord>,
 }
 
@@ -55,6 +58,7 @@ impl Status {
                 "health" => put(&mut status.health, key, name, value),
                 "refresh" => put(&mut status.refresh, key, name, value),
                 "signal" => put(&mut status.signals, key, name, value),
+                "replicas" => put(&mut status.replicas, key, name, value),
                 _ => {}
             }
         }
@@ -75,6 +79,7 @@ impl Status {
                 .filter(|(_, h)| h.state == HealthState::Unhealthy)
                 .map(|(name, h)| (name.clone(), h.last_error.clone()))
                 .collect(),
+            replicas: crate::replicas::count(&self.replicas, crate::dataplanes::now_ms()),
         }
     }
 }

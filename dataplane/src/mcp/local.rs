@@ -3,6 +3,8 @@
 
 use super::versions;
 use crate::jsonrpc::{RpcError, INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND};
+use crate::policy::auth::Principal;
+use crate::policy::authz::Target;
 use crate::routes::ServerView;
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -13,12 +15,21 @@ use switchboard_config::kinds::prompt::{PromptSpec, Role};
 pub const PAGE_SIZE: usize = 100;
 
 /// Answers `method` for `server`, or says who else must (Err with -32601 when nobody).
-pub fn answer(server: &ServerView, method: &str, params: &Value) -> Result<Value, RpcError> {
+/// Listings show `caller` only what the server's authorization rules let it use.
+pub fn answer(
+    server: &ServerView,
+    method: &str,
+    params: &Value,
+    caller: &Principal,
+) -> Result<Value, RpcError> {
     match method {
         "initialize" => Ok(initialize(server, params)),
         "server/discover" => Ok(discover(server)),
         "ping" => Ok(json!({})),
-        "tools/list" => page(server, "tools", server.tools.clone(), params),
+        "tools/list" => {
+            let items = visible(server, caller, server.tools.clone(), "name", Kind::Tool);
+            page(server, "tools", items, params)
+        }
         "prompts/list" => {
             let items = server
                 .prompts
@@ -26,6 +37,7 @@ pub fn answer(server: &ServerView, method: &str, params: &Value) -> Result<Value
                 .map(|(n, p)| prompt_entry(n, p))
                 .chain(server.upstream_prompts.iter().cloned())
                 .collect();
+            let items = visible(server, caller, items, "name", Kind::Prompt);
             page(server, "prompts", items, params)
         }
         "resources/list" => {
@@ -47,6 +59,7 @@ pub fn answer(server: &ServerView, method: &str, params: &Value) -> Result<Value
                 })
                 .chain(server.upstream_resources.iter().cloned())
                 .collect();
+            let items = visible(server, caller, items, "uri", Kind::Resource);
             page(server, "resources", items, params)
         }
         "resources/templates/list" => {
@@ -70,6 +83,39 @@ pub fn answer(server: &ServerView, method: &str, params: &Value) -> Result<Value
             format!("method not found: {other}"),
         )),
     }
+}
+
+/// What kind of item a listing holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    Tool,
+    Prompt,
+    Resource,
+}
+
+/// The items `caller` may use.
+fn visible(
+    server: &ServerView,
+    caller: &Principal,
+    items: Vec<Value>,
+    key: &str,
+    kind: Kind,
+) -> Vec<Value> {
+    if server.authz.is_open() {
+        return items;
+    }
+    items
+        .into_iter()
+        .filter(|item| {
+            let name = item.get(key).and_then(Value::as_str).unwrap_or("");
+            let target = match kind {
+                Kind::Tool => Target::Tool(name),
+                Kind::Prompt => Target::Prompt(name),
+                Kind::Resource => Target::Resource(name),
+            };
+            server.authz.shows(caller, target)
+        })
+        .collect()
 }
 
 /// What every virtual server offers, in both eras.
@@ -269,6 +315,10 @@ fn read_resource(server: &ServerView, params: &Value) -> Result<Value, RpcError>
 mod tests {
     use super::*;
     use crate::routes::Routes;
+
+    fn answer(server: &ServerView, method: &str, params: &Value) -> Result<Value, RpcError> {
+        super::answer(server, method, params, &Principal::anonymous())
+    }
     use switchboard_config::{load_sources, NodeGroup, Snapshot, Source};
 
     fn demo() -> std::sync::Arc<ServerView> {

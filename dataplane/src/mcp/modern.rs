@@ -5,7 +5,10 @@
 //! to the session era for upstreams that only speak it.
 
 use super::versions;
-use crate::jsonrpc::{RpcError, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR};
+use crate::jsonrpc::{
+    RpcError, FORBIDDEN, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR,
+    RATE_LIMITED,
+};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
@@ -40,6 +43,8 @@ pub fn http_status(code: i64) -> u16 {
         | HEADER_MISMATCH
         | UNSUPPORTED_PROTOCOL_VERSION => 400,
         METHOD_NOT_FOUND => 404,
+        FORBIDDEN => 403,
+        RATE_LIMITED => 429,
         _ => 200,
     }
 }

@@ -1,0 +1,372 @@
+//! Authentication of clients per virtual server: bearer JWTs (keys inline, from Secrets or
+//! the environment, or from a JWKS document cached and re-fetched on rotation) or API keys
+//! (compared by SHA-256). The result is a [`Principal`] for authorization and rate limits.
+
+use super::jwks::JwksCache;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use switchboard_config::kinds::auth_provider::{
+    ApiKeyAuth, AuthProviderSpec, JwtAlgorithm, JwtAuth,
+};
+use switchboard_config::Snapshot;
+
+/// Who is calling, as policies see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Principal {
+    /// The subject claim or the API key's principal; empty for anonymous callers.
+    pub subject: String,
+    pub groups: Vec<String>,
+    pub scopes: Vec<String>,
+}
+
+impl Principal {
+    /// A caller of a server without authentication.
+    pub fn anonymous() -> Principal {
+        Principal::default()
+    }
+}
+
+/// Why a request is not authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No credentials at all (the client should authenticate and retry).
+    #[error("authentication required: send {0}")]
+    Missing(&'static str),
+    /// Credentials that do not verify.
+    #[error("invalid credentials: {0}")]
+    Invalid(String),
+    /// The keys to verify with cannot be had right now.
+    #[error("cannot verify credentials now: {0}")]
+    Unavailable(String),
+}
+
+/// One virtual server's authenticator, compiled from its `AuthProvider`.
+#[derive(Debug)]
+pub enum Authenticator {
+    Jwt(Box<JwtVerifier>),
+    ApiKeys(ApiKeys),
+}
+
+/// The credentials a request offered, as read from its headers.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Offered<'a> {
+    /// `Authorization` header value.
+    pub authorization: Option<&'a str>,
+    /// Value of the API-key header, when the provider uses API keys.
+    pub api_key: Option<&'a str>,
+}
+
+fn bearer(authorization: Option<&str>) -> Option<&str> {
+    let value = authorization?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+impl Authenticator {
+    /// Compiles `spec`; HMAC secrets come from the snapshot's Secrets or the environment.
+    pub fn compile(name: &str, spec: &AuthProviderSpec, snap: &Snapshot) -> Result<Self, String> {
+        if let Some(jwt) = &spec.jwt {
+            return Ok(Authenticator::Jwt(Box::new(JwtVerifier::compile(
+                name, jwt, snap,
+            )?)));
+        }
+        if let Some(keys) = &spec.api_keys {
+            return Ok(Authenticator::ApiKeys(ApiKeys::compile(keys)));
+        }
+        Err(format!(
+            "auth provider `{name}` sets neither jwt nor apiKeys"
+        ))
+    }
+
+    /// The header an API key is read from, if this authenticator takes API keys.
+    pub fn api_key_header(&self) -> Option<&str> {
+        match self {
+            Authenticator::ApiKeys(k) => Some(&k.header),
+            Authenticator::Jwt(_) => None,
+        }
+    }
+
+    /// The JWT settings, for the protected-resource metadata.
+    pub fn jwt(&self) -> Option<&JwtAuth> {
+        match self {
+            Authenticator::Jwt(j) => Some(&j.spec),
+            Authenticator::ApiKeys(_) => None,
+        }
+    }
+
+    /// Checks what a request offered.
+    pub async fn authenticate(
+        &self,
+        offered: Offered<'_>,
+        jwks: &JwksCache,
+    ) -> Result<Principal, AuthError> {
+        match self {
+            Authenticator::Jwt(j) => {
+                let token = bearer(offered.authorization)
+                    .ok_or(AuthError::Missing("Authorization: Bearer <JWT>"))?;
+                j.verify(token, jwks).await
+            }
+            Authenticator::ApiKeys(k) => {
+                let key = offered
+                    .api_key
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .or_else(|| bearer(offered.authorization))
+                    .ok_or(AuthError::Missing("an API key"))?;
+                k.check(key)
+            }
+        }
+    }
+}
+
+/// Static API keys by the hex SHA-256 of the key.
+#[derive(Debug)]
+pub struct ApiKeys {
+    header: String,
+    by_hash: HashMap<String, Principal>,
+}
+
+impl ApiKeys {
+    fn compile(spec: &ApiKeyAuth) -> ApiKeys {
+        ApiKeys {
+            header: spec.header_name(),
+            by_hash: spec
+                .keys
+                .iter()
+                .map(|k| {
+                    let p = Principal {
+                        subject: k.principal.clone(),
+                        groups: k.groups.clone(),
+                        scopes: k.scopes.clone(),
+                    };
+                    (k.sha256.clone(), p)
+                })
+                .collect(),
+        }
+    }
+
+    fn check(&self, key: &str) -> Result<Principal, AuthError> {
+        let hash = hex::encode(Sha256::digest(key.as_bytes()));
+        self.by_hash
+            .get(&hash)
+            .cloned()
+            .ok_or_else(|| AuthError::Invalid("unknown API key".into()))
+    }
+}
+
+/// Verifies bearer JWTs from one issuer.
+pub struct JwtVerifier {
+    spec: JwtAuth,
+    validation: Validation,
+    /// Keys given in the resource (by `kid` when they have one).
+    keys: Vec<(Option<String>, DecodingKey)>,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("issuer", &self.spec.issuer)
+            .field("keys", &self.keys.len())
+            .field("jwks_url", &self.spec.jwks_url)
+            .finish()
+    }
+}
+
+fn algorithm(a: JwtAlgorithm) -> Algorithm {
+    match a {
+        JwtAlgorithm::HS256 => Algorithm::HS256,
+        JwtAlgorithm::HS384 => Algorithm::HS384,
+        JwtAlgorithm::HS512 => Algorithm::HS512,
+        JwtAlgorithm::RS256 => Algorithm::RS256,
+        JwtAlgorithm::RS384 => Algorithm::RS384,
+        JwtAlgorithm::RS512 => Algorithm::RS512,
+        JwtAlgorithm::PS256 => Algorithm::PS256,
+        JwtAlgorithm::PS384 => Algorithm::PS384,
+        JwtAlgorithm::PS512 => Algorithm::PS512,
+        JwtAlgorithm::ES256 => Algorithm::ES256,
+        JwtAlgorithm::ES384 => Algorithm::ES384,
+        JwtAlgorithm::EdDSA => Algorithm::EdDSA,
+    }
+}
+
+/// A public key from PEM, whichever family it is.
+fn pem_key(pem: &str) -> Result<DecodingKey, String> {
+    let bytes = pem.as_bytes();
+    DecodingKey::from_rsa_pem(bytes)
+        .or_else(|_| DecodingKey::from_ec_pem(bytes))
+        .or_else(|_| DecodingKey::from_ed_pem(bytes))
+        .map_err(|e| format!("not an RSA, EC or Ed25519 public key: {e}"))
+}
+
+impl JwtVerifier {
+    fn compile(name: &str, spec: &JwtAuth, snap: &Snapshot) -> Result<JwtVerifier, String> {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.algorithms = spec.algorithms.iter().copied().map(algorithm).collect();
+        validation.leeway = spec.clock_skew.as_secs();
+        validation.set_issuer(&[spec.issuer.as_str()]);
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        if spec.audiences.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&spec.audiences);
+            validation.required_spec_claims.insert("aud".into());
+        }
+        validation.validate_nbf = true;
+        let mut keys = Vec::new();
+        for (i, k) in spec.keys.iter().enumerate() {
+            let at = format!("auth provider `{name}` key {i}");
+            let key = if let Some(pem) = &k.pem {
+                pem_key(pem).map_err(|e| format!("{at}: {e}"))?
+            } else if let Some(r) = &k.secret {
+                let secret = snap
+                    .secret(r)
+                    .ok_or_else(|| format!("{at}: Secret `{}` has no key `{}`", r.secret, r.key))?;
+                DecodingKey::from_secret(secret.as_bytes())
+            } else if let Some(env) = &k.secret_env {
+                let secret = std::env::var(env)
+                    .map_err(|_| format!("{at}: environment variable {env} is not set"))?;
+                DecodingKey::from_secret(secret.as_bytes())
+            } else {
+                return Err(format!("{at}: set pem, secret or secretEnv"));
+            };
+            keys.push((k.kid.clone(), key));
+        }
+        Ok(JwtVerifier {
+            spec: spec.clone(),
+            validation,
+            keys,
+        })
+    }
+
+    async fn verify(&self, token: &str, jwks: &JwksCache) -> Result<Principal, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| {
+            AuthError::Invalid(format!(
+                "not a usable JWT ({e}); `none` and unknown algorithms are refused"
+            ))
+        })?;
+        if !self.validation.algorithms.contains(&header.alg) {
+            return Err(AuthError::Invalid(format!(
+                "algorithm {:?} is not accepted here",
+                header.alg
+            )));
+        }
+        let kid = header.kid.as_deref();
+        let inline = self
+            .keys
+            .iter()
+            .filter(|(k, _)| kid.is_none() || k.is_none() || k.as_deref() == kid)
+            .map(|(_, key)| key.clone());
+        let mut candidates: Vec<DecodingKey> = inline.collect();
+        if let Some(url) = &self.spec.jwks_url {
+            let set = jwks
+                .keys(url, self.spec.jwks_every(), kid)
+                .await
+                .map_err(AuthError::Unavailable)?;
+            candidates.extend(set.matching(kid, header.alg));
+        }
+        if candidates.is_empty() {
+            return Err(AuthError::Invalid(match kid {
+                Some(k) => format!("no key with kid `{k}`"),
+                None => "no key for this token".into(),
+            }));
+        }
+        let mut last = String::from("signature does not verify");
+        for key in &candidates {
+            match jsonwebtoken::decode::<Value>(token, key, &self.validation) {
+                Ok(data) => return Ok(self.principal(&data.claims)),
+                Err(e) => {
+                    use jsonwebtoken::errors::ErrorKind as K;
+                    match e.kind() {
+                        // Another key may be the right one.
+                        K::InvalidSignature | K::InvalidAlgorithm | K::InvalidKeyFormat => {
+                            last = e.to_string();
+                        }
+                        K::ExpiredSignature => {
+                            return Err(AuthError::Invalid("token expired".into()))
+                        }
+                        K::ImmatureSignature => {
+                            return Err(AuthError::Invalid("token not valid yet (nbf)".into()))
+                        }
+                        K::InvalidAudience => {
+                            return Err(AuthError::Invalid("token is for another audience".into()))
+                        }
+                        K::InvalidIssuer => {
+                            return Err(AuthError::Invalid("token is from another issuer".into()))
+                        }
+                        _ => return Err(AuthError::Invalid(e.to_string())),
+                    }
+                }
+            }
+        }
+        Err(AuthError::Invalid(last))
+    }
+
+    fn principal(&self, claims: &Value) -> Principal {
+        let names = &self.spec.claims;
+        let strings = |v: Option<&Value>| -> Vec<String> {
+            match v {
+                Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let subject = claims
+            .get(names.subject.as_deref().unwrap_or("sub"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let groups = strings(claims.get(names.groups.as_deref().unwrap_or("groups")));
+        let scopes = match names.scopes.as_deref() {
+            Some(claim) => strings(claims.get(claim)),
+            None => strings(claims.get("scope").or_else(|| claims.get("scp"))),
+        };
+        Principal {
+            subject,
+            groups,
+            scopes,
+        }
+    }
+}
+
+/// Authenticators by auth-provider name, compiled once per snapshot.
+pub type Authenticators = HashMap<String, Arc<Authenticator>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_leniently() {
+        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some("bearer   abc ")), Some("abc"));
+        assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(bearer(Some("Bearer ")), None);
+        assert_eq!(bearer(None), None);
+    }
+
+    #[test]
+    fn api_keys_match_by_hash() {
+        let spec = ApiKeyAuth {
+            keys: vec![switchboard_config::kinds::auth_provider::ApiKey {
+                principal: "alice".into(),
+                sha256: hex::encode(Sha256::digest(b"k1")),
+                groups: vec!["dev".into()],
+                scopes: vec![],
+            }],
+            header: None,
+        };
+        let keys = ApiKeys::compile(&spec);
+        assert_eq!(keys.check("k1").map(|p| p.subject), Ok("alice".into()));
+        assert!(matches!(keys.check("k2"), Err(AuthError::Invalid(_))));
+    }
+}

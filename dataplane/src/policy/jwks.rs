@@ -1,0 +1,166 @@
+//! JWKS documents, fetched on first use and cached for the whole process (a new snapshot
+//! does not fetch them again): re-fetched after the provider's refresh interval, and at once
+//! (at most once a second) when a token names a `kid` the cached set lacks, so key rotation
+//! needs no restart. A failed fetch keeps serving the keys it had.
+
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Least time between two fetches of one document for unknown `kid`s.
+const MIN_REFETCH: Duration = Duration::from_secs(1);
+/// Time allowed for one fetch.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The usable keys of one JWKS document.
+#[derive(Default)]
+pub struct KeySet {
+    keys: Vec<(Option<String>, DecodingKey)>,
+}
+
+impl KeySet {
+    /// Parses a JWKS document, skipping keys this build cannot use.
+    pub fn parse(doc: &Value) -> Result<KeySet, String> {
+        let keys = doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or("not a JWKS document (no `keys` array)")?;
+        let mut out = KeySet::default();
+        for k in keys {
+            let parsed = serde_json::from_value::<Jwk>(k.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|jwk| {
+                    let key = DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
+                    Ok((jwk.common.key_id.clone(), key))
+                });
+            match parsed {
+                Ok(entry) => out.keys.push(entry),
+                Err(e) => tracing::debug!(error = %e, "skipping a JWKS key"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn has(&self, kid: &str) -> bool {
+        self.keys.iter().any(|(k, _)| k.as_deref() == Some(kid))
+    }
+
+    /// The keys that could have signed a token with this `kid` and `alg`.
+    pub fn matching(&self, kid: Option<&str>, alg: Algorithm) -> Vec<DecodingKey> {
+        self.keys
+            .iter()
+            .filter(|(k, key)| {
+                key.family() == alg.family() && (kid.is_none() || k.as_deref() == kid)
+            })
+            .map(|(_, key)| key.clone())
+            .collect()
+    }
+}
+
+struct Fetched {
+    /// Last fetch attempt.
+    at: Instant,
+    /// When to fetch again regardless of `kid`s.
+    due: Instant,
+    set: Arc<KeySet>,
+}
+
+#[derive(Default)]
+struct Entry {
+    state: Mutex<Option<Fetched>>,
+    /// One fetch at a time per document.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl Entry {
+    fn current(&self) -> Option<(Instant, Instant, Arc<KeySet>)> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.as_ref().map(|f| (f.at, f.due, f.set.clone()))
+    }
+
+    fn store(&self, set: Arc<KeySet>, due_in: Duration) {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        *state = Some(Fetched {
+            at: now,
+            due: now + due_in,
+            set,
+        });
+    }
+}
+
+/// Every JWKS document this data plane uses, by URL.
+#[derive(Default)]
+pub struct JwksCache {
+    http: reqwest::Client,
+    entries: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+impl JwksCache {
+    /// The keys at `url`, fetched when missing, older than `every`, or lacking `kid`.
+    pub async fn keys(
+        &self,
+        url: &str,
+        every: Duration,
+        kid: Option<&str>,
+    ) -> Result<Arc<KeySet>, String> {
+        let entry = {
+            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            entries.entry(url.to_string()).or_default().clone()
+        };
+        let needs_fetch = |current: &Option<(Instant, Instant, Arc<KeySet>)>| match current {
+            None => true,
+            Some((at, due, set)) => {
+                Instant::now() >= *due
+                    || (kid.is_some_and(|k| !set.has(k)) && at.elapsed() >= MIN_REFETCH)
+            }
+        };
+        let current = entry.current();
+        if !needs_fetch(&current) {
+            return current.map(|(_, _, s)| s).ok_or_else(|| "no keys".into());
+        }
+        let _one = entry.fetching.lock().await;
+        // Someone else may have fetched while we waited.
+        let current = entry.current();
+        if !needs_fetch(&current) {
+            return current.map(|(_, _, s)| s).ok_or_else(|| "no keys".into());
+        }
+        match self.fetch(url).await {
+            Ok(set) => {
+                let set = Arc::new(set);
+                entry.store(set.clone(), every);
+                tracing::info!(%url, keys = set.keys.len(), "JWKS fetched");
+                Ok(set)
+            }
+            Err(e) => {
+                tracing::warn!(%url, error = %e, "cannot fetch JWKS");
+                match current {
+                    // Keep verifying with the keys we had; try again soon.
+                    Some((_, _, set)) => {
+                        entry.store(set.clone(), MIN_REFETCH);
+                        Ok(set)
+                    }
+                    None => Err(format!("JWKS at {url}: {e}")),
+                }
+            }
+        }
+    }
+
+    async fn fetch(&self, url: &str) -> Result<KeySet, String> {
+        let resp = tokio::time::timeout(FETCH_TIMEOUT, self.http.get(url).send())
+            .await
+            .map_err(|_| format!("no answer within {FETCH_TIMEOUT:?}"))?
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {}", resp.status().as_u16()));
+        }
+        let doc: Value = tokio::time::timeout(FETCH_TIMEOUT, resp.json())
+            .await
+            .map_err(|_| format!("no answer within {FETCH_TIMEOUT:?}"))?
+            .map_err(|e| format!("not JSON: {e}"))?;
+        KeySet::parse(&doc)
+    }
+}
