@@ -11,12 +11,8 @@ use switchboard_testkit::{
     ServerEverything,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
-const WAIT: Duration = Duration::from_secs(30);
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::*;
 
 /// The growing test server (official Python SDK) on a free port.
 async fn growing_server(port: u16) -> ManagedProcess {
@@ -54,89 +50,6 @@ async fn time_bridge_with_token(listen: &str, token: Option<&str>) -> ManagedPro
     p
 }
 
-/// A control plane on the embedded store (or on `etcd`), ready for admin calls.
-async fn control_plane(etcd: Option<&str>) -> (ManagedProcess, String, tempfile::TempDir) {
-    control_plane_with_key(etcd, None).await
-}
-
-/// The same, with `SWITCHBOARD_SECRET_KEY` set to `key` (or unset).
-async fn control_plane_with_key(
-    etcd: Option<&str>,
-    key: Option<&str>,
-) -> (ManagedProcess, String, tempfile::TempDir) {
-    let data = tempfile::tempdir().expect("tempdir");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
-    cmd.args(["controlplane", "--listen", &addr, "--data-dir"])
-        .arg(data.path())
-        .env("SWITCHBOARD_LOG", "info,switchboard_controlplane=debug")
-        .env_remove("SWITCHBOARD_SECRET_KEY");
-    if let Some(key) = key {
-        cmd.env("SWITCHBOARD_SECRET_KEY", key);
-    }
-    if let Some(endpoint) = etcd {
-        cmd.args(["--etcd", endpoint, "--etcd-prefix", "/discovery-test"]);
-    }
-    let p = ManagedProcess::spawn(cmd).expect("control plane");
-    if let Err(e) = wait_for_tcp(&addr, WAIT).await {
-        panic!("control plane did not start: {e}\n{}", p.log_tail(20));
-    }
-    (p, format!("http://{addr}"), data)
-}
-
-/// A data plane fed by `control_planes`; returns it and its MCP URL for server `demo`.
-async fn data_plane(control_planes: &str) -> (ManagedProcess, String, tempfile::TempDir) {
-    let state = tempfile::tempdir().expect("tempdir");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "dataplane",
-        "--control-plane",
-        control_planes,
-        "--listen",
-        &listen,
-    ])
-    .arg("--state-dir")
-    .arg(state.path());
-    let p = ManagedProcess::spawn(cmd).expect("data plane");
-    if let Err(e) = wait_for_http_ok(&format!("http://{listen}/readyz"), WAIT).await {
-        panic!("data plane did not start: {e}\n{}", p.log_tail(20));
-    }
-    (p, format!("http://{listen}/servers/demo/mcp"), state)
-}
-
-/// Runs the CLI; returns (exit code, stdout, stderr).
-fn cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run switchboard");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn apply(server: &str, yaml: &str) -> (String, String) {
-    let (code, out, err) = try_apply(server, yaml);
-    assert_eq!(code, 0, "apply failed:\n{out}\n{err}");
-    (out, err)
-}
-
-fn try_apply(server: &str, yaml: &str) -> (i32, String, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("config.yaml");
-    std::fs::write(&file, yaml).expect("write");
-    cli(&[
-        "apply",
-        "-f",
-        &file.display().to_string(),
-        "--server",
-        server,
-    ])
-}
-
 /// Whether any file under `dir` contains `needle`.
 fn any_file_contains(dir: &Path, needle: &[u8]) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -160,49 +73,6 @@ fn upstream_status(server: &str, name: &str) -> Value {
     assert_eq!(code, 0, "{out}\n{err}");
     let list: Value = serde_json::from_str(&out).expect("JSON");
     list[0]["status"].clone()
-}
-
-/// Polls `tools/list` until `pred` holds for the listed names (or panics after `within`).
-async fn wait_for_tools(url: &str, within: Duration, what: &str, pred: impl Fn(&[String]) -> bool) {
-    let deadline = Instant::now() + within;
-    loop {
-        let mut client = McpHttpClient::new(url);
-        let names: Vec<String> = match client.initialize().await {
-            Ok(_) => client
-                .request("tools/list", json!({}))
-                .await
-                .ok()
-                .and_then(|r| r["tools"].as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|t| t["name"].as_str().map(str::to_string))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        if pred(&names) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: still {names:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn upstream(name: &str, url: &str, extra: &str) -> String {
-    format!(
-        "apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: {name}\nspec:\n  mcp:\n    url: {url}\n  health:\n    interval: 500ms\n    timeout: 1s\n    unhealthyThreshold: 2\n{extra}---\n"
-    )
-}
-
-fn server(upstreams: &[(&str, &str)]) -> String {
-    let mut s = String::from(
-        "apiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: demo\nspec:\n  upstreams:\n",
-    );
-    for (name, prefix) in upstreams {
-        s.push_str(&format!(
-            "    - upstream: {name}\n      prefix: \"{prefix}\"\n"
-        ));
-    }
-    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

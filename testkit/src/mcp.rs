@@ -107,6 +107,7 @@ pub struct McpHttpClient {
     http: reqwest::Client,
     session: Option<String>,
     next_id: u64,
+    headers: Vec<(String, String)>,
 }
 
 impl McpHttpClient {
@@ -120,7 +121,14 @@ impl McpHttpClient {
                 .unwrap_or_default(),
             session: None,
             next_id: 1,
+            headers: Vec::new(),
         }
+    }
+
+    /// Sends `name: value` with every request (credentials, say).
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// Points the client (and its session) at another endpoint, e.g. another gateway
@@ -160,6 +168,9 @@ impl McpHttpClient {
             .json(body);
         if let Some(s) = &self.session {
             req = req.header("mcp-session-id", s);
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
         }
         req
     }

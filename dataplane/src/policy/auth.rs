@@ -163,7 +163,9 @@ impl ApiKeys {
 /// Verifies bearer JWTs from one issuer.
 pub struct JwtVerifier {
     spec: JwtAuth,
-    validation: Validation,
+    /// One validation per accepted algorithm (the library wants every algorithm of a
+    /// validation to be of the key's family).
+    validations: Vec<(Algorithm, Validation)>,
     /// Keys given in the resource (by `kid` when they have one).
     keys: Vec<(Option<String>, DecodingKey)>,
 }
@@ -207,7 +209,6 @@ fn pem_key(pem: &str) -> Result<DecodingKey, String> {
 impl JwtVerifier {
     fn compile(name: &str, spec: &JwtAuth, snap: &Snapshot) -> Result<JwtVerifier, String> {
         let mut validation = Validation::new(Algorithm::RS256);
-        validation.algorithms = spec.algorithms.iter().copied().map(algorithm).collect();
         validation.leeway = spec.clock_skew.as_secs();
         validation.set_issuer(&[spec.issuer.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss"]);
@@ -237,9 +238,19 @@ impl JwtVerifier {
             };
             keys.push((k.kid.clone(), key));
         }
+        let validations = spec
+            .algorithms
+            .iter()
+            .map(|a| {
+                let alg = algorithm(*a);
+                let mut v = validation.clone();
+                v.algorithms = vec![alg];
+                (alg, v)
+            })
+            .collect();
         Ok(JwtVerifier {
             spec: spec.clone(),
-            validation,
+            validations,
             keys,
         })
     }
@@ -250,17 +261,21 @@ impl JwtVerifier {
                 "not a usable JWT ({e}); `none` and unknown algorithms are refused"
             ))
         })?;
-        if !self.validation.algorithms.contains(&header.alg) {
+        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == header.alg)
+        else {
             return Err(AuthError::Invalid(format!(
                 "algorithm {:?} is not accepted here",
                 header.alg
             )));
-        }
+        };
         let kid = header.kid.as_deref();
         let inline = self
             .keys
             .iter()
-            .filter(|(k, _)| kid.is_none() || k.is_none() || k.as_deref() == kid)
+            .filter(|(k, key)| {
+                key.family() == header.alg.family()
+                    && (kid.is_none() || k.is_none() || k.as_deref() == kid)
+            })
             .map(|(_, key)| key.clone());
         let mut candidates: Vec<DecodingKey> = inline.collect();
         if let Some(url) = &self.spec.jwks_url {
@@ -278,7 +293,7 @@ impl JwtVerifier {
         }
         let mut last = String::from("signature does not verify");
         for key in &candidates {
-            match jsonwebtoken::decode::<Value>(token, key, &self.validation) {
+            match jsonwebtoken::decode::<Value>(token, key, validation) {
                 Ok(data) => return Ok(self.principal(&data.claims)),
                 Err(e) => {
                     use jsonwebtoken::errors::ErrorKind as K;

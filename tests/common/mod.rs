@@ -1,0 +1,163 @@
+//! Helpers the end-to-end tests share: our binaries as real processes (control planes on
+//! the embedded store or etcd, data planes), the CLI, YAML builders, and polling.
+#![allow(dead_code)] // each test crate uses its own subset
+
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use switchboard_testkit::{
+    free_port, wait_for_http_ok, wait_for_tcp, ManagedProcess, McpHttpClient,
+};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A control plane on the embedded store (or on `etcd`), ready for admin calls.
+pub async fn control_plane(etcd: Option<&str>) -> (ManagedProcess, String, tempfile::TempDir) {
+    control_plane_with_key(etcd, None).await
+}
+
+/// The same, with `SWITCHBOARD_SECRET_KEY` set to `key` (or unset).
+pub async fn control_plane_with_key(
+    etcd: Option<&str>,
+    key: Option<&str>,
+) -> (ManagedProcess, String, tempfile::TempDir) {
+    let data = tempfile::tempdir().expect("tempdir");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["controlplane", "--listen", &addr, "--data-dir"])
+        .arg(data.path())
+        .env("SWITCHBOARD_LOG", "info,switchboard_controlplane=debug")
+        .env_remove("SWITCHBOARD_SECRET_KEY");
+    if let Some(key) = key {
+        cmd.env("SWITCHBOARD_SECRET_KEY", key);
+    }
+    if let Some(endpoint) = etcd {
+        cmd.args(["--etcd", endpoint, "--etcd-prefix", "/discovery-test"]);
+    }
+    let p = ManagedProcess::spawn(cmd).expect("control plane");
+    if let Err(e) = wait_for_tcp(&addr, WAIT).await {
+        panic!("control plane did not start: {e}\n{}", p.log_tail(20));
+    }
+    (p, format!("http://{addr}"), data)
+}
+
+/// A data plane fed by `control_planes`; returns it and its MCP URL for server `demo`.
+pub async fn data_plane(control_planes: &str) -> (ManagedProcess, String, tempfile::TempDir) {
+    let state = tempfile::tempdir().expect("tempdir");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "dataplane",
+        "--control-plane",
+        control_planes,
+        "--listen",
+        &listen,
+    ])
+    .arg("--state-dir")
+    .arg(state.path());
+    let p = ManagedProcess::spawn(cmd).expect("data plane");
+    if let Err(e) = wait_for_http_ok(&format!("http://{listen}/readyz"), WAIT).await {
+        panic!("data plane did not start: {e}\n{}", p.log_tail(20));
+    }
+    (p, format!("http://{listen}/servers/demo/mcp"), state)
+}
+
+/// Runs the CLI; returns (exit code, stdout, stderr).
+pub fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run switchboard");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn apply(server: &str, yaml: &str) -> (String, String) {
+    let (code, out, err) = try_apply(server, yaml);
+    assert_eq!(code, 0, "apply failed:\n{out}\n{err}");
+    (out, err)
+}
+
+pub fn try_apply(server: &str, yaml: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    cli(&[
+        "apply",
+        "-f",
+        &file.display().to_string(),
+        "--server",
+        server,
+    ])
+}
+
+/// Polls `tools/list` until `pred` holds for the listed names (or panics after `within`).
+pub async fn wait_for_tools(
+    url: &str,
+    within: Duration,
+    what: &str,
+    pred: impl Fn(&[String]) -> bool,
+) {
+    wait_for_tools_as(url, &[], within, what, pred).await;
+}
+
+/// The same for a client that sends `headers` (credentials).
+pub async fn wait_for_tools_as(
+    url: &str,
+    headers: &[(&str, &str)],
+    within: Duration,
+    what: &str,
+    pred: impl Fn(&[String]) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut client = McpHttpClient::new(url);
+        for (k, v) in headers {
+            client = client.with_header(k, v);
+        }
+        let names: Vec<String> = match client.initialize().await {
+            Ok(_) => client
+                .request("tools/list", json!({}))
+                .await
+                .ok()
+                .and_then(|r| r["tools"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_string))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if pred(&names) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {names:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn upstream(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: {name}\nspec:\n  mcp:\n    url: {url}\n  health:\n    interval: 500ms\n    timeout: 1s\n    unhealthyThreshold: 2\n{extra}---\n"
+    )
+}
+
+pub fn server(upstreams: &[(&str, &str)]) -> String {
+    let mut s = String::from(
+        "apiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: demo\nspec:\n  upstreams:\n",
+    );
+    for (name, prefix) in upstreams {
+        s.push_str(&format!(
+            "    - upstream: {name}\n      prefix: \"{prefix}\"\n"
+        ));
+    }
+    s
+}
