@@ -53,6 +53,8 @@ pub enum Command {
     Refresh(RefreshArgs),
     /// Serve a stdio MCP server over streamable HTTP (e.g. as an Upstream's URL).
     Bridge(BridgeArgs),
+    /// Print the SHA-256 of an API key read from standard input, for `apiKeys.keys[].sha256`.
+    HashKey,
 }
 
 /// `switchboard bridge --stdio CMD [-- ARGS...]`.

@@ -32,6 +32,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::Dataplane(args) => commands::dataplane::run_command(&args),
         Command::Up(args) => commands::up::run_command(&args),
         Command::Bridge(args) => commands::bridge::run(&args),
+        Command::HashKey => commands::hash_key::run().map(|()| 0),
     }
 }
 

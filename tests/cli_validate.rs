@@ -20,8 +20,32 @@ fn examples_validate() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.starts_with("valid: 11 resources in 3 file(s)"),
+        stdout.starts_with("valid: 12 resources in 3 file(s)"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn hash_key_prints_the_sha256_of_stdin_without_its_newline() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("hash-key")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run switchboard");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"demo-key-alice\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    // The hash examples/policies.yaml stores for this key.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "f80024220afd493b4d9592af870de7afe98061992d28fdb75480c9b717783fa2"
     );
 }
 

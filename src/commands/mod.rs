@@ -4,6 +4,7 @@ pub mod bridge;
 pub mod client;
 pub mod controlplane;
 pub mod dataplane;
+pub mod hash_key;
 pub mod up;
 pub mod upstreams;
 pub mod validate;

@@ -261,8 +261,7 @@ impl JwtVerifier {
                 "not a usable JWT ({e}); `none` and unknown algorithms are refused"
             ))
         })?;
-        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == header.alg)
-        else {
+        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == header.alg) else {
             return Err(AuthError::Invalid(format!(
                 "algorithm {:?} is not accepted here",
                 header.alg
