@@ -7,8 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use switchboard_testkit::{
-    free_port, python_bin, wait_for_http_ok, wait_for_tcp, Etcd, ManagedProcess, McpHttpClient,
-    ServerEverything,
+    free_port, python_bin, wait_for_tcp, Etcd, ManagedProcess, McpHttpClient, ServerEverything,
 };
 
 mod common;
@@ -22,30 +21,6 @@ async fn growing_server(port: u16) -> ManagedProcess {
     let p = ManagedProcess::spawn(cmd).expect("growing server");
     if let Err(e) = wait_for_tcp(&format!("127.0.0.1:{port}"), WAIT).await {
         panic!("growing server did not start: {e}\n{}", p.log_tail(20));
-    }
-    p
-}
-
-/// mcp-server-time behind `switchboard bridge` on `listen`.
-async fn time_bridge(listen: &str) -> ManagedProcess {
-    time_bridge_with_token(listen, None).await
-}
-
-/// The same, requiring `Authorization: Bearer <token>` when one is given.
-async fn time_bridge_with_token(listen: &str, token: Option<&str>) -> ManagedProcess {
-    let time = switchboard_testkit::venv_bin("mcp-server-time").expect("mcp-server-time installed");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["bridge", "--listen", listen]);
-    if let Some(token) = token {
-        cmd.args(["--bearer-env", "BRIDGE_TOKEN"])
-            .env("BRIDGE_TOKEN", token);
-    }
-    cmd.arg("--stdio")
-        .arg(&time)
-        .args(["--", "--local-timezone", "UTC"]);
-    let p = ManagedProcess::spawn(cmd).expect("bridge");
-    if let Err(e) = wait_for_http_ok(&format!("http://{listen}/healthz"), WAIT).await {
-        panic!("bridge did not start: {e}\n{}", p.log_tail(20));
     }
     p
 }

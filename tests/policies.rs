@@ -646,3 +646,64 @@ async fn retries_timeouts_and_circuit_breaking_on_a_flaky_upstream() {
         "the open circuit sent nothing: {counts}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_upstream_authorization_reaches_an_upstream_that_takes_it() {
+    const TOKEN: &str = "upstream-token-81c2";
+    let key = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8M=";
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _bridge = time_bridge_with_token(&listen, Some(TOKEN)).await;
+    let (_cp, admin, _data) = control_plane_with_key(None, Some(key)).await;
+    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
+    let secret = format!("apiVersion: switchboard.dev/v1\nkind: Secret\nmetadata:\n  name: creds\nspec:\n  data:\n    token: {TOKEN}\n---\n");
+    apply(
+        &admin,
+        &format!(
+            "{secret}{}{}",
+            upstream(
+                "time",
+                &format!("http://{listen}/mcp"),
+                "  auth:\n    bearer: {secret: creds, key: token}\n    passthrough: true\n"
+            ),
+            server(&[("time", "")])
+        ),
+    );
+    wait_for_tools(&url, WAIT, "time's tools", |t| {
+        t.iter().any(|n| n == "get_current_time")
+    })
+    .await;
+    let call = json!({"name": "get_current_time", "arguments": {"timezone": "UTC"}});
+    // Without the header the upstream's own credentials serve the call.
+    let mut plain = McpHttpClient::new(url.clone());
+    plain.initialize().await.expect("initialize");
+    plain
+        .request("tools/call", call.clone())
+        .await
+        .expect("configured token");
+    // A client's X-Upstream-Authorization replaces them, on every request of its session.
+    let mut wrong =
+        McpHttpClient::new(url.clone()).with_header("x-upstream-authorization", "Bearer not-it");
+    wrong
+        .initialize()
+        .await
+        .expect("initialize (its upstream session opens on first use)");
+    let e = wrong
+        .request("tools/call", call.clone())
+        .await
+        .expect_err("the upstream refuses");
+    assert!(e.to_string().contains("401"), "{e}");
+    let mut right = McpHttpClient::new(url.clone())
+        .with_header("x-upstream-authorization", &format!("Bearer {TOKEN}"));
+    right.initialize().await.expect("initialize");
+    let got = right
+        .request("tools/call", call)
+        .await
+        .expect("passed through");
+    assert!(
+        got["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("UTC"),
+        "{got}"
+    );
+}

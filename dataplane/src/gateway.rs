@@ -404,13 +404,21 @@ impl Gateway {
         &self,
         routes: &Routes,
         server: &ServerView,
+        headers: &ClientHeaders,
         id: Value,
         result: Value,
         mut session: crate::session::Session,
     ) -> Reply {
         let opening = mcp_upstreams(routes, server).map(|(name, spec)| {
             let session = &session;
-            async move { (name, self.upstreams.open_for(name, &spec, session).await) }
+            let call = CallOptions {
+                headers: client_headers(headers, server, &spec),
+                ..CallOptions::default()
+            };
+            async move {
+                let opened = self.upstreams.open_for(name, &spec, session, &call).await;
+                (name, opened)
+            }
         });
         for (name, opened) in futures::future::join_all(opening).await {
             match opened {
@@ -478,6 +486,33 @@ impl Gateway {
         }
         Ok(Ok(body))
     }
+}
+
+/// The client's credentials that policies may pass on to upstreams.
+struct ClientHeaders {
+    authorization: Option<String>,
+    upstream_authorization: Option<String>,
+}
+
+/// Headers a call to `upstream` carries for this client: its own token when the server
+/// forwards tokens, and its `X-Upstream-Authorization` when the upstream takes it.
+fn client_headers(
+    client: &ClientHeaders,
+    server: &ServerView,
+    upstream: &UpstreamEntry,
+) -> Vec<(String, String)> {
+    let passed = client
+        .upstream_authorization
+        .as_ref()
+        .filter(|_| upstream.auth.passthrough);
+    let forwarded = client
+        .authorization
+        .as_ref()
+        .filter(|_| server.forward_token);
+    passed
+        .or(forwarded)
+        .map(|v| vec![("authorization".to_string(), v.clone())])
+        .unwrap_or_default()
 }
 
 /// Rate limits, as the transport rules ask for them.
@@ -623,6 +658,9 @@ pub struct PassTarget {
     /// Host header (and SNI) for the upstream.
     host: String,
     path_and_query: String,
+    /// Client headers that must not reach the upstream.
+    drop_headers: Vec<String>,
+    /// Set on the upstream request (after dropping), e.g. the upstream's credentials.
     headers: Vec<(String, String)>,
     connect: std::time::Duration,
 }
@@ -675,6 +713,7 @@ impl Gateway {
             tls: url.scheme() == "https",
             host: host_header,
             path_and_query,
+            drop_headers: Vec::new(),
             headers: spec
                 .creds
                 .current(self.upstreams.http())
@@ -735,10 +774,30 @@ impl ProxyHttp for Gateway {
                         return Ok(true);
                     }
                 };
+                let client = ClientHeaders {
+                    authorization: header(session, "authorization").map(str::to_string),
+                    upstream_authorization: header(session, "x-upstream-authorization")
+                        .map(str::to_string),
+                };
                 if let Some(upstream) = server.passthrough.clone() {
                     let query = session.req_header().uri.query().map(str::to_string);
                     return match self.pass_target(&routes, &upstream, query.as_deref()).await {
-                        Ok(t) => {
+                        Ok(mut t) => {
+                            // The client's credentials stop here unless a policy passes them.
+                            t.drop_headers.push("x-upstream-authorization".into());
+                            if !server.forward_token {
+                                t.drop_headers.push("authorization".into());
+                            }
+                            if let Some(h) = server
+                                .auth
+                                .as_deref()
+                                .and_then(Authenticator::api_key_header)
+                            {
+                                t.drop_headers.push(h.to_string());
+                            }
+                            if let Some(spec) = routes.upstream(&upstream) {
+                                t.headers.extend(client_headers(&client, &server, &spec));
+                            }
                             // pingora proxies the request and streams the answer as-is.
                             ctx.pass = Some(t);
                             Ok(false)
@@ -792,7 +851,7 @@ impl ProxyHttp for Gateway {
                         result,
                         session,
                     } => {
-                        self.open_session(&routes, &server, id, result, session)
+                        self.open_session(&routes, &server, &client, id, result, session)
                             .await
                     }
                     Outcome::Fanout {
@@ -812,10 +871,8 @@ impl ProxyHttp for Gateway {
                     }
                     Outcome::Forward(mut f) => {
                         tracing::debug!(server = %server.name, upstream = %f.upstream, method = %f.method, "forwarding");
-                        if server.forward_token {
-                            if let Some(token) = header(session, "authorization") {
-                                f.headers.push(("authorization".into(), token.to_string()));
-                            }
+                        if let Some(spec) = routes.upstream(&f.upstream) {
+                            f.headers = client_headers(&client, &server, &spec);
                         }
                         self.forward(session, &routes, &server, f).await?;
                         return Ok(true);
@@ -860,6 +917,9 @@ impl ProxyHttp for Gateway {
             .map_err(|e| Error::explain(ErrorType::InternalError, format!("upstream path: {e}")))?;
         upstream_request.set_uri(uri);
         upstream_request.insert_header("host", t.host.clone())?;
+        for h in &t.drop_headers {
+            upstream_request.remove_header(h.as_str());
+        }
         for (k, v) in &t.headers {
             upstream_request.insert_header(k.clone(), v.clone())?;
         }

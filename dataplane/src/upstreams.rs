@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_config::kinds::upstream::McpUpstream;
-use switchboard_upstream::{LegacySession, McpHttp, UpstreamError, UpstreamSession};
+use switchboard_upstream::{Credentials, LegacySession, McpHttp, UpstreamError, UpstreamSession};
 
 /// Time allowed until an upstream's first response byte when its resource sets none.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -40,15 +40,22 @@ impl CallOptions {
             .unwrap_or(DEFAULT_REQUEST_TIMEOUT)
     }
 
+    /// `base` with this call's extra headers over it.
+    fn creds(&self, base: &Credentials) -> Credentials {
+        let mut creds = base.clone();
+        for (k, v) in &self.headers {
+            creds.headers.insert(k.clone(), v.clone());
+        }
+        creds
+    }
+
     /// `session` carrying this call's extra headers.
     fn dress(&self, session: Arc<UpstreamSession>) -> Arc<UpstreamSession> {
         if self.headers.is_empty() {
             return session;
         }
         let mut dressed = (*session).clone();
-        for (k, v) in &self.headers {
-            dressed.creds.headers.insert(k.clone(), v.clone());
-        }
+        dressed.creds = self.creds(&session.creds);
         Arc::new(dressed)
     }
 }
@@ -107,16 +114,13 @@ impl UpstreamPool {
         name: &str,
         spec: &UpstreamEntry,
         client: &Session,
+        call: &CallOptions,
     ) -> Result<UpstreamRef, UpstreamError> {
         let mcp = mcp_of(name, spec)?;
-        let timeout = spec
-            .timeouts
-            .request
-            .unwrap_or(DEFAULT_REQUEST_TIMEOUT)
-            .min(INITIALIZE_TIMEOUT);
+        let timeout = call.timeout_for(spec).min(INITIALIZE_TIMEOUT);
         let s = self
             .mcp
-            .initialize_as(mcp, &spec.creds, timeout, &client.capabilities)
+            .initialize_as(mcp, &call.creds(&spec.creds), timeout, &client.capabilities)
             .await?;
         Ok(UpstreamRef {
             id: s.session_id,
@@ -208,8 +212,10 @@ impl UpstreamPool {
         name: &str,
         spec: &UpstreamEntry,
         client: &Session,
+        call: &CallOptions,
     ) -> Result<(), UpstreamError> {
-        let fresh = Arc::new(self.client_session(spec, &self.open_for(name, spec, client).await?));
+        let opened = self.open_for(name, spec, client, call).await?;
+        let fresh = Arc::new(self.client_session(spec, &opened));
         // Key by the id the client's session carries, so every later request finds it.
         if let Some(original) = client.upstreams.get(name).and_then(|r| r.id.clone()) {
             let mut replaced = lock(&self.replaced);
@@ -245,7 +251,7 @@ impl UpstreamPool {
                 Err(UpstreamError::SessionExpired { .. }) if attempt == 0 => {
                     tracing::info!(upstream = %name, "upstream session expired; opening a new one");
                     match own {
-                        Some(client) => self.reopen(name, spec, client).await?,
+                        Some(client) => self.reopen(name, spec, client, call).await?,
                         None => self.forget_shared(name, &session.url),
                     }
                     attempt += 1;

@@ -56,7 +56,7 @@ async fn a_client_session_opened_on_one_replica_is_used_and_renewed_on_another()
     let mut client = Session::new("demo", "2025-11-25");
     client.capabilities = json!({"roots": {"listChanged": true}});
     let opened = replica_a
-        .open_for("everything", &spec, &client)
+        .open_for("everything", &spec, &client, &Default::default())
         .await
         .expect("open");
     assert!(opened.id.is_some(), "server-everything keeps sessions");

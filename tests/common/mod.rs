@@ -161,3 +161,27 @@ pub fn server(upstreams: &[(&str, &str)]) -> String {
     }
     s
 }
+
+/// mcp-server-time behind `switchboard bridge` on `listen`.
+pub async fn time_bridge(listen: &str) -> ManagedProcess {
+    time_bridge_with_token(listen, None).await
+}
+
+/// The same, requiring `Authorization: Bearer <token>` when one is given.
+pub async fn time_bridge_with_token(listen: &str, token: Option<&str>) -> ManagedProcess {
+    let time = switchboard_testkit::venv_bin("mcp-server-time").expect("mcp-server-time installed");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["bridge", "--listen", listen]);
+    if let Some(token) = token {
+        cmd.args(["--bearer-env", "BRIDGE_TOKEN"])
+            .env("BRIDGE_TOKEN", token);
+    }
+    cmd.arg("--stdio")
+        .arg(&time)
+        .args(["--", "--local-timezone", "UTC"]);
+    let p = ManagedProcess::spawn(cmd).expect("bridge");
+    if let Err(e) = wait_for_http_ok(&format!("http://{listen}/healthz"), WAIT).await {
+        panic!("bridge did not start: {e}\n{}", p.log_tail(20));
+    }
+    p
+}

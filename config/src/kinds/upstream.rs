@@ -383,6 +383,11 @@ pub struct UpstreamAuth {
     /// whoever talks to the upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2ClientCredentials>,
+    /// Send a client's `X-Upstream-Authorization` header to this upstream as its
+    /// `Authorization` (over the credentials above, which still serve discovery and clients
+    /// that send none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passthrough: bool,
 }
 
 impl UpstreamAuth {

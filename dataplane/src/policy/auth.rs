@@ -368,6 +368,63 @@ mod tests {
         assert_eq!(bearer(None), None);
     }
 
+    fn hmac_verifier() -> JwtVerifier {
+        let spec: AuthProviderSpec = serde_yaml::from_str(
+            "jwt:\n  issuer: https://issuer.test\n  audiences: [sb]\n  algorithms: [HS256]\n  keys:\n    - secret: {secret: jwt, key: hmac}\n",
+        )
+        .expect("spec");
+        let mut snap = Snapshot::default();
+        snap.secrets.insert(
+            "jwt".into(),
+            [("hmac".to_string(), "s3cret".to_string())].into(),
+        );
+        match Authenticator::compile("p", &spec, &snap).expect("compiles") {
+            Authenticator::Jwt(j) => *j,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn hs(alg: Algorithm, secret: &str, claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(alg),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("encode")
+    }
+
+    #[tokio::test]
+    async fn hmac_tokens_from_a_secret() {
+        let v = hmac_verifier();
+        let jwks = JwksCache::default();
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = |exp: u64| serde_json::json!({"iss": "https://issuer.test", "aud": "sb", "sub": "ann", "exp": exp, "scope": "a b", "groups": ["g"]});
+        let good = hs(Algorithm::HS256, "s3cret", claims(now + 60));
+        let p = v.verify(&good, &jwks).await.expect("valid");
+        assert_eq!(
+            (p.subject.as_str(), p.scopes.clone(), p.groups.clone()),
+            (
+                "ann",
+                vec!["a".to_string(), "b".to_string()],
+                vec!["g".to_string()]
+            )
+        );
+        let forged = hs(Algorithm::HS256, "guess", claims(now + 60));
+        assert!(matches!(
+            v.verify(&forged, &jwks).await,
+            Err(AuthError::Invalid(_))
+        ));
+        let old = hs(Algorithm::HS256, "s3cret", claims(now - 600));
+        assert_eq!(
+            v.verify(&old, &jwks).await,
+            Err(AuthError::Invalid("token expired".into()))
+        );
+        let other_alg = hs(Algorithm::HS384, "s3cret", claims(now + 60));
+        assert!(
+            matches!(v.verify(&other_alg, &jwks).await, Err(AuthError::Invalid(m)) if m.contains("HS384"))
+        );
+    }
+
     #[test]
     fn api_keys_match_by_hash() {
         let spec = ApiKeyAuth {
