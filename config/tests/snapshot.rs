@@ -130,7 +130,7 @@ fn decode_rejects_garbage_tampering_and_inconsistency() {
 #[test]
 fn resources_round_trip_through_canonical_json() {
     let set = quickstart_and_policies();
-    assert_eq!(set.len(), 9);
+    assert_eq!(set.len(), 10);
     for item in set.iter() {
         let json = item.resource.to_json();
         assert_eq!(json["apiVersion"], "switchboard.dev/v1");
