@@ -261,6 +261,40 @@ fn api_key_must_be_a_hash() {
 }
 
 #[test]
+fn jwt_keys_need_exactly_one_source_and_hmac_secrets_must_exist() {
+    let text = "kind: AuthProvider\nmetadata:\n  name: a\nspec:\n  jwt:\n    issuer: https://issuer.example\n    algorithms: [HS256]\n    keys:\n      - secretEnv: JWT_SECRET\n        secret: {secret: jwt, key: hmac}\n";
+    let errs = errors(text);
+    assert!(
+        errs.iter()
+            .any(|e| e.field == "spec.jwt.keys[0]" && e.message.contains("not several")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.field == "spec.jwt.keys[0].secret.secret"
+                && e.message.contains("Secret `jwt` does not exist")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn authorization_rules_and_retries_are_checked() {
+    let text = format!(
+        "{UPSTREAM}  retries: {{attempts: 50, backoff: 0s}}\n---\nkind: VirtualServer\nmetadata:\n  name: v\nspec:\n  upstreams:\n    - upstream: everything\n  authorization:\n    rules:\n      - action: deny\n        tools: ['']\n  limits: {{maxJsonDepth: 0}}\n"
+    );
+    let errs = errors(&text);
+    let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+    for want in [
+        "spec.retries.attempts",
+        "spec.retries.backoff",
+        "spec.authorization.rules[0].tools[0]",
+        "spec.limits.maxJsonDepth",
+    ] {
+        assert!(fields.contains(&want), "{want} missing from {errs:#?}");
+    }
+}
+
+#[test]
 fn every_error_is_reported_at_once_with_document_positions() {
     // Three broken documents (one schema error, two semantic errors) after a good one.
     let text = format!(
