@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the build and the tests need on a fresh Debian 12 machine, and is
 # quick when it is all there already:
-#   apt:  cmake (pingora's zlib-ng), protobuf-compiler (etcd-client's build), etcd-server
+#   apt:  cmake (pingora's zlib-ng), protobuf-compiler (etcd-client's build), etcd-server,
+#         prometheus (promtool, which checks the /metrics output in tests)
 #   npm:  MCP peers into .deps/npm      PyPI: MCP SDK and servers into .deps/venv
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,6 +26,7 @@ missing=()
 command -v cmake >/dev/null || missing+=(cmake)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+command -v promtool >/dev/null || missing+=(prometheus)   # promtool checks our /metrics
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then
@@ -33,10 +35,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   say "apt-get install ${missing[*]}"
   $sudo apt-get update -qq || die "apt-get update failed"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null \
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
     || die "apt-get install ${missing[*]} failed"
 fi
-say "system packages: ok (cmake, protoc, etcd)"
+say "system packages: ok (cmake, protoc, etcd, promtool)"
 
 # --- npm peers -------------------------------------------------------------------------
 command -v npm >/dev/null || die "npm is not installed (Debian: apt-get install nodejs npm)"

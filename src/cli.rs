@@ -171,6 +171,17 @@ pub struct ControlplaneArgs {
     /// Directory of the embedded store (used without --etcd).
     #[arg(long, default_value = "./switchboard-data")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// Where metrics are served and traces sent.
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryArgs {
+    /// Serve /metrics, /healthz and /readyz (HTTP) on this address too; a data plane then
+    /// stops serving /metrics on its MCP address.
+    #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +199,8 @@ pub struct DataplaneArgs {
     pub node: NodeArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 /// Who this data plane is, for the control plane's snapshot groups.
@@ -246,4 +259,6 @@ pub struct UpArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }

@@ -2,6 +2,7 @@
 //! or forward it to an upstream and stream the answer back (see `transport` for the rules).
 
 use crate::jsonrpc::{self, RpcError};
+use crate::metrics::{method_label, metrics, Tracked};
 use crate::policy::auth::{AuthError, Authenticator, Offered, Principal};
 use crate::policy::authz::Target as Item;
 use crate::policy::circuit::{Admission, Breakers};
@@ -35,6 +36,10 @@ pub struct Gateway {
     jwks: JwksCache,
     limiter: RateLimiter,
     breakers: Breakers,
+    /// Serves /metrics on this listener.
+    metrics_here: bool,
+    /// Serves only /metrics, /healthz and /readyz (a separate admin listener).
+    admin_only: bool,
 }
 
 impl Gateway {
@@ -49,7 +54,21 @@ impl Gateway {
             jwks: JwksCache::default(),
             limiter: RateLimiter::default(),
             breakers: Breakers::default(),
+            metrics_here: true,
+            admin_only: false,
         }
+    }
+
+    /// Leaves /metrics to a separate admin listener.
+    pub fn without_metrics(mut self) -> Self {
+        self.metrics_here = false;
+        self
+    }
+
+    /// The admin listener: /metrics, /healthz and /readyz only.
+    pub fn admin_only(mut self) -> Self {
+        self.admin_only = true;
+        self
     }
 
     /// Refuses requests whose headers add up to more than `n` bytes (431).
@@ -71,7 +90,7 @@ impl Gateway {
         routes: &Routes,
         server: &ServerView,
         f: Forward,
-    ) -> Result<()> {
+    ) -> Result<&'static str> {
         let fail = |message: String| {
             Reply::json(
                 200,
@@ -86,14 +105,12 @@ impl Gateway {
             )
         };
         let Some(spec) = routes.upstream(&f.upstream) else {
-            return send(
-                session,
-                fail(format!("upstream `{}` is not in this snapshot", f.upstream)),
-            )
-            .await;
+            let reply = fail(format!("upstream `{}` is not in this snapshot", f.upstream));
+            return send(session, reply).await.map(|()| "upstream_error");
         };
         if let Some(why) = routes.unhealthy(&f.upstream) {
-            return send(session, fail(unhealthy_message(&f.upstream, why))).await;
+            let reply = fail(unhealthy_message(&f.upstream, why));
+            return send(session, reply).await.map(|()| "upstream_error");
         }
         let timeouts = server.timeouts(&spec, &f.upstream);
         let call = CallOptions {
@@ -142,11 +159,15 @@ impl Gateway {
                     self.upstreams.call_legacy(&f.upstream, &spec, &body, &call)
                 })
                 .await;
-            let reply = match answer {
-                Ok(msg) => json_reply(msg),
-                Err(e) => failed(e),
+            let (reply, outcome) = match answer {
+                Ok(msg) => {
+                    let reply = json_reply(msg);
+                    let outcome = reply.outcome();
+                    (reply, outcome)
+                }
+                Err(e) => (failed(e), "upstream_error"),
             };
-            return send(session, reply).await;
+            return send(session, reply).await.map(|()| outcome);
         }
         let sent = self
             .attempt(&f, &spec, || {
@@ -156,25 +177,38 @@ impl Gateway {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) => return send(session, failed(e)).await,
+            Err(e) => return send(session, failed(e)).await.map(|()| "upstream_error"),
         };
         let idle = timeouts.idle.unwrap_or(DEFAULT_IDLE);
         if !is_event_stream(&resp) {
-            let reply = match tokio::time::timeout(idle, resp.bytes()).await {
+            let (reply, outcome) = match tokio::time::timeout(idle, resp.bytes()).await {
                 Ok(Ok(b)) => match serde_json::from_slice::<Value>(&b) {
-                    Ok(msg) => json_reply(msg),
-                    Err(e) => fail(format!("upstream `{}` sent invalid JSON: {e}", f.upstream)),
+                    Ok(msg) => {
+                        let reply = json_reply(msg);
+                        let outcome = reply.outcome();
+                        (reply, outcome)
+                    }
+                    Err(e) => (
+                        fail(format!("upstream `{}` sent invalid JSON: {e}", f.upstream)),
+                        "upstream_error",
+                    ),
                 },
-                Ok(Err(e)) => fail(format!(
-                    "upstream `{}` broke off its answer: {e}",
-                    f.upstream
-                )),
-                Err(_) => fail(format!(
-                    "upstream `{}` sent no more of its answer for {idle:?}",
-                    f.upstream
-                )),
+                Ok(Err(e)) => (
+                    fail(format!(
+                        "upstream `{}` broke off its answer: {e}",
+                        f.upstream
+                    )),
+                    "upstream_error",
+                ),
+                Err(_) => (
+                    fail(format!(
+                        "upstream `{}` sent no more of its answer for {idle:?}",
+                        f.upstream
+                    )),
+                    "upstream_error",
+                ),
             };
-            return send(session, reply).await;
+            return send(session, reply).await.map(|()| outcome);
         }
         // SSE: pass every event on as it arrives (progress notifications included), ending
         // the stream with the response.
@@ -188,6 +222,7 @@ impl Gateway {
         session
             .write_response_header(Box::new(header), false)
             .await?;
+        let _streaming = Tracked::new(&metrics().sse_streams);
         let mut events = Box::pin(json_events(resp.bytes_stream()));
         loop {
             let next = match tokio::time::timeout(idle, events.next()).await {
@@ -207,7 +242,7 @@ impl Gateway {
                     let wire = Bytes::from(event.to_wire(&data));
                     session.write_response_body(Some(wire), done).await?;
                     if done {
-                        return Ok(());
+                        return Ok("ok");
                     }
                 }
                 end => {
@@ -223,7 +258,8 @@ impl Gateway {
                         ),
                     );
                     let wire = Bytes::from(format!("data: {msg}\n\n"));
-                    return session.write_response_body(Some(wire), true).await;
+                    session.write_response_body(Some(wire), true).await?;
+                    return Ok("upstream_error");
                 }
             }
         }
@@ -260,17 +296,28 @@ impl Gateway {
                 ToolCallRetries::Never => false,
                 ToolCallRetries::WhenIdempotent => f.idempotent,
             };
+        let m = metrics();
+        let timer = m
+            .upstream_seconds
+            .with_label_values(&[f.upstream.as_str(), method_label(&f.method)]);
         let mut done = 0;
         loop {
-            match call().await {
+            let started = std::time::Instant::now();
+            let result = call().await;
+            timer.observe(started.elapsed().as_secs_f64());
+            match result {
                 Ok(v) => {
                     self.signals.success(&f.upstream);
                     self.breakers.record(&f.upstream, breaker, true);
+                    m.circuit_open
+                        .with_label_values(&[f.upstream.as_str()])
+                        .set(0);
                     return Ok(v);
                 }
                 Err(e) => {
                     if let Some(wait) = retry::next_wait(&spec.retries, &e, done, safe) {
                         done += 1;
+                        m.retries.with_label_values(&[f.upstream.as_str()]).inc();
                         tracing::info!(upstream = %f.upstream, method = %f.method, error = %e, retry = done, ?wait, "retrying upstream call");
                         tokio::time::sleep(wait).await;
                         continue;
@@ -280,6 +327,12 @@ impl Gateway {
                         self.signals.failure(&f.upstream, &e.to_string());
                     }
                     if self.breakers.record(&f.upstream, breaker, !fault) {
+                        m.circuit_opened
+                            .with_label_values(&[f.upstream.as_str()])
+                            .inc();
+                        m.circuit_open
+                            .with_label_values(&[f.upstream.as_str()])
+                            .set(1);
                         tracing::warn!(upstream = %f.upstream, open_for = ?breaker.open_duration(), "circuit opened: failing fast");
                     }
                     tracing::warn!(upstream = %f.upstream, error = %e, retries = done, "upstream call failed");
@@ -301,6 +354,7 @@ enum Target {
     UnknownServer(String),
     Health,
     Ready,
+    Metrics,
     NotFound,
 }
 
@@ -333,6 +387,7 @@ fn target(routes: &Routes, path: &str, host: Option<&str>) -> Target {
             .map_or(Target::NotFound, Target::Server),
         "/healthz" => Target::Health,
         "/readyz" => Target::Ready,
+        "/metrics" => Target::Metrics,
         _ => Target::NotFound,
     }
 }
@@ -366,6 +421,7 @@ fn text(status: u16, body: &str) -> Reply {
         status,
         headers: vec![("content-type", "text/plain; charset=utf-8".into())],
         body: body.as_bytes().to_vec(),
+        error_code: None,
     }
 }
 
@@ -543,6 +599,10 @@ impl Gate for Limits<'_> {
             .map_err(|l| {
                 let secs = l.retry_after.as_secs_f64().ceil().max(1.0);
                 tracing::debug!(server = %self.server.name, policy = %l.policy, principal = %self.principal, "rate limited");
+                metrics()
+                    .rate_limited
+                    .with_label_values(&[self.server.name.as_str(), l.policy.as_str()])
+                    .inc();
                 Refusal {
                     error: RpcError {
                         code: jsonrpc::RATE_LIMITED,
@@ -626,6 +686,15 @@ impl Gateway {
             Err(e) => e,
         };
         tracing::info!(server = %server.name, error = %e, "authentication failed");
+        let reason = match &e {
+            AuthError::Missing(_) => "missing",
+            AuthError::Invalid(_) => "invalid",
+            AuthError::Unavailable(_) => "unavailable",
+        };
+        metrics()
+            .auth_rejected
+            .with_label_values(&[server.name.as_str(), reason])
+            .inc();
         let mut challenge = String::from("Bearer realm=\"switchboard\"");
         let status = match &e {
             AuthError::Missing(_) => 401,
@@ -665,10 +734,84 @@ pub struct PassTarget {
     connect: std::time::Duration,
 }
 
+/// What one request to a virtual server came to: counted and logged when it ends.
+#[derive(Debug)]
+struct Record {
+    started: std::time::Instant,
+    server: String,
+    method: String,
+    tool: String,
+    upstream: String,
+    outcome: &'static str,
+    principal: String,
+    /// A fingerprint of the session id (the id itself is a credential).
+    session: String,
+    _in_flight: Tracked,
+}
+
+impl Record {
+    fn new(server: &str) -> Record {
+        Record {
+            started: std::time::Instant::now(),
+            server: server.to_string(),
+            method: String::new(),
+            tool: String::new(),
+            upstream: String::new(),
+            outcome: "ok",
+            principal: String::new(),
+            session: String::new(),
+            _in_flight: Tracked::new(&metrics().in_flight),
+        }
+    }
+
+    /// Counts the request and writes its access-log line.
+    fn finish(&self, status: u16) {
+        let m = metrics();
+        let outcome = match (self.outcome, status) {
+            ("proxied", s) if s >= 400 => "error",
+            ("proxied", _) => "ok",
+            (o, _) => o,
+        };
+        m.requests
+            .with_label_values(&[
+                self.server.as_str(),
+                self.method.as_str(),
+                self.tool.as_str(),
+                self.upstream.as_str(),
+                outcome,
+            ])
+            .inc();
+        let took = self.started.elapsed();
+        m.request_seconds
+            .with_label_values(&[self.server.as_str(), self.method.as_str()])
+            .observe(took.as_secs_f64());
+        tracing::info!(
+            target: "switchboard::access",
+            server = %self.server,
+            method = %self.method,
+            tool = %self.tool,
+            upstream = %self.upstream,
+            status,
+            outcome,
+            duration_ms = took.as_secs_f64() * 1000.0,
+            principal = %self.principal,
+            session = %self.session,
+            "request"
+        );
+    }
+}
+
+/// A short, stable stand-in for a session id in logs.
+fn fingerprint(id: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(id.as_bytes())[..6])
+}
+
 /// Per-request state.
 #[derive(Default)]
 pub struct Ctx {
     pass: Option<PassTarget>,
+    record: Option<Record>,
 }
 
 impl Gateway {
@@ -759,27 +902,44 @@ impl ProxyHttp for Gateway {
         let routes = self.routes.load_full();
         let path = session.req_header().uri.path().to_string();
         let host = header(session, "host").map(str::to_string);
-        let reply = match target(&routes, &path, host.as_deref()) {
+        let target = match target(&routes, &path, host.as_deref()) {
+            t @ (Target::Health | Target::Ready | Target::Metrics) if self.admin_only => t,
+            _ if self.admin_only => Target::NotFound,
+            Target::Metrics if !self.metrics_here => Target::NotFound,
+            t => t,
+        };
+        let reply = match target {
             Target::Health => text(200, "ok\n"),
+            Target::Metrics => Reply {
+                status: 200,
+                headers: vec![("content-type", "text/plain; version=0.0.4".into())],
+                body: metrics().render(),
+                error_code: None,
+            },
             Target::Ready if routes.version.is_empty() => text(503, "no snapshot yet\n"),
             Target::Ready => text(200, &format!("ready, snapshot {}\n", routes.version)),
             Target::NotFound => text(404, "not found: MCP endpoints are /servers/{name}/mcp\n"),
             Target::UnknownServer(name) => transport::unknown_server(&name),
             Target::ResourceMetadata(server) => resource_metadata(session, &server),
             Target::Server(server) => {
+                let rec = ctx.record.insert(Record::new(&server.name));
                 let caller = match self.authenticate(session, &server).await {
                     Ok(p) => p,
                     Err(reply) => {
+                        rec.outcome = reply.outcome();
                         send(session, reply).await?;
                         return Ok(true);
                     }
                 };
+                rec.principal = caller.subject.clone();
                 let client = ClientHeaders {
                     authorization: header(session, "authorization").map(str::to_string),
                     upstream_authorization: header(session, "x-upstream-authorization")
                         .map(str::to_string),
                 };
                 if let Some(upstream) = server.passthrough.clone() {
+                    rec.upstream = upstream.clone();
+                    rec.outcome = "proxied";
                     let query = session.req_header().uri.query().map(str::to_string);
                     return match self.pass_target(&routes, &upstream, query.as_deref()).await {
                         Ok(mut t) => {
@@ -803,6 +963,7 @@ impl ProxyHttp for Gateway {
                             Ok(false)
                         }
                         Err(why) => {
+                            rec.outcome = "upstream_error";
                             let reply = Reply::rpc_error(
                                 502,
                                 jsonrpc::INTERNAL_ERROR,
@@ -817,6 +978,7 @@ impl ProxyHttp for Gateway {
                 let body = match self.read_body(session, max_body).await? {
                     Ok(b) => b,
                     Err(reply) => {
+                        rec.outcome = reply.outcome();
                         send(session, reply).await?;
                         // The rest of an oversized body is not worth reading.
                         session.set_keepalive(None);
@@ -844,13 +1006,26 @@ impl ProxyHttp for Gateway {
                     principal: &info.caller.subject,
                     client_ip: &client_ip,
                 };
-                match transport::handle(&server, &info, &body, &gate) {
+                rec.session = info
+                    .session_id
+                    .as_deref()
+                    .map(fingerprint)
+                    .unwrap_or_default();
+                let mut seen = transport::Seen::default();
+                let outcome = transport::handle(&server, &info, &body, &gate, &mut seen);
+                rec.method = seen.method.unwrap_or_default();
+                rec.tool = seen.tool.unwrap_or_default();
+                let reply = match outcome {
                     Outcome::Reply(reply) => reply,
                     Outcome::Initialize {
                         id,
                         result,
                         session,
                     } => {
+                        metrics()
+                            .sessions_opened
+                            .with_label_values(&[server.name.as_str()])
+                            .inc();
                         self.open_session(&routes, &server, &client, id, result, session)
                             .await
                     }
@@ -865,6 +1040,10 @@ impl ProxyHttp for Gateway {
                         Reply::json(200, &jsonrpc::result_response(&id, json!({})))
                     }
                     Outcome::Terminate(session) => {
+                        metrics()
+                            .sessions_closed
+                            .with_label_values(&[server.name.as_str()])
+                            .inc();
                         self.upstreams
                             .close_for(&session, &|name| routes.upstream(name));
                         Reply::empty(200)
@@ -874,14 +1053,30 @@ impl ProxyHttp for Gateway {
                         if let Some(spec) = routes.upstream(&f.upstream) {
                             f.headers = client_headers(&client, &server, &spec);
                         }
-                        self.forward(session, &routes, &server, f).await?;
+                        rec.upstream = f.upstream.clone();
+                        rec.outcome = self.forward(session, &routes, &server, f).await?;
                         return Ok(true);
                     }
+                };
+                rec.outcome = reply.outcome();
+                if reply.error_code == Some(jsonrpc::FORBIDDEN) {
+                    metrics()
+                        .authz_denied
+                        .with_label_values(&[server.name.as_str()])
+                        .inc();
                 }
+                reply
             }
         };
         send(session, reply).await?;
         Ok(true)
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        if let Some(rec) = ctx.record.take() {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            rec.finish(status);
+        }
     }
 
     async fn upstream_peer(

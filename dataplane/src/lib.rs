@@ -5,6 +5,7 @@ pub mod discovery;
 pub mod gateway;
 pub mod jsonrpc;
 pub mod mcp;
+pub mod metrics;
 pub mod policy;
 pub mod routes;
 pub mod server;

@@ -26,6 +26,8 @@ pub struct DataPlaneConfig {
     pub listen: String,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
+    /// A separate address for /metrics, /healthz and /readyz (else the main one serves them).
+    pub metrics_listen: Option<String>,
     pub source: Source,
     /// For pingora's pid and upgrade-socket files.
     pub state_dir: PathBuf,
@@ -38,6 +40,13 @@ pub enum StartError {
     Routes(String),
     #[error("cannot start the HTTP server: {0}")]
     Server(String),
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Runs the discovery client inside pingora's runtime.
@@ -73,6 +82,7 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
             routes.store(Arc::new(
                 Routes::compile(&snapshot).map_err(StartError::Routes)?,
             ));
+            crate::metrics::metrics().serving(&snapshot.version, now_ms());
         }
         Source::ControlPlane(client_config) => {
             let slot = routes.clone();
@@ -86,7 +96,11 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
                 }));
             if let Some(persisted) = client.current().load_full() {
                 match Routes::compile(&persisted) {
-                    Ok(r) => routes.store(Arc::new(r)),
+                    Ok(r) => {
+                        routes.store(Arc::new(r));
+                        // Its build time is not kept; it is at least as old as this start.
+                        crate::metrics::metrics().serving(&persisted.version, now_ms());
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "persisted snapshot does not compile; waiting for a control plane")
                     }
@@ -106,12 +120,25 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = pingora::proxy::http_proxy_service(
-        &server.configuration,
-        Gateway::new(routes, config.max_body_bytes)
-            .with_max_header_bytes(config.max_header_bytes)
-            .with_signals(signals),
-    );
+    let gateway = Gateway::new(routes.clone(), config.max_body_bytes)
+        .with_max_header_bytes(config.max_header_bytes)
+        .with_signals(signals);
+    let gateway = match &config.metrics_listen {
+        Some(addr) => {
+            let taken = std::net::TcpListener::bind(addr)
+                .map_err(|e| StartError::Server(format!("cannot listen on {addr}: {e}")))?;
+            drop(taken);
+            let mut admin = pingora::proxy::http_proxy_service(
+                &server.configuration,
+                Gateway::new(routes, config.max_body_bytes).admin_only(),
+            );
+            admin.add_tcp(addr);
+            server.add_service(admin);
+            gateway.without_metrics()
+        }
+        None => gateway,
+    };
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.listen);
     server.add_service(proxy);
     if let Some(client) = discovery {

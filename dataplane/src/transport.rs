@@ -122,6 +122,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// The JSON-RPC error code the body carries, if any (for metrics and logs).
+    pub error_code: Option<i64>,
 }
 
 impl Reply {
@@ -131,6 +133,7 @@ impl Reply {
             status,
             headers: vec![("content-type", "application/json".into())],
             body: body.to_string().into_bytes(),
+            error_code: body.pointer("/error/code").and_then(Value::as_i64),
         }
     }
 
@@ -140,6 +143,19 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            error_code: None,
+        }
+    }
+
+    /// How this answer reads in metrics and the access log.
+    pub fn outcome(&self) -> &'static str {
+        match (self.status, self.error_code) {
+            (401, _) => "unauthorized",
+            (429, _) | (_, Some(jsonrpc::RATE_LIMITED)) => "rate_limited",
+            (403, _) | (_, Some(jsonrpc::FORBIDDEN)) => "forbidden",
+            (_, Some(_)) => "error",
+            (s, None) if s >= 400 => "error",
+            _ => "ok",
         }
     }
 
@@ -202,10 +218,24 @@ pub struct Forward {
 /// The protocol version assumed when a client sends no `MCP-Protocol-Version` header.
 pub const DEFAULT_VERSION: &str = "2025-03-26";
 
+/// What a request turned out to be, for metrics and the access log (bounded values: a
+/// method outside MCP's, or a tool the snapshot does not route, is left out).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub method: Option<String>,
+    pub tool: Option<String>,
+}
+
 /// Decides how to answer one request to `server`'s endpoint.
-pub fn handle(server: &ServerView, req: &RequestInfo, body: &[u8], gate: &dyn Gate) -> Outcome {
+pub fn handle(
+    server: &ServerView,
+    req: &RequestInfo,
+    body: &[u8],
+    gate: &dyn Gate,
+    seen: &mut Seen,
+) -> Outcome {
     match req.method.as_str() {
-        "POST" => post(server, req, body, gate),
+        "POST" => post(server, req, body, gate, seen),
         "DELETE" => match session_of(server, req) {
             Ok(session) => Outcome::Terminate(session),
             Err(reply) => Outcome::Reply(reply),
@@ -251,8 +281,14 @@ fn session_of(server: &ServerView, req: &RequestInfo) -> Result<Session, Reply> 
     }
 }
 
-fn post(server: &ServerView, req: &RequestInfo, body: &[u8], gate: &dyn Gate) -> Outcome {
-    match post_checked(server, req, body, gate) {
+fn post(
+    server: &ServerView,
+    req: &RequestInfo,
+    body: &[u8],
+    gate: &dyn Gate,
+    seen: &mut Seen,
+) -> Outcome {
+    match post_checked(server, req, body, gate, seen) {
         Ok(outcome) => outcome,
         Err(reply) => Outcome::Reply(reply),
     }
@@ -263,6 +299,7 @@ fn post_checked(
     req: &RequestInfo,
     body: &[u8],
     gate: &dyn Gate,
+    seen: &mut Seen,
 ) -> Result<Outcome, Reply> {
     let is_json = req.content_type.as_deref().is_some_and(|c| {
         c.split(';')
@@ -304,6 +341,15 @@ fn post_checked(
         Ok(m) => m,
         Err(rejected) => return Err(Reply::json(400, &rejected.to_response())),
     };
+    if let Message::Request { method, params, .. } | Message::Notification { method, params } =
+        &message
+    {
+        seen.method = Some(crate::metrics::method_label(method).to_string());
+        let name = params.get("name").and_then(Value::as_str);
+        seen.tool = name
+            .filter(|n| method == "tools/call" && server.tool_routes.contains_key(*n))
+            .map(str::to_string);
+    }
     match req.protocol_version.as_deref() {
         Some(v) if versions::is_modern(v) => return Ok(stateless(server, req, message, gate)),
         Some(v) if !versions::is_supported(v) => {
@@ -611,7 +657,7 @@ mod tests {
 
     /// The reply a client sees, standing in for the gateway on initialize and DELETE.
     fn handle(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Reply {
-        match super::handle(server, req, body, &Open) {
+        match super::handle(server, req, body, &Open, &mut Seen::default()) {
             Outcome::Reply(r) => r,
             Outcome::Initialize {
                 id,
@@ -737,7 +783,7 @@ mod forward_tests {
             ..RequestInfo::default()
         };
         let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"everything_echo","arguments":{"message":"hi"}}}"#;
-        match handle(&view, &req, body, &Open) {
+        match handle(&view, &req, body, &Open, &mut Seen::default()) {
             Outcome::Forward(f) => {
                 assert_eq!(f.client_id, json!(7));
                 assert_eq!(f.upstream, "everything");

@@ -243,6 +243,10 @@ impl DiscoveryClient {
                     }
                 }
                 self.current.store(Some(Arc::new(snapshot)));
+                let created = response.snapshot.as_ref().map_or(0, |w| w.created_unix_ms);
+                let m = crate::metrics::metrics();
+                m.serving(&version, created);
+                m.snapshots_applied.inc();
                 self.status.send_modify(|s| {
                     s.version = version.clone();
                     s.acks += 1;
@@ -256,6 +260,7 @@ impl DiscoveryClient {
             }
             Err(message) => {
                 tracing::warn!(version = %response.version_info, error = %message, "rejected snapshot; still serving the last good one");
+                crate::metrics::metrics().snapshots_rejected.inc();
                 self.status.send_modify(|s| {
                     s.nacks += 1;
                     s.last_error = Some(message.clone());
