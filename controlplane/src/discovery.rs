@@ -136,6 +136,7 @@ impl Session {
         let mut pending_nonce = String::new();
         let mut last_pushed = String::new();
         let mut dirty = true;
+        let mut pushed_at = std::time::Instant::now();
         loop {
             if dirty {
                 dirty = false;
@@ -160,6 +161,8 @@ impl Session {
                         break;
                     }
                     tracing::debug!(node = %self.node.id, version = %snap.version, %nonce, "pushed snapshot");
+                    crate::metrics::metrics().pushes.inc();
+                    pushed_at = std::time::Instant::now();
                     hub.dataplanes.pushed(conn, &snap.version);
                     last_pushed = snap.version.clone();
                     pending_nonce = nonce;
@@ -177,12 +180,18 @@ impl Session {
                         if msg.response_nonce.is_empty() || msg.response_nonce != pending_nonce {
                             continue; // a stale or unsolicited message
                         }
+                        let m = crate::metrics::metrics();
+                        let took = pushed_at.elapsed().as_secs_f64();
                         match msg.error_detail {
                             Some(err) => {
                                 tracing::warn!(node = %self.node.id, version = %last_pushed, error = %err.message, "data plane rejected snapshot");
+                                m.nacks.inc();
+                                m.push_to_ack.with_label_values(&["nack"]).observe(took);
                                 hub.dataplanes.nacked(conn, &err.message);
                             }
                             None => {
+                                m.acks.inc();
+                                m.push_to_ack.with_label_values(&["ack"]).observe(took);
                                 self.acked = msg.version_info;
                                 hub.dataplanes.acked(conn, &self.acked);
                             }

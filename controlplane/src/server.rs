@@ -67,13 +67,63 @@ pub fn replica_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// Serves discovery and admin on `listener` until `shutdown` resolves.
+/// What `/metrics`, `/healthz` and `/readyz` read.
+#[derive(Clone)]
+struct Probe {
+    store: Arc<dyn Store>,
+    dataplanes: Arc<DataPlanes>,
+    status: tokio::sync::watch::Receiver<Arc<crate::upstreams::follow::Status>>,
+    id: String,
+}
+
+/// The plain-HTTP endpoints beside gRPC.
+fn http_routes(probe: Probe) -> axum::Router {
+    use axum::http::{header, StatusCode};
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(
+                |axum::extract::State(p): axum::extract::State<Probe>| async move {
+                    // Ready when the store answers a point read.
+                    let probe = p
+                        .store
+                        .get(switchboard_config::Kind::Upstream, "readyz-probe");
+                    match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
+                        Ok(Ok(_)) => (StatusCode::OK, "ready\n".to_string()),
+                        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")),
+                        Err(_) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "store: no answer within 2s\n".to_string(),
+                        ),
+                    }
+                },
+            ),
+        )
+        .route(
+            "/metrics",
+            get(
+                |axum::extract::State(p): axum::extract::State<Probe>| async move {
+                    let status = p.status.borrow().clone();
+                    let body = crate::metrics::metrics().render(&p.dataplanes, &status, &p.id);
+                    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+                },
+            ),
+        )
+        .with_state(probe)
+}
+
+/// Serves discovery and admin gRPC, and `/metrics`, `/healthz` and `/readyz` over HTTP, on
+/// `listener` (and the HTTP endpoints on `metrics_listener` too) until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<dyn Store>,
     id: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    metrics_listener: Option<TcpListener>,
 ) -> Result<(), ServeError> {
+    let store = crate::store::metered::Metered::wrap(store);
     let state = crate::state::follow(store.clone());
     let dataplanes = Arc::new(DataPlanes::new(id.clone()));
     let status = crate::upstreams::follow::follow(store.clone());
@@ -95,6 +145,20 @@ pub async fn serve(
     let session_key = session_key(store.as_ref()).await?;
     let replicas = crate::replicas::publish(store.clone(), dataplanes.clone(), id.clone());
     let (exit_store, exit_key) = (store.clone(), crate::replicas::replicas_key(&id));
+    let probe = Probe {
+        store: store.clone(),
+        dataplanes: dataplanes.clone(),
+        status: status.clone(),
+        id: id.clone(),
+    };
+    let side = metrics_listener.map(|l| {
+        let app = http_routes(probe.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, app).await {
+                tracing::error!(error = %e, "metrics listener stopped");
+            }
+        })
+    });
     let hub = Arc::new(
         Hub::new(
             id,
@@ -113,10 +177,13 @@ pub async fn serve(
         store, state, status, dataplanes, secret_box,
     ))
     .max_decoding_message_size(64 << 20);
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
+    let routes = tonic::service::Routes::from(http_routes(probe))
         .add_service(discovery)
-        .add_service(admin)
+        .add_service(admin);
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
+        .add_routes(routes)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,
@@ -124,6 +191,9 @@ pub async fn serve(
         .await?;
     discovery_leader.abort();
     replicas.abort();
+    if let Some(side) = side {
+        side.abort();
+    }
     // Let the other replicas count our data planes' new homes at once.
     let _ = exit_store.status_delete(&exit_key, None).await;
     Ok(())

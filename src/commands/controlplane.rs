@@ -28,9 +28,17 @@ pub fn run(args: &ControlplaneArgs) -> anyhow::Result<i32> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
+        let metrics = match &args.telemetry.metrics_listen {
+            Some(m) => Some(
+                tokio::net::TcpListener::bind(m)
+                    .await
+                    .with_context(|| format!("listening on {m}"))?,
+            ),
+            None => None,
+        };
         let id = replica_id();
         tracing::info!(%addr, %id, store = ?config, "control plane listening");
-        serve(listener, store, id, shutdown_signal()).await?;
+        serve(listener, store, id, shutdown_signal(), metrics).await?;
         tracing::info!("control plane stopped");
         Ok(0)
     })

@@ -69,7 +69,8 @@ pub fn run_command(args: &UpArgs) -> anyhow::Result<i32> {
     std::thread::Builder::new()
         .name("controlplane".into())
         .spawn(move || {
-            if let Err(e) = runtime.block_on(serve(listener, store, "up".into(), shutdown_signal()))
+            if let Err(e) =
+                runtime.block_on(serve(listener, store, "up".into(), shutdown_signal(), None))
             {
                 tracing::error!(error = %e, "control plane stopped");
             }

@@ -6,6 +6,7 @@
 pub mod embedded;
 pub mod etcd;
 mod etcd_status;
+pub mod metered;
 mod record;
 pub mod status;
 

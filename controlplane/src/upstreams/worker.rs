@@ -151,6 +151,7 @@ impl Running {
             self.drop_session();
             listed = self.list().await;
         }
+        self.count("refresh", listed.is_ok());
         match listed {
             Ok((catalog, session)) => {
                 let hash = catalog.content_hash();
@@ -189,12 +190,15 @@ impl Running {
             return self.refresh().await;
         };
         let limit = self.w.spec.health.time_limit();
-        match self
+        let pinged = self
             .w
             .mcp
             .request_on(&session, "ping", json!({}), limit)
-            .await
-        {
+            .await;
+        if !matches!(pinged, Err(UpstreamError::SessionExpired { .. })) {
+            self.count("check", pinged.is_ok());
+        }
+        match pinged {
             Ok(_) => {
                 self.listen(&session);
                 self.succeeded(false).await
@@ -206,6 +210,13 @@ impl Running {
             }
             Err(e) => self.failed(e).await,
         }
+    }
+
+    fn count(&self, kind: &str, ok: bool) {
+        crate::metrics::metrics()
+            .discovery
+            .with_label_values(&[self.w.name.as_str(), kind, if ok { "ok" } else { "error" }])
+            .inc();
     }
 
     async fn succeeded(&mut self, refreshed: bool) -> Result<(), StoreError> {
