@@ -16,6 +16,8 @@ NPM_PACKAGES=(
 PY_PACKAGES=(
   "mcp==2.3.0"
   "mcp-server-time==2026.10.19"
+  "opentelemetry-proto==1.45.2"   # the OTLP test receiver decodes spans with it
+  "grpcio==1.85.1"                # ... and serves OTLP/gRPC with it
 )
 
 say() { printf '[deps] %s\n' "$*"; }

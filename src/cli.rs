@@ -19,8 +19,31 @@ pub struct Cli {
     /// Log format.
     #[arg(long, global = true, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub otlp: TelemetryGlobal,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Trace export: off unless an endpoint is given.
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryGlobal {
+    /// Export traces to this OTLP endpoint (e.g. http://127.0.0.1:4317 for gRPC,
+    /// http://127.0.0.1:4318 for HTTP).
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// OTLP transport.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_PROTOCOL", value_enum, default_value_t = OtlpProtocol::Grpc)]
+    pub otlp_protocol: OtlpProtocol,
+}
+
+/// How spans travel to the collector.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OtlpProtocol {
+    #[value(name = "grpc")]
+    Grpc,
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
 }
 
 /// How log lines are written.

@@ -2,14 +2,21 @@
 
 mod cli;
 mod commands;
+mod telemetry;
 
 use clap::Parser;
-use cli::{Cli, Command, LogFormat};
+use cli::{Cli, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log, cli.log_format);
+    let service = match &cli.command {
+        Command::Controlplane(_) => "switchboard-controlplane",
+        Command::Dataplane(_) => "switchboard-dataplane",
+        Command::Bridge(_) => "switchboard-bridge",
+        _ => "switchboard",
+    };
+    let _telemetry = telemetry::init(&cli.log, cli.log_format, &cli.otlp, service);
     match run(cli.command) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
@@ -33,18 +40,5 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::Up(args) => commands::up::run_command(&args),
         Command::Bridge(args) => commands::bridge::run(&args),
         Command::HashKey => commands::hash_key::run().map(|()| 0),
-    }
-}
-
-fn init_tracing(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }

@@ -218,3 +218,129 @@ async fn both_planes_expose_metrics_that_move_with_traffic_and_pass_promtool() {
     assert!(!log.contains("demo-key-alice"), "a key reached the log");
     drop(cp);
 }
+
+/// The spans the receiver has for `trace_id`, once `names` are all there.
+async fn spans_of(receiver: &str, trace_id: &str, names: &[&str]) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let all: Vec<serde_json::Value> = reqwest::get(format!("{receiver}/spans"))
+            .await
+            .expect("receiver")
+            .json()
+            .await
+            .expect("spans JSON");
+        let ours: Vec<serde_json::Value> = all
+            .into_iter()
+            .filter(|s| s["trace_id"] == trace_id)
+            .collect();
+        if names.iter().all(|n| ours.iter().any(|s| s["name"] == *n)) {
+            return ours;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spans for {trace_id}: {ours:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_reach_an_otlp_receiver_over_http_and_grpc_with_the_client_trace_propagated() {
+    let (_upstream, upstream_base) = peer("flaky_server.py", &[]).await;
+    let grpc_port = switchboard_testkit::free_port();
+    let (_receiver, receiver) = peer("otlp_receiver.py", &[&grpc_port.to_string()]).await;
+    switchboard_testkit::wait_for_tcp(&format!("127.0.0.1:{grpc_port}"), WAIT)
+        .await
+        .expect("OTLP/gRPC receiver");
+    let (_cp, admin, _data) = control_plane(None).await;
+    let cp_addr = admin.trim_start_matches("http://").to_string();
+    let grpc_endpoint = format!("http://127.0.0.1:{grpc_port}");
+    let over_http = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let over_grpc = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", grpc_endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let (_dp1, url1, _s1) = data_plane_with(&cp_addr, &over_http).await;
+    let (_dp2, url2, _s2) = data_plane_with(&cp_addr, &over_grpc).await;
+    apply(
+        &admin,
+        &format!(
+            "{}{}",
+            upstream("traced", &format!("{upstream_base}/mcp"), ""),
+            server(&[("traced", "")])
+        ),
+    );
+    for (url, transport, trace_id, parent) in [
+        (
+            &url1,
+            "http",
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "00f067aa0ba902b7",
+        ),
+        (
+            &url2,
+            "grpc",
+            "0af7651916cd43dd8448eb211c80319c",
+            "b7ad6b7169203331",
+        ),
+    ] {
+        wait_for_tools(url, WAIT, "traced tools", |t| {
+            t.iter().any(|n| n == "traceparents_seen")
+        })
+        .await;
+        let mut client = McpHttpClient::new(url.clone())
+            .with_header("traceparent", &format!("00-{trace_id}-{parent}-01"));
+        client.initialize().await.expect("initialize");
+        let seen = client
+            .request(
+                "tools/call",
+                json!({"name": "traceparents_seen", "arguments": {}}),
+            )
+            .await
+            .expect("call");
+        let seen: Vec<String> =
+            serde_json::from_str(seen["content"][0]["text"].as_str().unwrap_or("[]"))
+                .expect("list");
+        // The upstream got the client's trace, one hop further down.
+        let upstream_saw = seen.last().cloned().unwrap_or_default();
+        let parts: Vec<&str> = upstream_saw.split('-').collect();
+        assert_eq!(parts.len(), 4, "{upstream_saw}");
+        assert_eq!(parts[1], trace_id, "{upstream_saw}");
+
+        let spans = spans_of(&receiver, trace_id, &["mcp.request", "mcp.upstream"]).await;
+        let request = spans
+            .iter()
+            .find(|s| s["name"] == "mcp.request" && s["attributes"]["mcp.method"] == "tools/call")
+            .expect("request span");
+        let call = spans
+            .iter()
+            .find(|s| s["name"] == "mcp.upstream")
+            .expect("upstream span");
+        assert_eq!(
+            request["parent_span_id"], parent,
+            "the client's span is the parent: {request}"
+        );
+        assert_eq!(
+            request["attributes"]["mcp.tool"], "traceparents_seen",
+            "{request}"
+        );
+        assert_eq!(request["attributes"]["mcp.server"], "demo", "{request}");
+        assert_eq!(
+            call["parent_span_id"], request["span_id"],
+            "upstream call is a child: {call}"
+        );
+        assert_eq!(call["attributes"]["mcp.upstream"], "traced", "{call}");
+        assert_eq!(
+            parts[2],
+            call["span_id"].as_str().unwrap_or(""),
+            "the upstream's parent is our upstream span"
+        );
+        assert_eq!(request["service"], "switchboard-dataplane");
+        assert_eq!(request["transport"], transport, "{request}");
+    }
+}

@@ -5,28 +5,11 @@
 use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::process::Command;
 use std::time::{Duration, Instant};
-use switchboard_testkit::{
-    free_port, python_bin, wait_for_tcp, ManagedProcess, McpHttpClient, ServerEverything,
-};
+use switchboard_testkit::{free_port, python_bin, McpHttpClient, ServerEverything};
 
 mod common;
 use common::*;
-
-/// A Python peer from tests/peers on a free port: (process, base URL).
-async fn peer(script: &str, args: &[&str]) -> (ManagedProcess, String) {
-    let port = free_port();
-    let mut cmd = Command::new(python_bin().expect("PyPI mcp installed"));
-    cmd.arg(root().join("tests/peers").join(script))
-        .arg(port.to_string())
-        .args(args);
-    let p = ManagedProcess::spawn(cmd).expect(script);
-    if let Err(e) = wait_for_tcp(&format!("127.0.0.1:{port}"), WAIT).await {
-        panic!("{script} did not start: {e}\n{}", p.log_tail(20));
-    }
-    (p, format!("http://127.0.0.1:{port}"))
-}
 
 const ISSUER: &str = "https://issuer.test";
 

@@ -11,5 +11,6 @@ pub mod routes;
 pub mod server;
 pub mod session;
 pub mod signals;
+pub mod tracecontext;
 pub mod transport;
 pub mod upstreams;

@@ -49,6 +49,14 @@ pub async fn control_plane_with_key(
 
 /// A data plane fed by `control_planes`; returns it and its MCP URL for server `demo`.
 pub async fn data_plane(control_planes: &str) -> (ManagedProcess, String, tempfile::TempDir) {
+    data_plane_with(control_planes, &[]).await
+}
+
+/// The same, with extra environment variables.
+pub async fn data_plane_with(
+    control_planes: &str,
+    env: &[(&str, &str)],
+) -> (ManagedProcess, String, tempfile::TempDir) {
     let state = tempfile::tempdir().expect("tempdir");
     let listen = format!("127.0.0.1:{}", free_port());
     let mut cmd = Command::new(BIN);
@@ -60,7 +68,8 @@ pub async fn data_plane(control_planes: &str) -> (ManagedProcess, String, tempfi
         &listen,
     ])
     .arg("--state-dir")
-    .arg(state.path());
+    .arg(state.path())
+    .envs(env.iter().copied());
     let p = ManagedProcess::spawn(cmd).expect("data plane");
     if let Err(e) = wait_for_http_ok(&format!("http://{listen}/readyz"), WAIT).await {
         panic!("data plane did not start: {e}\n{}", p.log_tail(20));
@@ -184,4 +193,18 @@ pub async fn time_bridge_with_token(listen: &str, token: Option<&str>) -> Manage
         panic!("bridge did not start: {e}\n{}", p.log_tail(20));
     }
     p
+}
+
+/// A Python peer from tests/peers on a free port: (process, base URL).
+pub async fn peer(script: &str, args: &[&str]) -> (ManagedProcess, String) {
+    let port = free_port();
+    let mut cmd = Command::new(switchboard_testkit::python_bin().expect("PyPI mcp installed"));
+    cmd.arg(root().join("tests/peers").join(script))
+        .arg(port.to_string())
+        .args(args);
+    let p = ManagedProcess::spawn(cmd).expect(script);
+    if let Err(e) = wait_for_tcp(&format!("127.0.0.1:{port}"), WAIT).await {
+        panic!("{script} did not start: {e}\n{}", p.log_tail(20));
+    }
+    (p, format!("http://127.0.0.1:{port}"))
 }

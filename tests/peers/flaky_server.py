@@ -4,7 +4,8 @@ HTTP 503, a repeat of the same JSON-RPC request goes through. Tools:
 
   read_config   annotated readOnlyHint: safe to retry
   write_record  no hints: not safe to retry
-  attempts      how many POSTs each flaky tool got so far (JSON text)
+  attempts_so_far    how many POSTs each flaky tool got so far (JSON text)
+  traceparents_seen  the traceparent header of every tools/call so far (JSON list)
   hang          never answers (for timeouts)
 
 usage: flaky_server.py PORT
@@ -22,6 +23,7 @@ PORT = int(sys.argv[1])
 FLAKY = {"read_config", "write_record"}
 attempts = {name: 0 for name in FLAKY}
 seen = set()
+traceparents = []  # the `traceparent` header of every tools/call, in order
 
 server = MCPServer("flaky")
 
@@ -42,6 +44,12 @@ def write_record(value: str) -> str:
 def attempts_so_far() -> str:
     """How many POSTs reached each flaky tool."""
     return json.dumps(attempts)
+
+
+@server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+def traceparents_seen() -> str:
+    """The traceparent headers tools/call requests carried (JSON list)."""
+    return json.dumps(traceparents)
 
 
 @server.tool()
@@ -69,6 +77,9 @@ async def flaky(scope, receive, send):
     except ValueError:
         msg = {}
     name = (msg.get("params") or {}).get("name") if isinstance(msg, dict) else None
+    if isinstance(msg, dict) and msg.get("method") == "tools/call":
+        headers = dict(scope.get("headers") or [])
+        traceparents.append(headers.get(b"traceparent", b"").decode())
     if msg.get("method") == "tools/call" and name in FLAKY:
         attempts[name] += 1
         key = (name, json.dumps(msg.get("id")))
