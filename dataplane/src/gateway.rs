@@ -708,7 +708,7 @@ impl Gateway {
             rec.upstream = upstream.clone();
             rec.outcome = "proxied";
             let query = session.req_header().uri.query().map(str::to_string);
-            return match self.pass_target(&routes, &upstream, query.as_deref()).await {
+            return match self.pass_target(routes, &upstream, query.as_deref()).await {
                 Ok(mut t) => {
                     // The client's credentials stop here unless a policy passes them.
                     t.drop_headers.push("x-upstream-authorization".into());
@@ -796,7 +796,7 @@ impl Gateway {
                     .sessions_opened
                     .with_label_values(&[server.name.as_str()])
                     .inc();
-                self.open_session(&routes, &server, &client, id, result, session)
+                self.open_session(routes, &server, &client, id, result, session)
                     .await
             }
             Outcome::Fanout {
@@ -805,7 +805,7 @@ impl Gateway {
                 params,
                 session,
             } => {
-                self.fanout(&routes, &server, &method, &params, &session)
+                self.fanout(routes, &server, &method, &params, &session)
                     .await;
                 Reply::json(200, &jsonrpc::result_response(&id, json!({})))
             }
@@ -824,7 +824,7 @@ impl Gateway {
                     f.headers = client_headers(&client, &server, &spec);
                 }
                 rec.upstream = f.upstream.clone();
-                rec.outcome = self.forward(session, &routes, &server, f).await?;
+                rec.outcome = self.forward(session, routes, &server, f).await?;
                 return Ok(Step::Done(true));
             }
         };
