@@ -205,6 +205,41 @@ async fn both_planes_expose_metrics_that_move_with_traffic_and_pass_promtool() {
         (200, "ready\n".to_string())
     );
 
+    // deploy/: the scrape config is valid, and the dashboard charts only metrics the planes
+    // export (every family shows once it has a sample; the traffic above gives most of them).
+    let check = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(root().join("deploy/prometheus.yml"))
+        .output()
+        .expect("promtool");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let dp_text = get_text(&format!("{base}/metrics")).await.1;
+    let dashboard =
+        std::fs::read_to_string(root().join("deploy/grafana-dashboard.json")).expect("dashboard");
+    let _: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard is JSON");
+    let mut charted = std::collections::BTreeSet::new();
+    for (i, _) in dashboard.match_indices("switchboard_") {
+        let name: String = dashboard[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        charted.insert(name.trim_end_matches("_bucket").to_string());
+    }
+    assert!(charted.len() > 20, "{charted:?}");
+    let exported = |name: &str| {
+        let family = format!("# TYPE {name} ");
+        dp_text.contains(&family) || text.contains(&family)
+    };
+    let missing: Vec<&String> = charted.iter().filter(|n| !exported(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard charts metrics neither plane exported: {missing:?}"
+    );
+
     // One access-log line per request, with what was called and by whom, and no key.
     let log = std::fs::read_to_string(dp.log_path()).unwrap_or_default();
     let calls: Vec<&str> = log

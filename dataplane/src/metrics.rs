@@ -231,6 +231,33 @@ impl Metrics {
         }
     }
 
+    /// Creates the per-server and per-upstream series at zero, so they exist (and `rate()`
+    /// works) before the first event.
+    pub fn prime<'a>(
+        &self,
+        servers: impl Iterator<Item = (&'a str, bool, Vec<&'a str>)>,
+        upstreams: impl Iterator<Item = &'a str>,
+    ) {
+        for (server, authenticates, policies) in servers {
+            self.authz_denied.with_label_values(&[server]);
+            self.sessions_opened.with_label_values(&[server]);
+            self.sessions_closed.with_label_values(&[server]);
+            if authenticates {
+                for reason in ["missing", "invalid", "unavailable"] {
+                    self.auth_rejected.with_label_values(&[server, reason]);
+                }
+            }
+            for policy in policies {
+                self.rate_limited.with_label_values(&[server, policy]);
+            }
+        }
+        for upstream in upstreams {
+            self.retries.with_label_values(&[upstream]);
+            self.circuit_opened.with_label_values(&[upstream]);
+            self.circuit_open.with_label_values(&[upstream]);
+        }
+    }
+
     /// Records that `version`, built at `created_unix_ms`, is now served.
     pub fn serving(&self, version: &str, created_unix_ms: i64) {
         self.snapshot_info.reset();

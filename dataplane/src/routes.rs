@@ -331,6 +331,13 @@ impl Routes {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        crate::metrics::metrics().prime(
+            routes.servers.values().map(|v| {
+                let policies = v.rate_limits.iter().map(|l| l.name.as_str()).collect();
+                (v.name.as_str(), v.auth.is_some(), policies)
+            }),
+            routes.upstreams.keys().map(String::as_str),
+        );
         Ok(routes)
     }
 
