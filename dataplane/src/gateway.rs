@@ -776,7 +776,7 @@ impl Gateway {
         rec.session = info
             .session_id
             .as_deref()
-            .map(fingerprint)
+            .map(crate::session::fingerprint)
             .unwrap_or_default();
         let mut seen = transport::Seen::default();
         let outcome = transport::handle(&server, &info, &body, &gate, &mut seen);
@@ -969,12 +969,6 @@ impl Record {
             "request"
         );
     }
-}
-
-/// A short, stable stand-in for a session id in logs.
-fn fingerprint(id: &str) -> String {
-    use sha2::Digest;
-    hex::encode(&sha2::Sha256::digest(id.as_bytes())[..6])
 }
 
 /// Where serving a request to a virtual server got to.

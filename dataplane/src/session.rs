@@ -166,6 +166,12 @@ pub fn new_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(key)
 }
 
+/// A short, stable stand-in for a session id in logs (the id itself is a credential).
+pub fn fingerprint(id: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(id.as_bytes())[..6])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -177,7 +177,7 @@ impl UpstreamPool {
         }
         let timeout = spec.timeouts.request.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         let session = Arc::new(self.mcp.initialize(mcp, &spec.creds, timeout).await?);
-        tracing::debug!(upstream = %name, session = ?session.session_id, version = %session.protocol_version, "upstream session opened");
+        tracing::debug!(upstream = %name, session = ?session.session_id.as_deref().map(crate::session::fingerprint), version = %session.protocol_version, "upstream session opened");
         lock(&self.sessions).insert(key, session.clone());
         Ok(session)
     }
