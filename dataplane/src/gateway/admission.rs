@@ -1,0 +1,180 @@
+//! Who is calling and what they may pass on: authentication (401 challenges and the RFC
+//! 9728 metadata document), the rate-limit gate, and client credentials for upstreams.
+
+use super::*;
+
+/// The client's credentials that policies may pass on to upstreams.
+pub(super) struct ClientHeaders {
+    pub(super) authorization: Option<String>,
+    pub(super) upstream_authorization: Option<String>,
+}
+
+/// Headers a call to `upstream` carries for this client: its own token when the server
+/// forwards tokens, and its `X-Upstream-Authorization` when the upstream takes it.
+pub(super) fn client_headers(
+    client: &ClientHeaders,
+    server: &ServerView,
+    upstream: &UpstreamEntry,
+) -> Vec<(String, String)> {
+    let passed = client
+        .upstream_authorization
+        .as_ref()
+        .filter(|_| upstream.auth.passthrough);
+    let forwarded = client
+        .authorization
+        .as_ref()
+        .filter(|_| server.forward_token);
+    passed
+        .or(forwarded)
+        .map(|v| vec![("authorization".to_string(), v.clone())])
+        .unwrap_or_default()
+}
+
+/// Rate limits, as the transport rules ask for them.
+pub(super) struct Limits<'a> {
+    pub(super) limiter: &'a RateLimiter,
+    pub(super) server: &'a ServerView,
+    pub(super) principal: &'a str,
+    pub(super) client_ip: &'a str,
+}
+
+impl Gate for Limits<'_> {
+    fn admit(&self, method: &str, target: Item<'_>) -> std::result::Result<(), Refusal> {
+        if self.server.rate_limits.is_empty() {
+            return Ok(());
+        }
+        let tool = match target {
+            Item::Tool(t) => t,
+            _ => "",
+        };
+        let parts = KeyParts {
+            server: &self.server.name,
+            principal: self.principal,
+            tool,
+            client_ip: self.client_ip,
+        };
+        self.limiter
+            .check(&self.server.rate_limits, method, &parts)
+            .map_err(|l| {
+                let secs = l.retry_after.as_secs_f64().ceil().max(1.0);
+                tracing::debug!(server = %self.server.name, policy = %l.policy, principal = %self.principal, "rate limited");
+                metrics()
+                    .rate_limited
+                    .with_label_values(&[self.server.name.as_str(), l.policy.as_str()])
+                    .inc();
+                Refusal {
+                    error: RpcError {
+                        code: jsonrpc::RATE_LIMITED,
+                        message: format!(
+                            "rate limit `{}` exceeded; retry in {secs:.0}s",
+                            l.policy
+                        ),
+                        data: Some(json!({"policy": l.policy, "retryAfterSeconds": secs})),
+                    },
+                    retry_after: Some(l.retry_after),
+                }
+            })
+    }
+}
+
+/// The URL clients reach this request's host at (`X-Forwarded-Proto` says the scheme a
+/// proxy in front terminated).
+fn base_url(session: &Session) -> String {
+    let scheme = header(session, "x-forwarded-proto")
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    let host = header(session, "host").unwrap_or("localhost");
+    format!("{scheme}://{host}")
+}
+
+/// The server's endpoint path as this request addressed it (by name, or by host on /mcp).
+fn endpoint_path(session: &Session) -> String {
+    let path = session.req_header().uri.path();
+    let path = path.strip_prefix(RESOURCE_METADATA).unwrap_or(path);
+    path.trim_end_matches('/').to_string()
+}
+
+/// RFC 9728 metadata for a server that takes OAuth bearer tokens (404 for the others).
+pub(super) fn resource_metadata(session: &Session, server: &ServerView) -> Reply {
+    let Some(jwt) = server.auth.as_deref().and_then(Authenticator::jwt) else {
+        return text(404, "this server takes no OAuth tokens\n");
+    };
+    let servers = if jwt.authorization_servers.is_empty() {
+        vec![jwt.issuer.clone()]
+    } else {
+        jwt.authorization_servers.clone()
+    };
+    let mut doc = json!({
+        "resource": format!("{}{}", base_url(session), endpoint_path(session)),
+        "authorization_servers": servers,
+        "bearer_methods_supported": ["header"],
+        "resource_name": server.name,
+    });
+    if !jwt.scopes_supported.is_empty() {
+        doc["scopes_supported"] = json!(jwt.scopes_supported);
+    }
+    Reply::json(200, &doc)
+}
+
+/// A `WWW-Authenticate` parameter value, quoted.
+fn quoted(value: &str) -> String {
+    let clean: String = value
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| if c == '"' { '\'' } else { c })
+        .collect();
+    format!("\"{clean}\"")
+}
+
+impl Gateway {
+    /// Who is calling `server`, or the 401 (503 when keys cannot be fetched) to answer.
+    pub(super) async fn authenticate(
+        &self,
+        session: &Session,
+        server: &ServerView,
+    ) -> std::result::Result<Principal, Reply> {
+        let Some(auth) = &server.auth else {
+            return Ok(Principal::anonymous());
+        };
+        let offered = Offered {
+            authorization: header(session, "authorization"),
+            api_key: auth.api_key_header().and_then(|h| header(session, h)),
+        };
+        let e = match auth.authenticate(offered, &self.jwks).await {
+            Ok(p) => return Ok(p),
+            Err(e) => e,
+        };
+        tracing::info!(server = %server.name, error = %e, "authentication failed");
+        let reason = match &e {
+            AuthError::Missing(_) => "missing",
+            AuthError::Invalid(_) => "invalid",
+            AuthError::Unavailable(_) => "unavailable",
+        };
+        metrics()
+            .auth_rejected
+            .with_label_values(&[server.name.as_str(), reason])
+            .inc();
+        let mut challenge = String::from("Bearer realm=\"switchboard\"");
+        let status = match &e {
+            AuthError::Missing(_) => 401,
+            AuthError::Invalid(why) => {
+                challenge.push_str(", error=\"invalid_token\", error_description=");
+                challenge.push_str(&quoted(why));
+                401
+            }
+            AuthError::Unavailable(_) => 503,
+        };
+        if auth.jwt().is_some() {
+            let url = format!(
+                "{}{RESOURCE_METADATA}{}",
+                base_url(session),
+                endpoint_path(session)
+            );
+            challenge.push_str(", resource_metadata=");
+            challenge.push_str(&quoted(&url));
+        }
+        let mut reply = Reply::rpc_error(status, jsonrpc::UNAUTHORIZED, e.to_string());
+        reply.headers.push(("www-authenticate", challenge));
+        Err(reply)
+    }
+}

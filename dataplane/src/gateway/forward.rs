@@ -1,0 +1,369 @@
+//! Calls to upstreams: forwarding a request and streaming its answer back, under the
+//! upstream's circuit breaker and retry policy; opening a client's upstream sessions;
+//! fanning a request out to all of them.
+
+use super::*;
+
+impl Gateway {
+    /// Sends a call upstream and streams the answer back with the client's id restored.
+    pub(super) async fn forward(
+        &self,
+        session: &mut Session,
+        routes: &Routes,
+        server: &ServerView,
+        f: Forward,
+    ) -> Result<&'static str> {
+        let fail = |message: String| {
+            Reply::json(
+                200,
+                &jsonrpc::error_response(
+                    &f.client_id,
+                    &RpcError {
+                        code: jsonrpc::INTERNAL_ERROR,
+                        message,
+                        data: Some(json!({"upstream": f.upstream})),
+                    },
+                ),
+            )
+        };
+        let Some(spec) = routes.upstream(&f.upstream) else {
+            let reply = fail(format!("upstream `{}` is not in this snapshot", f.upstream));
+            return send(session, reply).await.map(|()| "upstream_error");
+        };
+        if let Some(why) = routes.unhealthy(&f.upstream) {
+            let reply = fail(unhealthy_message(&f.upstream, why));
+            return send(session, reply).await.map(|()| "upstream_error");
+        }
+        let timeouts = server.timeouts(&spec, &f.upstream);
+        let span = if crate::tracecontext::enabled() {
+            tracing::info_span!(
+                "mcp.upstream",
+                otel.kind = "client",
+                mcp.upstream = %f.upstream,
+                mcp.method = %f.method,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        let mut headers = f.headers.clone();
+        headers.extend(crate::tracecontext::headers_for(&span));
+        let call = CallOptions {
+            timeout: timeouts.request,
+            headers,
+        };
+        let gateway_id = json!(self.upstreams.next_id());
+        let body =
+            json!({"jsonrpc": "2.0", "id": gateway_id, "method": f.method, "params": f.params});
+        let restore = |mut msg: Value| {
+            if msg.get("id") == Some(&gateway_id) {
+                msg["id"] = f.client_id.clone();
+                if f.stateless {
+                    if let Some(result) = msg.get_mut("result") {
+                        crate::mcp::modern::shape_result(&f.method, result, &f.server);
+                    }
+                }
+            }
+            msg
+        };
+        let json_reply = |msg: Value| {
+            let code = msg.pointer("/error/code").and_then(Value::as_i64);
+            let status = match code {
+                Some(code) if f.stateless => crate::mcp::modern::http_status(code),
+                _ => 200,
+            };
+            Reply::json(status, &restore(msg))
+        };
+        let failed = |e: CallError| {
+            match e {
+            CallError::Open(left) => fail(format!(
+                "upstream `{}` keeps failing on this gateway; not calling it for another {:.1}s (circuit open)",
+                f.upstream,
+                left.as_secs_f64()
+            )),
+            CallError::Upstream(e) => fail(format!("upstream `{}` failed: {e}", f.upstream)),
+        }
+        };
+        if spec
+            .mcp
+            .as_ref()
+            .is_some_and(|m| m.transport == McpTransport::Sse)
+        {
+            let answer = self
+                .attempt(&f, &spec, || {
+                    self.upstreams.call_legacy(&f.upstream, &spec, &body, &call)
+                })
+                .await;
+            let (reply, outcome) = match answer {
+                Ok(msg) => {
+                    let reply = json_reply(msg);
+                    let outcome = reply.outcome();
+                    (reply, outcome)
+                }
+                Err(e) => (failed(e), "upstream_error"),
+            };
+            return send(session, reply).await.map(|()| outcome);
+        }
+        let sent = self
+            .attempt(&f, &spec, || {
+                self.upstreams
+                    .send(&f.upstream, &spec, &body, f.session.as_ref(), &call)
+            })
+            .instrument(span.clone())
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => return send(session, failed(e)).await.map(|()| "upstream_error"),
+        };
+        let idle = timeouts.idle.unwrap_or(DEFAULT_IDLE);
+        if !is_event_stream(&resp) {
+            let (reply, outcome) = match tokio::time::timeout(idle, resp.bytes()).await {
+                Ok(Ok(b)) => match serde_json::from_slice::<Value>(&b) {
+                    Ok(msg) => {
+                        let reply = json_reply(msg);
+                        let outcome = reply.outcome();
+                        (reply, outcome)
+                    }
+                    Err(e) => (
+                        fail(format!("upstream `{}` sent invalid JSON: {e}", f.upstream)),
+                        "upstream_error",
+                    ),
+                },
+                Ok(Err(e)) => (
+                    fail(format!(
+                        "upstream `{}` broke off its answer: {e}",
+                        f.upstream
+                    )),
+                    "upstream_error",
+                ),
+                Err(_) => (
+                    fail(format!(
+                        "upstream `{}` sent no more of its answer for {idle:?}",
+                        f.upstream
+                    )),
+                    "upstream_error",
+                ),
+            };
+            return send(session, reply).await.map(|()| outcome);
+        }
+        // SSE: pass every event on as it arrives (progress notifications included), ending
+        // the stream with the response.
+        let mut header = ResponseHeader::build(200, Some(3))?;
+        header.insert_header("content-type", "text/event-stream")?;
+        header.insert_header("cache-control", "no-cache")?;
+        if session.req_header().version == pingora::http::Version::HTTP_11 {
+            // Delimit the stream so the connection can be kept alive afterwards.
+            header.insert_header("transfer-encoding", "chunked")?;
+        }
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        let _streaming = Tracked::new(&metrics().sse_streams);
+        let mut events = Box::pin(json_events(resp.bytes_stream()));
+        loop {
+            let next = match tokio::time::timeout(idle, events.next()).await {
+                Ok(next) => next,
+                Err(_) => Some(Err(format!("no event for {idle:?}"))),
+            };
+            match next {
+                Some(Ok(event)) => {
+                    let (data, done) = match serde_json::from_str::<Value>(&event.data) {
+                        Ok(msg) => {
+                            let is_response = msg.get("id") == Some(&gateway_id)
+                                && (msg.get("result").is_some() || msg.get("error").is_some());
+                            (restore(msg).to_string(), is_response)
+                        }
+                        Err(_) => (event.data.clone(), false),
+                    };
+                    let wire = Bytes::from(event.to_wire(&data));
+                    session.write_response_body(Some(wire), done).await?;
+                    if done {
+                        return Ok("ok");
+                    }
+                }
+                end => {
+                    let why = match end {
+                        Some(Err(e)) => e,
+                        _ => "the stream ended without a response".into(),
+                    };
+                    let msg = jsonrpc::error_response(
+                        &f.client_id,
+                        &RpcError::new(
+                            jsonrpc::INTERNAL_ERROR,
+                            format!("upstream `{}`: {why}", f.upstream),
+                        ),
+                    );
+                    let wire = Bytes::from(format!("data: {msg}\n\n"));
+                    session.write_response_body(Some(wire), true).await?;
+                    return Ok("upstream_error");
+                }
+            }
+        }
+    }
+}
+
+/// Why a call to an upstream got no answer.
+enum CallError {
+    /// Its circuit is open on this data plane (for this long still).
+    Open(std::time::Duration),
+    Upstream(UpstreamError),
+}
+
+impl Gateway {
+    /// Runs one upstream call under the upstream's circuit breaker and retry policy, and
+    /// records how it went (circuit state, passive health signals).
+    async fn attempt<T, F, Fut>(
+        &self,
+        f: &Forward,
+        spec: &UpstreamEntry,
+        mut call: F,
+    ) -> std::result::Result<T, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, UpstreamError>>,
+    {
+        let breaker = &spec.circuit_breaker;
+        if let Admission::Open(left) = self.breakers.admit(&f.upstream, breaker) {
+            return Err(CallError::Open(left));
+        }
+        let safe = f.method != "tools/call"
+            || match spec.retries.tool_calls {
+                ToolCallRetries::Always => true,
+                ToolCallRetries::Never => false,
+                ToolCallRetries::WhenIdempotent => f.idempotent,
+            };
+        let m = metrics();
+        let timer = m
+            .upstream_seconds
+            .with_label_values(&[f.upstream.as_str(), method_label(&f.method)]);
+        let mut done = 0;
+        loop {
+            let started = std::time::Instant::now();
+            let result = call().await;
+            timer.observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(v) => {
+                    self.signals.success(&f.upstream);
+                    self.breakers.record(&f.upstream, breaker, true);
+                    m.circuit_open
+                        .with_label_values(&[f.upstream.as_str()])
+                        .set(0);
+                    return Ok(v);
+                }
+                Err(e) => {
+                    if let Some(wait) = retry::next_wait(&spec.retries, &e, done, safe) {
+                        done += 1;
+                        m.retries.with_label_values(&[f.upstream.as_str()]).inc();
+                        tracing::info!(upstream = %f.upstream, method = %f.method, error = %e, retry = done, ?wait, "retrying upstream call");
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    let fault = retry::is_upstream_fault(&e);
+                    if fault {
+                        self.signals.failure(&f.upstream, &e.to_string());
+                    }
+                    if self.breakers.record(&f.upstream, breaker, !fault) {
+                        m.circuit_opened
+                            .with_label_values(&[f.upstream.as_str()])
+                            .inc();
+                        m.circuit_open
+                            .with_label_values(&[f.upstream.as_str()])
+                            .set(1);
+                        tracing::warn!(upstream = %f.upstream, open_for = ?breaker.open_duration(), "circuit opened: failing fast");
+                    }
+                    tracing::warn!(upstream = %f.upstream, error = %e, retries = done, "upstream call failed");
+                    return Err(CallError::Upstream(e));
+                }
+            }
+        }
+    }
+}
+
+/// The server's MCP upstreams (streamable HTTP) that are not known to be down, with specs.
+fn mcp_upstreams<'a>(
+    routes: &'a Routes,
+    server: &'a ServerView,
+) -> impl Iterator<Item = (&'a String, Arc<UpstreamEntry>)> + 'a {
+    server.upstreams.iter().filter_map(|name| {
+        let spec = routes.upstream(name)?;
+        if spec.mcp.as_ref()?.transport != McpTransport::StreamableHttp {
+            return None; // legacy HTTP+SSE upstreams share one session per data plane
+        }
+        if routes.unhealthy(name).is_some() {
+            return None; // opened on first use once it is back
+        }
+        Some((name, spec))
+    })
+}
+
+/// What a client is told when it calls an upstream the health checks found down.
+pub(super) fn unhealthy_message(upstream: &str, why: &str) -> String {
+    if why.is_empty() {
+        format!("upstream `{upstream}` is unhealthy; failing fast until it recovers")
+    } else {
+        format!("upstream `{upstream}` is unhealthy ({why}); failing fast until it recovers")
+    }
+}
+
+impl Gateway {
+    /// Answers a client's initialize: opens its sessions with every upstream of the server
+    /// (in parallel; one that fails is opened on first use instead) and seals them into the
+    /// id, so whichever replica gets the next request can use them.
+    pub(super) async fn open_session(
+        &self,
+        routes: &Routes,
+        server: &ServerView,
+        headers: &ClientHeaders,
+        id: Value,
+        result: Value,
+        mut session: crate::session::Session,
+    ) -> Reply {
+        let opening = mcp_upstreams(routes, server).map(|(name, spec)| {
+            let session = &session;
+            let call = CallOptions {
+                headers: client_headers(headers, server, &spec),
+                ..CallOptions::default()
+            };
+            async move {
+                let opened = self.upstreams.open_for(name, &spec, session, &call).await;
+                (name, opened)
+            }
+        });
+        for (name, opened) in futures::future::join_all(opening).await {
+            match opened {
+                Ok(r) => {
+                    session.upstreams.insert(name.clone(), r);
+                }
+                Err(e) => {
+                    tracing::warn!(server = %server.name, upstream = %name, error = %e, "could not open an upstream session for a new client; will retry on first use")
+                }
+            }
+        }
+        transport::initialized(server, &id, result, &session)
+    }
+
+    /// Sends one request to every upstream of `server` in the client's sessions, waiting
+    /// for each answer (an upstream that fails or refuses is logged, not fatal: the level
+    /// still applies to the others).
+    pub(super) async fn fanout(
+        &self,
+        routes: &Routes,
+        server: &ServerView,
+        method: &str,
+        params: &Value,
+        session: &crate::session::Session,
+    ) {
+        let sends = mcp_upstreams(routes, server).map(|(name, spec)| {
+            let body = json!({"jsonrpc": "2.0", "id": self.upstreams.next_id(), "method": method, "params": params});
+            async move {
+                let outcome = match self.upstreams.send(name, &spec, &body, Some(session), &CallOptions::default()).await {
+                    Ok(resp) => resp.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = outcome {
+                    tracing::warn!(upstream = %name, %method, error = %e, "upstream did not take a fanned-out request");
+                }
+            }
+        });
+        futures::future::join_all(sends).await;
+    }
+}

@@ -1,0 +1,352 @@
+//! The pingora side: route each HTTP request to a virtual server, then answer it from memory
+//! or forward it to an upstream and stream the answer back (see `transport` for the rules).
+
+use crate::jsonrpc::{self, RpcError};
+use crate::metrics::{method_label, metrics, Tracked};
+use crate::policy::auth::{AuthError, Authenticator, Offered, Principal};
+use crate::policy::authz::Target as Item;
+use crate::policy::circuit::{Admission, Breakers};
+use crate::policy::jwks::JwksCache;
+use crate::policy::ratelimit::{KeyParts, RateLimiter};
+use crate::policy::retry;
+use crate::routes::{Routes, ServerView, UpstreamEntry};
+use crate::signals::Signals;
+use crate::transport::{self, Forward, Gate, Outcome, Refusal, Reply, RequestInfo};
+use crate::upstreams::{CallOptions, UpstreamPool};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use pingora::http::ResponseHeader;
+use pingora::prelude::{HttpPeer, Session};
+use pingora::proxy::ProxyHttp;
+use pingora::{Error, ErrorType, Result};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use switchboard_config::kinds::upstream::{McpTransport, ToolCallRetries};
+use switchboard_upstream::{is_event_stream, json_events, UpstreamError};
+use tracing::Instrument;
+
+mod access;
+mod admission;
+mod forward;
+mod passthrough;
+mod serve;
+
+use access::Record;
+use admission::{client_headers, resource_metadata, ClientHeaders, Limits};
+use forward::unhealthy_message;
+use passthrough::PassTarget;
+
+/// The gateway's request handler; cheap to share, reads the current routes per request.
+pub struct Gateway {
+    routes: Arc<ArcSwap<Routes>>,
+    max_body_bytes: usize,
+    max_header_bytes: usize,
+    upstreams: UpstreamPool,
+    signals: Arc<Signals>,
+    jwks: JwksCache,
+    limiter: RateLimiter,
+    breakers: Breakers,
+    /// Serves /metrics on this listener.
+    metrics_here: bool,
+    /// Serves only /metrics, /healthz and /readyz (a separate admin listener).
+    admin_only: bool,
+}
+
+impl Gateway {
+    /// A gateway over `routes` (swapped whole when a snapshot arrives).
+    pub fn new(routes: Arc<ArcSwap<Routes>>, max_body_bytes: usize) -> Self {
+        Gateway {
+            routes,
+            max_body_bytes,
+            max_header_bytes: 64 << 10,
+            upstreams: UpstreamPool::default(),
+            signals: Arc::default(),
+            jwks: JwksCache::default(),
+            limiter: RateLimiter::default(),
+            breakers: Breakers::default(),
+            metrics_here: true,
+            admin_only: false,
+        }
+    }
+
+    /// Leaves /metrics to a separate admin listener.
+    pub fn without_metrics(mut self) -> Self {
+        self.metrics_here = false;
+        self
+    }
+
+    /// The admin listener: /metrics, /healthz and /readyz only.
+    pub fn admin_only(mut self) -> Self {
+        self.admin_only = true;
+        self
+    }
+
+    /// Refuses requests whose headers add up to more than `n` bytes (431).
+    pub fn with_max_header_bytes(mut self, n: usize) -> Self {
+        self.max_header_bytes = n;
+        self
+    }
+
+    /// Records what upstream calls did into `signals` (reported to the control plane).
+    pub fn with_signals(mut self, signals: Arc<Signals>) -> Self {
+        self.signals = signals;
+        self
+    }
+}
+
+/// Longest silence allowed inside a streamed upstream answer when the resource sets none.
+pub const DEFAULT_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Where a request path points.
+enum Target {
+    Server(Arc<ServerView>),
+    /// The OAuth protected-resource metadata of a server's endpoint (RFC 9728).
+    ResourceMetadata(Arc<ServerView>),
+    UnknownServer(String),
+    Health,
+    Ready,
+    Metrics,
+    NotFound,
+}
+
+/// Where RFC 9728 puts the metadata of a resource: this prefix, then the resource's path.
+const RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource";
+
+fn target(routes: &Routes, path: &str, host: Option<&str>) -> Target {
+    if let Some(resource) = path.strip_prefix(RESOURCE_METADATA) {
+        return match target(routes, resource, host) {
+            Target::Server(s) => Target::ResourceMetadata(s),
+            other @ Target::UnknownServer(_) => other,
+            _ => Target::NotFound,
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/servers/") {
+        let name = rest
+            .strip_suffix("/mcp/")
+            .or_else(|| rest.strip_suffix("/mcp"))
+            .filter(|n| !n.is_empty() && !n.contains('/'));
+        return match name {
+            Some(n) => routes
+                .server(n)
+                .map_or_else(|| Target::UnknownServer(n.to_string()), Target::Server),
+            None => Target::NotFound,
+        };
+    }
+    match path {
+        "/mcp" | "/mcp/" => host
+            .and_then(|h| routes.server_for_host(h))
+            .map_or(Target::NotFound, Target::Server),
+        "/healthz" => Target::Health,
+        "/readyz" => Target::Ready,
+        "/metrics" => Target::Metrics,
+        _ => Target::NotFound,
+    }
+}
+
+fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
+    session
+        .req_header()
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+}
+
+async fn send(session: &mut Session, reply: Reply) -> Result<()> {
+    let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
+    for (name, value) in reply.headers {
+        resp.insert_header(name, value)?;
+    }
+    resp.insert_header("content-length", reply.body.len().to_string())?;
+    let empty = reply.body.is_empty();
+    session.write_response_header(Box::new(resp), empty).await?;
+    if !empty {
+        session
+            .write_response_body(Some(Bytes::from(reply.body)), true)
+            .await?;
+    }
+    Ok(())
+}
+
+fn text(status: u16, body: &str) -> Reply {
+    Reply {
+        status,
+        headers: vec![("content-type", "text/plain; charset=utf-8".into())],
+        body: body.as_bytes().to_vec(),
+        error_code: None,
+    }
+}
+
+/// Where serving a request to a virtual server got to.
+enum Step {
+    /// Answer with this.
+    Reply(Reply),
+    /// Already answered (true), or left to pingora's proxy (false).
+    Done(bool),
+}
+
+/// Per-request state.
+#[derive(Default)]
+pub struct Ctx {
+    pass: Option<PassTarget>,
+    record: Option<Record>,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let header_bytes: usize = session
+            .req_header()
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        if header_bytes > self.max_header_bytes {
+            let reply = text(
+                431,
+                &format!(
+                    "request headers are {header_bytes} bytes; at most {} are accepted\n",
+                    self.max_header_bytes
+                ),
+            );
+            send(session, reply).await?;
+            session.set_keepalive(None);
+            return Ok(true);
+        }
+        let routes = self.routes.load_full();
+        let path = session.req_header().uri.path().to_string();
+        let host = header(session, "host").map(str::to_string);
+        let target = match target(&routes, &path, host.as_deref()) {
+            t @ (Target::Health | Target::Ready | Target::Metrics) if self.admin_only => t,
+            _ if self.admin_only => Target::NotFound,
+            Target::Metrics if !self.metrics_here => Target::NotFound,
+            t => t,
+        };
+        let reply = match target {
+            Target::Health => text(200, "ok\n"),
+            Target::Metrics => Reply {
+                status: 200,
+                headers: vec![("content-type", "text/plain; version=0.0.4".into())],
+                body: metrics().render(),
+                error_code: None,
+            },
+            Target::Ready if routes.version.is_empty() => text(503, "no snapshot yet\n"),
+            Target::Ready => text(200, &format!("ready, snapshot {}\n", routes.version)),
+            Target::NotFound => text(404, "not found: MCP endpoints are /servers/{name}/mcp\n"),
+            Target::UnknownServer(name) => transport::unknown_server(&name),
+            Target::ResourceMetadata(server) => resource_metadata(session, &server),
+            Target::Server(server) => {
+                let span = if crate::tracecontext::enabled() {
+                    let span = tracing::info_span!(
+                        "mcp.request",
+                        otel.kind = "server",
+                        mcp.server = %server.name,
+                        mcp.method = tracing::field::Empty,
+                        mcp.tool = tracing::field::Empty,
+                    );
+                    crate::tracecontext::adopt(&span, &session.req_header().headers);
+                    span
+                } else {
+                    tracing::Span::none()
+                };
+                let step = self
+                    .serve_server(session, ctx, &routes, server)
+                    .instrument(span)
+                    .await?;
+                match step {
+                    Step::Done(handled) => return Ok(handled),
+                    Step::Reply(reply) => reply,
+                }
+            }
+        };
+        send(session, reply).await?;
+        Ok(true)
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        if let Some(rec) = ctx.record.take() {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            rec.finish(status);
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        // Only pass-through requests get here; the rest are answered in request_filter.
+        let Some(t) = &ctx.pass else {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                "no upstream route for this request",
+            ));
+        };
+        let sni = t.host.split(':').next().unwrap_or_default().to_string();
+        let mut peer = HttpPeer::new(t.addr, t.tls, sni);
+        peer.options.connection_timeout = Some(t.connect);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let Some(t) = &ctx.pass else {
+            return Ok(());
+        };
+        let uri = t
+            .path_and_query
+            .parse()
+            .map_err(|e| Error::explain(ErrorType::InternalError, format!("upstream path: {e}")))?;
+        upstream_request.set_uri(uri);
+        upstream_request.insert_header("host", t.host.clone())?;
+        for h in &t.drop_headers {
+            upstream_request.remove_header(h.as_str());
+        }
+        for (k, v) in &t.headers {
+            upstream_request.insert_header(k.clone(), v.clone())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_route_to_servers() {
+        let routes = Routes::default();
+        assert!(
+            matches!(target(&routes, "/servers/demo/mcp", None), Target::UnknownServer(n) if n == "demo")
+        );
+        assert!(matches!(
+            target(&routes, "/servers/demo/mcp/", None),
+            Target::UnknownServer(_)
+        ));
+        assert!(matches!(
+            target(&routes, "/servers//mcp", None),
+            Target::NotFound
+        ));
+        assert!(matches!(
+            target(&routes, "/servers/a/b/mcp", None),
+            Target::NotFound
+        ));
+        assert!(matches!(target(&routes, "/healthz", None), Target::Health));
+        assert!(matches!(
+            target(&routes, "/mcp", Some("x.example")),
+            Target::NotFound
+        ));
+        assert!(matches!(target(&routes, "/other", None), Target::NotFound));
+    }
+}

@@ -1,0 +1,190 @@
+//! Serving one request to a virtual server: authenticate, read the body, apply the
+//! transport rules and policies, then answer, forward, or hand over to the proxy.
+
+use super::*;
+
+impl Gateway {
+    /// Serves one request to a virtual server (the caller answers `Step::Reply`).
+    pub(super) async fn serve_server(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        routes: &Routes,
+        server: Arc<ServerView>,
+    ) -> Result<Step> {
+        let rec = ctx.record.insert(Record::new(&server.name));
+        let caller = match self.authenticate(session, &server).await {
+            Ok(p) => p,
+            Err(reply) => {
+                rec.outcome = reply.outcome();
+                send(session, reply).await?;
+                return Ok(Step::Done(true));
+            }
+        };
+        rec.principal = caller.subject.clone();
+        let client = ClientHeaders {
+            authorization: header(session, "authorization").map(str::to_string),
+            upstream_authorization: header(session, "x-upstream-authorization").map(str::to_string),
+        };
+        if let Some(upstream) = server.passthrough.clone() {
+            rec.upstream = upstream.clone();
+            rec.outcome = "proxied";
+            let query = session.req_header().uri.query().map(str::to_string);
+            return match self.pass_target(routes, &upstream, query.as_deref()).await {
+                Ok(mut t) => {
+                    // The client's credentials stop here unless a policy passes them.
+                    t.drop_headers.push("x-upstream-authorization".into());
+                    if !server.forward_token {
+                        t.drop_headers.push("authorization".into());
+                    }
+                    if let Some(h) = server
+                        .auth
+                        .as_deref()
+                        .and_then(Authenticator::api_key_header)
+                    {
+                        t.drop_headers.push(h.to_string());
+                    }
+                    if let Some(spec) = routes.upstream(&upstream) {
+                        t.headers.extend(client_headers(&client, &server, &spec));
+                    }
+                    // pingora proxies the request and streams the answer as-is.
+                    ctx.pass = Some(t);
+                    Ok(Step::Done(false))
+                }
+                Err(why) => {
+                    rec.outcome = "upstream_error";
+                    let reply = Reply::rpc_error(
+                        502,
+                        jsonrpc::INTERNAL_ERROR,
+                        format!("pass-through to `{upstream}`: {why}"),
+                    );
+                    send(session, reply).await?;
+                    Ok(Step::Done(true))
+                }
+            };
+        }
+        let max_body = server.limits.max_body_bytes.unwrap_or(self.max_body_bytes);
+        let body = match self.read_body(session, max_body).await? {
+            Ok(b) => b,
+            Err(reply) => {
+                rec.outcome = reply.outcome();
+                send(session, reply).await?;
+                // The rest of an oversized body is not worth reading.
+                session.set_keepalive(None);
+                return Ok(Step::Done(true));
+            }
+        };
+        let info = RequestInfo {
+            method: session.req_header().method.as_str().to_string(),
+            content_type: header(session, "content-type").map(str::to_string),
+            accept: header(session, "accept").map(str::to_string),
+            session_id: header(session, "mcp-session-id").map(str::to_string),
+            protocol_version: header(session, "mcp-protocol-version").map(str::to_string),
+            mcp_method: header(session, "mcp-method").map(str::to_string),
+            mcp_name: header(session, "mcp-name").map(str::to_string),
+            caller,
+        };
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let gate = Limits {
+            limiter: &self.limiter,
+            server: &server,
+            principal: &info.caller.subject,
+            client_ip: &client_ip,
+        };
+        rec.session = info
+            .session_id
+            .as_deref()
+            .map(crate::session::fingerprint)
+            .unwrap_or_default();
+        let mut seen = transport::Seen::default();
+        let outcome = transport::handle(&server, &info, &body, &gate, &mut seen);
+        rec.method = seen.method.unwrap_or_default();
+        rec.tool = seen.tool.unwrap_or_default();
+        let span = tracing::Span::current();
+        span.record("mcp.method", rec.method.as_str());
+        span.record("mcp.tool", rec.tool.as_str());
+        let reply = match outcome {
+            Outcome::Reply(reply) => reply,
+            Outcome::Initialize {
+                id,
+                result,
+                session,
+            } => {
+                metrics()
+                    .sessions_opened
+                    .with_label_values(&[server.name.as_str()])
+                    .inc();
+                self.open_session(routes, &server, &client, id, result, session)
+                    .await
+            }
+            Outcome::Fanout {
+                id,
+                method,
+                params,
+                session,
+            } => {
+                self.fanout(routes, &server, &method, &params, &session)
+                    .await;
+                Reply::json(200, &jsonrpc::result_response(&id, json!({})))
+            }
+            Outcome::Terminate(session) => {
+                metrics()
+                    .sessions_closed
+                    .with_label_values(&[server.name.as_str()])
+                    .inc();
+                self.upstreams
+                    .close_for(&session, &|name| routes.upstream(name));
+                Reply::empty(200)
+            }
+            Outcome::Forward(mut f) => {
+                tracing::debug!(server = %server.name, upstream = %f.upstream, method = %f.method, "forwarding");
+                if let Some(spec) = routes.upstream(&f.upstream) {
+                    f.headers = client_headers(&client, &server, &spec);
+                }
+                rec.upstream = f.upstream.clone();
+                rec.outcome = self.forward(session, routes, &server, f).await?;
+                return Ok(Step::Done(true));
+            }
+        };
+        rec.outcome = reply.outcome();
+        if reply.error_code == Some(jsonrpc::FORBIDDEN) {
+            metrics()
+                .authz_denied
+                .with_label_values(&[server.name.as_str()])
+                .inc();
+        }
+        Ok(Step::Reply(reply))
+    }
+
+    /// Reads the whole body, or answers 413 when it is over the limit (checked against
+    /// Content-Length up front, and against what arrives for chunked bodies).
+    async fn read_body(
+        &self,
+        session: &mut Session,
+        max: usize,
+    ) -> Result<std::result::Result<Vec<u8>, Reply>> {
+        let too_large = || {
+            Reply::rpc_error(
+                413,
+                jsonrpc::INVALID_REQUEST,
+                format!("request body is larger than {max} bytes"),
+            )
+        };
+        let declared = header(session, "content-length").and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return Ok(Err(too_large()));
+        }
+        let mut body = Vec::with_capacity(declared.unwrap_or(0).min(max));
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > max {
+                return Ok(Err(too_large()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Ok(body))
+    }
+}
