@@ -184,6 +184,23 @@ pub enum Outcome {
     },
     /// A client ends its session: answer 200 and end its upstream sessions.
     Terminate(Session),
+    /// A client opens its session's SSE stream: relay what its upstream sessions send on
+    /// their own (requests to the client, notifications).
+    Listen(Session),
+    /// The client answers a request an upstream sent it: deliver `message` (with the
+    /// upstream's own id) to `upstream` in the client's session, then answer 202.
+    Relay {
+        upstream: String,
+        message: Value,
+        session: Session,
+    },
+    /// A client notification every upstream of its session must see (e.g. its roots
+    /// changed): send it to each, then answer 202.
+    Notify {
+        method: String,
+        params: Value,
+        session: Session,
+    },
     /// Send this request to every upstream of the client's session (e.g. `logging/setLevel`)
     /// and answer `{}` once they have had it.
     Fanout {
@@ -236,12 +253,25 @@ pub fn handle(
 ) -> Outcome {
     match req.method.as_str() {
         "POST" => post(server, req, body, gate, seen),
+        "GET" if wants_stream(req) && req.session_id.is_some() && !server.upstreams.is_empty() => {
+            match session_of(server, req) {
+                Ok(session) => Outcome::Listen(session),
+                Err(reply) => Outcome::Reply(reply),
+            }
+        }
         "DELETE" => match session_of(server, req) {
             Ok(session) => Outcome::Terminate(session),
             Err(reply) => Outcome::Reply(reply),
         },
         _ => Outcome::Reply(other_method(req)),
     }
+}
+
+/// Whether a GET asks for the session's SSE stream.
+fn wants_stream(req: &RequestInfo) -> bool {
+    req.accept
+        .as_deref()
+        .is_some_and(|a| a.contains("text/event-stream"))
 }
 
 fn other_method(req: &RequestInfo) -> Reply {
@@ -409,8 +439,33 @@ fn post_checked(
             };
             Ok(Outcome::Reply(Reply::json(200, &response)))
         }
-        Message::Notification { .. } | Message::Response { .. } => {
-            session_of(server, req)?;
+        Message::Response { id, mut body } => {
+            let session = session_of(server, req)?;
+            let relayed = crate::mcp::relay::unwrap(&id)
+                .filter(|(upstream, _)| session.upstreams.contains_key(upstream));
+            match relayed {
+                Some((upstream, original)) => {
+                    body["jsonrpc"] = json!("2.0");
+                    body["id"] = original;
+                    Ok(Outcome::Relay {
+                        upstream,
+                        message: body,
+                        session,
+                    })
+                }
+                // An answer to nothing we sent: accepted and dropped, as the spec allows.
+                None => Ok(Outcome::Reply(Reply::empty(202))),
+            }
+        }
+        Message::Notification { method, params } => {
+            let session = session_of(server, req)?;
+            if method == "notifications/roots/list_changed" && !server.upstreams.is_empty() {
+                return Ok(Outcome::Notify {
+                    method,
+                    params,
+                    session,
+                });
+            }
             Ok(Outcome::Reply(Reply::empty(202)))
         }
     }
@@ -668,6 +723,8 @@ mod tests {
             Outcome::Fanout { id, .. } => {
                 Reply::json(200, &jsonrpc::result_response(&id, json!({})))
             }
+            Outcome::Relay { .. } | Outcome::Notify { .. } => Reply::empty(202),
+            Outcome::Listen(_) => Reply::empty(200),
             Outcome::Forward(f) => panic!("unexpected forward {f:?}"),
         }
     }

@@ -268,6 +268,27 @@ impl UpstreamPool {
         }
     }
 
+    /// Opens the GET stream of `client`'s own session with `name` (None when it has none
+    /// there, or the upstream offers no stream).
+    pub async fn listen(
+        &self,
+        name: &str,
+        spec: &UpstreamEntry,
+        client: &Session,
+        call: &CallOptions,
+    ) -> Result<Option<switchboard_upstream::Messages>, UpstreamError> {
+        let (session, own) = self.session(name, spec, Some(client)).await?;
+        if !own {
+            return Ok(None); // a shared session's stream belongs to no one client
+        }
+        let session = call.dress(session);
+        Ok(self
+            .mcp
+            .listen(&session, call.timeout_for(spec).min(INITIALIZE_TIMEOUT))
+            .await?
+            .map(|m| Box::pin(m) as switchboard_upstream::Messages))
+    }
+
     /// Sends a request to a legacy HTTP+SSE upstream over this pool's shared session
     /// (opened on first use, re-opened once when its event stream is gone) and returns the
     /// response message. Progress notifications of such upstreams are not relayed.

@@ -54,20 +54,30 @@ impl Connection {
     }
 }
 
+/// What discovery sessions offer upstreams (see [`McpHttp::open`]).
+pub fn discovery_capabilities() -> serde_json::Value {
+    json!({"roots": {"listChanged": true}, "sampling": {}, "elicitation": {}})
+}
+
 impl McpHttp {
-    /// Opens a session in the transport `spec` names, offering no client capabilities.
+    /// Opens a discovery session in the transport `spec` names. It offers every client
+    /// capability (roots, sampling, elicitation), so the catalog includes the tools an
+    /// upstream registers only for clients that have them; the session itself never calls
+    /// a tool, so it is never asked to sample or elicit.
     pub async fn open(
         &self,
         spec: &McpUpstream,
         creds: &Credentials,
         timeout: Duration,
     ) -> Result<Connection, UpstreamError> {
+        let capabilities = discovery_capabilities();
         Ok(match spec.transport {
-            McpTransport::StreamableHttp => {
-                Connection::Streamable(Box::new(self.initialize(spec, creds, timeout).await?))
-            }
+            McpTransport::StreamableHttp => Connection::Streamable(Box::new(
+                self.initialize_as(spec, creds, timeout, &capabilities)
+                    .await?,
+            )),
             McpTransport::Sse => Connection::Legacy(
-                LegacySession::connect(self.http_client(), spec, creds, timeout, &json!({}))
+                LegacySession::connect(self.http_client(), spec, creds, timeout, &capabilities)
                     .await?,
             ),
         })

@@ -304,7 +304,8 @@ impl Running {
 }
 
 /// Handles one message from the notification stream: list changes go to the worker, pings
-/// are answered, anything else is ignored (discovery declares no client capabilities).
+/// and roots/list are answered, other requests refused (discovery never calls tools, so
+/// nothing should ask it to sample or elicit).
 async fn on_message(
     mcp: &McpHttp,
     session: &Connection,
@@ -320,6 +321,9 @@ async fn on_message(
     if let Some(id) = msg.get("id").filter(|_| !method.is_empty()) {
         let reply = if method == "ping" {
             json!({"jsonrpc": "2.0", "id": id, "result": {}})
+        } else if method == "roots/list" {
+            // Discovery offers roots (see `McpHttp::open`) but has none.
+            json!({"jsonrpc": "2.0", "id": id, "result": {"roots": []}})
         } else {
             json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": format!("discovery sessions do not serve {method}")}})
         };

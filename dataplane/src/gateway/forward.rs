@@ -167,9 +167,14 @@ impl Gateway {
             match next {
                 Some(Ok(event)) => {
                     let (data, done) = match serde_json::from_str::<Value>(&event.data) {
-                        Ok(msg) => {
+                        Ok(mut msg) => {
                             let is_response = msg.get("id") == Some(&gateway_id)
                                 && (msg.get("result").is_some() || msg.get("error").is_some());
+                            if crate::mcp::relay::is_request(&msg) {
+                                // The upstream asks the client something: make its answer
+                                // find the way back (see `mcp::relay`).
+                                msg["id"] = crate::mcp::relay::wrap(&f.upstream, &msg["id"]);
+                            }
                             (restore(msg).to_string(), is_response)
                         }
                         Err(_) => (event.data.clone(), false),
@@ -352,8 +357,12 @@ impl Gateway {
         params: &Value,
         session: &crate::session::Session,
     ) {
+        let notification = method.starts_with("notifications/");
         let sends = mcp_upstreams(routes, server).map(|(name, spec)| {
-            let body = json!({"jsonrpc": "2.0", "id": self.upstreams.next_id(), "method": method, "params": params});
+            let mut body = json!({"jsonrpc": "2.0", "method": method, "params": params});
+            if !notification {
+                body["id"] = json!(self.upstreams.next_id());
+            }
             async move {
                 let outcome = match self.upstreams.send(name, &spec, &body, Some(session), &CallOptions::default()).await {
                     Ok(resp) => resp.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
@@ -366,4 +375,132 @@ impl Gateway {
         });
         futures::future::join_all(sends).await;
     }
+
+    /// Delivers a client's answer to a request `upstream` sent it, in the client's session.
+    pub(super) async fn relay(
+        &self,
+        routes: &Routes,
+        server: &ServerView,
+        client: &ClientHeaders,
+        upstream: &str,
+        message: &Value,
+        session: &crate::session::Session,
+    ) -> Reply {
+        let Some(spec) = routes.upstream(upstream) else {
+            return Reply::rpc_error(
+                404,
+                jsonrpc::INVALID_REQUEST,
+                format!("upstream `{upstream}` is not in this snapshot"),
+            );
+        };
+        let call = CallOptions {
+            headers: client_headers(client, server, &spec),
+            ..CallOptions::default()
+        };
+        match self
+            .upstreams
+            .send(upstream, &spec, message, Some(session), &call)
+            .await
+        {
+            Ok(_) => Reply::empty(202),
+            Err(e) => {
+                tracing::warn!(%upstream, error = %e, "could not deliver a client's answer upstream");
+                Reply::rpc_error(
+                    502,
+                    jsonrpc::INTERNAL_ERROR,
+                    format!("could not deliver the answer to upstream `{upstream}`: {e}"),
+                )
+            }
+        }
+    }
+
+    /// Serves a client's GET stream: the messages its upstream sessions send on their own,
+    /// merged, with the ids of upstream requests wrapped so the answers find their way
+    /// back. Ends when the client leaves or every upstream stream has ended.
+    pub(super) async fn listen(
+        &self,
+        http: &mut Session,
+        routes: &Routes,
+        server: &ServerView,
+        client: &ClientHeaders,
+        session: &crate::session::Session,
+    ) -> Result<&'static str> {
+        let opening = mcp_upstreams(routes, server)
+            .filter(|(name, _)| session.upstreams.contains_key(*name))
+            .map(|(name, spec)| {
+                let call = CallOptions {
+                    headers: client_headers(client, server, &spec),
+                    ..CallOptions::default()
+                };
+                async move {
+                    let opened = self.upstreams.listen(name, &spec, session, &call).await;
+                    (name.clone(), opened)
+                }
+            });
+        let mut streams = Vec::new();
+        for (name, opened) in futures::future::join_all(opening).await {
+            match opened {
+                Ok(Some(stream)) => {
+                    let tagged = stream.map(move |m| (name.clone(), m));
+                    streams.push(Box::pin(tagged));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(upstream = %name, error = %e, "cannot open an upstream's stream for a client")
+                }
+            }
+        }
+        if streams.is_empty() {
+            let mut r = Reply::rpc_error(
+                405,
+                jsonrpc::INVALID_REQUEST,
+                "no upstream of this server offers a stream to this session",
+            );
+            r.headers.push(("allow", "POST, DELETE".into()));
+            send(http, r).await?;
+            return Ok("error");
+        }
+        let mut header = ResponseHeader::build(200, Some(3))?;
+        header.insert_header("content-type", "text/event-stream")?;
+        header.insert_header("cache-control", "no-cache")?;
+        if http.req_header().version == pingora::http::Version::HTTP_11 {
+            header.insert_header("transfer-encoding", "chunked")?;
+        }
+        http.write_response_header(Box::new(header), false).await?;
+        let _streaming = Tracked::new(&metrics().sse_streams);
+        let mut merged = futures::stream::select_all(streams);
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.tick().await;
+        loop {
+            let wire = tokio::select! {
+                next = merged.next() => match next {
+                    Some((upstream, Ok(mut msg))) => {
+                        if crate::mcp::relay::is_request(&msg) {
+                            msg["id"] = crate::mcp::relay::wrap(&upstream, &msg["id"]);
+                        }
+                        format!("event: message\ndata: {msg}\n\n")
+                    }
+                    Some((upstream, Err(e))) => {
+                        tracing::debug!(%upstream, error = %e, "an upstream's stream to a client ended");
+                        continue;
+                    }
+                    None => {
+                        http.write_response_body(None, true).await?;
+                        return Ok("ok");
+                    }
+                },
+                _ = keepalive.tick() => ": keepalive\n\n".to_string(),
+            };
+            if http
+                .write_response_body(Some(Bytes::from(wire)), false)
+                .await
+                .is_err()
+            {
+                return Ok("ok"); // the client left
+            }
+        }
+    }
 }
+
+/// How often an idle client stream gets a comment, so a client that left is noticed.
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);

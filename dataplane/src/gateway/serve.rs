@@ -131,6 +131,30 @@ impl Gateway {
                     .await;
                 Reply::json(200, &jsonrpc::result_response(&id, json!({})))
             }
+            Outcome::Notify {
+                method,
+                params,
+                session,
+            } => {
+                self.fanout(routes, &server, &method, &params, &session)
+                    .await;
+                Reply::empty(202)
+            }
+            Outcome::Relay {
+                upstream,
+                message,
+                session,
+            } => {
+                rec.upstream = upstream.clone();
+                self.relay(routes, &server, &client, &upstream, &message, &session)
+                    .await
+            }
+            Outcome::Listen(mcp_session) => {
+                rec.outcome = self
+                    .listen(session, routes, &server, &client, &mcp_session)
+                    .await?;
+                return Ok(Step::Done(true));
+            }
             Outcome::Terminate(session) => {
                 metrics()
                     .sessions_closed

@@ -3,4 +3,5 @@
 
 pub mod local;
 pub mod modern;
+pub mod relay;
 pub mod versions;
