@@ -248,7 +248,7 @@ pub struct NodeArgs {
     pub state_dir: PathBuf,
 }
 
-/// Request limits enforced before anything is parsed.
+/// Request limits and checks enforced before anything is parsed.
 #[derive(Debug, Clone, Args)]
 pub struct LimitArgs {
     /// Largest request body accepted (bigger ones get 413); a virtual server's
@@ -258,6 +258,10 @@ pub struct LimitArgs {
     /// Largest total of request header names and values (bigger ones get 431).
     #[arg(long, default_value_t = 64 << 10)]
     pub max_header_bytes: usize,
+    /// Origins browsers may send MCP requests from (comma-separated, `*` for any); without
+    /// it only the request's own host and loopback origins are accepted (403 otherwise).
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {

@@ -77,3 +77,44 @@ async fn sampling_elicitation_and_roots_requests_reach_their_own_client_and_come
         assert_eq!(seen["elicitation_requests"], 1, "{seen}");
     }
 }
+
+/// Status of an initialize POST with these headers.
+async fn initialize_status(url: &str, headers: &[(&str, &str)]) -> u16 {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("gateway answers").status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_origins_and_rebound_hosts_are_refused_on_loopback() {
+    let (_cp, admin, _data) = control_plane(None).await;
+    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
+    apply(
+        &admin,
+        "apiVersion: switchboard.dev/v1\nkind: Resource\nmetadata:\n  name: note\nspec:\n  uri: docs://note\n  text: hi\n---\napiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: demo\nspec:\n  resources: [note]\n",
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    while initialize_status(&url, &[]).await != 200 {
+        assert!(std::time::Instant::now() < deadline, "demo never served");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        initialize_status(&url, &[("origin", "http://localhost:3000")]).await,
+        200
+    );
+    assert_eq!(
+        initialize_status(&url, &[("origin", "https://evil.example")]).await,
+        403
+    );
+    // A page on a domain that resolves to 127.0.0.1 sends its own Host.
+    assert_eq!(
+        initialize_status(&url, &[("host", "evil.example")]).await,
+        403
+    );
+}

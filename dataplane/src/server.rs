@@ -28,6 +28,8 @@ pub struct DataPlaneConfig {
     pub max_header_bytes: usize,
     /// A separate address for /metrics, /healthz and /readyz (else the main one serves them).
     pub metrics_listen: Option<String>,
+    /// Origins browsers may call from (`*` for any); empty: same host or loopback only.
+    pub allowed_origins: Vec<String>,
     pub source: Source,
     /// For pingora's pid and upgrade-socket files.
     pub state_dir: PathBuf,
@@ -120,8 +122,17 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
+    let loopback = config
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or_else(|_| config.listen.starts_with("localhost:"));
     let gateway = Gateway::new(routes.clone(), config.max_body_bytes)
         .with_max_header_bytes(config.max_header_bytes)
+        .with_origin_policy(crate::policy::origin::OriginPolicy {
+            allowed_origins: config.allowed_origins.clone(),
+            loopback,
+        })
         .with_signals(signals);
     let gateway = match &config.metrics_listen {
         Some(addr) => {

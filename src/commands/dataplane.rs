@@ -79,6 +79,7 @@ pub fn run_command(args: &DataplaneArgs) -> anyhow::Result<i32> {
         max_body_bytes: args.limits.max_body_bytes,
         max_header_bytes: args.limits.max_header_bytes,
         metrics_listen: args.telemetry.metrics_listen.clone(),
+        allowed_origins: args.limits.allowed_origins.clone(),
         source,
         state_dir: args.node.state_dir.clone(),
     })?;

@@ -85,6 +85,7 @@ pub fn run_command(args: &UpArgs) -> anyhow::Result<i32> {
         max_body_bytes: args.limits.max_body_bytes,
         max_header_bytes: args.limits.max_header_bytes,
         metrics_listen: args.telemetry.metrics_listen.clone(),
+        allowed_origins: args.limits.allowed_origins.clone(),
         source: Source::ControlPlane(ClientConfig {
             control_planes: vec![control_plane_url(&admin.to_string())],
             node: Node {

@@ -7,6 +7,7 @@ use crate::policy::auth::{AuthError, Authenticator, Offered, Principal};
 use crate::policy::authz::Target as Item;
 use crate::policy::circuit::{Admission, Breakers};
 use crate::policy::jwks::JwksCache;
+use crate::policy::origin::OriginPolicy;
 use crate::policy::ratelimit::{KeyParts, RateLimiter};
 use crate::policy::retry;
 use crate::routes::{Routes, ServerView, UpstreamEntry};
@@ -52,6 +53,8 @@ pub struct Gateway {
     metrics_here: bool,
     /// Serves only /metrics, /healthz and /readyz (a separate admin listener).
     admin_only: bool,
+    /// Origin and Host checks for MCP endpoints.
+    origins: OriginPolicy,
 }
 
 impl Gateway {
@@ -68,7 +71,14 @@ impl Gateway {
             breakers: Breakers::default(),
             metrics_here: true,
             admin_only: false,
+            origins: OriginPolicy::default(),
         }
+    }
+
+    /// Checks `Origin` (and, on loopback listeners, `Host`) of MCP requests.
+    pub fn with_origin_policy(mut self, origins: OriginPolicy) -> Self {
+        self.origins = origins;
+        self
     }
 
     /// Leaves /metrics to a separate admin listener.
@@ -229,6 +239,21 @@ impl ProxyHttp for Gateway {
             Target::Metrics if !self.metrics_here => Target::NotFound,
             t => t,
         };
+        if let Target::Server(server) = &target {
+            let claimed = |h: &str| routes.server_for_host(h).is_some();
+            let checked = self
+                .origins
+                .check(header(session, "origin"), host.as_deref(), &claimed);
+            if let Err(why) = checked {
+                tracing::info!(server = %server.name, %why, "request refused");
+                send(
+                    session,
+                    Reply::rpc_error(403, jsonrpc::INVALID_REQUEST, why),
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
         let reply = match target {
             Target::Health => text(200, "ok\n"),
             Target::Metrics => Reply {

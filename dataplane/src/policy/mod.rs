@@ -6,5 +6,6 @@ pub mod auth;
 pub mod authz;
 pub mod circuit;
 pub mod jwks;
+pub mod origin;
 pub mod ratelimit;
 pub mod retry;
