@@ -78,6 +78,8 @@ pub enum Command {
     Bridge(BridgeArgs),
     /// Print the SHA-256 of an API key read from standard input, for `apiKeys.keys[].sha256`.
     HashKey,
+    /// Be a stdio MCP server that forwards to a gateway URL (for clients that only speak stdio).
+    Connect(ConnectArgs),
 }
 
 /// `switchboard bridge --stdio CMD [-- ARGS...]`.
@@ -97,6 +99,20 @@ pub struct BridgeArgs {
     pub path: String,
     /// Require `Authorization: Bearer <value of this environment variable>` on every MCP
     /// request (the token itself never goes on the command line).
+    #[arg(long)]
+    pub bearer_env: Option<String>,
+}
+
+/// `switchboard connect URL`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The gateway's MCP endpoint, e.g. http://127.0.0.1:8080/servers/demo/mcp.
+    pub url: String,
+    /// Extra header on every request, `Name: value` or `Name=value` (repeatable).
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
+    /// Send `Authorization: Bearer <value of this environment variable>` (the token never
+    /// goes on the command line).
     #[arg(long)]
     pub bearer_env: Option<String>,
 }

@@ -40,5 +40,6 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::Up(args) => commands::up::run_command(&args),
         Command::Bridge(args) => commands::bridge::run(&args),
         Command::HashKey => commands::hash_key::run().map(|()| 0),
+        Command::Connect(args) => commands::connect::run(&args).map(|()| 0),
     }
 }

@@ -9,14 +9,22 @@ use switchboard_testkit::ServerEverything;
 mod common;
 use common::*;
 
-/// The TypeScript SDK client that answers sampling and roots requests with `tag` in them.
+/// The TypeScript SDK client that answers sampling and roots requests with `tag` in them;
+/// over `switchboard connect` (stdio) when `via_connect`.
 async fn ts_sampling_client(url: &str, prefix: &str, tag: &str) -> Value {
+    ts_sampling_client_via(url, prefix, tag, false).await
+}
+
+async fn ts_sampling_client_via(url: &str, prefix: &str, tag: &str, via_connect: bool) -> Value {
     let modules = switchboard_testkit::deps_dir().join("npm/node_modules");
-    let out = tokio::process::Command::new(switchboard_testkit::node_bin().expect("node"))
-        .arg(root().join("tests/peers/ts_sampling_client.mjs"))
+    let mut cmd = tokio::process::Command::new(switchboard_testkit::node_bin().expect("node"));
+    cmd.arg(root().join("tests/peers/ts_sampling_client.mjs"))
         .arg(&modules)
-        .args([url, prefix, tag])
-        .output();
+        .args([url, prefix, tag]);
+    if via_connect {
+        cmd.arg(BIN);
+    }
+    let out = cmd.output();
     let out = tokio::time::timeout(WAIT, out)
         .await
         .expect("client finished")
@@ -57,20 +65,14 @@ async fn sampling_elicitation_and_roots_requests_reach_their_own_client_and_come
         ts_sampling_client(&url, "ev_", "beta")
     );
     for (seen, me, other) in [(&alpha, "alpha", "beta"), (&beta, "beta", "alpha")] {
-        let sampling = seen["sampling"].as_str().unwrap_or_default();
+        assert_own_answers(seen, me, other);
         assert!(
-            sampling.contains(&format!("sampled by {me}: "))
-                && sampling.contains(&format!("question from {me}")),
-            "{me}: {seen}"
+            seen["sampling"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&format!("model-{me}")),
+            "{seen}"
         );
-        assert!(sampling.contains(&format!("model-{me}")), "{me}: {seen}");
-        assert!(
-            !sampling.contains(other),
-            "{me} got {other}'s sampling: {seen}"
-        );
-        let roots = seen["roots"].as_str().unwrap_or_default();
-        assert!(roots.contains(&format!("root-{me}")), "{me}: {seen}");
-        assert!(!roots.contains(other), "{me} got {other}'s roots: {seen}");
         assert!(seen["sampling_requests"].as_u64() >= Some(1), "{seen}");
         let elicitation = seen["elicitation"].as_str().unwrap_or_default();
         assert!(elicitation.contains("declined"), "{me}: {seen}");
@@ -116,5 +118,88 @@ async fn foreign_origins_and_rebound_hosts_are_refused_on_loopback() {
     assert_eq!(
         initialize_status(&url, &[("host", "evil.example")]).await,
         403
+    );
+}
+
+/// Asserts what a sampling client saw carries only its own answers.
+fn assert_own_answers(seen: &Value, me: &str, other: &str) {
+    let sampling = seen["sampling"].as_str().unwrap_or_default();
+    assert!(
+        sampling.contains(&format!("sampled by {me}: "))
+            && sampling.contains(&format!("question from {me}")),
+        "{me}: {seen}"
+    );
+    assert!(
+        !sampling.contains(other),
+        "{me} got {other}'s sampling: {seen}"
+    );
+    let roots = seen["roots"].as_str().unwrap_or_default();
+    assert!(roots.contains(&format!("root-{me}")), "{me}: {seen}");
+    assert!(!roots.contains(other), "{me} got {other}'s roots: {seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_clients_reach_the_gateway_through_switchboard_connect() {
+    let everything = ServerEverything::start().await.expect("server-everything");
+    let (_cp, admin, _data) = control_plane(None).await;
+    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
+    apply(
+        &admin,
+        &format!(
+            "{}{}",
+            upstream("everything", &everything.url(), ""),
+            server(&[("everything", "ev_")])
+        ),
+    );
+    wait_for_tools(&url, WAIT, "tools", |t| {
+        t.iter().any(|n| n == "ev_trigger-sampling-request")
+    })
+    .await;
+
+    // The Python SDK's stdio client: tools, a call, progress, and a clean error.
+    let out = tokio::process::Command::new(switchboard_testkit::python_bin().expect("python"))
+        .arg(root().join("tests/peers/py_stdio_client.py"))
+        .args(["ev_", BIN, "connect", &url])
+        .output();
+    let out = tokio::time::timeout(WAIT, out)
+        .await
+        .expect("finished")
+        .expect("ran");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        seen["tools"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|n| n == "ev_echo")),
+        "{seen}"
+    );
+    assert!(
+        seen["echo"].as_str().unwrap_or("").contains("over stdio"),
+        "{seen}"
+    );
+    assert_eq!(seen["progress"].as_array().map(Vec::len), Some(3), "{seen}");
+    assert!(
+        seen["unknown_tool"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no-such-tool"),
+        "{seen}"
+    );
+
+    // The TypeScript SDK's stdio client answers the upstream's sampling, roots and
+    // elicitation requests through `connect`.
+    let seen = ts_sampling_client_via(&url, "ev_", "gamma", true).await;
+    assert_own_answers(&seen, "gamma", "alpha");
+    assert!(
+        seen["elicitation"]
+            .as_str()
+            .unwrap_or("")
+            .contains("declined"),
+        "{seen}"
     );
 }

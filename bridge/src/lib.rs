@@ -4,6 +4,7 @@
 //! restarts both.
 
 pub mod child;
+pub mod connect;
 pub mod http;
 
 use axum::routing::get;

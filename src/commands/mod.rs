@@ -2,6 +2,7 @@
 
 pub mod bridge;
 pub mod client;
+pub mod connect;
 pub mod controlplane;
 pub mod dataplane;
 pub mod hash_key;

@@ -3,14 +3,16 @@
 // requests with `TAG` in them (and declines elicitations), calls server-everything's tools
 // that send those requests, and prints what it saw as one JSON object.
 //
-// usage: node ts_sampling_client.mjs NODE_MODULES_DIR URL PREFIX TAG
+// usage: node ts_sampling_client.mjs NODE_MODULES_DIR URL PREFIX TAG [CONNECT_BIN]
+//   CONNECT_BIN: reach URL through `CONNECT_BIN connect URL` over stdio instead of HTTP
 import { createRequire } from "node:module";
 import path from "node:path";
 
-const [modules, url, prefix, tag] = process.argv.slice(2);
+const [modules, url, prefix, tag, connectBin] = process.argv.slice(2);
 const require = createRequire(path.join(modules, "noop.js"));
 const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
 const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
+const { StdioClientTransport } = require("@modelcontextprotocol/sdk/client/stdio.js");
 const { CreateMessageRequestSchema, ElicitRequestSchema, ListRootsRequestSchema } = require("@modelcontextprotocol/sdk/types.js");
 
 const out = { sampling_requests: 0, roots_requests: 0, elicitation_requests: 0 };
@@ -35,7 +37,9 @@ client.setRequestHandler(ListRootsRequestSchema, async () => {
   out.roots_requests += 1;
   return { roots: [{ uri: `file:///work/${tag}`, name: `root-${tag}` }] };
 });
-const transport = new StreamableHTTPClientTransport(new URL(url));
+const transport = connectBin
+  ? new StdioClientTransport({ command: connectBin, args: ["connect", url] })
+  : new StreamableHTTPClientTransport(new URL(url));
 await client.connect(transport);
 const tools = (await client.listTools()).tools.map((t) => t.name);
 out.tools = tools;
@@ -57,6 +61,6 @@ try {
 } catch (e) {
   out.elicitation_error = String(e.message ?? e);
 }
-await transport.terminateSession().catch(() => {});
+await transport.terminateSession?.().catch(() => {});
 await client.close();
 console.log(JSON.stringify(out));
