@@ -203,3 +203,67 @@ async fn stdio_clients_reach_the_gateway_through_switchboard_connect() {
         "{seen}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_with_a_stream_hear_when_the_tool_list_changes() {
+    use futures::StreamExt;
+    let (_grow, base) = peer("growing_server.py", &[]).await;
+    let (_cp, admin, _data) = control_plane(None).await;
+    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
+    apply(
+        &admin,
+        &format!(
+            "{}{}",
+            upstream("grow", &format!("{base}/mcp"), ""),
+            server(&[("grow", "grow_")])
+        ),
+    );
+    wait_for_tools(&url, WAIT, "grow's tools", |t| {
+        t.iter().any(|n| n == "grow_add_tool")
+    })
+    .await;
+    let mut client = switchboard_testkit::McpHttpClient::new(url.clone());
+    let init = client.initialize().await.expect("initialize");
+    assert_eq!(init["capabilities"]["tools"]["listChanged"], true, "{init}");
+    let stream = reqwest::Client::new()
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", client.session_id().unwrap_or_default())
+        .send()
+        .await
+        .expect("GET stream");
+    assert_eq!(stream.status().as_u16(), 200);
+    let mut body = stream.bytes_stream();
+
+    client
+        .request(
+            "tools/call",
+            serde_json::json!({"name": "grow_add_tool", "arguments": {"name": "later"}}),
+        )
+        .await
+        .expect("add_tool");
+    // The upstream tells discovery, discovery updates the catalog, the new snapshot changes
+    // the listing, and the session's stream says so.
+    let mut seen = String::new();
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(Ok(chunk)) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("notifications/tools/list_changed") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(heard, Ok(true), "stream so far: {seen}");
+    assert_eq!(
+        seen.matches("notifications/tools/list_changed").count(),
+        1,
+        "the upstream's own notification is not passed on as well: {seen}"
+    );
+    let tools = client
+        .request("tools/list", serde_json::json!({}))
+        .await
+        .expect("list");
+    assert!(tools.to_string().contains("grow_later"), "{tools}");
+}

@@ -154,9 +154,31 @@ pub struct ServerView {
     pub limits: RequestLimits,
     /// Per-upstream time limits set on this server's selections.
     pub route_timeouts: HashMap<String, Timeouts>,
+    /// Fingerprints of the tool, prompt and resource listings, so sessions can be told
+    /// when one changes.
+    pub lists: [u64; 3],
 }
 
 impl ServerView {
+    /// Hashes of what `tools/list`, `prompts/list` and `resources/list` return.
+    fn fingerprints(&self) -> [u64; 3] {
+        fn hash(v: impl serde::Serialize) -> u64 {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            serde_json::to_string(&v).unwrap_or_default().hash(&mut h);
+            h.finish()
+        }
+        [
+            hash(&self.tools),
+            hash((&self.prompts, &self.upstream_prompts)),
+            hash((
+                &self.resources,
+                &self.upstream_resources,
+                &self.resource_templates,
+            )),
+        ]
+    }
+
     /// The time limits for a call to `upstream` through this server: the selection's, then
     /// the upstream's own.
     pub fn timeouts(&self, upstream: &UpstreamSpec, name: &str) -> Timeouts {
@@ -304,6 +326,7 @@ impl Routes {
                     }
                 }
             }
+            view.lists = view.fingerprints();
             for host in &vs.hosts {
                 if let Some(other) = routes.hosts.insert(host.to_ascii_lowercase(), name.clone()) {
                     return Err(format!(

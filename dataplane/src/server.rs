@@ -77,6 +77,7 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
     std::net::TcpListener::bind(&config.listen)
         .map_err(|e| StartError::Server(format!("cannot listen on {}: {e}", config.listen)))?;
     let routes = Arc::new(ArcSwap::from_pointee(Routes::default()));
+    let (changed, changes) = tokio::sync::watch::channel(0u64);
     let mut discovery = None;
     let signals = Arc::new(crate::signals::Signals::default());
     match config.source {
@@ -94,6 +95,7 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
                     // Compiling is the check: a snapshot we cannot route is NACKed.
                     let compiled = Routes::compile(snap)?;
                     slot.store(Arc::new(compiled));
+                    changed.send_modify(|n| *n += 1);
                     Ok(())
                 }));
             if let Some(persisted) = client.current().load_full() {
@@ -129,6 +131,7 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
         .unwrap_or_else(|_| config.listen.starts_with("localhost:"));
     let gateway = Gateway::new(routes.clone(), config.max_body_bytes)
         .with_max_header_bytes(config.max_header_bytes)
+        .with_changes(changes)
         .with_origin_policy(crate::policy::origin::OriginPolicy {
             allowed_origins: config.allowed_origins.clone(),
             loopback,

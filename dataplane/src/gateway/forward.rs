@@ -416,7 +416,8 @@ impl Gateway {
 
     /// Serves a client's GET stream: the messages its upstream sessions send on their own,
     /// merged, with the ids of upstream requests wrapped so the answers find their way
-    /// back. Ends when the client leaves or every upstream stream has ended.
+    /// back, and the gateway's own `list_changed` notifications when a new snapshot changes
+    /// the server's listings. Ends when the client leaves.
     pub(super) async fn listen(
         &self,
         http: &mut Session,
@@ -450,16 +451,6 @@ impl Gateway {
                 }
             }
         }
-        if streams.is_empty() {
-            let mut r = Reply::rpc_error(
-                405,
-                jsonrpc::INVALID_REQUEST,
-                "no upstream of this server offers a stream to this session",
-            );
-            r.headers.push(("allow", "POST, DELETE".into()));
-            send(http, r).await?;
-            return Ok("error");
-        }
         let mut header = ResponseHeader::build(200, Some(3))?;
         header.insert_header("content-type", "text/event-stream")?;
         header.insert_header("cache-control", "no-cache")?;
@@ -469,12 +460,23 @@ impl Gateway {
         http.write_response_header(Box::new(header), false).await?;
         let _streaming = Tracked::new(&metrics().sse_streams);
         let mut merged = futures::stream::select_all(streams);
+        let mut upstreams_open = !merged.is_empty();
         let mut keepalive = tokio::time::interval(KEEPALIVE);
         keepalive.tick().await;
+        let mut changes = self.changes.clone();
+        changes.borrow_and_update();
+        let mut routes_change = true;
+        let mut lists = server.lists;
         loop {
             let wire = tokio::select! {
-                next = merged.next() => match next {
+                next = merged.next(), if upstreams_open => match next {
                     Some((upstream, Ok(mut msg))) => {
+                        let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
+                        if method.starts_with("notifications/") && method.ends_with("/list_changed") {
+                            // The gateway's own listing changes once discovery has the new
+                            // catalog; it says so then (below).
+                            continue;
+                        }
                         if crate::mcp::relay::is_request(&msg) {
                             msg["id"] = crate::mcp::relay::wrap(&upstream, &msg["id"]);
                         }
@@ -485,10 +487,32 @@ impl Gateway {
                         continue;
                     }
                     None => {
-                        http.write_response_body(None, true).await?;
-                        return Ok("ok");
+                        upstreams_open = false;
+                        continue;
                     }
                 },
+                changed = changes.changed(), if routes_change => {
+                    if changed.is_err() {
+                        routes_change = false; // fixed routes: nothing will change
+                        continue;
+                    }
+                    let Some(now) = self.routes.load().server(&server.name) else {
+                        http.write_response_body(None, true).await?;
+                        return Ok("ok"); // the server is gone from this data plane
+                    };
+                    let mut wire = String::new();
+                    for (i, kind) in ["tools", "prompts", "resources"].iter().enumerate() {
+                        if now.lists[i] != lists[i] {
+                            let note = json!({"jsonrpc": "2.0", "method": format!("notifications/{kind}/list_changed")});
+                            wire.push_str(&format!("event: message\ndata: {note}\n\n"));
+                        }
+                    }
+                    lists = now.lists;
+                    if wire.is_empty() {
+                        continue;
+                    }
+                    wire
+                }
                 _ = keepalive.tick() => ": keepalive\n\n".to_string(),
             };
             if http

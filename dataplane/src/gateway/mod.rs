@@ -55,6 +55,8 @@ pub struct Gateway {
     admin_only: bool,
     /// Origin and Host checks for MCP endpoints.
     origins: OriginPolicy,
+    /// Bumped whenever new routes are swapped in (client streams then say what changed).
+    changes: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Gateway {
@@ -72,7 +74,14 @@ impl Gateway {
             metrics_here: true,
             admin_only: false,
             origins: OriginPolicy::default(),
+            changes: tokio::sync::watch::channel(0).1,
         }
+    }
+
+    /// Tells client streams about route changes `changes` announces.
+    pub fn with_changes(mut self, changes: tokio::sync::watch::Receiver<u64>) -> Self {
+        self.changes = changes;
+        self
     }
 
     /// Checks `Origin` (and, on loopback listeners, `Host`) of MCP requests.

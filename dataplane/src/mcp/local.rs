@@ -120,11 +120,11 @@ fn visible(
 
 /// What every virtual server offers, in both eras.
 fn capabilities() -> Value {
-    // listChanged turns true when the gateway delivers list_changed (issue #8).
+    // list_changed notifications go to sessions that keep a GET stream open.
     json!({
-        "tools": {"listChanged": false},
-        "prompts": {"listChanged": false},
-        "resources": {"listChanged": false},
+        "tools": {"listChanged": true},
+        "prompts": {"listChanged": true},
+        "resources": {"listChanged": true},
         "logging": {},
         "completions": {},
     })
