@@ -267,3 +267,88 @@ async fn sessions_with_a_stream_hear_when_the_tool_list_changes() {
         .expect("list");
     assert!(tools.to_string().contains("grow_later"), "{tools}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cancellation_reaches_the_upstream_request_it_names() {
+    let (_upstream, base) = peer("flaky_server.py", &[]).await;
+    let (_cp, admin, _data) = control_plane(None).await;
+    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
+    apply(
+        &admin,
+        &format!(
+            "{}{}",
+            upstream("slowpoke", &format!("{base}/mcp"), ""),
+            server(&[("slowpoke", "")])
+        ),
+    );
+    wait_for_tools(&url, WAIT, "tools", |t| t.iter().any(|n| n == "hang")).await;
+    let mut client = switchboard_testkit::McpHttpClient::new(url.clone());
+    client.initialize().await.expect("initialize");
+    let session = client.session_id().unwrap_or_default().to_string();
+    let post = |body: serde_json::Value| {
+        reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&body)
+            .send()
+    };
+    // A call that never ends on its own, then the client gives up on it.
+    let hung = tokio::spawn(post(
+        serde_json::json!({"jsonrpc": "2.0", "id": 4242, "method": "tools/call", "params": {"name": "hang", "arguments": {}}}),
+    ));
+    let deadline = std::time::Instant::now() + WAIT;
+    let seen = loop {
+        let seen = client
+            .request(
+                "tools/call",
+                serde_json::json!({"name": "cancellations_seen", "arguments": {}}),
+            )
+            .await
+            .expect("cancellations_seen");
+        let seen: serde_json::Value =
+            serde_json::from_str(seen["content"][0]["text"].as_str().unwrap_or("{}"))
+                .unwrap_or_default();
+        if seen["hang_ids"].as_array().is_some_and(|a| !a.is_empty()) {
+            break seen;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hang never reached the upstream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        seen["hang_ids"],
+        serde_json::json!([4242]),
+        "the client's own id upstream: {seen}"
+    );
+    let cancelled = post(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 4242, "reason": "user gave up"}}))
+        .await
+        .expect("cancel");
+    assert_eq!(cancelled.status().as_u16(), 202);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let seen = client
+            .request(
+                "tools/call",
+                serde_json::json!({"name": "cancellations_seen", "arguments": {}}),
+            )
+            .await
+            .expect("cancellations_seen");
+        let seen: serde_json::Value =
+            serde_json::from_str(seen["content"][0]["text"].as_str().unwrap_or("{}"))
+                .unwrap_or_default();
+        if seen["cancelled"] == serde_json::json!([4242]) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no cancellation upstream: {seen}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    hung.abort();
+}

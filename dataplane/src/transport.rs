@@ -459,7 +459,14 @@ fn post_checked(
         }
         Message::Notification { method, params } => {
             let session = session_of(server, req)?;
-            if method == "notifications/roots/list_changed" && !server.upstreams.is_empty() {
+            // Roots changes concern every upstream; a cancellation names a request id, which
+            // in the client's own upstream sessions is its own id (see `gateway::forward`),
+            // so upstreams that do not know it ignore it.
+            let for_upstreams = matches!(
+                method.as_str(),
+                "notifications/roots/list_changed" | "notifications/cancelled"
+            );
+            if for_upstreams && !server.upstreams.is_empty() {
                 return Ok(Outcome::Notify {
                     method,
                     params,

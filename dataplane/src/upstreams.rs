@@ -98,9 +98,10 @@ impl UpstreamPool {
         self.mcp.http_client()
     }
 
-    /// A fresh id for a request sent upstream.
-    pub fn next_id(&self) -> u64 {
-        self.mcp.next_id()
+    /// A fresh id for a request the gateway itself sends upstream: a string no client's
+    /// usual integer ids can equal, since client ids pass through in clients' own sessions.
+    pub fn internal_id(&self) -> serde_json::Value {
+        serde_json::Value::String(format!("sb-{}", self.mcp.next_id()))
     }
 
     /// How many shared sessions (for clients without their own) this pool holds.

@@ -6,6 +6,7 @@ HTTP 503, a repeat of the same JSON-RPC request goes through. Tools:
   write_record  no hints: not safe to retry
   attempts_so_far    how many POSTs each flaky tool got so far (JSON text)
   traceparents_seen  the traceparent header of every tools/call so far (JSON list)
+  cancellations_seen the ids `hang` was called with, and the requestIds cancelled (JSON)
   hang          never answers (for timeouts)
 
 usage: flaky_server.py PORT
@@ -24,6 +25,8 @@ FLAKY = {"read_config", "write_record"}
 attempts = {name: 0 for name in FLAKY}
 seen = set()
 traceparents = []  # the `traceparent` header of every tools/call, in order
+hang_ids = []  # the JSON-RPC ids `hang` was called with
+cancelled = []  # the requestIds of notifications/cancelled received
 
 server = MCPServer("flaky")
 
@@ -50,6 +53,12 @@ def attempts_so_far() -> str:
 def traceparents_seen() -> str:
     """The traceparent headers tools/call requests carried (JSON list)."""
     return json.dumps(traceparents)
+
+
+@server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+def cancellations_seen() -> str:
+    """The ids `hang` was called with and the requestIds cancellations named (JSON)."""
+    return json.dumps({"hang_ids": hang_ids, "cancelled": cancelled})
 
 
 @server.tool()
@@ -80,6 +89,10 @@ async def flaky(scope, receive, send):
     if isinstance(msg, dict) and msg.get("method") == "tools/call":
         headers = dict(scope.get("headers") or [])
         traceparents.append(headers.get(b"traceparent", b"").decode())
+        if name == "hang":
+            hang_ids.append(msg.get("id"))
+    if isinstance(msg, dict) and msg.get("method") == "notifications/cancelled":
+        cancelled.append((msg.get("params") or {}).get("requestId"))
     if msg.get("method") == "tools/call" and name in FLAKY:
         attempts[name] += 1
         key = (name, json.dumps(msg.get("id")))

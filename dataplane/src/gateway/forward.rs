@@ -51,7 +51,18 @@ impl Gateway {
             timeout: timeouts.request,
             headers,
         };
-        let gateway_id = json!(self.upstreams.next_id());
+        // In the client's own upstream session its ids are unique already: keep them, so
+        // what the client later says about a request (notifications/cancelled) means the
+        // same request upstream. Shared sessions get ids of the gateway's own.
+        let own = f
+            .session
+            .as_ref()
+            .is_some_and(|s| s.upstreams.contains_key(&f.upstream));
+        let gateway_id = if own {
+            f.client_id.clone()
+        } else {
+            self.upstreams.internal_id()
+        };
         let body =
             json!({"jsonrpc": "2.0", "id": gateway_id, "method": f.method, "params": f.params});
         let restore = |mut msg: Value| {
@@ -361,7 +372,7 @@ impl Gateway {
         let sends = mcp_upstreams(routes, server).map(|(name, spec)| {
             let mut body = json!({"jsonrpc": "2.0", "method": method, "params": params});
             if !notification {
-                body["id"] = json!(self.upstreams.next_id());
+                body["id"] = self.upstreams.internal_id();
             }
             async move {
                 let outcome = match self.upstreams.send(name, &spec, &body, Some(session), &CallOptions::default()).await {
