@@ -352,3 +352,73 @@ async fn a_client_cancellation_reaches_the_upstream_request_it_names() {
     }
     hung.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_subscription_brings_its_updates_to_the_subscriber() {
+    use futures::StreamExt;
+    let everything = ServerEverything::start().await.expect("server-everything");
+    let (_cp, admin, _data) = control_plane(None).await;
+    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
+    apply(
+        &admin,
+        &format!(
+            "{}{}",
+            upstream("everything", &everything.url(), ""),
+            server(&[("everything", "ev_")])
+        ),
+    );
+    wait_for_tools(&url, WAIT, "tools", |t| {
+        t.iter().any(|n| n == "ev_toggle-subscriber-updates")
+    })
+    .await;
+    let mut client = switchboard_testkit::McpHttpClient::new(url.clone());
+    let init = client.initialize().await.expect("initialize");
+    assert_eq!(
+        init["capabilities"]["resources"]["subscribe"], true,
+        "{init}"
+    );
+    let listed = client
+        .request("resources/list", serde_json::json!({}))
+        .await
+        .expect("resources/list");
+    let uri = listed["resources"][0]["uri"]
+        .as_str()
+        .expect("an upstream resource")
+        .to_string();
+    let stream = reqwest::Client::new()
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", client.session_id().unwrap_or_default())
+        .send()
+        .await
+        .expect("GET stream");
+    let mut body = stream.bytes_stream();
+    client
+        .request("resources/subscribe", serde_json::json!({"uri": uri}))
+        .await
+        .expect("subscribe routed to the upstream");
+    client
+        .request(
+            "tools/call",
+            serde_json::json!({"name": "ev_toggle-subscriber-updates", "arguments": {}}),
+        )
+        .await
+        .expect("start updates");
+    let mut seen = String::new();
+    let wanted = format!("\"uri\":\"{uri}\"");
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(12), async {
+        while let Some(Ok(chunk)) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("notifications/resources/updated") && seen.contains(&wanted) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(heard, Ok(true), "stream so far: {seen}");
+    client
+        .request("resources/unsubscribe", serde_json::json!({"uri": uri}))
+        .await
+        .expect("unsubscribe");
+}

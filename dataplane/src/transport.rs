@@ -596,7 +596,7 @@ fn upstream_route(
                 _ => None,
             }
         }
-        "resources/read" => {
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
             let uri = params.get("uri").and_then(Value::as_str)?;
             if server.resources.contains_key(uri) {
                 return None; // served locally

@@ -72,6 +72,11 @@ pub fn answer(
         }
         "prompts/get" => get_prompt(server, params),
         "resources/read" => read_resource(server, params),
+        "resources/subscribe" | "resources/unsubscribe" => {
+            // Local resources change only with the snapshot; subscribing is allowed and
+            // costs nothing. Upstream resources are routed before this.
+            read_resource(server, params).map(|_| json!({}))
+        }
         "tools/call" => {
             let name = params.get("name").and_then(Value::as_str).unwrap_or("");
             Err(RpcError::invalid_params(format!("unknown tool: {name}")))
@@ -124,7 +129,7 @@ fn capabilities() -> Value {
     json!({
         "tools": {"listChanged": true},
         "prompts": {"listChanged": true},
-        "resources": {"listChanged": true},
+        "resources": {"listChanged": true, "subscribe": true},
         "logging": {},
         "completions": {},
     })
