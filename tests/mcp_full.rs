@@ -121,6 +121,50 @@ async fn foreign_origins_and_rebound_hosts_are_refused_on_loopback() {
     );
 }
 
+/// The Python SDK client's tool-call run (`py_stdio_client.py ARGS`).
+async fn py_tool_calls(args: &[&str]) -> Value {
+    let out = tokio::process::Command::new(switchboard_testkit::python_bin().expect("python"))
+        .arg(root().join("tests/peers/py_stdio_client.py"))
+        .args(args)
+        .output();
+    let out = tokio::time::timeout(WAIT, out)
+        .await
+        .expect("finished")
+        .expect("ran");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Tools listed, echo answered, three progress notifications, and a clean unknown-tool error.
+fn assert_tool_calls(seen: &Value) {
+    assert!(
+        seen["tools"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|n| n == "ev_echo")),
+        "{seen}"
+    );
+    assert!(
+        seen["echo"]
+            .as_str()
+            .unwrap_or("")
+            .contains("over a client"),
+        "{seen}"
+    );
+    assert_eq!(seen["progress"].as_array().map(Vec::len), Some(3), "{seen}");
+    assert!(
+        seen["unknown_tool"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no-such-tool"),
+        "{seen}"
+    );
+}
+
 /// Asserts what a sampling client saw carries only its own answers.
 fn assert_own_answers(seen: &Value, me: &str, other: &str) {
     let sampling = seen["sampling"].as_str().unwrap_or_default();
@@ -157,39 +201,8 @@ async fn stdio_clients_reach_the_gateway_through_switchboard_connect() {
     .await;
 
     // The Python SDK's stdio client: tools, a call, progress, and a clean error.
-    let out = tokio::process::Command::new(switchboard_testkit::python_bin().expect("python"))
-        .arg(root().join("tests/peers/py_stdio_client.py"))
-        .args(["ev_", BIN, "connect", &url])
-        .output();
-    let out = tokio::time::timeout(WAIT, out)
-        .await
-        .expect("finished")
-        .expect("ran");
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(
-        seen["tools"]
-            .as_array()
-            .is_some_and(|t| t.iter().any(|n| n == "ev_echo")),
-        "{seen}"
-    );
-    assert!(
-        seen["echo"].as_str().unwrap_or("").contains("over stdio"),
-        "{seen}"
-    );
-    assert_eq!(seen["progress"].as_array().map(Vec::len), Some(3), "{seen}");
-    assert!(
-        seen["unknown_tool"]
-            .as_str()
-            .unwrap_or("")
-            .contains("no-such-tool"),
-        "{seen}"
-    );
+    let seen = py_tool_calls(&["ev_", BIN, "connect", &url]).await;
+    assert_tool_calls(&seen);
 
     // The TypeScript SDK's stdio client answers the upstream's sampling, roots and
     // elicitation requests through `connect`.
@@ -421,4 +434,32 @@ async fn a_resource_subscription_brings_its_updates_to_the_subscriber() {
         .request("resources/unsubscribe", serde_json::json!({"uri": uri}))
         .await
         .expect("unsubscribe");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sse_clients_pass_the_same_tool_call_run() {
+    let everything = ServerEverything::start().await.expect("server-everything");
+    let (_cp, admin, _data) = control_plane(None).await;
+    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
+    apply(
+        &admin,
+        &format!(
+            "{}{}",
+            upstream("everything", &everything.url(), ""),
+            server(&[("everything", "ev_")])
+        ),
+    );
+    wait_for_tools(&url, WAIT, "tools", |t| t.iter().any(|n| n == "ev_echo")).await;
+    let sse = url.replace("/servers/demo/mcp", "/servers/demo/sse");
+    let seen = py_tool_calls(&["ev_", "--sse", &sse]).await;
+    assert_tool_calls(&seen);
+    // A POST to a stream key this data plane never handed out.
+    let stray = reqwest::Client::new()
+        .post(url.replace("/servers/demo/mcp", "/servers/demo/messages?session=0123"))
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(stray.status().as_u16(), 404);
 }

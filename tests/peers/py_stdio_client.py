@@ -1,8 +1,9 @@
-"""The official PyPI `mcp` SDK client launching a stdio server (here `switchboard connect
-URL`): lists tools, calls `echo` and a progress-reporting tool, and prints what it saw as one
-JSON object.
+"""The official PyPI `mcp` SDK client over stdio (launching e.g. `switchboard connect URL`)
+or over the legacy HTTP+SSE transport: lists tools, calls `echo` and a progress-reporting
+tool, and prints what it saw as one JSON object.
 
 usage: py_stdio_client.py PREFIX COMMAND [ARGS...]
+       py_stdio_client.py PREFIX --sse URL
 """
 
 import asyncio
@@ -10,14 +11,18 @@ import json
 import sys
 
 from mcp import Client, StdioServerParameters
+from mcp.client.sse import sse_client
 
 
 async def main(prefix: str, command: str, args: list) -> dict:
     out: dict = {}
-    params = StdioServerParameters(command=command, args=args)
+    if command == "--sse":
+        params = sse_client(args[0])
+    else:
+        params = StdioServerParameters(command=command, args=args)
     async with Client(params, mode="legacy") as client:
         out["tools"] = [t.name for t in (await client.list_tools()).tools]
-        echoed = await client.call_tool(f"{prefix}echo", {"message": "over stdio"})
+        echoed = await client.call_tool(f"{prefix}echo", {"message": "over a client"})
         out["echo"] = echoed.content[0].text
         seen = []
 

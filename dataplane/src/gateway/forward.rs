@@ -3,12 +3,72 @@
 //! fanning a request out to all of them.
 
 use super::*;
+use tokio::sync::mpsc;
+
+/// Where an answer goes: the HTTP response itself, or a legacy (HTTP+SSE) client's event
+/// stream, to which a data plane delivers everything a POST produced.
+pub(super) enum Out<'a> {
+    Http(&'a mut Session),
+    Events(&'a mpsc::Sender<String>),
+}
+
+/// An SSE `message` event carrying `data`.
+pub(super) fn message_event(data: &str) -> String {
+    format!("event: message\ndata: {data}\n\n")
+}
+
+impl Out<'_> {
+    /// A whole answer.
+    pub(super) async fn reply(&mut self, reply: Reply) -> Result<()> {
+        match self {
+            Out::Http(session) => send(session, reply).await,
+            Out::Events(tx) => {
+                if !reply.body.is_empty() {
+                    let data = String::from_utf8_lossy(&reply.body);
+                    let _ = tx.send(message_event(&data)).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts a streamed answer.
+    async fn start_stream(&mut self) -> Result<()> {
+        let Out::Http(session) = self else {
+            return Ok(());
+        };
+        let mut header = ResponseHeader::build(200, Some(3))?;
+        header.insert_header("content-type", "text/event-stream")?;
+        header.insert_header("cache-control", "no-cache")?;
+        if session.req_header().version == pingora::http::Version::HTTP_11 {
+            // Delimit the stream so the connection can be kept alive afterwards.
+            header.insert_header("transfer-encoding", "chunked")?;
+        }
+        session.write_response_header(Box::new(header), false).await
+    }
+
+    /// One event of a streamed answer: `wire` as it goes on an HTTP response, `data` its
+    /// message; `last` ends the answer.
+    async fn event(&mut self, wire: String, data: &str, last: bool) -> Result<()> {
+        match self {
+            Out::Http(session) => {
+                session
+                    .write_response_body(Some(Bytes::from(wire)), last)
+                    .await
+            }
+            Out::Events(tx) => {
+                let _ = tx.send(message_event(data)).await;
+                Ok(())
+            }
+        }
+    }
+}
 
 impl Gateway {
     /// Sends a call upstream and streams the answer back with the client's id restored.
     pub(super) async fn forward(
         &self,
-        session: &mut Session,
+        out: &mut Out<'_>,
         routes: &Routes,
         server: &ServerView,
         f: Forward,
@@ -28,11 +88,11 @@ impl Gateway {
         };
         let Some(spec) = routes.upstream(&f.upstream) else {
             let reply = fail(format!("upstream `{}` is not in this snapshot", f.upstream));
-            return send(session, reply).await.map(|()| "upstream_error");
+            return out.reply(reply).await.map(|()| "upstream_error");
         };
         if let Some(why) = routes.unhealthy(&f.upstream) {
             let reply = fail(unhealthy_message(&f.upstream, why));
-            return send(session, reply).await.map(|()| "upstream_error");
+            return out.reply(reply).await.map(|()| "upstream_error");
         }
         let timeouts = server.timeouts(&spec, &f.upstream);
         let span = if crate::tracecontext::enabled() {
@@ -112,7 +172,7 @@ impl Gateway {
                 }
                 Err(e) => (failed(e), "upstream_error"),
             };
-            return send(session, reply).await.map(|()| outcome);
+            return out.reply(reply).await.map(|()| outcome);
         }
         let sent = self
             .attempt(&f, &spec, || {
@@ -123,7 +183,7 @@ impl Gateway {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) => return send(session, failed(e)).await.map(|()| "upstream_error"),
+            Err(e) => return out.reply(failed(e)).await.map(|()| "upstream_error"),
         };
         let idle = timeouts.idle.unwrap_or(DEFAULT_IDLE);
         if !is_event_stream(&resp) {
@@ -154,20 +214,11 @@ impl Gateway {
                     "upstream_error",
                 ),
             };
-            return send(session, reply).await.map(|()| outcome);
+            return out.reply(reply).await.map(|()| outcome);
         }
         // SSE: pass every event on as it arrives (progress notifications included), ending
         // the stream with the response.
-        let mut header = ResponseHeader::build(200, Some(3))?;
-        header.insert_header("content-type", "text/event-stream")?;
-        header.insert_header("cache-control", "no-cache")?;
-        if session.req_header().version == pingora::http::Version::HTTP_11 {
-            // Delimit the stream so the connection can be kept alive afterwards.
-            header.insert_header("transfer-encoding", "chunked")?;
-        }
-        session
-            .write_response_header(Box::new(header), false)
-            .await?;
+        out.start_stream().await?;
         let _streaming = Tracked::new(&metrics().sse_streams);
         let mut events = Box::pin(json_events(resp.bytes_stream()));
         loop {
@@ -190,8 +241,7 @@ impl Gateway {
                         }
                         Err(_) => (event.data.clone(), false),
                     };
-                    let wire = Bytes::from(event.to_wire(&data));
-                    session.write_response_body(Some(wire), done).await?;
+                    out.event(event.to_wire(&data), &data, done).await?;
                     if done {
                         return Ok("ok");
                     }
@@ -208,8 +258,8 @@ impl Gateway {
                             format!("upstream `{}`: {why}", f.upstream),
                         ),
                     );
-                    let wire = Bytes::from(format!("data: {msg}\n\n"));
-                    session.write_response_body(Some(wire), true).await?;
+                    let data = msg.to_string();
+                    out.event(format!("data: {data}\n\n"), &data, true).await?;
                     return Ok("upstream_error");
                 }
             }

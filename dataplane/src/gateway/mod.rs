@@ -31,12 +31,14 @@ use tracing::Instrument;
 mod access;
 mod admission;
 mod forward;
+mod legacy;
 mod passthrough;
 mod serve;
 
 use access::Record;
 use admission::{client_headers, resource_metadata, ClientHeaders, Limits};
-use forward::unhealthy_message;
+use forward::{unhealthy_message, Out};
+use legacy::{LegacyClient, LegacyClients};
 use passthrough::PassTarget;
 
 /// The gateway's request handler; cheap to share, reads the current routes per request.
@@ -57,6 +59,8 @@ pub struct Gateway {
     origins: OriginPolicy,
     /// Bumped whenever new routes are swapped in (client streams then say what changed).
     changes: tokio::sync::watch::Receiver<u64>,
+    /// Legacy HTTP+SSE client streams open here.
+    legacy: LegacyClients,
 }
 
 impl Gateway {
@@ -75,6 +79,7 @@ impl Gateway {
             admin_only: false,
             origins: OriginPolicy::default(),
             changes: tokio::sync::watch::channel(0).1,
+            legacy: LegacyClients::default(),
         }
     }
 
@@ -121,6 +126,10 @@ pub const DEFAULT_IDLE: std::time::Duration = std::time::Duration::from_secs(300
 /// Where a request path points.
 enum Target {
     Server(Arc<ServerView>),
+    /// A legacy (HTTP+SSE) client's event stream.
+    LegacyStream(Arc<ServerView>),
+    /// A legacy client's POST.
+    LegacyPost(Arc<ServerView>),
     /// The OAuth protected-resource metadata of a server's endpoint (RFC 9728).
     ResourceMetadata(Arc<ServerView>),
     UnknownServer(String),
@@ -142,16 +151,19 @@ fn target(routes: &Routes, path: &str, host: Option<&str>) -> Target {
         };
     }
     if let Some(rest) = path.strip_prefix("/servers/") {
-        let name = rest
-            .strip_suffix("/mcp/")
-            .or_else(|| rest.strip_suffix("/mcp"))
-            .filter(|n| !n.is_empty() && !n.contains('/'));
-        return match name {
-            Some(n) => routes
-                .server(n)
-                .map_or_else(|| Target::UnknownServer(n.to_string()), Target::Server),
-            None => Target::NotFound,
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let Some((name, endpoint)) = rest.split_once('/').filter(|(n, _)| !n.is_empty()) else {
+            return Target::NotFound;
         };
+        let make: fn(Arc<ServerView>) -> Target = match endpoint {
+            "mcp" => Target::Server,
+            "sse" => Target::LegacyStream,
+            "messages" => Target::LegacyPost,
+            _ => return Target::NotFound,
+        };
+        return routes
+            .server(name)
+            .map_or_else(|| Target::UnknownServer(name.to_string()), make);
     }
     match path {
         "/mcp" | "/mcp/" => host
@@ -248,7 +260,9 @@ impl ProxyHttp for Gateway {
             Target::Metrics if !self.metrics_here => Target::NotFound,
             t => t,
         };
-        if let Target::Server(server) = &target {
+        if let Target::Server(server) | Target::LegacyStream(server) | Target::LegacyPost(server) =
+            &target
+        {
             let claimed = |h: &str| routes.server_for_host(h).is_some();
             let checked = self
                 .origins
@@ -276,6 +290,30 @@ impl ProxyHttp for Gateway {
             Target::NotFound => text(404, "not found: MCP endpoints are /servers/{name}/mcp\n"),
             Target::UnknownServer(name) => transport::unknown_server(&name),
             Target::ResourceMetadata(server) => resource_metadata(session, &server),
+            Target::LegacyStream(server) => {
+                self.legacy_stream(session, ctx, &server).await?;
+                return Ok(true);
+            }
+            Target::LegacyPost(server) => {
+                let client =
+                    legacy::key_of(session).and_then(|k| self.legacy.get(&k, &server.name));
+                let Some(client) = client else {
+                    let reply = Reply::rpc_error(
+                        404,
+                        jsonrpc::INVALID_REQUEST,
+                        "unknown session: open GET /servers/{name}/sse on this data plane first",
+                    );
+                    send(session, reply).await?;
+                    return Ok(true);
+                };
+                match self
+                    .serve_server(session, ctx, &routes, server, Some(client))
+                    .await?
+                {
+                    Step::Done(handled) => return Ok(handled),
+                    Step::Reply(reply) => reply,
+                }
+            }
             Target::Server(server) => {
                 let span = if crate::tracecontext::enabled() {
                     let span = tracing::info_span!(
@@ -291,7 +329,7 @@ impl ProxyHttp for Gateway {
                     tracing::Span::none()
                 };
                 let step = self
-                    .serve_server(session, ctx, &routes, server)
+                    .serve_server(session, ctx, &routes, server, None)
                     .instrument(span)
                     .await?;
                 match step {

@@ -4,13 +4,16 @@
 use super::*;
 
 impl Gateway {
-    /// Serves one request to a virtual server (the caller answers `Step::Reply`).
+    /// Serves one request to a virtual server (the caller answers `Step::Reply`). For a
+    /// legacy client's POST, what it produces goes to that client's event stream instead,
+    /// and the POST itself gets 202.
     pub(super) async fn serve_server(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
         routes: &Routes,
         server: Arc<ServerView>,
+        legacy: Option<Arc<LegacyClient>>,
     ) -> Result<Step> {
         let rec = ctx.record.insert(Record::new(&server.name));
         let caller = match self.authenticate(session, &server).await {
@@ -26,7 +29,7 @@ impl Gateway {
             authorization: header(session, "authorization").map(str::to_string),
             upstream_authorization: header(session, "x-upstream-authorization").map(str::to_string),
         };
-        if let Some(upstream) = server.passthrough.clone() {
+        if let Some(upstream) = server.passthrough.clone().filter(|_| legacy.is_none()) {
             rec.upstream = upstream.clone();
             rec.outcome = "proxied";
             let query = session.req_header().uri.query().map(str::to_string);
@@ -74,11 +77,22 @@ impl Gateway {
                 return Ok(Step::Done(true));
             }
         };
+        let (accept, session_id) = match &legacy {
+            // The legacy transport has no session header: the stream's key stands for it.
+            Some(c) => (
+                Some("application/json, text/event-stream".into()),
+                c.session(),
+            ),
+            None => (
+                header(session, "accept").map(str::to_string),
+                header(session, "mcp-session-id").map(str::to_string),
+            ),
+        };
         let info = RequestInfo {
             method: session.req_header().method.as_str().to_string(),
             content_type: header(session, "content-type").map(str::to_string),
-            accept: header(session, "accept").map(str::to_string),
-            session_id: header(session, "mcp-session-id").map(str::to_string),
+            accept,
+            session_id,
             protocol_version: header(session, "mcp-protocol-version").map(str::to_string),
             mcp_method: header(session, "mcp-method").map(str::to_string),
             mcp_name: header(session, "mcp-name").map(str::to_string),
@@ -170,8 +184,16 @@ impl Gateway {
                     f.headers = client_headers(&client, &server, &spec);
                 }
                 rec.upstream = f.upstream.clone();
-                rec.outcome = self.forward(session, routes, &server, f).await?;
-                return Ok(Step::Done(true));
+                let Some(c) = &legacy else {
+                    rec.outcome = self
+                        .forward(&mut Out::Http(session), routes, &server, f)
+                        .await?;
+                    return Ok(Step::Done(true));
+                };
+                rec.outcome = self
+                    .forward(&mut Out::Events(&c.tx), routes, &server, f)
+                    .await?;
+                return Ok(Step::Reply(Reply::empty(202)));
             }
         };
         rec.outcome = reply.outcome();
@@ -181,7 +203,16 @@ impl Gateway {
                 .with_label_values(&[server.name.as_str()])
                 .inc();
         }
-        Ok(Step::Reply(reply))
+        match &legacy {
+            Some(c) if (200..300).contains(&reply.status) => {
+                if let Some((_, id)) = reply.headers.iter().find(|(k, _)| *k == "mcp-session-id") {
+                    c.opened(id.clone());
+                }
+                Out::Events(&c.tx).reply(reply).await?;
+                Ok(Step::Reply(Reply::empty(202)))
+            }
+            _ => Ok(Step::Reply(reply)),
+        }
     }
 
     /// Reads the whole body, or answers 413 when it is over the limit (checked against

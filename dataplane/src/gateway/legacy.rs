@@ -1,0 +1,141 @@
+//! The 2024-11-05 HTTP+SSE transport for clients: `GET /servers/{name}/sse` opens an event
+//! stream whose first event names the POST endpoint (`/servers/{name}/messages?session=K`);
+//! every POST there is served like a streamable-HTTP request, with its answers (and a
+//! call's progress and server requests) sent on the stream. The stream's key lives in the
+//! data plane that holds the stream, so clients of this transport need their POSTs to
+//! reach the same replica (a load balancer with affinity on the `session` parameter).
+
+use super::*;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio::sync::mpsc;
+
+/// Most legacy streams one data plane keeps open.
+const MAX_STREAMS: usize = 10_000;
+
+/// One open legacy stream.
+pub(super) struct LegacyClient {
+    pub(super) tx: mpsc::Sender<String>,
+    /// The gateway session id its initialize produced (sealed, like any other).
+    sealed: Mutex<Option<String>>,
+    server: String,
+}
+
+impl LegacyClient {
+    /// The gateway session this stream stands for, once initialized.
+    pub(super) fn session(&self) -> Option<String> {
+        self.sealed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records the session its initialize opened.
+    pub(super) fn opened(&self, id: String) {
+        *self.sealed.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+    }
+}
+
+/// The legacy streams open on this data plane, by key.
+#[derive(Default)]
+pub(super) struct LegacyClients {
+    open: Mutex<HashMap<String, Arc<LegacyClient>>>,
+}
+
+impl LegacyClients {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LegacyClient>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The stream `key` names, if it is open here and belongs to `server`.
+    pub(super) fn get(&self, key: &str, server: &str) -> Option<Arc<LegacyClient>> {
+        self.lock().get(key).filter(|c| c.server == server).cloned()
+    }
+}
+
+/// An unguessable stream key (it is what a legacy client's POSTs present).
+fn new_key() -> Option<String> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The `session` query parameter of a legacy POST.
+pub(super) fn key_of(session: &Session) -> Option<String> {
+    let query = session.req_header().uri.query()?;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("session="))
+        .map(str::to_string)
+}
+
+impl Gateway {
+    /// Serves `GET /servers/{name}/sse` until the client leaves.
+    pub(super) async fn legacy_stream(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        server: &ServerView,
+    ) -> Result<()> {
+        let rec = ctx.record.insert(Record::new(&server.name));
+        if let Err(reply) = self.authenticate(session, server).await {
+            rec.outcome = reply.outcome();
+            return send(session, reply).await;
+        }
+        let key = match new_key() {
+            Some(k) if self.legacy.lock().len() < MAX_STREAMS => k,
+            _ => {
+                rec.outcome = "error";
+                let reply = Reply::rpc_error(
+                    503,
+                    jsonrpc::INTERNAL_ERROR,
+                    "too many legacy SSE streams are open on this data plane",
+                );
+                return send(session, reply).await;
+            }
+        };
+        let (tx, mut rx) = mpsc::channel(64);
+        let client = Arc::new(LegacyClient {
+            tx,
+            sealed: Mutex::new(None),
+            server: server.name.clone(),
+        });
+        self.legacy.lock().insert(key.clone(), client);
+        let mut header = ResponseHeader::build(200, Some(3))?;
+        header.insert_header("content-type", "text/event-stream")?;
+        header.insert_header("cache-control", "no-cache")?;
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        let _streaming = Tracked::new(&metrics().sse_streams);
+        let endpoint = format!(
+            "event: endpoint\ndata: /servers/{}/messages?session={key}\n\n",
+            server.name
+        );
+        let mut pending = Some(endpoint);
+        let mut keepalive = tokio::time::interval(std::time::Duration::from_secs(15));
+        keepalive.tick().await;
+        loop {
+            let wire = match pending.take() {
+                Some(w) => w,
+                None => tokio::select! {
+                    next = rx.recv() => match next {
+                        Some(w) => w,
+                        None => break,
+                    },
+                    _ = keepalive.tick() => ": keepalive\n\n".to_string(),
+                },
+            };
+            if session
+                .write_response_body(Some(Bytes::from(wire)), false)
+                .await
+                .is_err()
+            {
+                break; // the client left
+            }
+        }
+        self.legacy.lock().remove(&key);
+        Ok(())
+    }
+}
