@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/switchboard-target
 export SWITCHBOARD_DEPS ?= $(CURDIR)/.deps
 CARGO ?= cargo
 
-.PHONY: deps build lint test run
+.PHONY: deps build lint test run bench
 
 deps:
 	scripts/install-deps.sh
@@ -23,3 +23,8 @@ test: deps lint
 
 run: deps
 	$(CARGO) run --release -- up -f examples/quickstart.yaml
+
+# Gateway benchmark: Switchboard against direct calls to a near-free upstream (README).
+bench: deps
+	$(CARGO) build --release --example bench-upstream
+	$(CARGO) bench --bench gateway

@@ -1,0 +1,529 @@
+//! Gateway benchmark: the same MCP requests sent straight to a near-free upstream
+//! (`examples/bench-upstream`) and through Switchboard (a control plane and a data plane,
+//! release build), interleaved in one run so both see the same machine. Prints, per
+//! scenario, requests/s, p50/p99/p99.9 latency and the serving process's peak RSS, with the
+//! Switchboard/direct ratios, and writes the same as JSON.
+//!
+//! Run: `make bench` (it builds the upstream example first). Options after `--`:
+//! `--seconds N` per measurement (default 3), `--out FILE` (default
+//! `target/bench-gateway.json` under the target directory). Loopback only; every loop is
+//! bounded in time.
+
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use switchboard_testkit::{free_port, wait_for_http_ok, wait_for_tcp, ManagedProcess};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+const LIST_TOOLS: usize = 1000;
+const STREAM_EVENTS: u64 = 100;
+const IDLE_SESSIONS: usize = 10_000;
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The upstream example, built next to this benchmark (`make bench` builds it).
+fn upstream_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("bench path");
+    let release = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let bin = release.join("examples/bench-upstream");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --release --example bench-upstream` (make bench does)",
+        bin.display()
+    );
+    bin
+}
+
+/// What one measurement sends.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// tools/call echo, in a session.
+    Call,
+    /// tools/list, every page, of a server with 1 000+ tools.
+    List,
+    /// tools/call stream: 100 SSE events then the result.
+    Stream,
+    /// initialize + notifications/initialized (a new session each time).
+    Initialize,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Call => "tools/call",
+            Kind::List => "tools/list (1000 tools)",
+            Kind::Stream => "100-event SSE stream",
+            Kind::Initialize => "session initialize",
+        }
+    }
+}
+
+/// One place requests go: its MCP URL and the process that serves it.
+struct Target {
+    name: &'static str,
+    url: String,
+    pid: u32,
+}
+
+fn rpc(id: u64, method: &str, params: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    session: Option<&str>,
+    body: String,
+) -> Result<reqwest::Response, String> {
+    let mut req = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body);
+    if let Some(s) = session {
+        req = req
+            .header("mcp-session-id", s)
+            .header("mcp-protocol-version", "2025-06-18");
+    }
+    let resp = req.send().await.map_err(|e| e.to_string())?;
+    if resp.status().is_success() {
+        Ok(resp)
+    } else {
+        Err(format!("HTTP {}", resp.status()))
+    }
+}
+
+/// Opens a session; returns its id.
+async fn initialize(http: &reqwest::Client, url: &str) -> Result<String, String> {
+    let init = rpc(
+        0,
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}),
+    );
+    let resp = post(http, url, None, init).await?;
+    let id = resp
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .ok_or("no session id")?;
+    resp.bytes().await.map_err(|e| e.to_string())?;
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
+    post(http, url, Some(&id), note)
+        .await?
+        .bytes()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(id)
+}
+
+/// One operation of `kind`.
+async fn once(
+    http: &reqwest::Client,
+    url: &str,
+    session: &str,
+    kind: Kind,
+    n: u64,
+) -> Result<(), String> {
+    match kind {
+        Kind::Call => {
+            let body = rpc(
+                n,
+                "tools/call",
+                json!({"name": "echo", "arguments": {"message": "hi"}}),
+            );
+            let text = post(http, url, Some(session), body)
+                .await?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !text.contains("\"result\"") {
+                return Err(format!("no result: {text}"));
+            }
+        }
+        Kind::List => {
+            let mut cursor: Option<String> = None;
+            let mut tools = 0;
+            loop {
+                let params = match &cursor {
+                    Some(c) => json!({"cursor": c}),
+                    None => json!({}),
+                };
+                let text = post(http, url, Some(session), rpc(n, "tools/list", params))
+                    .await?
+                    .text()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let page: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+                tools += page["result"]["tools"].as_array().map_or(0, Vec::len);
+                match page["result"]["nextCursor"].as_str() {
+                    Some(c) => cursor = Some(c.to_string()),
+                    None => break,
+                }
+            }
+            if tools < LIST_TOOLS {
+                return Err(format!("listed {tools} tools"));
+            }
+        }
+        Kind::Stream => {
+            let body = rpc(
+                n,
+                "tools/call",
+                json!({"name": "stream", "arguments": {"count": STREAM_EVENTS}, "_meta": {"progressToken": n}}),
+            );
+            let text = post(http, url, Some(session), body)
+                .await?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            let events = text.matches("notifications/progress").count();
+            if events as u64 != STREAM_EVENTS || !text.contains("\"result\"") {
+                return Err(format!("{events} events"));
+            }
+        }
+        Kind::Initialize => {
+            initialize(http, url).await?;
+        }
+    }
+    Ok(())
+}
+
+/// What one measurement found.
+#[derive(Debug, Clone)]
+struct Stats {
+    requests: usize,
+    errors: usize,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    peak_rss_mib: f64,
+}
+
+fn percentile(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    #[allow(clippy::cast_precision_loss)]
+    let ms = sorted[i.min(sorted.len() - 1)] as f64 / 1000.0;
+    ms
+}
+
+/// `concurrency` clients, each with its own session, sending `kind` for `duration`.
+async fn measure(target: &Target, kind: Kind, concurrency: usize, duration: Duration) -> Stats {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let deadline = Instant::now() + duration;
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_kib(target.pid)));
+    let sampler = {
+        let (peak, pid) = (peak.clone(), target.pid);
+        tokio::spawn(async move {
+            while Instant::now() < deadline {
+                peak.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let (http, url) = (http.clone(), target.url.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0;
+                let session = match initialize(&http, &url).await {
+                    Ok(s) => s,
+                    Err(_) => return (lat, 1),
+                };
+                let mut n = (w as u64) << 32;
+                while Instant::now() < deadline {
+                    n += 1;
+                    let t = Instant::now();
+                    match once(&http, &url, &session, kind, n).await {
+                        Ok(()) => {
+                            lat.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX))
+                        }
+                        Err(_) => errors += 1,
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        if let Ok((lat, e)) = w.await {
+            all.extend(lat);
+            errors += e;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = sampler.await;
+    all.sort_unstable();
+    #[allow(clippy::cast_precision_loss)]
+    Stats {
+        requests: all.len(),
+        errors,
+        rps: all.len() as f64 / elapsed,
+        p50_ms: percentile(&all, 0.5),
+        p99_ms: percentile(&all, 0.99),
+        p999_ms: percentile(&all, 0.999),
+        peak_rss_mib: peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0,
+    }
+}
+
+/// Memory per idle session: RSS growth after opening `IDLE_SESSIONS` sessions.
+async fn idle_sessions(target: &Target) -> (f64, usize) {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let before = rss_kib(target.pid);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let per = IDLE_SESSIONS / 64;
+    let workers: Vec<_> = (0..64)
+        .map(|_| {
+            let (http, url) = (http.clone(), target.url.clone());
+            tokio::spawn(async move {
+                let mut opened = 0;
+                for _ in 0..per {
+                    if Instant::now() > deadline {
+                        break;
+                    }
+                    if initialize(&http, &url).await.is_ok() {
+                        opened += 1;
+                    }
+                }
+                opened
+            })
+        })
+        .collect();
+    let mut opened = 0;
+    for w in workers {
+        opened += w.await.unwrap_or(0);
+    }
+    let after = rss_kib(target.pid);
+    #[allow(clippy::cast_precision_loss)]
+    let per_session = (after.saturating_sub(before) as f64 * 1024.0) / opened.max(1) as f64;
+    (per_session, opened)
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(3);
+    let duration = Duration::from_secs(seconds);
+    let out_path = arg("--out").map(PathBuf::from).unwrap_or_else(|| {
+        upstream_bin()
+            .parent()
+            .and_then(|p| p.parent())
+            .map_or_else(
+                || PathBuf::from("bench-gateway.json"),
+                |t| t.join("bench-gateway.json"),
+            )
+    });
+
+    // The upstream, then Switchboard in front of it.
+    let up_addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(upstream_bin());
+    cmd.args(["--listen", &up_addr, "--tools", &LIST_TOOLS.to_string()]);
+    let upstream = ManagedProcess::spawn(cmd).expect("upstream");
+    wait_for_tcp(&up_addr, Duration::from_secs(10))
+        .await
+        .expect("upstream up");
+    let data = tempfile::tempdir().expect("tempdir");
+    let cp_addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["controlplane", "--listen", &cp_addr, "--data-dir"])
+        .arg(data.path())
+        .env("SWITCHBOARD_LOG", "warn");
+    let _cp = ManagedProcess::spawn(cmd).expect("control plane");
+    wait_for_tcp(&cp_addr, Duration::from_secs(20))
+        .await
+        .expect("control plane up");
+    let dp_addr = format!("127.0.0.1:{}", free_port());
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "dataplane",
+        "--control-plane",
+        &cp_addr,
+        "--listen",
+        &dp_addr,
+        "--state-dir",
+    ])
+    .arg(state.path())
+    .env("SWITCHBOARD_LOG", "warn");
+    let dp = ManagedProcess::spawn(cmd).expect("data plane");
+    wait_for_http_ok(&format!("http://{dp_addr}/readyz"), Duration::from_secs(20))
+        .await
+        .expect("data plane up");
+    let config = data.path().join("bench.yaml");
+    std::fs::write(
+        &config,
+        format!("apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: bench\nspec:\n  mcp:\n    url: http://{up_addr}/mcp\n---\napiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: bench\nspec:\n  upstreams:\n    - upstream: bench\n"),
+    )
+    .expect("config");
+    let applied = Command::new(BIN)
+        .args(["apply", "-f"])
+        .arg(&config)
+        .args(["--server", &format!("http://{cp_addr}")])
+        .output()
+        .expect("apply");
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let direct = Target {
+        name: "direct",
+        url: format!("http://{up_addr}/mcp"),
+        pid: upstream.pid(),
+    };
+    let switchboard = Target {
+        name: "switchboard",
+        url: format!("http://{dp_addr}/servers/bench/mcp"),
+        pid: dp.pid(),
+    };
+    // Wait until the gateway lists the upstream's tools.
+    let http = reqwest::Client::new();
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        let session = initialize(&http, &switchboard.url)
+            .await
+            .unwrap_or_default();
+        if once(&http, &switchboard.url, &session, Kind::List, 1)
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < ready_by,
+            "the gateway never listed the upstream's tools"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let mut plan: Vec<(Kind, usize)> = [1, 16, 64, 256].iter().map(|c| (Kind::Call, *c)).collect();
+    plan.extend([(Kind::List, 16), (Kind::Stream, 16), (Kind::Initialize, 16)]);
+    println!("{seconds}s per measurement, direct and switchboard interleaved\n");
+    println!(
+        "{:<24} {:>5} {:<12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "scenario", "conc", "target", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "RSS MiB", "errors"
+    );
+    let mut results = Vec::new();
+    for (kind, concurrency) in plan {
+        let mut pair = Vec::new();
+        for target in [&direct, &switchboard] {
+            let s = measure(target, kind, concurrency, duration).await;
+            println!(
+                "{:<24} {:>5} {:<12} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.1} {:>7}",
+                kind.name(),
+                concurrency,
+                target.name,
+                s.rps,
+                s.p50_ms,
+                s.p99_ms,
+                s.p999_ms,
+                s.peak_rss_mib,
+                s.errors
+            );
+            pair.push(s);
+        }
+        let (d, sb) = (&pair[0], &pair[1]);
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        println!(
+            "{:<24} {:>5} {:<12} {:>10.2}x {:>8.2}x {:>8.2}x {:>8.2}x",
+            "",
+            "",
+            "sb/direct",
+            ratio(sb.rps, d.rps),
+            ratio(sb.p50_ms, d.p50_ms),
+            ratio(sb.p99_ms, d.p99_ms),
+            ratio(sb.p999_ms, d.p999_ms)
+        );
+        results.push(json!({
+            "scenario": kind.name(),
+            "concurrency": concurrency,
+            "direct": stats_json(d),
+            "switchboard": stats_json(sb),
+            "ratios": {
+                "rps": ratio(sb.rps, d.rps),
+                "p50": ratio(sb.p50_ms, d.p50_ms),
+                "p99": ratio(sb.p99_ms, d.p99_ms),
+                "p999": ratio(sb.p999_ms, d.p999_ms),
+            },
+        }));
+    }
+    println!();
+    let mut idle = serde_json::Map::new();
+    for target in [&direct, &switchboard] {
+        let (bytes, opened) = idle_sessions(target).await;
+        println!(
+            "{opened} idle sessions via {}: {:.0} bytes of RSS each (serving process)",
+            target.name, bytes
+        );
+        idle.insert(
+            target.name.to_string(),
+            json!({"sessions": opened, "bytes_per_session": bytes}),
+        );
+    }
+    let report = json!({
+        "seconds_per_measurement": seconds,
+        "machine": {"cpus": std::thread::available_parallelism().map_or(0, |n| n.get())},
+        "results": results,
+        "idle_sessions": idle,
+    });
+    match std::fs::write(
+        &out_path,
+        serde_json::to_vec_pretty(&report).unwrap_or_default(),
+    ) {
+        Ok(()) => println!("\nwrote {}", out_path.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", out_path.display()),
+    }
+}
+
+fn stats_json(s: &Stats) -> Value {
+    json!({
+        "requests": s.requests,
+        "errors": s.errors,
+        "rps": s.rps,
+        "p50_ms": s.p50_ms,
+        "p99_ms": s.p99_ms,
+        "p999_ms": s.p999_ms,
+        "peak_rss_mib": s.peak_rss_mib,
+    })
+}
