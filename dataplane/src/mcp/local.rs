@@ -8,6 +8,7 @@ use crate::policy::authz::Target;
 use crate::routes::ServerView;
 use base64::Engine;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use switchboard_config::kinds::prompt::{PromptSpec, Role};
 
@@ -27,15 +28,16 @@ pub fn answer(
         "server/discover" => Ok(discover(server)),
         "ping" => Ok(json!({})),
         "tools/list" => {
-            let items = visible(server, caller, server.tools.clone(), "name", Kind::Tool);
+            let items = server.tools.iter().map(Cow::Borrowed).collect();
+            let items = visible(server, caller, items, "name", Kind::Tool);
             page(server, "tools", items, params)
         }
         "prompts/list" => {
             let items = server
                 .prompts
                 .iter()
-                .map(|(n, p)| prompt_entry(n, p))
-                .chain(server.upstream_prompts.iter().cloned())
+                .map(|(n, p)| Cow::Owned(prompt_entry(n, p)))
+                .chain(server.upstream_prompts.iter().map(Cow::Borrowed))
                 .collect();
             let items = visible(server, caller, items, "name", Kind::Prompt);
             page(server, "prompts", items, params)
@@ -55,9 +57,9 @@ pub fn answer(
                     if let Some(m) = &r.mime_type {
                         e["mimeType"] = json!(m);
                     }
-                    e
+                    Cow::Owned(e)
                 })
-                .chain(server.upstream_resources.iter().cloned())
+                .chain(server.upstream_resources.iter().map(Cow::Borrowed))
                 .collect();
             let items = visible(server, caller, items, "uri", Kind::Resource);
             page(server, "resources", items, params)
@@ -66,7 +68,7 @@ pub fn answer(
             let items = server
                 .resource_templates
                 .iter()
-                .map(|(t, _)| t.clone())
+                .map(|(t, _)| Cow::Borrowed(t))
                 .collect();
             page(server, "resourceTemplates", items, params)
         }
@@ -99,13 +101,13 @@ enum Kind {
 }
 
 /// The items `caller` may use.
-fn visible(
+fn visible<'a>(
     server: &ServerView,
     caller: &Principal,
-    items: Vec<Value>,
+    items: Vec<Cow<'a, Value>>,
     key: &str,
     kind: Kind,
-) -> Vec<Value> {
+) -> Vec<Cow<'a, Value>> {
     if server.authz.is_open() {
         return items;
     }
@@ -209,10 +211,12 @@ fn offset_of(server: &ServerView, params: &Value) -> Result<usize, RpcError> {
     offset.parse().map_err(|_| invalid())
 }
 
+/// One page of `items`; only the page's items are copied (listings can be long, and are
+/// asked for on every session).
 fn page(
     server: &ServerView,
     key: &str,
-    items: Vec<Value>,
+    items: Vec<Cow<'_, Value>>,
     params: &Value,
 ) -> Result<Value, RpcError> {
     let offset = offset_of(server, params)?;
@@ -223,7 +227,11 @@ fn page(
     }
     let end = (offset + PAGE_SIZE).min(items.len());
     let mut result = Map::new();
-    result.insert(key.to_string(), Value::Array(items[offset..end].to_vec()));
+    let page = items[offset..end]
+        .iter()
+        .map(|v| v.as_ref().clone())
+        .collect();
+    result.insert(key.to_string(), Value::Array(page));
     if end < items.len() {
         result.insert("nextCursor".into(), json!(cursor(&server.version, end)));
     }
