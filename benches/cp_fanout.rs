@@ -10,25 +10,13 @@ use std::time::{Duration, Instant};
 use switchboard_proto::v1::admin_client::AdminClient;
 use switchboard_proto::v1::discovery_client::DiscoveryClient;
 use switchboard_proto::v1::{ApplyRequest, DiscoveryRequest, Node, SourceFile};
-use switchboard_testkit::{free_port, wait_for_tcp, ManagedProcess};
+use switchboard_testkit::{free_port, rss_kib, wait_for_tcp, ManagedProcess};
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 
 /// Streams per HTTP/2 connection (below the server's concurrent-stream limit).
 const STREAMS_PER_CONNECTION: usize = 100;
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// One simulated data plane: hello, then ACK every push (reporting when it did).
 async fn simulate(

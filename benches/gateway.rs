@@ -13,24 +13,12 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use switchboard_testkit::{free_port, wait_for_http_ok, wait_for_tcp, ManagedProcess};
+use switchboard_testkit::{free_port, rss_kib, wait_for_http_ok, wait_for_tcp, ManagedProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 const LIST_TOOLS: usize = 1000;
 const STREAM_EVENTS: u64 = 100;
 const IDLE_SESSIONS: usize = 10_000;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// The upstream example, built next to this benchmark (`make bench` builds it).
 fn upstream_bin() -> PathBuf {

@@ -5,7 +5,6 @@
 //! in both runs; npm does not ship that server.)
 
 use std::collections::BTreeSet;
-use switchboard_testkit::ServerEverything;
 
 mod common;
 use common::*;
@@ -45,21 +44,10 @@ async fn conformance(url: &str, out_dir: &std::path::Path) -> (BTreeSet<String>,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_conformance_scenario_is_lost_through_the_gateway() {
-    let everything = ServerEverything::start().await.expect("server-everything");
-    let (_cp, admin, _data) = control_plane(None).await;
-    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
-    apply(
-        &admin,
-        &format!(
-            "{}{}",
-            upstream("everything", &everything.url(), ""),
-            server(&[("everything", "")])
-        ),
-    );
-    wait_for_tools(&url, WAIT, "tools", |t| t.iter().any(|n| n == "echo")).await;
+    let stack = everything_stack("", "echo").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (direct, direct_failed) = conformance(&everything.url(), &dir.path().join("direct")).await;
-    let (through, through_failed) = conformance(&url, &dir.path().join("gateway")).await;
+    let (direct, direct_failed) = conformance(&stack.direct, &dir.path().join("direct")).await;
+    let (through, through_failed) = conformance(&stack.url, &dir.path().join("gateway")).await;
     println!(
         "direct:  {} passed {direct:?}\n         {} failed {direct_failed:?}",
         direct.len(),

@@ -4,7 +4,6 @@
 //! (server-everything and the TypeScript SDK).
 
 use serde_json::Value;
-use switchboard_testkit::ServerEverything;
 
 mod common;
 use common::*;
@@ -39,19 +38,10 @@ async fn ts_sampling_client_via(url: &str, prefix: &str, tag: &str, via_connect:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampling_elicitation_and_roots_requests_reach_their_own_client_and_come_back() {
-    let everything = ServerEverything::start().await.expect("server-everything");
-    let (_cp, admin, _data) = control_plane(None).await;
-    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
-    apply(
-        &admin,
-        &format!(
-            "{}{}",
-            upstream("everything", &everything.url(), ""),
-            server(&[("everything", "ev_")])
-        ),
-    );
     // Discovery offers the client capabilities, so the tools server-everything registers
     // only for clients with sampling and roots are listed.
+    let stack = everything_stack("ev_", "ev_trigger-sampling-request").await;
+    let url = stack.url.clone();
     wait_for_tools(&url, WAIT, "sampling and roots tools", |t| {
         t.iter().any(|n| n == "ev_trigger-sampling-request")
             && t.iter().any(|n| n == "ev_get-roots-list")
@@ -184,21 +174,8 @@ fn assert_own_answers(seen: &Value, me: &str, other: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdio_clients_reach_the_gateway_through_switchboard_connect() {
-    let everything = ServerEverything::start().await.expect("server-everything");
-    let (_cp, admin, _data) = control_plane(None).await;
-    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
-    apply(
-        &admin,
-        &format!(
-            "{}{}",
-            upstream("everything", &everything.url(), ""),
-            server(&[("everything", "ev_")])
-        ),
-    );
-    wait_for_tools(&url, WAIT, "tools", |t| {
-        t.iter().any(|n| n == "ev_trigger-sampling-request")
-    })
-    .await;
+    let stack = everything_stack("ev_", "ev_trigger-sampling-request").await;
+    let url = stack.url.clone();
 
     // The Python SDK's stdio client: tools, a call, progress, and a clean error.
     let seen = py_tool_calls(&["ev_", BIN, "connect", &url]).await;
@@ -369,21 +346,8 @@ async fn a_client_cancellation_reaches_the_upstream_request_it_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resource_subscription_brings_its_updates_to_the_subscriber() {
     use futures::StreamExt;
-    let everything = ServerEverything::start().await.expect("server-everything");
-    let (_cp, admin, _data) = control_plane(None).await;
-    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
-    apply(
-        &admin,
-        &format!(
-            "{}{}",
-            upstream("everything", &everything.url(), ""),
-            server(&[("everything", "ev_")])
-        ),
-    );
-    wait_for_tools(&url, WAIT, "tools", |t| {
-        t.iter().any(|n| n == "ev_toggle-subscriber-updates")
-    })
-    .await;
+    let stack = everything_stack("ev_", "ev_toggle-subscriber-updates").await;
+    let url = stack.url.clone();
     let mut client = switchboard_testkit::McpHttpClient::new(url.clone());
     let init = client.initialize().await.expect("initialize");
     assert_eq!(
@@ -438,18 +402,8 @@ async fn a_resource_subscription_brings_its_updates_to_the_subscriber() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_sse_clients_pass_the_same_tool_call_run() {
-    let everything = ServerEverything::start().await.expect("server-everything");
-    let (_cp, admin, _data) = control_plane(None).await;
-    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
-    apply(
-        &admin,
-        &format!(
-            "{}{}",
-            upstream("everything", &everything.url(), ""),
-            server(&[("everything", "ev_")])
-        ),
-    );
-    wait_for_tools(&url, WAIT, "tools", |t| t.iter().any(|n| n == "ev_echo")).await;
+    let stack = everything_stack("ev_", "ev_echo").await;
+    let url = stack.url.clone();
     let sse = url.replace("/servers/demo/mcp", "/servers/demo/sse");
     let seen = py_tool_calls(&["ev_", "--sse", &sse]).await;
     assert_tool_calls(&seen);

@@ -108,3 +108,16 @@ impl Drop for ManagedProcess {
         self.kill();
     }
 }
+
+/// Resident memory of process `pid` in KiB (0 when it cannot be read), for benchmarks.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -208,3 +208,45 @@ pub async fn peer(script: &str, args: &[&str]) -> (ManagedProcess, String) {
     }
     (p, format!("http://127.0.0.1:{port}"))
 }
+
+/// server-everything behind a control plane and a data plane, served as virtual server
+/// `demo` with its tools under `prefix`. Dropping it stops everything.
+pub struct EverythingStack {
+    /// The upstream's own MCP URL.
+    pub direct: String,
+    /// `demo`'s MCP URL on the data plane.
+    pub url: String,
+    pub admin: String,
+    _everything: switchboard_testkit::ServerEverything,
+    _processes: (ManagedProcess, ManagedProcess),
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+/// Starts an [`EverythingStack`] and waits until `demo` lists `tool`.
+pub async fn everything_stack(prefix: &str, tool: &str) -> EverythingStack {
+    let everything = switchboard_testkit::ServerEverything::start()
+        .await
+        .expect("server-everything");
+    let (cp, admin, data) = control_plane(None).await;
+    let (dp, url, state) = data_plane(admin.trim_start_matches("http://")).await;
+    apply(
+        &admin,
+        &format!(
+            "{}{}",
+            upstream("everything", &everything.url(), ""),
+            server(&[("everything", prefix)])
+        ),
+    );
+    wait_for_tools(&url, WAIT, "server-everything's tools", |t| {
+        t.iter().any(|n| n == tool)
+    })
+    .await;
+    EverythingStack {
+        direct: everything.url(),
+        url,
+        admin,
+        _everything: everything,
+        _processes: (cp, dp),
+        _dirs: (data, state),
+    }
+}
