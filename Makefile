@@ -24,7 +24,9 @@ test: deps lint
 run: deps
 	$(CARGO) run --release -- up -f examples/quickstart.yaml
 
-# Gateway benchmark: Switchboard against direct calls to a near-free upstream (README).
+# Gateway benchmark: Switchboard against direct calls to a near-free upstream and against
+# ContextForge (README).
 bench: deps
+	scripts/install-contextforge.sh
 	$(CARGO) build --release --example bench-upstream
 	$(CARGO) bench --bench gateway

@@ -1,8 +1,10 @@
 //! Gateway benchmark: the same MCP requests sent straight to a near-free upstream
-//! (`examples/bench-upstream`) and through Switchboard (a control plane and a data plane,
-//! release build), interleaved in one run so both see the same machine. Prints, per
-//! scenario, requests/s, p50/p99/p99.9 latency and the serving process's peak RSS, with the
-//! Switchboard/direct ratios, and writes the same as JSON.
+//! (`examples/bench-upstream`), through Switchboard (a control plane and a data plane,
+//! release build) and through ContextForge (the upstream registered as a gateway, its tools
+//! in one virtual server, rate limiting off), interleaved in one run so all see the same
+//! machine. Prints, per scenario, requests/s, p50/p99/p99.9 latency and the serving
+//! process's peak RSS, with the Switchboard/direct and Switchboard/ContextForge ratios, and
+//! writes the same as JSON.
 //!
 //! Run: `make bench` (it builds the upstream example first). Options after `--`:
 //! `--seconds N` per measurement (default 3), `--out FILE` (default
@@ -60,11 +62,15 @@ impl Kind {
     }
 }
 
-/// One place requests go: its MCP URL and the process that serves it.
+/// One place requests go: its MCP URL, the process that serves it, what every request
+/// carries, and what it calls the upstream's tools.
+#[derive(Clone)]
 struct Target {
     name: &'static str,
     url: String,
     pid: u32,
+    headers: Vec<(String, String)>,
+    tool_prefix: String,
 }
 
 fn rpc(id: u64, method: &str, params: Value) -> String {
@@ -73,15 +79,18 @@ fn rpc(id: u64, method: &str, params: Value) -> String {
 
 async fn post(
     http: &reqwest::Client,
-    url: &str,
+    target: &Target,
     session: Option<&str>,
     body: String,
 ) -> Result<reqwest::Response, String> {
     let mut req = http
-        .post(url)
+        .post(&target.url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .body(body);
+    for (k, v) in &target.headers {
+        req = req.header(k, v);
+    }
     if let Some(s) = session {
         req = req
             .header("mcp-session-id", s)
@@ -95,23 +104,22 @@ async fn post(
     }
 }
 
-/// Opens a session; returns its id.
-async fn initialize(http: &reqwest::Client, url: &str) -> Result<String, String> {
+/// Opens a session; returns its id (None from servers that keep no sessions).
+async fn initialize(http: &reqwest::Client, target: &Target) -> Result<Option<String>, String> {
     let init = rpc(
         0,
         "initialize",
         json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}),
     );
-    let resp = post(http, url, None, init).await?;
+    let resp = post(http, target, None, init).await?;
     let id = resp
         .headers()
         .get("mcp-session-id")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .ok_or("no session id")?;
+        .map(str::to_string);
     resp.bytes().await.map_err(|e| e.to_string())?;
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
-    post(http, url, Some(&id), note)
+    post(http, target, id.as_deref(), note)
         .await?
         .bytes()
         .await
@@ -122,19 +130,20 @@ async fn initialize(http: &reqwest::Client, url: &str) -> Result<String, String>
 /// One operation of `kind`.
 async fn once(
     http: &reqwest::Client,
-    url: &str,
-    session: &str,
+    target: &Target,
+    session: Option<&str>,
     kind: Kind,
     n: u64,
 ) -> Result<(), String> {
+    let tool = |name: &str| format!("{}{name}", target.tool_prefix);
     match kind {
         Kind::Call => {
             let body = rpc(
                 n,
                 "tools/call",
-                json!({"name": "echo", "arguments": {"message": "hi"}}),
+                json!({"name": tool("echo"), "arguments": {"message": "hi"}}),
             );
-            let text = post(http, url, Some(session), body)
+            let text = post(http, target, session, body)
                 .await?
                 .text()
                 .await
@@ -151,7 +160,7 @@ async fn once(
                     Some(c) => json!({"cursor": c}),
                     None => json!({}),
                 };
-                let text = post(http, url, Some(session), rpc(n, "tools/list", params))
+                let text = post(http, target, session, rpc(n, "tools/list", params))
                     .await?
                     .text()
                     .await
@@ -171,9 +180,9 @@ async fn once(
             let body = rpc(
                 n,
                 "tools/call",
-                json!({"name": "stream", "arguments": {"count": STREAM_EVENTS}, "_meta": {"progressToken": n}}),
+                json!({"name": tool("stream"), "arguments": {"count": STREAM_EVENTS}, "_meta": {"progressToken": n}}),
             );
-            let text = post(http, url, Some(session), body)
+            let text = post(http, target, session, body)
                 .await?
                 .text()
                 .await
@@ -184,7 +193,7 @@ async fn once(
             }
         }
         Kind::Initialize => {
-            initialize(http, url).await?;
+            initialize(http, target).await?;
         }
     }
     Ok(())
@@ -238,11 +247,11 @@ async fn measure(target: &Target, kind: Kind, concurrency: usize, duration: Dura
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|w| {
-            let (http, url) = (http.clone(), target.url.clone());
+            let (http, target) = (http.clone(), target.clone());
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut errors = 0;
-                let session = match initialize(&http, &url).await {
+                let session = match initialize(&http, &target).await {
                     Ok(s) => s,
                     Err(_) => return (lat, 1),
                 };
@@ -250,7 +259,7 @@ async fn measure(target: &Target, kind: Kind, concurrency: usize, duration: Dura
                 while Instant::now() < deadline {
                     n += 1;
                     let t = Instant::now();
-                    match once(&http, &url, &session, kind, n).await {
+                    match once(&http, &target, session.as_deref(), kind, n).await {
                         Ok(()) => {
                             lat.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX))
                         }
@@ -296,14 +305,14 @@ async fn idle_sessions(target: &Target) -> (f64, usize) {
     let per = IDLE_SESSIONS / 64;
     let workers: Vec<_> = (0..64)
         .map(|_| {
-            let (http, url) = (http.clone(), target.url.clone());
+            let (http, target) = (http.clone(), target.clone());
             tokio::spawn(async move {
                 let mut opened = 0;
                 for _ in 0..per {
                     if Instant::now() > deadline {
                         break;
                     }
-                    if initialize(&http, &url).await.is_ok() {
+                    if initialize(&http, &target).await.is_ok() {
                         opened += 1;
                     }
                 }
@@ -399,20 +408,22 @@ async fn main() {
         name: "direct",
         url: format!("http://{up_addr}/mcp"),
         pid: upstream.pid(),
+        headers: Vec::new(),
+        tool_prefix: String::new(),
     };
     let switchboard = Target {
         name: "switchboard",
         url: format!("http://{dp_addr}/servers/bench/mcp"),
         pid: dp.pid(),
+        headers: Vec::new(),
+        tool_prefix: String::new(),
     };
     // Wait until the gateway lists the upstream's tools.
     let http = reqwest::Client::new();
     let ready_by = Instant::now() + Duration::from_secs(30);
     loop {
-        let session = initialize(&http, &switchboard.url)
-            .await
-            .unwrap_or_default();
-        if once(&http, &switchboard.url, &session, Kind::List, 1)
+        let session = initialize(&http, &switchboard).await.ok().flatten();
+        if once(&http, &switchboard, session.as_deref(), Kind::List, 1)
             .await
             .is_ok()
         {
@@ -425,17 +436,27 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    let contextforge_dir = tempfile::tempdir().expect("tempdir");
+    let contextforge = contextforge(&up_addr, contextforge_dir.path()).await;
+    let mut targets = vec![direct.clone(), switchboard.clone()];
+    match &contextforge {
+        Ok((_, t)) => targets.push(t.clone()),
+        Err(why) => println!("ContextForge is left out: {why}\n"),
+    }
     let mut plan: Vec<(Kind, usize)> = [1, 16, 64, 256].iter().map(|c| (Kind::Call, *c)).collect();
     plan.extend([(Kind::List, 16), (Kind::Stream, 16), (Kind::Initialize, 16)]);
-    println!("{seconds}s per measurement, direct and switchboard interleaved\n");
+    println!("{seconds}s per measurement, targets interleaved\n");
     println!(
         "{:<24} {:>5} {:<12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}",
         "scenario", "conc", "target", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "RSS MiB", "errors"
     );
     let mut results = Vec::new();
     for (kind, concurrency) in plan {
-        let mut pair = Vec::new();
-        for target in [&direct, &switchboard] {
+        let mut row = serde_json::Map::new();
+        row.insert("scenario".into(), json!(kind.name()));
+        row.insert("concurrency".into(), json!(concurrency));
+        let mut measured = Vec::new();
+        for target in &targets {
             let s = measure(target, kind, concurrency, duration).await;
             println!(
                 "{:<24} {:>5} {:<12} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.1} {:>7}",
@@ -449,36 +470,42 @@ async fn main() {
                 s.peak_rss_mib,
                 s.errors
             );
-            pair.push(s);
+            row.insert(target.name.into(), stats_json(&s));
+            measured.push(s);
         }
-        let (d, sb) = (&pair[0], &pair[1]);
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
-        println!(
-            "{:<24} {:>5} {:<12} {:>10.2}x {:>8.2}x {:>8.2}x {:>8.2}x",
-            "",
-            "",
-            "sb/direct",
-            ratio(sb.rps, d.rps),
-            ratio(sb.p50_ms, d.p50_ms),
-            ratio(sb.p99_ms, d.p99_ms),
-            ratio(sb.p999_ms, d.p999_ms)
-        );
-        results.push(json!({
-            "scenario": kind.name(),
-            "concurrency": concurrency,
-            "direct": stats_json(d),
-            "switchboard": stats_json(sb),
-            "ratios": {
-                "rps": ratio(sb.rps, d.rps),
-                "p50": ratio(sb.p50_ms, d.p50_ms),
-                "p99": ratio(sb.p99_ms, d.p99_ms),
-                "p999": ratio(sb.p999_ms, d.p999_ms),
-            },
-        }));
+        let sb = &measured[1];
+        let mut ratios = serde_json::Map::new();
+        for (i, label) in [(0, "direct"), (2, "contextforge")] {
+            let Some(other) = measured.get(i) else {
+                continue;
+            };
+            println!(
+                "{:<24} {:>5} {:<12} {:>10.2}x {:>8.2}x {:>8.2}x {:>8.2}x",
+                "",
+                "",
+                format!("sb/{label}"),
+                ratio(sb.rps, other.rps),
+                ratio(sb.p50_ms, other.p50_ms),
+                ratio(sb.p99_ms, other.p99_ms),
+                ratio(sb.p999_ms, other.p999_ms)
+            );
+            ratios.insert(
+                format!("switchboard/{label}"),
+                json!({
+                    "rps": ratio(sb.rps, other.rps),
+                    "p50": ratio(sb.p50_ms, other.p50_ms),
+                    "p99": ratio(sb.p99_ms, other.p99_ms),
+                    "p999": ratio(sb.p999_ms, other.p999_ms),
+                }),
+            );
+        }
+        row.insert("ratios".into(), Value::Object(ratios));
+        results.push(Value::Object(row));
     }
     println!();
     let mut idle = serde_json::Map::new();
-    for target in [&direct, &switchboard] {
+    for target in &targets {
         let (bytes, opened) = idle_sessions(target).await;
         println!(
             "{opened} idle sessions via {}: {:.0} bytes of RSS each (serving process)",
@@ -502,6 +529,116 @@ async fn main() {
         Ok(()) => println!("\nwrote {}", out_path.display()),
         Err(e) => eprintln!("cannot write {}: {e}", out_path.display()),
     }
+}
+
+/// ContextForge (installed by `make bench` into .deps/contextforge) with the upstream
+/// registered as a gateway and all of its tools in one virtual server, rate limiting off.
+async fn contextforge(
+    up_addr: &str,
+    dir: &std::path::Path,
+) -> Result<(ManagedProcess, Target), String> {
+    let venv = switchboard_testkit::deps_dir().join("contextforge/bin");
+    let gateway = venv.join("mcpgateway");
+    if !gateway.exists() {
+        return Err(format!(
+            "{} is missing (make bench installs it)",
+            gateway.display()
+        ));
+    }
+    let addr = format!("127.0.0.1:{}", free_port());
+    let port = addr.rsplit(':').next().unwrap_or_default().to_string();
+    let env = [
+        ("AUTH_REQUIRED", "false"),
+        ("JWT_SECRET_KEY", "bench-secret-key-0123456789abcdefABCDEF"),
+        (
+            "AUTH_ENCRYPTION_SECRET",
+            "bench-enc-secret-0123456789abcdefABCD",
+        ),
+        ("PLATFORM_ADMIN_PASSWORD", "Bench-Admin-Pass-123"),
+        ("MCPGATEWAY_UI_ENABLED", "false"),
+        ("MCPGATEWAY_ADMIN_API_ENABLED", "true"),
+        ("SSRF_ALLOW_LOCALHOST", "true"),
+        ("SSRF_ALLOW_PRIVATE_NETWORKS", "true"),
+        ("RATE_LIMITING_ENABLED", "false"),
+        ("LOG_LEVEL", "WARNING"),
+    ];
+    let db = format!("sqlite:///{}", dir.join("contextforge.db").display());
+    let mut cmd = Command::new(&gateway);
+    cmd.args(["--host", "127.0.0.1", "--port", &port])
+        .current_dir(dir)
+        .env("DATABASE_URL", &db)
+        .envs(env);
+    let process = ManagedProcess::spawn(cmd).map_err(|e| e.to_string())?;
+    wait_for_http_ok(&format!("http://{addr}/health"), Duration::from_secs(90))
+        .await
+        .map_err(|e| format!("did not start: {e}\n{}", process.log_tail(20)))?;
+    let token = Command::new(venv.join("python"))
+        .args([
+            "-m",
+            "mcpgateway.utils.create_jwt_token",
+            "-u",
+            "admin@example.com",
+            "--admin",
+            "-e",
+            "600",
+        ])
+        .env("DATABASE_URL", &db)
+        .envs(env)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let token = String::from_utf8_lossy(&token.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let auth = format!("Bearer {token}");
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("http://{addr}{path}");
+    let registered = http
+        .post(api("/gateways"))
+        .header("authorization", &auth)
+        .json(&json!({"name": "bench", "url": format!("http://{up_addr}/mcp"), "transport": "STREAMABLEHTTP"}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !registered.status().is_success() {
+        return Err(format!(
+            "gateway registration: HTTP {}",
+            registered.status()
+        ));
+    }
+    let tools: Vec<Value> = http
+        .get(api("/tools?limit=0"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let ids: Vec<&Value> = tools.iter().filter_map(|t| t.get("id")).collect();
+    let created: Value = http
+        .post(api("/servers"))
+        .header("authorization", &auth)
+        .json(&json!({"server": {"name": "bench", "associated_tools": ids}}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let id = created["id"]
+        .as_str()
+        .ok_or(format!("no server id: {created}"))?;
+    let target = Target {
+        name: "contextforge",
+        url: api(&format!("/servers/{id}/mcp")),
+        pid: process.pid(),
+        headers: vec![("authorization".into(), auth)],
+        tool_prefix: "bench-".into(),
+    };
+    Ok((process, target))
 }
 
 fn stats_json(s: &Stats) -> Value {
