@@ -72,15 +72,7 @@ async fn sampling_elicitation_and_roots_requests_reach_their_own_client_and_come
 
 /// Status of an initialize POST with these headers.
 async fn initialize_status(url: &str, headers: &[(&str, &str)]) -> u16 {
-    let mut req = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.send().await.expect("gateway answers").status().as_u16()
+    initialize_with(url, headers).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,25 +22,6 @@ async fn token(issuer: &str, query: &str) -> String {
     resp.text().await.expect("token")
 }
 
-/// POSTs an initialize with `headers`; returns status, response headers and body.
-async fn initialize_with(
-    url: &str,
-    headers: &[(&str, &str)],
-) -> (u16, reqwest::header::HeaderMap, String) {
-    let mut req = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.expect("gateway answers");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    (status, headers, resp.text().await.unwrap_or_default())
-}
-
 fn challenge(headers: &reqwest::header::HeaderMap) -> String {
     headers
         .get("www-authenticate")
