@@ -60,6 +60,22 @@ impl CallOptions {
     }
 }
 
+/// The client's own session with `name`, if it has one at the upstream's current URL.
+fn own_ref<'a>(
+    name: &str,
+    spec: &UpstreamEntry,
+    client: Option<&'a Session>,
+) -> Option<&'a UpstreamRef> {
+    let url = &spec.mcp.as_ref()?.url;
+    client?.upstreams.get(name).filter(|r| &r.url == url)
+}
+
+/// Whether a call from `client` to `name` goes in the client's own upstream session (where
+/// the client's request ids can be used as they are) rather than a shared one.
+pub fn uses_own_session(name: &str, spec: &UpstreamEntry, client: Option<&Session>) -> bool {
+    own_ref(name, spec, client).is_some()
+}
+
 /// Upstream sessions by upstream name (and URL, so a changed URL gets a new session).
 pub struct UpstreamPool {
     mcp: McpHttp,
@@ -191,11 +207,7 @@ impl UpstreamPool {
         spec: &UpstreamEntry,
         client: Option<&Session>,
     ) -> Result<(Arc<UpstreamSession>, bool), UpstreamError> {
-        let url = &mcp_of(name, spec)?.url;
-        if let Some(r) = client
-            .and_then(|c| c.upstreams.get(name))
-            .filter(|r| &r.url == url)
-        {
+        if let Some(r) = own_ref(name, spec, client) {
             let s = self.client_session(spec, r);
             return Ok((self.current(&s).unwrap_or_else(|| Arc::new(s)), true));
         }
