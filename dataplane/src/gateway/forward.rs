@@ -3,6 +3,8 @@
 //! fanning a request out to all of them.
 
 use super::*;
+use crate::policy::circuit::Transition;
+use switchboard_config::kinds::upstream::CircuitBreaker;
 use tokio::sync::mpsc;
 
 /// Where an answer goes: the HTTP response itself, or a legacy (HTTP+SSE) client's event
@@ -114,10 +116,7 @@ impl Gateway {
         // In the client's own upstream session its ids are unique already: keep them, so
         // what the client later says about a request (notifications/cancelled) means the
         // same request upstream. Shared sessions get ids of the gateway's own.
-        let own = f
-            .session
-            .as_ref()
-            .is_some_and(|s| s.upstreams.contains_key(&f.upstream));
+        let own = crate::upstreams::uses_own_session(&f.upstream, &spec, f.session.as_ref());
         let gateway_id = if own {
             f.client_id.clone()
         } else {
@@ -309,10 +308,7 @@ impl Gateway {
             match result {
                 Ok(v) => {
                     self.signals.success(&f.upstream);
-                    self.breakers.record(&f.upstream, breaker, true);
-                    m.circuit_open
-                        .with_label_values(&[f.upstream.as_str()])
-                        .set(0);
+                    self.circuit(f, breaker, true);
                     return Ok(v);
                 }
                 Err(e) => {
@@ -327,15 +323,7 @@ impl Gateway {
                     if fault {
                         self.signals.failure(&f.upstream, &e.to_string());
                     }
-                    if self.breakers.record(&f.upstream, breaker, !fault) {
-                        m.circuit_opened
-                            .with_label_values(&[f.upstream.as_str()])
-                            .inc();
-                        m.circuit_open
-                            .with_label_values(&[f.upstream.as_str()])
-                            .set(1);
-                        tracing::warn!(upstream = %f.upstream, open_for = ?breaker.open_duration(), "circuit opened: failing fast");
-                    }
+                    self.circuit(f, breaker, !fault);
                     tracing::warn!(upstream = %f.upstream, error = %e, retries = done, "upstream call failed");
                     return Err(CallError::Upstream(e));
                 }
@@ -589,3 +577,28 @@ impl Gateway {
 
 /// How often an idle client stream gets a comment, so a client that left is noticed.
 const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl Gateway {
+    /// Records a call's verdict in the upstream's circuit; metrics follow its transitions.
+    fn circuit(&self, f: &Forward, breaker: &CircuitBreaker, ok: bool) {
+        let m = metrics();
+        match self.breakers.record(&f.upstream, breaker, ok) {
+            Transition::Unchanged => {}
+            Transition::Opened => {
+                m.circuit_opened
+                    .with_label_values(&[f.upstream.as_str()])
+                    .inc();
+                m.circuit_open
+                    .with_label_values(&[f.upstream.as_str()])
+                    .set(1);
+                tracing::warn!(upstream = %f.upstream, open_for = ?breaker.open_duration(), "circuit opened: failing fast");
+            }
+            Transition::Closed => {
+                m.circuit_open
+                    .with_label_values(&[f.upstream.as_str()])
+                    .set(0);
+                tracing::info!(upstream = %f.upstream, "circuit closed");
+            }
+        }
+    }
+}

@@ -24,6 +24,15 @@ pub enum Admission {
     Open(Duration),
 }
 
+/// What recording a call did to the circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Unchanged,
+    Opened,
+    /// A success after the circuit had opened.
+    Closed,
+}
+
 /// Every upstream's circuit on this data plane.
 #[derive(Debug, Default)]
 pub struct Breakers {
@@ -58,24 +67,29 @@ impl Breakers {
         })
     }
 
-    /// Records how a call went; returns true when this opened the circuit.
-    pub fn record(&self, upstream: &str, cfg: &CircuitBreaker, ok: bool) -> bool {
+    /// Records how a call went, and says whether that opened or closed the circuit.
+    pub fn record(&self, upstream: &str, cfg: &CircuitBreaker, ok: bool) -> Transition {
         let threshold = cfg.threshold();
         if threshold == 0 {
-            return false;
+            return Transition::Unchanged;
         }
         self.with(upstream, |s| {
             if ok {
+                let was_open = s.open_until.is_some();
                 *s = State::default();
-                return false;
+                return if was_open {
+                    Transition::Closed
+                } else {
+                    Transition::Unchanged
+                };
             }
             s.failures = s.failures.saturating_add(1);
             if s.trial || (s.open_until.is_none() && s.failures >= threshold) {
                 s.trial = false;
                 s.open_until = Some(Instant::now() + cfg.open_duration());
-                return true;
+                return Transition::Opened;
             }
-            false
+            Transition::Unchanged
         })
     }
 
@@ -97,8 +111,12 @@ mod tests {
         };
         let b = Breakers::default();
         assert_eq!(b.admit("u", &cfg), Admission::Closed);
-        assert!(!b.record("u", &cfg, false));
-        assert!(b.record("u", &cfg, false), "second failure opens");
+        assert_eq!(b.record("u", &cfg, false), Transition::Unchanged);
+        assert_eq!(
+            b.record("u", &cfg, false),
+            Transition::Opened,
+            "second failure opens"
+        );
         assert!(matches!(b.admit("u", &cfg), Admission::Open(_)));
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(b.admit("u", &cfg), Admission::Trial);
@@ -106,10 +124,14 @@ mod tests {
             matches!(b.admit("u", &cfg), Admission::Open(_)),
             "one trial"
         );
-        assert!(b.record("u", &cfg, false), "a failed trial opens again");
+        assert_eq!(
+            b.record("u", &cfg, false),
+            Transition::Opened,
+            "a failed trial opens again"
+        );
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(b.admit("u", &cfg), Admission::Trial);
-        b.record("u", &cfg, true);
+        assert_eq!(b.record("u", &cfg, true), Transition::Closed);
         assert_eq!(b.admit("u", &cfg), Admission::Closed);
         assert!(!b.is_open("u"));
         let off = CircuitBreaker {
