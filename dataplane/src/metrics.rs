@@ -269,11 +269,7 @@ impl Metrics {
     pub fn render(&self) -> Vec<u8> {
         let created = self.snapshot_created.get();
         if created > 0 {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-                .unwrap_or(0);
-            self.snapshot_age.set((now - created).max(0));
+            self.snapshot_age.set((now_ms() / 1000 - created).max(0));
         }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
@@ -281,6 +277,14 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Milliseconds since the Unix epoch (snapshot build times are given in these).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// The process's metrics.

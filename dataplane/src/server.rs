@@ -3,6 +3,7 @@
 
 use crate::discovery::{ClientConfig, DiscoveryClient};
 use crate::gateway::Gateway;
+use crate::metrics::now_ms;
 use crate::routes::Routes;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -42,13 +43,6 @@ pub enum StartError {
     Routes(String),
     #[error("cannot start the HTTP server: {0}")]
     Server(String),
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Runs the discovery client inside pingora's runtime.
