@@ -190,20 +190,8 @@ async fn stdio_clients_reach_the_gateway_through_switchboard_connect() {
 async fn sessions_with_a_stream_hear_when_the_tool_list_changes() {
     use futures::StreamExt;
     let (_grow, base) = peer("growing_server.py", &[]).await;
-    let (_cp, admin, _data) = control_plane(None).await;
-    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
-    apply(
-        &admin,
-        &format!(
-            "{}{}",
-            upstream("grow", &format!("{base}/mcp"), ""),
-            server(&[("grow", "grow_")])
-        ),
-    );
-    wait_for_tools(&url, WAIT, "grow's tools", |t| {
-        t.iter().any(|n| n == "grow_add_tool")
-    })
-    .await;
+    let stack = gateway_stack("grow", &format!("{base}/mcp"), "grow_", "grow_add_tool").await;
+    let url = stack.url.clone();
     let mut client = switchboard_testkit::McpHttpClient::new(url.clone());
     let init = client.initialize().await.expect("initialize");
     assert_eq!(init["capabilities"]["tools"]["listChanged"], true, "{init}");
@@ -253,17 +241,8 @@ async fn sessions_with_a_stream_hear_when_the_tool_list_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_cancellation_reaches_the_upstream_request_it_names() {
     let (_upstream, base) = peer("flaky_server.py", &[]).await;
-    let (_cp, admin, _data) = control_plane(None).await;
-    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
-    apply(
-        &admin,
-        &format!(
-            "{}{}",
-            upstream("slowpoke", &format!("{base}/mcp"), ""),
-            server(&[("slowpoke", "")])
-        ),
-    );
-    wait_for_tools(&url, WAIT, "tools", |t| t.iter().any(|n| n == "hang")).await;
+    let stack = gateway_stack("slowpoke", &format!("{base}/mcp"), "", "hang").await;
+    let url = stack.url.clone();
     let mut client = switchboard_testkit::McpHttpClient::new(url.clone());
     client.initialize().await.expect("initialize");
     let session = client.session_id().unwrap_or_default().to_string();

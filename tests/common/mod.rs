@@ -209,17 +209,54 @@ pub async fn peer(script: &str, args: &[&str]) -> (ManagedProcess, String) {
     (p, format!("http://127.0.0.1:{port}"))
 }
 
-/// server-everything behind a control plane and a data plane, served as virtual server
-/// `demo` with its tools under `prefix`. Dropping it stops everything.
+/// A control plane and a data plane serving one upstream as virtual server `demo`.
+/// Dropping it stops both.
+pub struct GatewayStack {
+    /// `demo`'s MCP URL on the data plane.
+    pub url: String,
+    pub admin: String,
+    _processes: (ManagedProcess, ManagedProcess),
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+/// Starts a [`GatewayStack`] for upstream `name` at `upstream_url` (tools under `prefix`)
+/// and waits until `demo` lists `tool`.
+pub async fn gateway_stack(
+    name: &str,
+    upstream_url: &str,
+    prefix: &str,
+    tool: &str,
+) -> GatewayStack {
+    let (cp, admin, data) = control_plane(None).await;
+    let (dp, url, state) = data_plane(admin.trim_start_matches("http://")).await;
+    apply(
+        &admin,
+        &format!(
+            "{}{}",
+            upstream(name, upstream_url, ""),
+            server(&[(name, prefix)])
+        ),
+    );
+    wait_for_tools(&url, WAIT, &format!("{name}'s tools"), |t| {
+        t.iter().any(|n| n == tool)
+    })
+    .await;
+    GatewayStack {
+        url,
+        admin,
+        _processes: (cp, dp),
+        _dirs: (data, state),
+    }
+}
+
+/// server-everything behind a [`GatewayStack`].
 pub struct EverythingStack {
     /// The upstream's own MCP URL.
     pub direct: String,
     /// `demo`'s MCP URL on the data plane.
     pub url: String,
-    pub admin: String,
+    _gateway: GatewayStack,
     _everything: switchboard_testkit::ServerEverything,
-    _processes: (ManagedProcess, ManagedProcess),
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
 /// Starts an [`EverythingStack`] and waits until `demo` lists `tool`.
@@ -227,27 +264,12 @@ pub async fn everything_stack(prefix: &str, tool: &str) -> EverythingStack {
     let everything = switchboard_testkit::ServerEverything::start()
         .await
         .expect("server-everything");
-    let (cp, admin, data) = control_plane(None).await;
-    let (dp, url, state) = data_plane(admin.trim_start_matches("http://")).await;
-    apply(
-        &admin,
-        &format!(
-            "{}{}",
-            upstream("everything", &everything.url(), ""),
-            server(&[("everything", prefix)])
-        ),
-    );
-    wait_for_tools(&url, WAIT, "server-everything's tools", |t| {
-        t.iter().any(|n| n == tool)
-    })
-    .await;
+    let gateway = gateway_stack("everything", &everything.url(), prefix, tool).await;
     EverythingStack {
         direct: everything.url(),
-        url,
-        admin,
+        url: gateway.url.clone(),
+        _gateway: gateway,
         _everything: everything,
-        _processes: (cp, dp),
-        _dirs: (data, state),
     }
 }
 
