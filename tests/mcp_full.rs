@@ -8,21 +8,25 @@ use serde_json::Value;
 mod common;
 use common::*;
 
-/// The TypeScript SDK client that answers sampling and roots requests with `tag` in them;
-/// over `switchboard connect` (stdio) when `via_connect`.
+/// The TypeScript SDK client that answers sampling and roots requests with `tag` in them,
+/// over streamable HTTP.
 async fn ts_sampling_client(url: &str, prefix: &str, tag: &str) -> Value {
-    ts_sampling_client_via(url, prefix, tag, false).await
+    ts_sampling_client_via(url, prefix, tag, None).await
 }
 
-async fn ts_sampling_client_via(url: &str, prefix: &str, tag: &str, via_connect: bool) -> Value {
+/// The same client over WebSocket (`mode` "ws") or `switchboard connect` (`mode` BIN).
+async fn ts_sampling_client_via(url: &str, prefix: &str, tag: &str, mode: Option<&str>) -> Value {
     let modules = switchboard_testkit::deps_dir().join("npm/node_modules");
-    let mut cmd = tokio::process::Command::new(switchboard_testkit::node_bin().expect("node"));
+    // The SDK's WebSocket transport needs the global WebSocket of Node 22.
+    let node = match mode {
+        Some("ws") => switchboard_testkit::node22_bin(),
+        _ => switchboard_testkit::node_bin(),
+    };
+    let mut cmd = tokio::process::Command::new(node.expect("node"));
     cmd.arg(root().join("tests/peers/ts_sampling_client.mjs"))
         .arg(&modules)
         .args([url, prefix, tag]);
-    if via_connect {
-        cmd.arg(BIN);
-    }
+    cmd.args(mode);
     let out = cmd.output();
     let out = tokio::time::timeout(WAIT, out)
         .await
@@ -56,6 +60,7 @@ async fn sampling_elicitation_and_roots_requests_reach_their_own_client_and_come
     );
     for (seen, me, other) in [(&alpha, "alpha", "beta"), (&beta, "beta", "alpha")] {
         assert_own_answers(seen, me, other);
+        assert_tool_calls(seen);
         assert!(
             seen["sampling"]
                 .as_str()
@@ -175,8 +180,9 @@ async fn stdio_clients_reach_the_gateway_through_switchboard_connect() {
 
     // The TypeScript SDK's stdio client answers the upstream's sampling, roots and
     // elicitation requests through `connect`.
-    let seen = ts_sampling_client_via(&url, "ev_", "gamma", true).await;
+    let seen = ts_sampling_client_via(&url, "ev_", "gamma", Some(BIN)).await;
     assert_own_answers(&seen, "gamma", "alpha");
+    assert_tool_calls(&seen);
     assert!(
         seen["elicitation"]
             .as_str()
@@ -387,4 +393,142 @@ async fn legacy_sse_clients_pass_the_same_tool_call_run() {
         .await
         .expect("POST");
     assert_eq!(stray.status().as_u16(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_clients_pass_the_same_tool_call_run_and_answer_their_own_requests() {
+    let stack = everything_stack("ev_", "ev_trigger-sampling-request").await;
+    let url = stack.url.clone();
+    wait_for_tools(&url, WAIT, "sampling and roots tools", |t| {
+        t.iter().any(|n| n == "ev_get-roots-list")
+    })
+    .await;
+    let ws = url
+        .replace("http://", "ws://")
+        .replace("/servers/demo/mcp", "/servers/demo/ws");
+    // The TypeScript SDK's WebSocket transport, two clients at once: the tool-call run, and
+    // each answers only the sampling and roots requests raised by its own calls.
+    let (alpha, beta) = tokio::join!(
+        ts_sampling_client_via(&ws, "ev_", "alpha", Some("ws")),
+        ts_sampling_client_via(&ws, "ev_", "beta", Some("ws"))
+    );
+    for (seen, me, other) in [(&alpha, "alpha", "beta"), (&beta, "beta", "alpha")] {
+        assert_tool_calls(seen);
+        assert_own_answers(seen, me, other);
+    }
+
+    // The example client lists the tools and calls one.
+    let example = tokio::process::Command::new(switchboard_testkit::node22_bin().expect("node"))
+        .arg(root().join("examples/websocket/client.mjs"))
+        .arg(&ws)
+        .env(
+            "NODE_MODULES",
+            switchboard_testkit::deps_dir().join("npm/node_modules"),
+        )
+        .output();
+    let example = tokio::time::timeout(WAIT, example)
+        .await
+        .expect("example finished")
+        .expect("ran");
+    let printed = String::from_utf8_lossy(&example.stdout);
+    assert!(
+        example.status.success() && printed.contains("ev_echo") && printed.contains(" -> "),
+        "{printed}{}",
+        String::from_utf8_lossy(&example.stderr)
+    );
+
+    // Requests that are not WebSocket upgrades, or offer other subprotocols, are refused.
+    let http = url.replace("/servers/demo/mcp", "/servers/demo/ws");
+    let plain = reqwest::get(&http).await.expect("GET");
+    assert_eq!(plain.status().as_u16(), 426);
+    assert_eq!(
+        plain.headers().get("upgrade").and_then(|v| v.to_str().ok()),
+        Some("websocket")
+    );
+    let other = reqwest::Client::new()
+        .get(&http)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-protocol", "graphql-ws")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(other.status().as_u16(), 400);
+    assert!(other.text().await.unwrap_or_default().contains("`mcp`"));
+}
+
+/// Reads `body` (an SSE stream) until `wanted` shows up in it or `within` passes; what
+/// was read.
+async fn read_until<B: AsRef<[u8]>>(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<B>> + Unpin),
+    wanted: &str,
+    within: std::time::Duration,
+) -> String {
+    use futures::StreamExt;
+    let mut seen = String::new();
+    let _ = tokio::time::timeout(within, async {
+        while let Some(Ok(chunk)) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(chunk.as_ref()));
+            if seen.contains(wanted) {
+                return;
+            }
+        }
+    })
+    .await;
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sse_streams_also_carry_what_the_session_stream_would() {
+    let (_grow, base) = peer("growing_server.py", &[]).await;
+    let stack = gateway_stack("grow", &format!("{base}/mcp"), "grow_", "grow_add_tool").await;
+    let sse = stack.url.replace("/servers/demo/mcp", "/servers/demo/sse");
+    let origin = stack
+        .url
+        .split("/servers/")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let stream = reqwest::get(&sse).await.expect("GET /sse");
+    assert_eq!(stream.status().as_u16(), 200);
+    let mut body = stream.bytes_stream();
+    let first = read_until(&mut body, "\n\n", WAIT).await;
+    let endpoint = first
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("an endpoint event")
+        .trim()
+        .to_string();
+    let post = |message: serde_json::Value| {
+        reqwest::Client::new()
+            .post(format!("{origin}{endpoint}"))
+            .json(&message)
+            .send()
+    };
+    let accepted = post(serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}))
+        .await
+        .expect("initialize");
+    assert_eq!(accepted.status().as_u16(), 202);
+    let init = read_until(&mut body, "\"id\":1", WAIT).await;
+    assert!(init.contains("listChanged"), "{init}");
+    post(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await
+        .expect("initialized");
+    post(serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "grow_add_tool", "arguments": {"name": "later"}}}))
+        .await
+        .expect("add_tool");
+    // Discovery sees the new tool, the snapshot changes the listing, and the legacy stream
+    // says so just like a streamable-HTTP session's GET stream.
+    let seen = read_until(
+        &mut body,
+        "notifications/tools/list_changed",
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        seen.contains("notifications/tools/list_changed"),
+        "stream so far: {seen}"
+    );
 }

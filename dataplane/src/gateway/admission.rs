@@ -4,9 +4,20 @@
 use super::*;
 
 /// The client's credentials that policies may pass on to upstreams.
+#[derive(Clone, Default)]
 pub(super) struct ClientHeaders {
     pub(super) authorization: Option<String>,
     pub(super) upstream_authorization: Option<String>,
+}
+
+impl ClientHeaders {
+    /// The credentials `session`'s request carries.
+    pub(super) fn of(session: &Session) -> ClientHeaders {
+        ClientHeaders {
+            authorization: header(session, "authorization").map(str::to_string),
+            upstream_authorization: header(session, "x-upstream-authorization").map(str::to_string),
+        }
+    }
 }
 
 /// Headers a call to `upstream` carries for this client: its own token when the server

@@ -7,8 +7,8 @@ use crate::policy::circuit::Transition;
 use switchboard_config::kinds::upstream::CircuitBreaker;
 use tokio::sync::mpsc;
 
-/// Where an answer goes: the HTTP response itself, or a legacy (HTTP+SSE) client's event
-/// stream, to which a data plane delivers everything a POST produced.
+/// Where an answer goes: the HTTP response itself, or a channel (legacy HTTP+SSE stream,
+/// WebSocket), which takes each message whole.
 pub(super) enum Out<'a> {
     Http(&'a mut Session),
     Events(&'a mpsc::Sender<String>),
@@ -19,17 +19,25 @@ pub(super) fn message_event(data: &str) -> String {
     format!("event: message\ndata: {data}\n\n")
 }
 
+/// What a message sent to a channel whose client left comes to.
+fn gone() -> Box<Error> {
+    Error::explain(
+        ErrorType::ConnectionClosed,
+        "the client's connection is closed",
+    )
+}
+
 impl Out<'_> {
     /// A whole answer.
     pub(super) async fn reply(&mut self, reply: Reply) -> Result<()> {
         match self {
             Out::Http(session) => send(session, reply).await,
             Out::Events(tx) => {
-                if !reply.body.is_empty() {
-                    let data = String::from_utf8_lossy(&reply.body);
-                    let _ = tx.send(message_event(&data)).await;
+                if reply.body.is_empty() {
+                    return Ok(());
                 }
-                Ok(())
+                let data = String::from_utf8_lossy(&reply.body).into_owned();
+                tx.send(data).await.map_err(|_| gone())
             }
         }
     }
@@ -58,10 +66,28 @@ impl Out<'_> {
                     .write_response_body(Some(Bytes::from(wire)), last)
                     .await
             }
-            Out::Events(tx) => {
-                let _ = tx.send(message_event(data)).await;
-                Ok(())
+            Out::Events(tx) => tx.send(data.to_string()).await.map_err(|_| gone()),
+        }
+    }
+
+    /// A comment that keeps an idle HTTP stream open (channels keep themselves alive).
+    async fn keepalive(&mut self) -> Result<()> {
+        match self {
+            Out::Http(session) => {
+                session
+                    .write_response_body(Some(Bytes::from_static(b": keepalive\n\n")), false)
+                    .await
             }
+            Out::Events(tx) if tx.is_closed() => Err(gone()),
+            Out::Events(_) => Ok(()),
+        }
+    }
+
+    /// Ends a streamed answer that ends with no last event.
+    async fn end(&mut self) -> Result<()> {
+        match self {
+            Out::Http(session) => session.write_response_body(None, true).await,
+            Out::Events(_) => Ok(()),
         }
     }
 }
@@ -469,7 +495,7 @@ impl Gateway {
     /// the server's listings. Ends when the client leaves.
     pub(super) async fn listen(
         &self,
-        http: &mut Session,
+        out: &mut Out<'_>,
         routes: &Routes,
         server: &ServerView,
         client: &ClientHeaders,
@@ -500,13 +526,7 @@ impl Gateway {
                 }
             }
         }
-        let mut header = ResponseHeader::build(200, Some(3))?;
-        header.insert_header("content-type", "text/event-stream")?;
-        header.insert_header("cache-control", "no-cache")?;
-        if http.req_header().version == pingora::http::Version::HTTP_11 {
-            header.insert_header("transfer-encoding", "chunked")?;
-        }
-        http.write_response_header(Box::new(header), false).await?;
+        out.start_stream().await?;
         let _streaming = Tracked::new(&metrics().sse_streams);
         let mut merged = futures::stream::select_all(streams);
         let mut upstreams_open = !merged.is_empty();
@@ -517,7 +537,7 @@ impl Gateway {
         let mut routes_change = true;
         let mut lists = server.lists;
         loop {
-            let wire = tokio::select! {
+            let messages = tokio::select! {
                 next = merged.next(), if upstreams_open => match next {
                     Some((upstream, Ok(mut msg))) => {
                         let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
@@ -529,7 +549,7 @@ impl Gateway {
                         if crate::mcp::relay::is_request(&msg) {
                             msg["id"] = crate::mcp::relay::wrap(&upstream, &msg["id"]);
                         }
-                        format!("event: message\ndata: {msg}\n\n")
+                        vec![msg]
                     }
                     Some((upstream, Err(e))) => {
                         tracing::debug!(%upstream, error = %e, "an upstream's stream to a client ended");
@@ -546,30 +566,30 @@ impl Gateway {
                         continue;
                     }
                     let Some(now) = self.routes.load().server(&server.name) else {
-                        http.write_response_body(None, true).await?;
+                        out.end().await?;
                         return Ok("ok"); // the server is gone from this data plane
                     };
-                    let mut wire = String::new();
-                    for (i, kind) in ["tools", "prompts", "resources"].iter().enumerate() {
-                        if now.lists[i] != lists[i] {
-                            let note = json!({"jsonrpc": "2.0", "method": format!("notifications/{kind}/list_changed")});
-                            wire.push_str(&format!("event: message\ndata: {note}\n\n"));
-                        }
-                    }
+                    let notes: Vec<Value> = ["tools", "prompts", "resources"]
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| now.lists[*i] != lists[*i])
+                        .map(|(_, kind)| json!({"jsonrpc": "2.0", "method": format!("notifications/{kind}/list_changed")}))
+                        .collect();
                     lists = now.lists;
-                    if wire.is_empty() {
-                        continue;
-                    }
-                    wire
+                    notes
                 }
-                _ = keepalive.tick() => ": keepalive\n\n".to_string(),
+                _ = keepalive.tick() => {
+                    if out.keepalive().await.is_err() {
+                        return Ok("ok"); // the client left
+                    }
+                    continue;
+                }
             };
-            if http
-                .write_response_body(Some(Bytes::from(wire)), false)
-                .await
-                .is_err()
-            {
-                return Ok("ok"); // the client left
+            for msg in messages {
+                let data = msg.to_string();
+                if out.event(message_event(&data), &data, false).await.is_err() {
+                    return Ok("ok"); // the client left
+                }
             }
         }
     }

@@ -8,47 +8,23 @@
 use super::*;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use tokio::sync::mpsc;
 
 /// Most legacy streams one data plane keeps open.
 const MAX_STREAMS: usize = 10_000;
 
-/// One open legacy stream.
-pub(super) struct LegacyClient {
-    pub(super) tx: mpsc::Sender<String>,
-    /// The gateway session id its initialize produced (sealed, like any other).
-    sealed: Mutex<Option<String>>,
-    server: String,
-}
-
-impl LegacyClient {
-    /// The gateway session this stream stands for, once initialized.
-    pub(super) fn session(&self) -> Option<String> {
-        self.sealed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Records the session its initialize opened.
-    pub(super) fn opened(&self, id: String) {
-        *self.sealed.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
-    }
-}
-
 /// The legacy streams open on this data plane, by key.
 #[derive(Default)]
 pub(super) struct LegacyClients {
-    open: Mutex<HashMap<String, Arc<LegacyClient>>>,
+    open: Mutex<HashMap<String, Arc<Channel>>>,
 }
 
 impl LegacyClients {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LegacyClient>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Channel>>> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The stream `key` names, if it is open here and belongs to `server`.
-    pub(super) fn get(&self, key: &str, server: &str) -> Option<Arc<LegacyClient>> {
+    pub(super) fn get(&self, key: &str, server: &str) -> Option<Arc<Channel>> {
         self.lock().get(key).filter(|c| c.server == server).cloned()
     }
 }
@@ -79,10 +55,14 @@ impl Gateway {
         server: &ServerView,
     ) -> Result<()> {
         let rec = ctx.record.insert(Record::new(&server.name));
-        if let Err(reply) = self.authenticate(session, server).await {
-            rec.outcome = reply.outcome();
-            return send(session, reply).await;
-        }
+        let caller = match self.authenticate(session, server).await {
+            Ok(p) => p,
+            Err(reply) => {
+                rec.outcome = reply.outcome();
+                return send(session, reply).await;
+            }
+        };
+        rec.principal = caller.subject.clone();
         let key = match new_key() {
             Some(k) if self.legacy.lock().len() < MAX_STREAMS => k,
             _ => {
@@ -95,13 +75,13 @@ impl Gateway {
                 return send(session, reply).await;
             }
         };
-        let (tx, mut rx) = mpsc::channel(64);
-        let client = Arc::new(LegacyClient {
-            tx,
-            sealed: Mutex::new(None),
-            server: server.name.clone(),
-        });
-        self.legacy.lock().insert(key.clone(), client);
+        let (channel, mut rx) = Channel::new(
+            &server.name,
+            caller,
+            ClientHeaders::of(session),
+            client_ip(session),
+        );
+        self.legacy.lock().insert(key.clone(), channel.clone());
         let mut header = ResponseHeader::build(200, Some(3))?;
         header.insert_header("content-type", "text/event-stream")?;
         header.insert_header("cache-control", "no-cache")?;
@@ -116,14 +96,21 @@ impl Gateway {
         let mut pending = Some(endpoint);
         let mut keepalive = tokio::time::interval(std::time::Duration::from_secs(15));
         keepalive.tick().await;
+        let listening = self.channel_listen(&channel, server);
+        tokio::pin!(listening);
+        let mut listened = false;
         loop {
             let wire = match pending.take() {
                 Some(w) => w,
                 None => tokio::select! {
                     next = rx.recv() => match next {
-                        Some(w) => w,
+                        Some(message) => super::forward::message_event(&message),
                         None => break,
                     },
+                    () = &mut listening, if !listened => {
+                        listened = true;
+                        continue;
+                    }
                     _ = keepalive.tick() => ": keepalive\n\n".to_string(),
                 },
             };
@@ -136,6 +123,7 @@ impl Gateway {
             }
         }
         self.legacy.lock().remove(&key);
+        self.channel_closed(&channel);
         Ok(())
     }
 }

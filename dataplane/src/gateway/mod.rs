@@ -30,16 +30,20 @@ use tracing::Instrument;
 
 mod access;
 mod admission;
+mod channel;
 mod forward;
 mod legacy;
 mod passthrough;
 mod serve;
+mod websocket;
 
 use access::Record;
 use admission::{client_headers, resource_metadata, ClientHeaders, Limits};
+use channel::Channel;
 use forward::{unhealthy_message, Out};
-use legacy::{LegacyClient, LegacyClients};
+use legacy::LegacyClients;
 use passthrough::PassTarget;
+use serve::client_ip;
 
 /// The gateway's request handler; cheap to share, reads the current routes per request.
 pub struct Gateway {
@@ -130,6 +134,8 @@ enum Target {
     LegacyStream(Arc<ServerView>),
     /// A legacy client's POST.
     LegacyPost(Arc<ServerView>),
+    /// A WebSocket client's upgrade request.
+    WebSocket(Arc<ServerView>),
     /// The OAuth protected-resource metadata of a server's endpoint (RFC 9728).
     ResourceMetadata(Arc<ServerView>),
     UnknownServer(String),
@@ -159,6 +165,7 @@ fn target(routes: &Routes, path: &str, host: Option<&str>) -> Target {
             "mcp" => Target::Server,
             "sse" => Target::LegacyStream,
             "messages" => Target::LegacyPost,
+            "ws" => Target::WebSocket,
             _ => return Target::NotFound,
         };
         return routes
@@ -260,8 +267,10 @@ impl ProxyHttp for Gateway {
             Target::Metrics if !self.metrics_here => Target::NotFound,
             t => t,
         };
-        if let Target::Server(server) | Target::LegacyStream(server) | Target::LegacyPost(server) =
-            &target
+        if let Target::Server(server)
+        | Target::LegacyStream(server)
+        | Target::LegacyPost(server)
+        | Target::WebSocket(server) = &target
         {
             let claimed = |h: &str| routes.server_for_host(h).is_some();
             let checked = self
@@ -287,11 +296,15 @@ impl ProxyHttp for Gateway {
             },
             Target::Ready if routes.version.is_empty() => text(503, "no snapshot yet\n"),
             Target::Ready => text(200, &format!("ready, snapshot {}\n", routes.version)),
-            Target::NotFound => text(404, "not found: MCP endpoints are /servers/{name}/mcp\n"),
+            Target::NotFound => text(404, "not found: MCP endpoints are /servers/{name}/mcp (streamable HTTP), /servers/{name}/sse (HTTP+SSE) and /servers/{name}/ws (WebSocket)\n"),
             Target::UnknownServer(name) => transport::unknown_server(&name),
             Target::ResourceMetadata(server) => resource_metadata(session, &server),
             Target::LegacyStream(server) => {
                 self.legacy_stream(session, ctx, &server).await?;
+                return Ok(true);
+            }
+            Target::WebSocket(server) => {
+                self.websocket(session, ctx, &server).await?;
                 return Ok(true);
             }
             Target::LegacyPost(server) => {

@@ -13,7 +13,7 @@ impl Gateway {
         ctx: &mut Ctx,
         routes: &Routes,
         server: Arc<ServerView>,
-        legacy: Option<Arc<LegacyClient>>,
+        legacy: Option<Arc<Channel>>,
     ) -> Result<Step> {
         let rec = ctx.record.insert(Record::new(&server.name));
         let caller = match self.authenticate(session, &server).await {
@@ -25,10 +25,7 @@ impl Gateway {
             }
         };
         rec.principal = caller.subject.clone();
-        let client = ClientHeaders {
-            authorization: header(session, "authorization").map(str::to_string),
-            upstream_authorization: header(session, "x-upstream-authorization").map(str::to_string),
-        };
+        let client = ClientHeaders::of(session);
         if let Some(upstream) = server.passthrough.clone().filter(|_| legacy.is_none()) {
             rec.upstream = upstream.clone();
             rec.outcome = "proxied";
@@ -77,37 +74,67 @@ impl Gateway {
                 return Ok(Step::Done(true));
             }
         };
-        let (accept, session_id) = match &legacy {
+        if let Some(c) = legacy {
+            if !c.belongs_to(&caller) {
+                let reply = Reply::rpc_error(
+                    403,
+                    jsonrpc::INVALID_REQUEST,
+                    "this stream was opened by another principal",
+                );
+                return Ok(Step::Reply(reply));
+            }
             // The legacy transport has no session header: the stream's key stands for it.
-            Some(c) => (
-                Some("application/json, text/event-stream".into()),
-                c.session(),
-            ),
-            None => (
-                header(session, "accept").map(str::to_string),
-                header(session, "mcp-session-id").map(str::to_string),
-            ),
-        };
+            let version = header(session, "mcp-protocol-version").map(str::to_string);
+            let refused = self
+                .channel_message(&c, rec, routes, &server, version, &body)
+                .await?;
+            return Ok(Step::Reply(refused.unwrap_or_else(|| Reply::empty(202))));
+        }
         let info = RequestInfo {
             method: session.req_header().method.as_str().to_string(),
             content_type: header(session, "content-type").map(str::to_string),
-            accept,
-            session_id,
+            accept: header(session, "accept").map(str::to_string),
+            session_id: header(session, "mcp-session-id").map(str::to_string),
             protocol_version: header(session, "mcp-protocol-version").map(str::to_string),
             mcp_method: header(session, "mcp-method").map(str::to_string),
             mcp_name: header(session, "mcp-name").map(str::to_string),
             caller,
         };
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
+        let client_ip = client_ip(session);
+        let reply = self
+            .dispatch(
+                &mut Out::Http(session),
+                rec,
+                routes,
+                &server,
+                &info,
+                &client,
+                &client_ip,
+                &body,
+            )
+            .await?;
+        Ok(reply.map_or(Step::Done(true), Step::Reply))
+    }
+
+    /// Serves one request whose body is read: what streams (a forwarded call's answer, a
+    /// GET stream) goes to `out`; a whole reply is returned for the caller to deliver.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn dispatch(
+        &self,
+        out: &mut Out<'_>,
+        rec: &mut Record,
+        routes: &Routes,
+        server: &Arc<ServerView>,
+        info: &RequestInfo,
+        client: &ClientHeaders,
+        client_ip: &str,
+        body: &[u8],
+    ) -> Result<Option<Reply>> {
         let gate = Limits {
             limiter: &self.limiter,
-            server: &server,
+            server,
             principal: &info.caller.subject,
-            client_ip: &client_ip,
+            client_ip,
         };
         rec.session = info
             .session_id
@@ -115,7 +142,7 @@ impl Gateway {
             .map(crate::session::fingerprint)
             .unwrap_or_default();
         let mut seen = transport::Seen::default();
-        let outcome = transport::handle(&server, &info, &body, &gate, &mut seen);
+        let outcome = transport::handle(server, info, body, &gate, &mut seen);
         rec.method = seen.method.unwrap_or_default();
         rec.tool = seen.tool.unwrap_or_default();
         let span = tracing::Span::current();
@@ -132,7 +159,7 @@ impl Gateway {
                     .sessions_opened
                     .with_label_values(&[server.name.as_str()])
                     .inc();
-                self.open_session(routes, &server, &client, id, result, session)
+                self.open_session(routes, server, client, id, result, session)
                     .await
             }
             Outcome::Fanout {
@@ -141,7 +168,7 @@ impl Gateway {
                 params,
                 session,
             } => {
-                self.fanout(routes, &server, &method, &params, &session)
+                self.fanout(routes, server, &method, &params, &session)
                     .await;
                 Reply::json(200, &jsonrpc::result_response(&id, json!({})))
             }
@@ -150,7 +177,7 @@ impl Gateway {
                 params,
                 session,
             } => {
-                self.fanout(routes, &server, &method, &params, &session)
+                self.fanout(routes, server, &method, &params, &session)
                     .await;
                 Reply::empty(202)
             }
@@ -160,14 +187,14 @@ impl Gateway {
                 session,
             } => {
                 rec.upstream = upstream.clone();
-                self.relay(routes, &server, &client, &upstream, &message, &session)
+                self.relay(routes, server, client, &upstream, &message, &session)
                     .await
             }
             Outcome::Listen(mcp_session) => {
                 rec.outcome = self
-                    .listen(session, routes, &server, &client, &mcp_session)
+                    .listen(out, routes, server, client, &mcp_session)
                     .await?;
-                return Ok(Step::Done(true));
+                return Ok(None);
             }
             Outcome::Terminate(session) => {
                 metrics()
@@ -181,19 +208,11 @@ impl Gateway {
             Outcome::Forward(mut f) => {
                 tracing::debug!(server = %server.name, upstream = %f.upstream, method = %f.method, "forwarding");
                 if let Some(spec) = routes.upstream(&f.upstream) {
-                    f.headers = client_headers(&client, &server, &spec);
+                    f.headers = client_headers(client, server, &spec);
                 }
                 rec.upstream = f.upstream.clone();
-                let Some(c) = &legacy else {
-                    rec.outcome = self
-                        .forward(&mut Out::Http(session), routes, &server, f)
-                        .await?;
-                    return Ok(Step::Done(true));
-                };
-                rec.outcome = self
-                    .forward(&mut Out::Events(&c.tx), routes, &server, f)
-                    .await?;
-                return Ok(Step::Reply(Reply::empty(202)));
+                rec.outcome = self.forward(out, routes, server, f).await?;
+                return Ok(None);
             }
         };
         rec.outcome = reply.outcome();
@@ -203,16 +222,7 @@ impl Gateway {
                 .with_label_values(&[server.name.as_str()])
                 .inc();
         }
-        match &legacy {
-            Some(c) if (200..300).contains(&reply.status) => {
-                if let Some((_, id)) = reply.headers.iter().find(|(k, _)| *k == "mcp-session-id") {
-                    c.opened(id.clone());
-                }
-                Out::Events(&c.tx).reply(reply).await?;
-                Ok(Step::Reply(Reply::empty(202)))
-            }
-            _ => Ok(Step::Reply(reply)),
-        }
+        Ok(Some(reply))
     }
 
     /// Reads the whole body, or answers 413 when it is over the limit (checked against
@@ -242,4 +252,13 @@ impl Gateway {
         }
         Ok(Ok(body))
     }
+}
+
+/// The client's address, as rate limits by IP see it.
+pub(super) fn client_ip(session: &Session) -> String {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
 }

@@ -1,0 +1,271 @@
+//! WebSocket for clients: `GET /servers/{name}/ws` upgraded with subprotocol `mcp`. Each
+//! text frame is one JSON-RPC message (or batch), served like a streamable-HTTP POST;
+//! everything for the client (answers, a call's progress and server requests, and what the
+//! session's GET stream would carry) comes back as text frames. The connection is the
+//! session: the client initializes on it, and closing it ends the session's upstream
+//! sessions. After the 101, pingora hands over the connection's raw bytes; tungstenite does
+//! the framing, over an in-memory pipe the bytes are pumped through.
+
+use super::*;
+use futures::stream::FuturesUnordered;
+use futures::SinkExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+/// The subprotocol MCP over WebSocket is spoken under.
+const SUBPROTOCOL: &str = "mcp";
+
+/// Bytes the pipe between the connection and the framing buffers each way.
+const PIPE: usize = 64 << 10;
+
+/// How often an idle connection is pinged, so a client that vanished is noticed.
+const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Why an upgrade request is refused, as its answer.
+fn refuse(status: u16, why: &str) -> Reply {
+    let mut reply = Reply::rpc_error(status, jsonrpc::INVALID_REQUEST, why);
+    if status == 426 {
+        reply.headers.push(("upgrade", "websocket".into()));
+    }
+    reply
+}
+
+/// Checks an upgrade request, yielding its `Sec-WebSocket-Accept` and whether the client
+/// offered the `mcp` subprotocol (clients that offer none are served too).
+fn handshake(session: &Session) -> std::result::Result<(String, bool), Reply> {
+    let req = session.req_header();
+    let upgrade = header(session, "upgrade").unwrap_or_default();
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return Err(refuse(
+            426,
+            "this endpoint speaks MCP over WebSocket: send GET with `Upgrade: websocket`",
+        ));
+    }
+    if req.method != pingora::http::Method::GET || req.version != pingora::http::Version::HTTP_11 {
+        return Err(refuse(400, "a WebSocket upgrade is a GET over HTTP/1.1"));
+    }
+    if header(session, "sec-websocket-version") != Some("13") {
+        let mut reply = refuse(400, "only WebSocket version 13 is supported");
+        reply.headers.push(("sec-websocket-version", "13".into()));
+        return Err(reply);
+    }
+    let Some(key) = header(session, "sec-websocket-key").filter(|k| !k.is_empty()) else {
+        return Err(refuse(400, "missing Sec-WebSocket-Key"));
+    };
+    let offered: Vec<&str> = header(session, "sec-websocket-protocol")
+        .map(|p| p.split(',').map(str::trim).collect())
+        .unwrap_or_default();
+    let mcp = offered.iter().any(|p| p.eq_ignore_ascii_case(SUBPROTOCOL));
+    if !offered.is_empty() && !mcp {
+        return Err(refuse(
+            400,
+            "offer the WebSocket subprotocol `mcp` (Sec-WebSocket-Protocol: mcp)",
+        ));
+    }
+    Ok((derive_accept_key(key.as_bytes()), mcp))
+}
+
+impl Gateway {
+    /// Serves `GET /servers/{name}/ws` until either side closes the connection.
+    pub(super) async fn websocket(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        server: &Arc<ServerView>,
+    ) -> Result<()> {
+        let rec = ctx.record.insert(Record::new(&server.name));
+        rec.method = "websocket".into();
+        if server.passthrough.is_some() {
+            rec.outcome = "error";
+            let why = "a pass-through server speaks its upstream's own transport: use /servers/{name}/mcp";
+            return send(session, refuse(400, why)).await;
+        }
+        let (accept, mcp) = match handshake(session) {
+            Ok(h) => h,
+            Err(reply) => {
+                rec.outcome = reply.outcome();
+                return send(session, reply).await;
+            }
+        };
+        let caller = match self.authenticate(session, server).await {
+            Ok(p) => p,
+            Err(reply) => {
+                rec.outcome = reply.outcome();
+                return send(session, reply).await;
+            }
+        };
+        rec.principal = caller.subject.clone();
+        let (channel, rx) = Channel::new(
+            &server.name,
+            caller,
+            ClientHeaders::of(session),
+            client_ip(session),
+        );
+        let mut resp = ResponseHeader::build(101, Some(4))?;
+        resp.insert_header("upgrade", "websocket")?;
+        resp.insert_header("connection", "Upgrade")?;
+        resp.insert_header("sec-websocket-accept", accept)?;
+        if mcp {
+            resp.insert_header("sec-websocket-protocol", SUBPROTOCOL)?;
+        }
+        session.set_read_timeout(None);
+        session.write_response_header(Box::new(resp), false).await?;
+        let _open = Tracked::new(&metrics().sse_streams);
+        let max = server.limits.max_body_bytes.unwrap_or(self.max_body_bytes);
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max));
+        let (ours, theirs) = tokio::io::duplex(PIPE);
+        let ws = WebSocketStream::from_raw_socket(ours, Role::Server, Some(config)).await;
+        let pump = pump(session, theirs);
+        tokio::pin!(pump);
+        tokio::select! {
+            () = &mut pump => {}
+            () = self.converse(ws, &channel, rx, server) => {
+                // Let the close frame (and anything before it) reach the client.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), pump).await;
+            }
+        }
+        self.channel_closed(&channel);
+        Ok(())
+    }
+
+    /// Reads the client's frames and writes what the channel carries, until the client
+    /// closes the connection or it breaks.
+    async fn converse(
+        &self,
+        ws: WebSocketStream<DuplexStream>,
+        channel: &Channel,
+        mut rx: mpsc::Receiver<String>,
+        server: &ServerView,
+    ) {
+        let (mut sink, mut frames) = futures::StreamExt::split(ws);
+        let mut inflight = FuturesUnordered::new();
+        let listening = self.channel_listen(channel, server);
+        tokio::pin!(listening);
+        let mut listened = false;
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        loop {
+            let out = tokio::select! {
+                frame = frames.next() => match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        inflight.push(self.ws_message(channel, text.as_bytes().to_vec()));
+                        continue;
+                    }
+                    Some(Ok(Message::Binary(bytes))) => {
+                        inflight.push(self.ws_message(channel, bytes.to_vec()));
+                        continue;
+                    }
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Err(e)) => {
+                        tracing::debug!(server = %server.name, error = %e, "a WebSocket client's connection broke");
+                        break;
+                    }
+                    Some(Ok(_)) => continue, // pings are answered by the framing
+                },
+                Some(()) = inflight.next(), if !inflight.is_empty() => continue,
+                next = rx.recv() => match next {
+                    Some(message) => Message::text(message),
+                    None => break,
+                },
+                () = &mut listening, if !listened => {
+                    listened = true;
+                    continue;
+                }
+                _ = ping.tick() => Message::Ping(Bytes::new()),
+            };
+            if sink.send(out).await.is_err() {
+                break;
+            }
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), sink.close()).await;
+    }
+
+    /// Serves one message a WebSocket client sent; what it produces goes to its channel.
+    async fn ws_message(&self, channel: &Channel, body: Vec<u8>) {
+        let routes = self.routes.load_full();
+        let Some(server) = routes.server(&channel.server) else {
+            let gone = jsonrpc::error_response(
+                &Value::Null,
+                &RpcError::new(
+                    jsonrpc::INVALID_REQUEST,
+                    format!(
+                        "virtual server `{}` is no longer served here",
+                        channel.server
+                    ),
+                ),
+            );
+            let _ = channel.tx.send(gone.to_string()).await;
+            return;
+        };
+        let mut rec = Record::new(&server.name);
+        let status = match self
+            .channel_message(channel, &mut rec, &routes, &server, None, &body)
+            .await
+        {
+            Ok(None) => 200,
+            Ok(Some(refused)) => {
+                // An HTTP-level refusal: its JSON-RPC error is all a WebSocket can carry.
+                if serde_json::from_slice::<Value>(&refused.body).is_ok() {
+                    let text = String::from_utf8_lossy(&refused.body).into_owned();
+                    let _ = channel.tx.send(text).await;
+                }
+                refused.status
+            }
+            Err(e) => {
+                tracing::debug!(server = %server.name, error = %e, "a WebSocket message was not served");
+                0
+            }
+        };
+        rec.finish(status);
+    }
+}
+
+/// Moves bytes between the upgraded connection and the framing's end of the pipe until
+/// either side closes. Client bytes wait in a bounded buffer, so a busy framing side never
+/// stops answers from flowing out.
+async fn pump(session: &mut Session, pipe: DuplexStream) {
+    let (mut from_ws, mut to_ws) = tokio::io::split(pipe);
+    let mut inbound = bytes::BytesMut::new();
+    let mut buf = vec![0u8; 16 << 10];
+    let mut client_open = true;
+    loop {
+        tokio::select! {
+            got = session.read_request_body(), if client_open && inbound.len() < PIPE => match got {
+                Ok(Some(bytes)) => inbound.extend_from_slice(&bytes),
+                _ => {
+                    client_open = false; // deliver what is buffered, then stop
+                    if inbound.is_empty() {
+                        return;
+                    }
+                }
+            },
+            wrote = to_ws.write(&inbound), if !inbound.is_empty() => match wrote {
+                Ok(n) => {
+                    let _ = inbound.split_to(n);
+                    if !client_open && inbound.is_empty() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            },
+            read = from_ws.read(&mut buf) => match read {
+                Ok(0) | Err(_) => {
+                    let _ = session.write_response_body(None, true).await;
+                    return;
+                }
+                Ok(n) => {
+                    let chunk = Bytes::copy_from_slice(&buf[..n]);
+                    if session.write_response_body(Some(chunk), false).await.is_err() {
+                        return;
+                    }
+                }
+            },
+        }
+    }
+}
