@@ -2,19 +2,14 @@
 //! PyPI `mcp` SDK client, and raw HTTP for bad input.
 
 use serde_json::{json, Value};
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use switchboard_testkit::{
     free_port, python_bin, wait_for_http_ok, ManagedProcess, McpHttpClient, ServerEverything,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
-const WAIT: Duration = Duration::from_secs(30);
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{node_peer, root, BIN, WAIT};
 
 fn quickstart() -> String {
     root()
@@ -606,23 +601,7 @@ async fn ts_client(url: &str) -> Value {
 }
 
 async fn ts_client_with_prefix(url: &str, prefix: &str) -> Value {
-    let modules = switchboard_testkit::deps_dir().join("npm/node_modules");
-    let out = tokio::process::Command::new(switchboard_testkit::node_bin().expect("node"))
-        .arg(root().join("tests/peers/ts_client.mjs"))
-        .arg(&modules)
-        .arg(url)
-        .arg(prefix)
-        .output();
-    let out = tokio::time::timeout(WAIT, out)
-        .await
-        .expect("client finished")
-        .expect("ran");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON from the TypeScript client")
+    node_peer("ts_client.mjs", &[url, prefix], false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,28 +16,10 @@ async fn ts_sampling_client(url: &str, prefix: &str, tag: &str) -> Value {
 
 /// The same client over WebSocket (`mode` "ws") or `switchboard connect` (`mode` BIN).
 async fn ts_sampling_client_via(url: &str, prefix: &str, tag: &str, mode: Option<&str>) -> Value {
-    let modules = switchboard_testkit::deps_dir().join("npm/node_modules");
+    let mut args = vec![url, prefix, tag];
+    args.extend(mode);
     // The SDK's WebSocket transport needs the global WebSocket of Node 22.
-    let node = match mode {
-        Some("ws") => switchboard_testkit::node22_bin(),
-        _ => switchboard_testkit::node_bin(),
-    };
-    let mut cmd = tokio::process::Command::new(node.expect("node"));
-    cmd.arg(root().join("tests/peers/ts_sampling_client.mjs"))
-        .arg(&modules)
-        .args([url, prefix, tag]);
-    cmd.args(mode);
-    let out = cmd.output();
-    let out = tokio::time::timeout(WAIT, out)
-        .await
-        .expect("client finished")
-        .expect("ran");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON from the TypeScript client")
+    node_peer("ts_sampling_client.mjs", &args, mode == Some("ws")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -531,4 +513,54 @@ async fn legacy_sse_streams_also_carry_what_the_session_stream_would() {
         seen.contains("notifications/tools/list_changed"),
         "stream so far: {seen}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_stream_cut_mid_call_is_resumed_from_its_last_event_id() {
+    let stack = everything_stack("ev_", "ev_trigger-long-running-operation").await;
+    let hostport = stack
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let gateway: std::net::SocketAddr = hostport.parse().expect("a loopback address");
+    // The network fails right after the call's first progress event.
+    let (relay, cuts) = cutting_relay(gateway, "\"progress\":1").await;
+    let via = stack.url.replace(&hostport, &relay.to_string());
+    // The TypeScript SDK reconnects with GET and Last-Event-ID; the gateway kept reading
+    // the call while it was away, and replays what it missed, then the answer.
+    let seen = node_peer("ts_client.mjs", &[&via, "ev_"], false).await;
+    assert_eq!(cuts.load(std::sync::atomic::Ordering::SeqCst), 1, "{seen}");
+    assert!(
+        seen["long_running"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("completed"),
+        "{seen}"
+    );
+    let progress: Vec<u64> = seen["progress"]
+        .as_array()
+        .map(|p| p.iter().filter_map(|e| e[0].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(progress, [1, 2, 3, 4], "every progress event, once: {seen}");
+
+    // A stream this data plane never had is a clear 404, not a wait for ever.
+    let mut client = switchboard_testkit::McpHttpClient::new(stack.url.clone());
+    client.initialize().await.expect("initialize");
+    let lost = reqwest::Client::new()
+        .get(&stack.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", client.session_id().unwrap_or_default())
+        .header("last-event-id", "00000000000000abc7")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(lost.status().as_u16(), 404);
+    assert!(lost
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("not buffered"));
 }

@@ -291,3 +291,91 @@ pub async fn initialize_with(
     let headers = resp.headers().clone();
     (status, headers, resp.text().await.unwrap_or_default())
 }
+
+/// Runs a Node test peer (`tests/peers/SCRIPT`, given the npm modules dir first, then
+/// `args`) on Node 22 or the system's Node, and parses the one JSON object it prints.
+pub async fn node_peer(script: &str, args: &[&str], node22: bool) -> serde_json::Value {
+    let node = if node22 {
+        switchboard_testkit::node22_bin()
+    } else {
+        switchboard_testkit::node_bin()
+    };
+    let modules = switchboard_testkit::deps_dir().join("npm/node_modules");
+    let out = tokio::process::Command::new(node.expect("node"))
+        .arg(root().join("tests/peers").join(script))
+        .arg(&modules)
+        .args(args)
+        .output();
+    let out = tokio::time::timeout(WAIT, out)
+        .await
+        .expect("the Node peer finished")
+        .expect("ran");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{script} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A loopback TCP relay to `target` that cuts the first connection whose answer bytes
+/// contain `marker`, right after passing those bytes on (a network failure mid-stream);
+/// later connections are relayed whole. Yields its address and how many it cut.
+pub async fn cutting_relay(
+    target: std::net::SocketAddr,
+    marker: &'static str,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let cuts = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = cuts.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let cuts = counted.clone();
+            tokio::spawn(async move {
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = async {
+                    let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                };
+                let down = async {
+                    let mut buf = vec![0u8; 16 << 10];
+                    loop {
+                        let n = match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                        let hit = String::from_utf8_lossy(&buf[..n]).contains(marker);
+                        let first = cuts.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+                        if hit && first.is_ok() {
+                            return; // dropping both halves cuts the connection
+                        }
+                    }
+                };
+                tokio::select! {
+                    () = up => {}
+                    () = down => {}
+                }
+            });
+        }
+    });
+    (addr, cuts)
+}

@@ -5,6 +5,7 @@
 //! (upstream requests outside calls, `list_changed`) goes to the connection. The connection
 //! stands for the MCP session: when it ends, the session's upstream sessions end too.
 
+use super::forward::ListenFrom;
 use super::*;
 use std::sync::Mutex;
 use tokio::sync::{mpsc, Notify};
@@ -156,7 +157,14 @@ impl Gateway {
         };
         let mut out = Out::Events(&channel.tx);
         if let Err(e) = self
-            .listen(&mut out, &routes, &now, &channel.client, &session)
+            .listen(
+                &mut out,
+                &routes,
+                &now,
+                &channel.client,
+                &session,
+                ListenFrom::Fresh(None),
+            )
             .await
         {
             tracing::debug!(server = %server.name, error = %e, "a channel's stream ended");

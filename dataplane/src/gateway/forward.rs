@@ -2,6 +2,7 @@
 //! upstream's circuit breaker and retry policy; opening a client's upstream sessions;
 //! fanning a request out to all of them.
 
+use super::replay::{event_with_id, Kind, Replay};
 use super::*;
 use crate::policy::circuit::Transition;
 use switchboard_config::kinds::upstream::CircuitBreaker;
@@ -100,6 +101,7 @@ impl Gateway {
         routes: &Routes,
         server: &ServerView,
         f: Forward,
+        resumable: Option<&str>,
     ) -> Result<&'static str> {
         let fail = |message: String| {
             Reply::json(
@@ -245,6 +247,8 @@ impl Gateway {
         // the stream with the response.
         out.start_stream().await?;
         let _streaming = Tracked::new(&metrics().sse_streams);
+        let replay = resumable.and_then(|fp| self.replays.open(fp, Kind::Call));
+        let mut events_out = Events::new(out, replay);
         let mut events = Box::pin(json_events(resp.bytes_stream()));
         loop {
             let next = match tokio::time::timeout(idle, events.next()).await {
@@ -266,7 +270,7 @@ impl Gateway {
                         }
                         Err(_) => (event.data.clone(), false),
                     };
-                    out.event(event.to_wire(&data), &data, done).await?;
+                    events_out.send(&data, done).await?;
                     if done {
                         return Ok("ok");
                     }
@@ -283,10 +287,127 @@ impl Gateway {
                             format!("upstream `{}`: {why}", f.upstream),
                         ),
                     );
-                    let data = msg.to_string();
-                    out.event(format!("data: {data}\n\n"), &data, true).await?;
+                    events_out.send(&msg.to_string(), true).await?;
                     return Ok("upstream_error");
                 }
+            }
+        }
+    }
+}
+
+/// A streamed answer's events on their way out. On a resumable stream each gets an id and
+/// a place in the stream's replay buffer, and a client that leaves does not stop the
+/// stream: it is read on into the buffer, for the client to resume.
+struct Events<'o, 'a> {
+    out: &'o mut Out<'a>,
+    replay: Option<Arc<Replay>>,
+    /// The client left (a resumable stream goes on into its buffer).
+    detached: bool,
+}
+
+impl<'o, 'a> Events<'o, 'a> {
+    fn new(out: &'o mut Out<'a>, replay: Option<Arc<Replay>>) -> Self {
+        Events {
+            out,
+            replay,
+            detached: false,
+        }
+    }
+
+    /// Sends one message (`last` ends the stream); whether the client is still there. Only
+    /// a stream without replay fails when the client has left.
+    async fn send(&mut self, data: &str, last: bool) -> Result<bool> {
+        let Some(replay) = &self.replay else {
+            self.out.event(message_event(data), data, last).await?;
+            return Ok(true);
+        };
+        let id = replay.push(data);
+        if last {
+            replay.end();
+        }
+        if self.detached {
+            return Ok(false);
+        }
+        let wire = event_with_id(&id, data);
+        if self.out.event(wire, data, last).await.is_err() {
+            tracing::debug!("a client left a resumable stream; it is kept for its return");
+            self.detached = true;
+            replay.leave();
+            return Ok(false);
+        }
+        if last {
+            replay.leave();
+        }
+        Ok(true)
+    }
+}
+
+/// Sends what a resumed stream's client missed.
+async fn replayed(out: &mut Out<'_>, missed: Vec<(String, String)>) -> Result<()> {
+    for (id, data) in missed {
+        out.event(event_with_id(&id, &data), &data, false).await?;
+    }
+    Ok(())
+}
+
+/// Where a GET stream starts: afresh (resumable when it belongs to a session, whose
+/// fingerprint this is), or where a client that lost it left off.
+pub(super) enum ListenFrom<'a> {
+    Fresh(Option<&'a str>),
+    Resumed(Arc<Replay>, u64),
+}
+
+impl Gateway {
+    /// Serves a GET whose `Last-Event-ID` names a call's stream: what the client missed,
+    /// then the rest of the call as it comes, ending with its answer.
+    pub(super) async fn resume_call(
+        &self,
+        out: &mut Out<'_>,
+        replay: Arc<Replay>,
+        mut seq: u64,
+    ) -> Result<&'static str> {
+        out.start_stream().await?;
+        let _streaming = Tracked::new(&metrics().sse_streams);
+        let mut progress = replay.progress();
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.tick().await;
+        let outcome = loop {
+            let now = *progress.borrow_and_update();
+            let missed = match replay.after(seq) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::info!(error = %e, "a resumed call stream ran past its buffer");
+                    break "error";
+                }
+            };
+            seq += missed.len() as u64;
+            if replayed(out, missed).await.is_err() {
+                break "ok"; // the client left again
+            }
+            if now.ended && seq >= now.last {
+                let _ = out.end().await;
+                break "ok";
+            }
+            tokio::select! {
+                changed = progress.changed() => if changed.is_err() {
+                    let _ = out.end().await;
+                    break "ok";
+                },
+                _ = keepalive.tick() => if out.keepalive().await.is_err() {
+                    break "ok";
+                },
+            }
+        };
+        replay.leave();
+        Ok(outcome)
+    }
+}
+
+impl Drop for Events<'_, '_> {
+    fn drop(&mut self) {
+        if let (Some(replay), false) = (&self.replay, self.detached) {
+            if !replay.progress().borrow().ended {
+                replay.leave(); // the reader is gone with the stream unfinished
             }
         }
     }
@@ -500,6 +621,7 @@ impl Gateway {
         server: &ServerView,
         client: &ClientHeaders,
         session: &crate::session::Session,
+        from: ListenFrom<'_>,
     ) -> Result<&'static str> {
         let opening = mcp_upstreams(routes, server)
             .filter(|(name, _)| session.upstreams.contains_key(*name))
@@ -528,6 +650,18 @@ impl Gateway {
         }
         out.start_stream().await?;
         let _streaming = Tracked::new(&metrics().sse_streams);
+        let replay = match from {
+            ListenFrom::Fresh(fp) => fp.and_then(|fp| self.replays.open(fp, Kind::Listen)),
+            ListenFrom::Resumed(replay, seq) => {
+                let missed = replay.after(seq).unwrap_or_default();
+                if replayed(out, missed).await.is_err() {
+                    replay.leave();
+                    return Ok("ok"); // the client left again
+                }
+                Some(replay)
+            }
+        };
+        let mut events = Events::new(out, replay);
         let mut merged = futures::stream::select_all(streams);
         let mut upstreams_open = !merged.is_empty();
         let mut keepalive = tokio::time::interval(KEEPALIVE);
@@ -566,7 +700,7 @@ impl Gateway {
                         continue;
                     }
                     let Some(now) = self.routes.load().server(&server.name) else {
-                        out.end().await?;
+                        events.out.end().await?;
                         return Ok("ok"); // the server is gone from this data plane
                     };
                     let notes: Vec<Value> = ["tools", "prompts", "resources"]
@@ -579,15 +713,14 @@ impl Gateway {
                     notes
                 }
                 _ = keepalive.tick() => {
-                    if out.keepalive().await.is_err() {
+                    if events.out.keepalive().await.is_err() {
                         return Ok("ok"); // the client left
                     }
                     continue;
                 }
             };
             for msg in messages {
-                let data = msg.to_string();
-                if out.event(message_event(&data), &data, false).await.is_err() {
+                if !matches!(events.send(&msg.to_string(), false).await, Ok(true)) {
                     return Ok("ok"); // the client left
                 }
             }

@@ -34,6 +34,7 @@ mod channel;
 mod forward;
 mod legacy;
 mod passthrough;
+mod replay;
 mod serve;
 mod websocket;
 
@@ -65,6 +66,8 @@ pub struct Gateway {
     changes: tokio::sync::watch::Receiver<u64>,
     /// Legacy HTTP+SSE client streams open here.
     legacy: LegacyClients,
+    /// Buffers of resumable SSE streams.
+    replays: replay::Replays,
 }
 
 impl Gateway {
@@ -84,6 +87,7 @@ impl Gateway {
             origins: OriginPolicy::default(),
             changes: tokio::sync::watch::channel(0).1,
             legacy: LegacyClients::default(),
+            replays: replay::Replays::default(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Serving one request to a virtual server: authenticate, read the body, apply the
 //! transport rules and policies, then answer, forward, or hand over to the proxy.
 
+use super::forward::ListenFrom;
+use super::replay::{Kind, Unresumable};
 use super::*;
 
 impl Gateway {
@@ -141,6 +143,11 @@ impl Gateway {
             .as_deref()
             .map(crate::session::fingerprint)
             .unwrap_or_default();
+        // Streams of a session on streamable HTTP can be resumed (see `replay`).
+        let resumable = match out {
+            Out::Http(_) => info.session_id.as_deref().map(crate::session::fingerprint),
+            Out::Events(_) => None,
+        };
         let mut seen = transport::Seen::default();
         let outcome = transport::handle(server, info, body, &gate, &mut seen);
         rec.method = seen.method.unwrap_or_default();
@@ -191,8 +198,32 @@ impl Gateway {
                     .await
             }
             Outcome::Listen(mcp_session) => {
+                let last_event_id = match out {
+                    Out::Http(s) => header(s, "last-event-id").map(str::to_string),
+                    Out::Events(_) => None,
+                };
+                let fp = resumable.as_deref().unwrap_or_default();
+                let from = match last_event_id.map(|id| self.replays.resume(&id, fp)) {
+                    None => ListenFrom::Fresh(resumable.as_deref()),
+                    Some(Ok((replay, seq))) if replay.kind() == Kind::Call => {
+                        rec.outcome = self.resume_call(out, replay, seq).await?;
+                        return Ok(None);
+                    }
+                    Some(Ok((replay, seq))) => ListenFrom::Resumed(replay, seq),
+                    // A call's stream that cannot be resumed: say so, or the client would
+                    // wait for its answer forever.
+                    Some(Err(
+                        e @ (Unresumable::Unknown(Kind::Call) | Unresumable::Overrun(Kind::Call)),
+                    )) => {
+                        let reply = Reply::rpc_error(404, jsonrpc::INVALID_REQUEST, e.to_string());
+                        rec.outcome = reply.outcome();
+                        return Ok(Some(reply));
+                    }
+                    // A GET stream this data plane no longer has: a fresh one is the best offer.
+                    Some(Err(_)) => ListenFrom::Fresh(resumable.as_deref()),
+                };
                 rec.outcome = self
-                    .listen(out, routes, server, client, &mcp_session)
+                    .listen(out, routes, server, client, &mcp_session, from)
                     .await?;
                 return Ok(None);
             }
@@ -211,7 +242,9 @@ impl Gateway {
                     f.headers = client_headers(client, server, &spec);
                 }
                 rec.upstream = f.upstream.clone();
-                rec.outcome = self.forward(out, routes, server, f).await?;
+                rec.outcome = self
+                    .forward(out, routes, server, f, resumable.as_deref())
+                    .await?;
                 return Ok(None);
             }
         };
