@@ -564,3 +564,79 @@ async fn a_call_stream_cut_mid_call_is_resumed_from_its_last_event_id() {
         .unwrap_or_default()
         .contains("not buffered"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_clients_answer_upstream_questions_through_input_required_results() {
+    let stack = everything_stack("ev_", "ev_trigger-sampling-request").await;
+    let url = stack.url.clone();
+    wait_for_tools(&url, WAIT, "sampling and roots tools", |t| {
+        t.iter().any(|n| n == "ev_get-roots-list")
+    })
+    .await;
+    // Two 2026-07-28 clients (the Python SDK) at once: the upstream's sampling, roots and
+    // elicitation requests come to each as InputRequiredResults; each answers and retries,
+    // and the held upstream call goes on to its result.
+    let run = |tag: &'static str| {
+        let url = url.clone();
+        async move {
+            let out =
+                tokio::process::Command::new(switchboard_testkit::python_bin().expect("python"))
+                    .arg(root().join("tests/peers/py_input_client.py"))
+                    .args([url.as_str(), "ev_", tag])
+                    .output();
+            let out = tokio::time::timeout(WAIT, out)
+                .await
+                .expect("finished")
+                .expect("ran");
+            serde_json::from_slice::<Value>(&out.stdout).unwrap_or_else(|e| {
+                panic!(
+                    "{e}: {}\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+        }
+    };
+    let (alpha, beta) = tokio::join!(run("alpha"), run("beta"));
+    for (seen, me, other) in [(&alpha, "alpha", "beta"), (&beta, "beta", "alpha")] {
+        assert_eq!(seen["protocol_version"], "2026-07-28", "{seen}");
+        assert_own_answers(seen, me, other);
+        assert_eq!(seen["sampling_requests"], 1, "{seen}");
+        assert_eq!(seen["roots_requests"], 1, "{seen}");
+        assert_eq!(seen["elicitation_requests"], 1, "{seen}");
+        assert!(
+            seen["elicitation"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("declined"),
+            "{seen}"
+        );
+        assert!(
+            seen["echo"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("no input needed"),
+            "{seen}"
+        );
+    }
+
+    // A retry with a state this data plane never handed out is a clear error.
+    let stale = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "ev_echo")
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+            "name": "ev_echo", "arguments": {"message": "x"},
+            "requestState": "sbh1.00", "inputResponses": {},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+        }}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(stale.status().as_u16(), 400);
+    let body = stale.text().await.unwrap_or_default();
+    assert!(body.contains("requestState names no call"), "{body}");
+}

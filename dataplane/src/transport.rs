@@ -230,6 +230,20 @@ pub struct Forward {
     pub idempotent: bool,
     /// Extra headers for the upstream (e.g. the client's token, when forwarded).
     pub headers: Vec<(String, String)>,
+    /// What a stateless client says it can do (`roots`, `sampling`, `elicitation`): the
+    /// upstream session the call uses offers the same, so the upstream may ask for them.
+    pub client_capabilities: Value,
+    /// A stateless client's retry of a call that needed its input (`InputRequiredResult`).
+    pub continuation: Option<Continuation>,
+}
+
+/// What a stateless client's retry carries for a call the gateway holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Continuation {
+    /// The `requestState` the gateway handed out, echoed.
+    pub request_state: String,
+    /// The client's answers, keyed as the `inputRequests` were.
+    pub input_responses: Value,
 }
 
 /// The protocol version assumed when a client sends no `MCP-Protocol-Version` header.
@@ -549,11 +563,21 @@ fn upstream_route(
     stateless: bool,
 ) -> Option<Forward> {
     let forward = |upstream: &str, mut params: Value| {
+        let mut client_capabilities = Value::Null;
+        let mut continuation = None;
         if stateless {
+            client_capabilities = params
+                .get("_meta")
+                .and_then(|m| m.get(modern::CLIENT_CAPABILITIES_KEY))
+                .cloned()
+                .unwrap_or(Value::Null);
+            continuation = modern::take_continuation(&mut params);
             // Upstreams are spoken to in the session era today.
             modern::strip_envelope(&mut params);
         }
         Forward {
+            client_capabilities,
+            continuation,
             client_id: id.clone(),
             upstream: upstream.to_string(),
             method: method.to_string(),

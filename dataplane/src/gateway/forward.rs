@@ -2,6 +2,7 @@
 //! upstream's circuit breaker and retry policy; opening a client's upstream sessions;
 //! fanning a request out to all of them.
 
+use super::held::with_side_stream;
 use super::replay::{event_with_id, Kind, Replay};
 use super::*;
 use crate::policy::circuit::Transition;
@@ -100,8 +101,44 @@ impl Gateway {
         out: &mut Out<'_>,
         routes: &Routes,
         server: &ServerView,
+        mut f: Forward,
+        resumable: Option<&str>,
+    ) -> Result<&'static str> {
+        // A stateless client that can be asked things gets an upstream session of its own
+        // for the call (see `held`), ended with the call unless the call waits for input.
+        let spec = routes.upstream(&f.upstream);
+        let own = match &spec {
+            Some(spec) if f.stateless && f.continuation.is_none() => {
+                self.call_session(&f, spec).await
+            }
+            _ => None,
+        };
+        // Its GET stream is open before the call starts, so nothing the upstream asks on it
+        // is lost.
+        let mut side = None;
+        if let (Some(own), Some(spec)) = (&own, &spec) {
+            f.session = Some(own.clone());
+            side = self.session_stream(&f, spec, own).await;
+        }
+        let outcome = self
+            .forward_call(out, routes, server, f, resumable, side)
+            .await;
+        if let (Some(own), Some(spec)) = (own, spec) {
+            if !matches!(outcome, Ok("input_required")) {
+                self.end_call_session(&own, spec);
+            }
+        }
+        outcome
+    }
+
+    async fn forward_call(
+        &self,
+        out: &mut Out<'_>,
+        routes: &Routes,
+        server: &ServerView,
         f: Forward,
         resumable: Option<&str>,
+        side: Option<switchboard_upstream::Messages>,
     ) -> Result<&'static str> {
         let fail = |message: String| {
             Reply::json(
@@ -141,6 +178,12 @@ impl Gateway {
             timeout: timeouts.request,
             headers,
         };
+        let idle = timeouts.idle.unwrap_or(DEFAULT_IDLE);
+        if let Some(c) = &f.continuation {
+            return self
+                .resume_held(out, &spec, &f, c, &call, idle, resumable)
+                .await;
+        }
         // In the client's own upstream session its ids are unique already: keep them, so
         // what the client later says about a request (notifications/cancelled) means the
         // same request upstream. Shared sessions get ids of the gateway's own.
@@ -152,17 +195,11 @@ impl Gateway {
         };
         let body =
             json!({"jsonrpc": "2.0", "id": gateway_id, "method": f.method, "params": f.params});
-        let restore = |mut msg: Value| {
-            if msg.get("id") == Some(&gateway_id) {
-                msg["id"] = f.client_id.clone();
-                if f.stateless {
-                    if let Some(result) = msg.get_mut("result") {
-                        crate::mcp::modern::shape_result(&f.method, result, &f.server);
-                    }
-                }
-            }
-            msg
+        let answering = Answering {
+            f: &f,
+            gateway_id: gateway_id.clone(),
         };
+        let restore = |msg: Value| answering.restore(msg);
         let json_reply = |msg: Value| {
             let code = msg.pointer("/error/code").and_then(Value::as_i64);
             let status = match code {
@@ -212,7 +249,6 @@ impl Gateway {
             Ok(r) => r,
             Err(e) => return out.reply(failed(e)).await.map(|()| "upstream_error"),
         };
-        let idle = timeouts.idle.unwrap_or(DEFAULT_IDLE);
         if !is_event_stream(&resp) {
             let (reply, outcome) = match tokio::time::timeout(idle, resp.bytes()).await {
                 Ok(Ok(b)) => match serde_json::from_slice::<Value>(&b) {
@@ -245,28 +281,82 @@ impl Gateway {
         }
         // SSE: pass every event on as it arrives (progress notifications included), ending
         // the stream with the response.
+        let mut events: UpstreamEvents = Box::pin(json_events(resp.bytes_stream()));
+        if let Some(side) = side {
+            // The call's own session: what the upstream sends on its GET stream meanwhile
+            // belongs to this call too.
+            events = with_side_stream(events, side);
+        }
+        self.stream_answer(out, events, answering, idle, resumable, &spec)
+            .await
+    }
+
+    /// Relays an upstream's SSE answer to a call, event by event, until its response. A
+    /// request the upstream sends a stateless client meanwhile holds the call instead (the
+    /// client gets an `InputRequiredResult`, see `held`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn stream_answer(
+        &self,
+        out: &mut Out<'_>,
+        mut events: UpstreamEvents,
+        answering: Answering<'_>,
+        idle: std::time::Duration,
+        resumable: Option<&str>,
+        spec: &Arc<UpstreamEntry>,
+    ) -> Result<&'static str> {
+        let f = answering.f;
         out.start_stream().await?;
         let _streaming = Tracked::new(&metrics().sse_streams);
         let replay = resumable.and_then(|fp| self.replays.open(fp, Kind::Call));
         let mut events_out = Events::new(out, replay);
-        let mut events = Box::pin(json_events(resp.bytes_stream()));
         loop {
             let next = match tokio::time::timeout(idle, events.next()).await {
                 Ok(next) => next,
                 Err(_) => Some(Err(format!("no event for {idle:?}"))),
             };
             match next {
+                Some(Ok(event)) if event.data.trim().is_empty() => {
+                    continue; // an upstream's priming event: its ids mean nothing here
+                }
                 Some(Ok(event)) => {
                     let (data, done) = match serde_json::from_str::<Value>(&event.data) {
                         Ok(mut msg) => {
-                            let is_response = msg.get("id") == Some(&gateway_id)
+                            let is_response = msg.get("id") == Some(&answering.gateway_id)
                                 && (msg.get("result").is_some() || msg.get("error").is_some());
                             if crate::mcp::relay::is_request(&msg) {
+                                if f.stateless && msg["method"] == "ping" {
+                                    self.pong(f, spec, &msg).await;
+                                    continue;
+                                }
+                                if f.stateless {
+                                    // A stateless client cannot be asked mid-call: it gets
+                                    // the question as an `InputRequiredResult`.
+                                    return match self.hold(events, answering, msg, spec).await {
+                                        Some((before, result)) => {
+                                            for note in before {
+                                                events_out.send(&note, false).await?;
+                                            }
+                                            events_out.send(&result.to_string(), true).await?;
+                                            Ok("input_required")
+                                        }
+                                        None => {
+                                            let msg = jsonrpc::error_response(
+                                                &f.client_id,
+                                                &RpcError::new(
+                                                    jsonrpc::INTERNAL_ERROR,
+                                                    "too many calls wait for their clients' input on this data plane",
+                                                ),
+                                            );
+                                            events_out.send(&msg.to_string(), true).await?;
+                                            Ok("error")
+                                        }
+                                    };
+                                }
                                 // The upstream asks the client something: make its answer
                                 // find the way back (see `mcp::relay`).
                                 msg["id"] = crate::mcp::relay::wrap(&f.upstream, &msg["id"]);
                             }
-                            (restore(msg).to_string(), is_response)
+                            (answering.restore(msg).to_string(), is_response)
                         }
                         Err(_) => (event.data.clone(), false),
                     };
@@ -292,6 +382,36 @@ impl Gateway {
                 }
             }
         }
+    }
+}
+
+/// An upstream's SSE answer, as events.
+pub(super) type UpstreamEvents = std::pin::Pin<
+    Box<
+        dyn futures::Stream<Item = std::result::Result<switchboard_upstream::SseEvent, String>>
+            + Send,
+    >,
+>;
+
+/// A call being answered: what the client sent, and the id the upstream knows it by.
+pub(super) struct Answering<'f> {
+    pub(super) f: &'f Forward,
+    pub(super) gateway_id: Value,
+}
+
+impl Answering<'_> {
+    /// An upstream message as the client must see it: its own id on the response, and the
+    /// stateless era's shape on the result.
+    pub(super) fn restore(&self, mut msg: Value) -> Value {
+        if msg.get("id") == Some(&self.gateway_id) {
+            msg["id"] = self.f.client_id.clone();
+            if self.f.stateless {
+                if let Some(result) = msg.get_mut("result") {
+                    crate::mcp::modern::shape_result(&self.f.method, result, &self.f.server);
+                }
+            }
+        }
+        msg
     }
 }
 

@@ -32,6 +32,7 @@ mod access;
 mod admission;
 mod channel;
 mod forward;
+mod held;
 mod legacy;
 mod passthrough;
 mod replay;
@@ -68,6 +69,8 @@ pub struct Gateway {
     legacy: LegacyClients,
     /// Buffers of resumable SSE streams.
     replays: replay::Replays,
+    /// Calls waiting for a stateless client's input.
+    held: held::HeldCalls,
 }
 
 impl Gateway {
@@ -88,6 +91,7 @@ impl Gateway {
             changes: tokio::sync::watch::channel(0).1,
             legacy: LegacyClients::default(),
             replays: replay::Replays::default(),
+            held: held::HeldCalls::default(),
         }
     }
 

@@ -170,6 +170,18 @@ pub fn shape_result(method: &str, result: &mut Value, server: &str) {
     }
 }
 
+/// Takes a retry's `requestState` and `inputResponses` out of `params` (they are for the
+/// gateway, which holds the call; the upstream never sees them).
+pub fn take_continuation(params: &mut Value) -> Option<crate::transport::Continuation> {
+    let obj = params.as_object_mut()?;
+    let state = obj.remove("requestState");
+    let responses = obj.remove("inputResponses");
+    Some(crate::transport::Continuation {
+        request_state: state?.as_str()?.to_string(),
+        input_responses: responses.unwrap_or(Value::Null),
+    })
+}
+
 /// How the gateway names itself for one virtual server.
 pub fn server_info(server: &str) -> Value {
     json!({"name": format!("switchboard/{server}"), "version": env!("CARGO_PKG_VERSION")})

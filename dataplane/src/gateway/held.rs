@@ -1,0 +1,429 @@
+//! Calls that wait for a stateless (2026-07-28) client's input. Upstreams speak the session
+//! era, where a server asks the client things mid-call (`sampling/createMessage`,
+//! `elicitation/create`, `roots/list`). A stateless client cannot be asked mid-call: the
+//! gateway holds the upstream call open, answers the client with an `InputRequiredResult`
+//! (the question under `inputRequests`, and an opaque `requestState`), and when the client
+//! retries with `inputResponses` and that state, hands the answers to the upstream as
+//! JSON-RPC responses and goes on relaying the same call. A held call lives on the data
+//! plane that started it, for a few minutes.
+
+use super::forward::{Answering, UpstreamEvents};
+
+use super::*;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use switchboard_upstream::SseEvent;
+
+/// How long a held call waits for its client's retry.
+const WAIT_FOR_CLIENT: Duration = Duration::from_secs(300);
+/// Most calls one data plane holds at once.
+const MAX_HELD: usize = 10_000;
+/// How long questions an upstream asks together may lie apart.
+const GATHER: Duration = Duration::from_millis(20);
+/// What `requestState`s the gateway hands out start with.
+const STATE_PREFIX: &str = "sbh1.";
+
+/// A call waiting for its client.
+pub(super) struct Held {
+    events: UpstreamEvents,
+    /// The id the upstream knows the call by.
+    gateway_id: Value,
+    upstream: String,
+    method: String,
+    /// The tool, prompt or resource it is about (a retry must name the same).
+    target: Value,
+    /// The upstream's requests it waits on: the key the client answers under, and the
+    /// upstream's own request id.
+    pending: Vec<(String, Value)>,
+    /// The upstream session the call runs in (its own, see `call_session`), if not shared.
+    session: Option<crate::session::Session>,
+    spec: Arc<UpstreamEntry>,
+    since: Instant,
+}
+
+/// The calls this data plane holds, by `requestState`.
+#[derive(Default)]
+pub(super) struct HeldCalls {
+    calls: Mutex<HashMap<String, Held>>,
+}
+
+impl HeldCalls {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `held`; its `requestState` (None when this data plane holds too many), and
+    /// the calls that waited too long, now dropped.
+    fn put(&self, held: Held) -> (Option<String>, Vec<Held>) {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; 16];
+        if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+            return (None, Vec::new());
+        }
+        let state = format!("{STATE_PREFIX}{}", hex::encode(bytes));
+        let mut calls = self.lock();
+        let stale: Vec<String> = calls
+            .iter()
+            .filter(|(_, h)| h.since.elapsed() >= WAIT_FOR_CLIENT)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let expired = stale.iter().filter_map(|k| calls.remove(k)).collect();
+        if calls.len() >= MAX_HELD {
+            return (None, expired);
+        }
+        calls.insert(state.clone(), held);
+        (Some(state), expired)
+    }
+
+    fn take(&self, state: &str) -> Option<Held> {
+        self.lock()
+            .remove(state)
+            .filter(|h| h.since.elapsed() < WAIT_FOR_CLIENT)
+    }
+
+    fn put_back(&self, state: String, held: Held) {
+        self.lock().insert(state, held);
+    }
+}
+
+/// What a call is about: the tool or prompt name, or the resource URI.
+fn target_of(params: &Value) -> Value {
+    params
+        .get("name")
+        .or_else(|| params.get("uri"))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// `events` merged with `side` (what the upstream sends on the GET stream of the call's own
+/// session), until `events` ends.
+pub(super) fn with_side_stream(
+    events: UpstreamEvents,
+    side: switchboard_upstream::Messages,
+) -> UpstreamEvents {
+    let side = side.map(|m| {
+        Some(m.map(|msg| SseEvent {
+            event: "message".into(),
+            data: msg.to_string(),
+            id: String::new(),
+        }))
+    });
+    let main = events
+        .map(Some)
+        .chain(futures::stream::once(async { None }));
+    Box::pin(
+        futures::stream::select(main, side)
+            .take_while(|e| futures::future::ready(e.is_some()))
+            .filter_map(futures::future::ready),
+    )
+}
+
+/// Whether a stateless client says it can be asked things an upstream may ask.
+fn askable(capabilities: &Value) -> bool {
+    ["elicitation", "roots", "sampling"]
+        .iter()
+        .any(|c| capabilities.get(c).is_some())
+}
+
+impl Gateway {
+    /// An upstream session of its own for a stateless client's call, when the client can
+    /// be asked things: it offers the client's capabilities, so the upstream asks only what
+    /// the client can answer, keeps per-session state (roots) for this client alone, and may
+    /// ask on the session's GET stream, which the call then reads too. None for other
+    /// clients (they share the gateway's session), or when it cannot be opened.
+    pub(super) async fn call_session(
+        &self,
+        f: &Forward,
+        spec: &UpstreamEntry,
+    ) -> Option<crate::session::Session> {
+        if !askable(&f.client_capabilities)
+            || spec.mcp.as_ref()?.transport != McpTransport::StreamableHttp
+        {
+            return None;
+        }
+        let mut own = crate::session::Session {
+            server: f.server.clone(),
+            version: crate::mcp::versions::LATEST.to_string(),
+            capabilities: f.client_capabilities.clone(),
+            upstreams: Default::default(),
+            nonce: 0,
+        };
+        let call = CallOptions {
+            headers: f.headers.clone(),
+            ..CallOptions::default()
+        };
+        match self
+            .upstreams
+            .open_for(&f.upstream, spec, &own, &call)
+            .await
+        {
+            Ok(r) => {
+                own.upstreams.insert(f.upstream.clone(), r);
+                Some(own)
+            }
+            Err(e) => {
+                tracing::warn!(upstream = %f.upstream, error = %e, "could not open an upstream session for a stateless call; using the shared one");
+                None
+            }
+        }
+    }
+
+    /// Ends a call's own upstream session.
+    pub(super) fn end_call_session(
+        &self,
+        session: &crate::session::Session,
+        spec: Arc<UpstreamEntry>,
+    ) {
+        self.upstreams.close_for(session, &|_| Some(spec.clone()));
+    }
+
+    /// The GET stream of a call's own upstream session, if the upstream offers one.
+    pub(super) async fn session_stream(
+        &self,
+        f: &Forward,
+        spec: &UpstreamEntry,
+        own: &crate::session::Session,
+    ) -> Option<switchboard_upstream::Messages> {
+        let call = CallOptions {
+            headers: f.headers.clone(),
+            ..CallOptions::default()
+        };
+        match self.upstreams.listen(&f.upstream, spec, own, &call).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(upstream = %f.upstream, error = %e, "no GET stream for a stateless call's session");
+                None
+            }
+        }
+    }
+
+    /// Holds a call whose upstream just sent `request` to a stateless client: what to send
+    /// the client before the call's answer (notifications that came along), and that
+    /// answer, an `InputRequiredResult`; None when no more calls can be held. Questions the
+    /// upstream asks together are gathered into one result.
+    pub(super) async fn hold(
+        &self,
+        mut events: UpstreamEvents,
+        answering: Answering<'_>,
+        request: Value,
+        spec: &Arc<UpstreamEntry>,
+    ) -> Option<(Vec<String>, Value)> {
+        let f = answering.f;
+        let mut questions = vec![request];
+        let mut before = Vec::new();
+        let mut later = Vec::new();
+        while let Ok(Some(next)) = tokio::time::timeout(GATHER, events.next()).await {
+            let Ok(event) = next else {
+                later.push(next); // the stream broke: the retry will say so
+                break;
+            };
+            match serde_json::from_str::<Value>(&event.data) {
+                Ok(msg) if crate::mcp::relay::is_request(&msg) => questions.push(msg),
+                Ok(msg) if msg.get("id").is_none() => {
+                    before.push(answering.restore(msg).to_string());
+                }
+                _ => later.push(Ok(event)),
+            }
+        }
+        let mut asked = serde_json::Map::new();
+        let mut pending = Vec::new();
+        for q in questions {
+            let key = crate::mcp::relay::wrap(&f.upstream, &q["id"])
+                .as_str()
+                .unwrap_or("input")
+                .to_string();
+            let question = json!({
+                "method": q["method"],
+                "params": q.get("params").cloned().unwrap_or_else(|| json!({})),
+            });
+            asked.insert(key.clone(), question);
+            pending.push((key, q["id"].clone()));
+        }
+        if !later.is_empty() {
+            events = Box::pin(futures::stream::iter(later).chain(events));
+        }
+        let held = Held {
+            events,
+            gateway_id: answering.gateway_id.clone(),
+            upstream: f.upstream.clone(),
+            method: f.method.clone(),
+            target: target_of(&f.params),
+            pending,
+            session: f.session.clone(),
+            spec: spec.clone(),
+            since: Instant::now(),
+        };
+        let (state, expired) = self.held.put(held);
+        for gone in expired {
+            if let Some(s) = &gone.session {
+                self.end_call_session(s, gone.spec.clone());
+            }
+        }
+        let state = state?;
+        tracing::debug!(upstream = %f.upstream, method = %f.method, questions = asked.len(), "holding a call for a stateless client's input");
+        let mut result = json!({
+            "resultType": "input_required",
+            "inputRequests": asked,
+            "requestState": state,
+        });
+        crate::mcp::modern::shape_result(&f.method, &mut result, &f.server);
+        Some((before, jsonrpc::result_response(&f.client_id, result)))
+    }
+
+    /// Answers an upstream's `ping` to a stateless client (the gateway stands in for it).
+    pub(super) async fn pong(&self, f: &Forward, spec: &UpstreamEntry, ping: &Value) {
+        let pong = json!({"jsonrpc": "2.0", "id": ping["id"], "result": {}});
+        let call = CallOptions {
+            headers: f.headers.clone(),
+            ..CallOptions::default()
+        };
+        if let Err(e) = self
+            .answer_upstream(&f.upstream, spec, f.session.as_ref(), &pong, &call)
+            .await
+        {
+            tracing::debug!(upstream = %f.upstream, error = %e, "could not answer an upstream's ping");
+        }
+    }
+
+    /// Goes on with a held call: hands the client's answers to the upstream, then relays
+    /// the rest of the call's answer (or its next question).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn resume_held(
+        &self,
+        out: &mut Out<'_>,
+        spec: &Arc<UpstreamEntry>,
+        f: &Forward,
+        c: &transport::Continuation,
+        call: &CallOptions,
+        idle: Duration,
+        resumable: Option<&str>,
+    ) -> Result<&'static str> {
+        let refuse = |message: String| {
+            Reply::json(
+                400,
+                &jsonrpc::error_response(
+                    &f.client_id,
+                    &RpcError::new(jsonrpc::INVALID_PARAMS, message),
+                ),
+            )
+        };
+        let Some(held) = self.held.take(&c.request_state) else {
+            let why = if c.request_state.starts_with(STATE_PREFIX) {
+                format!(
+                    "requestState names no call waiting on this data plane: it waited over {}s, or another replica holds it",
+                    WAIT_FOR_CLIENT.as_secs()
+                )
+            } else {
+                "requestState is not one this gateway handed out".to_string()
+            };
+            return out.reply(refuse(why)).await.map(|()| "error");
+        };
+        if held.upstream != f.upstream
+            || held.method != f.method
+            || held.target != target_of(&f.params)
+        {
+            let why = "requestState belongs to another request: retry the same call with it";
+            self.held.put_back(c.request_state.clone(), held);
+            return out.reply(refuse(why.into())).await.map(|()| "error");
+        }
+        let missing = held
+            .pending
+            .iter()
+            .find(|(key, _)| c.input_responses.get(key).is_none())
+            .map(|(key, _)| key.clone());
+        if let Some(key) = missing {
+            self.held.put_back(c.request_state.clone(), held);
+            let why = format!("inputResponses has no answer under `{key}`");
+            return out.reply(refuse(why)).await.map(|()| "error");
+        }
+        for (key, upstream_id) in &held.pending {
+            let answer =
+                json!({"jsonrpc": "2.0", "id": upstream_id, "result": c.input_responses[key]});
+            let sent = self
+                .answer_upstream(&f.upstream, spec, held.session.as_ref(), &answer, call)
+                .await;
+            if let Err(e) = sent {
+                if let Some(s) = &held.session {
+                    self.end_call_session(s, spec.clone());
+                }
+                let reply = Reply::json(
+                    200,
+                    &jsonrpc::error_response(
+                        &f.client_id,
+                        &RpcError::new(
+                            jsonrpc::INTERNAL_ERROR,
+                            format!(
+                                "could not hand the answer to upstream `{}`: {e}",
+                                f.upstream
+                            ),
+                        ),
+                    ),
+                );
+                return out.reply(reply).await.map(|()| "upstream_error");
+            }
+        }
+        // The retry goes on in the held call's upstream session.
+        let f = Forward {
+            session: held.session.clone(),
+            ..f.clone()
+        };
+        let answering = Answering {
+            f: &f,
+            gateway_id: held.gateway_id,
+        };
+        let outcome = self
+            .stream_answer(out, held.events, answering, idle, resumable, spec)
+            .await;
+        if let Some(s) = &held.session {
+            if !matches!(outcome, Ok("input_required")) {
+                self.end_call_session(s, spec.clone());
+            }
+        }
+        outcome
+    }
+
+    /// Sends a response to a request the upstream made, in the session the call used.
+    async fn answer_upstream(
+        &self,
+        upstream: &str,
+        spec: &UpstreamEntry,
+        session: Option<&crate::session::Session>,
+        answer: &Value,
+        call: &CallOptions,
+    ) -> std::result::Result<(), UpstreamError> {
+        let resp = self
+            .upstreams
+            .send(upstream, spec, answer, session, call)
+            .await?;
+        tracing::trace!(%upstream, status = %resp.status(), "answered an upstream's request");
+        let _ = resp.bytes().await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_clients_that_can_be_asked_get_a_session_of_their_own() {
+        assert!(askable(&json!({"sampling": {}})));
+        assert!(askable(&json!({"roots": {"listChanged": true}})));
+        assert!(!askable(&json!({"experimental": {}})));
+        assert!(!askable(&Value::Null));
+    }
+
+    #[test]
+    fn a_retry_names_the_call_it_continues() {
+        assert_eq!(target_of(&json!({"name": "echo"})), json!("echo"));
+        assert_eq!(target_of(&json!({"uri": "docs://a"})), json!("docs://a"));
+        let mut params =
+            json!({"name": "t", "requestState": "sbh1.ab", "inputResponses": {"k": {}}});
+        let c = crate::mcp::modern::take_continuation(&mut params).expect("a retry");
+        assert_eq!(c.request_state, "sbh1.ab");
+        assert_eq!(c.input_responses, json!({"k": {}}));
+        assert_eq!(params, json!({"name": "t"}), "the upstream never sees them");
+        assert!(crate::mcp::modern::take_continuation(&mut json!({"name": "t"})).is_none());
+    }
+}
