@@ -202,7 +202,7 @@ async fn upstreams_are_discovered_refreshed_on_list_changed_and_health_checked()
     // get upstreams and refresh.
     let grow = upstream_status(&admin, "grow");
     assert_eq!(grow["state"], "healthy", "{grow}");
-    assert_eq!(grow["tools"], 2, "{grow}");
+    assert_eq!(grow["tools"], 3, "{grow}"); // add_tool, touch and fresh
     assert_eq!(grow["listening"], true, "{grow}");
     let (code, out, err) = cli(&["get", "upstreams", "--server", &admin]);
     assert_eq!(code, 0, "{err}");

@@ -640,3 +640,48 @@ async fn stateless_clients_answer_upstream_questions_through_input_required_resu
     let body = stale.text().await.unwrap_or_default();
     assert!(body.contains("requestState names no call"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_clients_listen_for_list_changes_and_resource_updates() {
+    let (_grow, base) = peer("growing_server.py", &[]).await;
+    let stack = gateway_stack("grow", &format!("{base}/mcp"), "grow_", "grow_touch").await;
+    // The Python SDK's `subscriptions/listen`: the gateway acknowledges what it honors (the
+    // URI no one serves is left out), then passes on the upstream's update of the note and
+    // its own tools list_changed once discovery has the new tool.
+    let out = tokio::process::Command::new(switchboard_testkit::python_bin().expect("python"))
+        .arg(root().join("tests/peers/py_listen_client.py"))
+        .args([stack.url.as_str(), "grow_"])
+        .output();
+    let out = tokio::time::timeout(WAIT, out)
+        .await
+        .expect("finished")
+        .expect("ran");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(
+        seen["honored"],
+        serde_json::json!({"toolsListChanged": true, "resourceSubscriptions": ["growing://note"]}),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["touched"], "told 1",
+        "the subscription's own upstream session: {seen}"
+    );
+    let events = seen["events"].as_array().cloned().unwrap_or_default();
+    assert!(
+        events.contains(&Value::from("ResourceUpdated:growing://note"))
+            && events.contains(&Value::from("ToolsListChanged")),
+        "{seen}"
+    );
+    assert!(
+        seen["tools"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|n| n == "grow_later")),
+        "{seen}"
+    );
+}

@@ -173,6 +173,14 @@ impl Reply {
 pub enum Outcome {
     /// Answer with this.
     Reply(Reply),
+    /// A stateless client opens a `subscriptions/listen` stream with this filter; `routes`
+    /// are the upstreams serving the resource URIs it names (URIs served here map to
+    /// none).
+    Subscribe {
+        id: Value,
+        filter: Value,
+        routes: Vec<(String, Option<String>)>,
+    },
     /// Send this call to an upstream and stream its answer back.
     Forward(Forward),
     /// A client opens a session: open its upstream sessions, then answer `result` with
@@ -540,6 +548,36 @@ fn stateless(server: &ServerView, req: &RequestInfo, message: Message, gate: &dy
     }
     if let Err(refusal) = admit(server, req, gate, &method, &params) {
         return Outcome::Reply(refusal.reply(&id, true));
+    }
+    if method == "subscriptions/listen" {
+        let filter = params.get("notifications").cloned().unwrap_or_default();
+        if !filter.is_object() {
+            return fail(RpcError::new(
+                jsonrpc::INVALID_PARAMS,
+                "subscriptions/listen needs params.notifications, an object",
+            ));
+        }
+        let routes = filter
+            .get("resourceSubscriptions")
+            .and_then(Value::as_array)
+            .map(|uris| {
+                uris.iter()
+                    .filter_map(Value::as_str)
+                    .map(|uri| {
+                        let upstream = (!server.resources.contains_key(uri))
+                            .then(|| {
+                                server
+                                    .resource_upstream(uri)
+                                    .or_else(|| server.sole_resources())
+                            })
+                            .flatten()
+                            .map(str::to_string);
+                        (uri.to_string(), upstream)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Outcome::Subscribe { id, filter, routes };
     }
     if let Some(forward) = upstream_route(server, &id, &method, &params, true) {
         return Outcome::Forward(forward);

@@ -2,10 +2,15 @@
 
 Calling `add_tool(name)` registers a tool `name` (it echoes its `text` argument) and sends
 notifications/tools/list_changed to every session that has listed tools, as a server whose
-tools come and go at runtime would. Usage: growing_server.py PORT
+tools come and go at runtime would. It also serves a resource `growing://note` that
+sessions may subscribe to (subscribing to any other URI is an error); `touch(uri)` sends notifications/resources/updated for `uri` to
+every session subscribed to it. Usage: growing_server.py PORT
 """
 
 import sys
+
+import mcp.types as types
+from mcp.shared.exceptions import MCPError
 
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.mcpserver import MCPServer
@@ -19,7 +24,16 @@ class GrowingServer(MCPServer):
     def __init__(self, name: str):
         super().__init__(name)
         self.listeners = []
+        self.subscribers = []  # (session, uri)
         low = self._lowlevel_server
+
+        async def subscribe(ctx, params):
+            if str(params.uri) != "growing://note":
+                raise MCPError(types.INVALID_PARAMS, f"no resource {params.uri}")
+            self.subscribers.append((ctx.session, str(params.uri)))
+            return types.EmptyResult()
+
+        low.add_request_handler("resources/subscribe", types.SubscribeRequestParams, subscribe)
         plain = low.get_capabilities
 
         def with_list_changed(notification_options=None, *args, **kwargs):
@@ -50,6 +64,26 @@ async def add_tool(name: str) -> str:
         except Exception:  # a session that went away
             server.listeners.remove(session)
     return f"added {name}"
+
+
+@server.resource("growing://note")
+def note() -> str:
+    """A note whose updates subscribers hear of."""
+    return "a note"
+
+
+@server.tool()
+async def touch(uri: str) -> str:
+    """Tells every session subscribed to `uri` that it changed."""
+    told = 0
+    for session, subscribed in list(server.subscribers):
+        if subscribed == uri:
+            try:
+                await session.send_resource_updated(uri)
+                told += 1
+            except Exception:  # a session that went away
+                server.subscribers.remove((session, subscribed))
+    return f"told {told}"
 
 
 if __name__ == "__main__":

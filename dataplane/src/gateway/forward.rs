@@ -45,7 +45,7 @@ impl Out<'_> {
     }
 
     /// Starts a streamed answer.
-    async fn start_stream(&mut self) -> Result<()> {
+    pub(super) async fn start_stream(&mut self) -> Result<()> {
         let Out::Http(session) = self else {
             return Ok(());
         };
@@ -61,7 +61,7 @@ impl Out<'_> {
 
     /// One event of a streamed answer: `wire` as it goes on an HTTP response, `data` its
     /// message; `last` ends the answer.
-    async fn event(&mut self, wire: String, data: &str, last: bool) -> Result<()> {
+    pub(super) async fn event(&mut self, wire: String, data: &str, last: bool) -> Result<()> {
         match self {
             Out::Http(session) => {
                 session
@@ -73,7 +73,7 @@ impl Out<'_> {
     }
 
     /// A comment that keeps an idle HTTP stream open (channels keep themselves alive).
-    async fn keepalive(&mut self) -> Result<()> {
+    pub(super) async fn keepalive(&mut self) -> Result<()> {
         match self {
             Out::Http(session) => {
                 session
@@ -849,7 +849,7 @@ impl Gateway {
 }
 
 /// How often an idle client stream gets a comment, so a client that left is noticed.
-const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+pub(super) const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl Gateway {
     /// Records a call's verdict in the upstream's circuit; metrics follow its transitions.

@@ -37,6 +37,7 @@ mod legacy;
 mod passthrough;
 mod replay;
 mod serve;
+mod subscriptions;
 mod websocket;
 
 use access::Record;

@@ -157,6 +157,16 @@ impl Gateway {
         span.record("mcp.tool", rec.tool.as_str());
         let reply = match outcome {
             Outcome::Reply(reply) => reply,
+            Outcome::Subscribe {
+                id,
+                filter,
+                routes: uris,
+            } => {
+                rec.outcome = self
+                    .subscriptions(out, routes, server, client, id, filter, uris)
+                    .await?;
+                return Ok(None);
+            }
             Outcome::Initialize {
                 id,
                 result,

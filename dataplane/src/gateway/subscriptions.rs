@@ -1,0 +1,283 @@
+//! `subscriptions/listen` for stateless (2026-07-28) clients: one long-lived SSE answer
+//! that first acknowledges the filter the gateway honors, then carries the notifications
+//! the client opted in to, each stamped with the subscription's id. List changes come from
+//! new snapshots that change what the server lists (as on a session's GET stream). For
+//! resource URIs an upstream serves, the gateway opens an upstream session of the
+//! subscription's own, subscribes there, and passes on that session's
+//! `notifications/resources/updated`; the session ends with the stream.
+
+use super::*;
+use std::collections::{BTreeMap, HashSet};
+
+/// The `_meta` key that names the subscription a message belongs to.
+const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+
+/// The list kinds a filter opts in to, as `ServerView::lists` orders them.
+const LISTS: [(&str, &str); 3] = [
+    ("tools", "toolsListChanged"),
+    ("prompts", "promptsListChanged"),
+    ("resources", "resourcesListChanged"),
+];
+
+/// `message` stamped with the subscription's id.
+fn stamped(mut message: Value, id: &Value) -> Value {
+    if let Some(params) = message.get_mut("params").and_then(Value::as_object_mut) {
+        let meta = params.entry("_meta").or_insert_with(|| json!({}));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert(SUBSCRIPTION_ID.into(), id.clone());
+        }
+    } else {
+        message["params"] = json!({"_meta": {SUBSCRIPTION_ID: id}});
+    }
+    message
+}
+
+/// Whether an upstream's answer (JSON or SSE) to a request is a result, not an error.
+async fn answer_of(resp: reqwest::Response) -> std::result::Result<(), String> {
+    let answer = if is_event_stream(&resp) {
+        let mut events = Box::pin(json_events(resp.bytes_stream()));
+        loop {
+            let event = events.next().await.ok_or("no answer")??;
+            match serde_json::from_str::<Value>(&event.data) {
+                Ok(m) if m.get("result").is_some() || m.get("error").is_some() => break m,
+                _ => continue,
+            }
+        }
+    } else {
+        resp.json::<Value>().await.map_err(|e| e.to_string())?
+    };
+    match answer.get("error") {
+        None => Ok(()),
+        Some(e) => Err(e.to_string()),
+    }
+}
+
+/// Sends one notification of the subscription `id`.
+async fn send(out: &mut Out<'_>, message: Value, id: &Value) -> Result<()> {
+    let data = stamped(message, id).to_string();
+    let wire = super::forward::message_event(&data);
+    out.event(wire, &data, false).await
+}
+
+impl Gateway {
+    /// Serves a `subscriptions/listen` stream until the client leaves (or the server is
+    /// no longer served here, which ends it gracefully with its result).
+    pub(super) async fn subscriptions(
+        &self,
+        out: &mut Out<'_>,
+        routes: &Routes,
+        server: &ServerView,
+        client: &ClientHeaders,
+        id: Value,
+        filter: Value,
+        uris: Vec<(String, Option<String>)>,
+    ) -> Result<&'static str> {
+        let mut honored = serde_json::Map::new();
+        let mut lists = [false; 3];
+        for (i, (_, key)) in LISTS.iter().enumerate() {
+            if filter.get(key) == Some(&json!(true)) {
+                honored.insert((*key).into(), json!(true));
+                lists[i] = true;
+            }
+        }
+        // Resource URIs: local ones never change while served; upstream ones are watched
+        // in an upstream session of this subscription's own.
+        let mut by_upstream: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut watched: HashSet<String> = HashSet::new();
+        for (uri, upstream) in uris {
+            match upstream {
+                Some(u) => by_upstream.entry(u).or_default().push(uri),
+                None if server.resources.contains_key(&uri) => {
+                    watched.insert(uri);
+                }
+                None => {} // no one serves it: not honored
+            }
+        }
+        let mut own = crate::session::Session {
+            server: server.name.clone(),
+            version: crate::mcp::versions::LATEST.to_string(),
+            capabilities: json!({}),
+            upstreams: Default::default(),
+            nonce: 0,
+        };
+        let mut streams = Vec::new();
+        for (upstream, uris) in by_upstream {
+            let Some(spec) = routes.upstream(&upstream) else {
+                continue;
+            };
+            let call = CallOptions {
+                headers: client_headers(client, server, &spec),
+                ..CallOptions::default()
+            };
+            match self
+                .watch_resources(&upstream, &spec, &mut own, &uris, &call)
+                .await
+            {
+                Ok((stream, accepted)) => {
+                    watched.extend(accepted);
+                    streams.push(stream);
+                }
+                Err(e) => {
+                    tracing::warn!(%upstream, error = %e, "cannot subscribe to an upstream's resources for a client");
+                }
+            }
+        }
+        if !watched.is_empty() {
+            let mut sorted: Vec<&String> = watched.iter().collect();
+            sorted.sort();
+            honored.insert("resourceSubscriptions".into(), json!(sorted));
+        }
+        let outcome = self
+            .subscription_stream(out, server, &id, honored, lists, &watched, streams)
+            .await;
+        let routes_now = self.routes.load_full();
+        self.upstreams.close_for(&own, &|name| {
+            routes_now.upstream(name).or_else(|| routes.upstream(name))
+        });
+        outcome
+    }
+
+    /// Opens `upstream`'s GET stream in the subscription's own session (opened here),
+    /// then subscribes to `uris` there; the stream, and the URIs the upstream took.
+    async fn watch_resources(
+        &self,
+        upstream: &str,
+        spec: &UpstreamEntry,
+        own: &mut crate::session::Session,
+        uris: &[String],
+        call: &CallOptions,
+    ) -> std::result::Result<(switchboard_upstream::Messages, Vec<String>), String> {
+        let opened = self
+            .upstreams
+            .open_for(upstream, spec, own, call)
+            .await
+            .map_err(|e| e.to_string())?;
+        own.upstreams.insert(upstream.to_string(), opened);
+        let stream = self
+            .upstreams
+            .listen(upstream, spec, own, call)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the upstream offers no stream")?;
+        let mut accepted = Vec::new();
+        for uri in uris {
+            let body = json!({"jsonrpc": "2.0", "id": self.upstreams.internal_id(), "method": "resources/subscribe", "params": {"uri": uri}});
+            let answer = match self
+                .upstreams
+                .send(upstream, spec, &body, Some(own), call)
+                .await
+            {
+                Ok(resp) => answer_of(resp).await,
+                Err(e) => Err(e.to_string()),
+            };
+            match answer {
+                Ok(()) => accepted.push(uri.clone()),
+                Err(why) => {
+                    tracing::info!(%upstream, %uri, %why, "an upstream refused a resource subscription; not honored")
+                }
+            }
+        }
+        Ok((stream, accepted))
+    }
+
+    /// The stream itself: the acknowledgment, then the notifications.
+    #[allow(clippy::too_many_arguments)]
+    async fn subscription_stream(
+        &self,
+        out: &mut Out<'_>,
+        server: &ServerView,
+        id: &Value,
+        honored: serde_json::Map<String, Value>,
+        lists: [bool; 3],
+        watched: &HashSet<String>,
+        streams: Vec<switchboard_upstream::Messages>,
+    ) -> Result<&'static str> {
+        out.start_stream().await?;
+        let _streaming = Tracked::new(&metrics().sse_streams);
+        let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged", "params": {"notifications": honored}});
+        if send(out, ack, id).await.is_err() {
+            return Ok("ok");
+        }
+        let mut updates = futures::stream::select_all(streams);
+        let mut upstreams_open = !updates.is_empty();
+        let mut changes = self.changes.clone();
+        changes.borrow_and_update();
+        let mut routes_change = lists.iter().any(|l| *l);
+        let mut seen = server.lists;
+        let mut keepalive = tokio::time::interval(super::forward::KEEPALIVE);
+        keepalive.tick().await;
+        loop {
+            let messages: Vec<Value> = tokio::select! {
+                next = updates.next(), if upstreams_open => match next {
+                    Some(Ok(msg)) if msg["method"] == "notifications/resources/updated" => {
+                        let uri = msg.pointer("/params/uri").and_then(Value::as_str).unwrap_or("");
+                        if !watched.contains(uri) {
+                            continue;
+                        }
+                        vec![json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": uri}})]
+                    }
+                    Some(_) => continue,
+                    None => {
+                        upstreams_open = false;
+                        continue;
+                    }
+                },
+                changed = changes.changed(), if routes_change => {
+                    if changed.is_err() {
+                        routes_change = false;
+                        continue;
+                    }
+                    let Some(now) = self.routes.load().server(&server.name) else {
+                        // The server is gone from this data plane: end gracefully.
+                        let mut result = json!({"_meta": {SUBSCRIPTION_ID: id}});
+                        crate::mcp::modern::shape_result("subscriptions/listen", &mut result, &server.name);
+                        let data = jsonrpc::result_response(id, result).to_string();
+                        let wire = super::forward::message_event(&data);
+                        out.event(wire, &data, true).await?;
+                        return Ok("ok");
+                    };
+                    let notes = LISTS
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| lists[*i] && now.lists[*i] != seen[*i])
+                        .map(|(_, (kind, _))| json!({"jsonrpc": "2.0", "method": format!("notifications/{kind}/list_changed")}))
+                        .collect();
+                    seen = now.lists;
+                    notes
+                }
+                _ = keepalive.tick() => {
+                    if out.keepalive().await.is_err() {
+                        return Ok("ok");
+                    }
+                    continue;
+                }
+            };
+            for message in messages {
+                if send(out, message, id).await.is_err() {
+                    return Ok("ok"); // the client left
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_names_its_subscription() {
+        let id = json!("listen-1");
+        let note = stamped(
+            json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}),
+            &id,
+        );
+        assert_eq!(note["params"]["_meta"][SUBSCRIPTION_ID], id);
+        let updated = stamped(
+            json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": "a://b"}}),
+            &id,
+        );
+        assert_eq!(updated["params"]["uri"], "a://b");
+        assert_eq!(updated["params"]["_meta"][SUBSCRIPTION_ID], id);
+    }
+}
