@@ -801,7 +801,7 @@ mod tests {
                 Reply::json(200, &jsonrpc::result_response(&id, json!({})))
             }
             Outcome::Relay { .. } | Outcome::Notify { .. } => Reply::empty(202),
-            Outcome::Listen(_) => Reply::empty(200),
+            Outcome::Listen(_) | Outcome::Subscribe { .. } => Reply::empty(200),
             Outcome::Forward(f) => panic!("unexpected forward {f:?}"),
         }
     }

@@ -62,6 +62,7 @@ async fn send(out: &mut Out<'_>, message: Value, id: &Value) -> Result<()> {
 impl Gateway {
     /// Serves a `subscriptions/listen` stream until the client leaves (or the server is
     /// no longer served here, which ends it gracefully with its result).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn subscriptions(
         &self,
         out: &mut Out<'_>,
