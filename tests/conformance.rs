@@ -1,21 +1,83 @@
 //! The official MCP conformance suite (npm `@modelcontextprotocol/conformance`, on Node 22),
-//! server scenarios, run differentially: against server-everything directly, then against
-//! the same server behind a Switchboard virtual server. Every scenario that passes directly
+//! run differentially. Server scenarios: against server-everything directly, then against
+//! the same server behind a Switchboard virtual server; every scenario that passes directly
 //! must pass through the gateway. (Scenarios that need the suite's own fixture server fail
-//! in both runs; npm does not ship that server.)
+//! in both runs; npm does not ship that server.) Client scenarios: a TypeScript SDK client
+//! talks to each scenario's server directly, then through `switchboard connect`; every
+//! scenario that passes directly must pass through `connect`. (The `auth/*` scenarios test
+//! a client's OAuth flows, which `connect` leaves to the client: it passes static
+//! credentials only.)
 
 use std::collections::BTreeSet;
 
 mod common;
 use common::*;
 
+fn suite() -> std::path::PathBuf {
+    switchboard_testkit::npm_module_dir("@modelcontextprotocol/conformance")
+        .expect("conformance suite installed (make deps)")
+        .join("dist/index.js")
+}
+
+/// The client scenarios the suite lists, without the OAuth ones.
+fn client_scenarios() -> Vec<String> {
+    let out = std::process::Command::new(switchboard_testkit::node22_bin().expect("Node 22"))
+        .arg(suite())
+        .arg("list")
+        .output()
+        .expect("the suite lists its scenarios");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let clients = text.split("Client scenarios").nth(1).unwrap_or_default();
+    clients
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| !name.starts_with("auth/"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether the client scenario `scenario` passes with our client in `mode`.
+async fn client_passes(scenario: &str, mode: &str, out_dir: &std::path::Path) -> bool {
+    let node = switchboard_testkit::node22_bin().expect("Node 22");
+    let command = format!(
+        "{} {} {} {mode}",
+        node.display(),
+        root().join("tests/peers/conformance_client.mjs").display(),
+        switchboard_testkit::deps_dir()
+            .join("npm/node_modules")
+            .display()
+    );
+    let run = tokio::process::Command::new(&node)
+        .arg(suite())
+        .args([
+            "client",
+            "--scenario",
+            scenario,
+            "--command",
+            &command,
+            "-o",
+        ])
+        .arg(out_dir)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .expect("the scenario finishes")
+        .expect("the suite runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tail: Vec<&str> = text.lines().rev().take(4).collect();
+    println!("{scenario} ({mode}): {}", tail.join(" | "));
+    out.status.success() && text.contains("OVERALL: PASSED")
+}
+
 /// Runs the server scenarios against `url`; returns (passed, failed) scenario names.
 async fn conformance(url: &str, out_dir: &std::path::Path) -> (BTreeSet<String>, BTreeSet<String>) {
-    let suite = switchboard_testkit::npm_module_dir("@modelcontextprotocol/conformance")
-        .expect("conformance suite installed (make deps)")
-        .join("dist/index.js");
     let run = tokio::process::Command::new(switchboard_testkit::node22_bin().expect("Node 22"))
-        .arg(suite)
+        .arg(suite())
         .args(["server", "--url", url, "-o"])
         .arg(out_dir)
         .output();
@@ -63,5 +125,33 @@ async fn no_conformance_scenario_is_lost_through_the_gateway() {
     assert!(
         lost.is_empty(),
         "scenarios lost through the gateway: {lost:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_client_scenario_is_lost_through_switchboard_connect() {
+    let scenarios = client_scenarios();
+    assert!(
+        scenarios.iter().any(|s| s == "sse-retry") && scenarios.len() >= 4,
+        "the suite lists its client scenarios: {scenarios:?}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connect = format!("connect={BIN}");
+    let (mut direct, mut lost) = (Vec::new(), Vec::new());
+    for scenario in &scenarios {
+        let out = dir.path().join(scenario.replace('/', "_"));
+        if !client_passes(scenario, "direct", &out.join("direct")).await {
+            continue;
+        }
+        direct.push(scenario.clone());
+        if !client_passes(scenario, &connect, &out.join("connect")).await {
+            lost.push(scenario.clone());
+        }
+    }
+    println!("passed directly and through connect: {direct:?}; lost: {lost:?}");
+    assert!(direct.len() >= 4, "the direct run hardly ran: {direct:?}");
+    assert!(
+        lost.is_empty(),
+        "client scenarios lost through connect: {lost:?}"
     );
 }

@@ -28,6 +28,13 @@ pub enum ConnectError {
     Stdout(std::io::Error),
 }
 
+/// How long to wait before resuming a stream whose server named no `retry`.
+const RESUME_AFTER: Duration = Duration::from_secs(1);
+/// The longest `retry` a server may make us wait.
+const MAX_RESUME_AFTER: Duration = Duration::from_secs(30);
+/// How many times one answer's stream is resumed before giving up.
+const MAX_RESUMES: u32 = 5;
+
 /// `_meta` key naming a stateless-era request's protocol version.
 const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 
@@ -142,23 +149,7 @@ impl Forwarder {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if sse {
-            let mut events = Box::pin(json_events(resp.bytes_stream()));
-            while let Some(event) = events.next().await {
-                match event {
-                    Ok(ev) if !ev.data.trim().is_empty() => {
-                        self.note(&ev.data, is_initialize);
-                        self.emit(ev.data).await;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        if let Some(id) = &id {
-                            self.emit(error_for(id, format!("the gateway's stream broke: {e}")))
-                                .await;
-                        }
-                        return;
-                    }
-                }
-            }
+            self.relay_answer(resp, id.as_ref(), is_initialize).await;
             return;
         }
         let body = resp.text().await.unwrap_or_default();
@@ -189,6 +180,88 @@ impl Forwarder {
         }
     }
 
+    /// Relays a POST's SSE answer. A stream that ends (or breaks) before the answer after
+    /// it gave event ids is resumed with `GET` and `Last-Event-ID` after the server's
+    /// `retry` (SEP-1699), a few times at most.
+    async fn relay_answer(&self, resp: reqwest::Response, id: Option<&Value>, is_initialize: bool) {
+        let mut events = Box::pin(json_events(resp.bytes_stream()));
+        let mut last_id: Option<String> = None;
+        let mut retry = RESUME_AFTER;
+        let mut resumed = 0;
+        loop {
+            let mut broke = None;
+            while let Some(event) = events.next().await {
+                let ev = match event {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        broke = Some(e);
+                        break;
+                    }
+                };
+                if !ev.id.is_empty() {
+                    last_id = Some(ev.id.clone());
+                }
+                if let Some(r) = ev.retry {
+                    retry = r.min(MAX_RESUME_AFTER);
+                }
+                if ev.data.trim().is_empty() {
+                    continue; // a priming event: its id is what counts
+                }
+                let answers = id.is_some_and(|id| {
+                    serde_json::from_str::<Value>(&ev.data).is_ok_and(|m| {
+                        m.get("id") == Some(id)
+                            && (m.get("result").is_some() || m.get("error").is_some())
+                    })
+                });
+                self.note(&ev.data, is_initialize);
+                self.emit(ev.data).await;
+                if answers {
+                    return;
+                }
+            }
+            let Some(id) = id else {
+                return; // nothing waits for this stream
+            };
+            let why = broke.unwrap_or_else(|| "it ended before the answer".into());
+            let Some(last) = last_id.clone().filter(|_| resumed < MAX_RESUMES) else {
+                self.emit(error_for(id, format!("the gateway's stream broke: {why}")))
+                    .await;
+                return;
+            };
+            resumed += 1;
+            tracing::debug!(%why, last_event_id = %last, "resuming an answer stream");
+            tokio::time::sleep(retry).await;
+            let resumed_stream = self
+                .request(reqwest::Method::GET, None)
+                .header("last-event-id", last)
+                .send()
+                .await;
+            match resumed_stream {
+                Ok(r) if r.status().is_success() => {
+                    events = Box::pin(json_events(r.bytes_stream()));
+                }
+                Ok(r) => {
+                    let status = r.status();
+                    let body = r.text().await.unwrap_or_default();
+                    self.emit(error_for(
+                        id,
+                        format!("the gateway's stream broke ({why}) and could not be resumed: HTTP {status} {body}"),
+                    ))
+                    .await;
+                    return;
+                }
+                Err(e) => {
+                    self.emit(error_for(
+                        id,
+                        format!("the gateway's stream broke ({why}) and could not be resumed: {e}"),
+                    ))
+                    .await;
+                    return;
+                }
+            }
+        }
+    }
+
     /// Remembers the protocol version an initialize result agreed to.
     fn note(&self, line: &str, is_initialize: bool) {
         if !is_initialize {
@@ -207,18 +280,34 @@ impl Forwarder {
     /// Relays the session's GET stream until the gateway says it offers none.
     async fn listen(self) {
         let mut backoff = Duration::from_millis(500);
+        let mut last_id: Option<String> = None;
         loop {
-            let resp = self.request(reqwest::Method::GET, None).send().await;
-            match resp {
+            let mut req = self.request(reqwest::Method::GET, None);
+            if let Some(last) = &last_id {
+                req = req.header("last-event-id", last); // pick up where it broke
+            }
+            match req.send().await {
                 Ok(r) if r.status().as_u16() == 405 => return,
                 Ok(r) if r.status().is_success() => {
                     backoff = Duration::from_millis(500);
                     let mut events = Box::pin(json_events(r.bytes_stream()));
                     while let Some(Ok(ev)) = events.next().await {
+                        if !ev.id.is_empty() {
+                            last_id = Some(ev.id.clone());
+                        }
+                        if let Some(r) = ev.retry {
+                            backoff = r.min(MAX_RESUME_AFTER);
+                        }
                         if !ev.data.trim().is_empty() {
                             self.emit(ev.data).await;
                         }
                     }
+                }
+                Ok(r) if last_id.is_some() => {
+                    // The stream cannot be resumed: start a fresh one.
+                    tracing::debug!(status = %r.status(), "the gateway could not resume the session stream");
+                    last_id = None;
+                    continue;
                 }
                 Ok(r) => {
                     tracing::debug!(status = %r.status(), "the gateway refused the session stream")

@@ -9,6 +9,8 @@ pub struct SseEvent {
     pub event: String,
     pub data: String,
     pub id: String,
+    /// How long to wait before reconnecting, when the server says (SSE `retry`).
+    pub retry: Option<std::time::Duration>,
 }
 
 impl SseEvent {
@@ -41,6 +43,7 @@ where
             event: e.event,
             data: e.data,
             id: e.id,
+            retry: e.retry,
         })
         .map_err(|e| e.to_string())
     })

@@ -107,6 +107,7 @@ pub(super) fn with_side_stream(
             event: "message".into(),
             data: msg.to_string(),
             id: String::new(),
+            retry: None,
         }))
     });
     let main = events
