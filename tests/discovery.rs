@@ -378,7 +378,7 @@ async fn killing_the_leading_control_plane_hands_discovery_to_the_other() {
     )
     .await;
     let status = upstream_status(&admin_b, "grow");
-    assert_eq!(status["tools"], 2, "{status}");
+    assert_eq!(status["tools"], 3, "{status}"); // add_tool, touch and after
     assert_eq!(status["state"], "healthy", "{status}");
 }
 
