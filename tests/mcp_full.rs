@@ -685,3 +685,58 @@ async fn stateless_clients_listen_for_list_changes_and_resource_updates() {
         "{seen}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sessions_notifications_never_reach_another() {
+    let stack = everything_stack("ev_", "ev_toggle-simulated-logging").await;
+    let url = stack.url.clone();
+    let open = |client: &switchboard_testkit::McpHttpClient| {
+        reqwest::Client::new()
+            .get(&url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", client.session_id().unwrap_or_default())
+            .send()
+    };
+    let mut alpha = switchboard_testkit::McpHttpClient::new(url.clone());
+    let mut beta = switchboard_testkit::McpHttpClient::new(url.clone());
+    for c in [&mut alpha, &mut beta] {
+        c.initialize().await.expect("initialize");
+        c.request("logging/setLevel", serde_json::json!({"level": "debug"}))
+            .await
+            .expect("setLevel");
+    }
+    let mut alpha_stream = open(&alpha).await.expect("alpha's stream").bytes_stream();
+    let mut beta_stream = open(&beta).await.expect("beta's stream").bytes_stream();
+    // Alpha's upstream session logs; only alpha's stream carries it.
+    alpha
+        .request(
+            "tools/call",
+            serde_json::json!({"name": "ev_toggle-simulated-logging", "arguments": {}}),
+        )
+        .await
+        .expect("toggle logging");
+    let heard = read_until(
+        &mut alpha_stream,
+        "notifications/message",
+        std::time::Duration::from_secs(12),
+    )
+    .await;
+    assert!(heard.contains("notifications/message"), "alpha heard: {heard}");
+    let overheard = read_until(
+        &mut beta_stream,
+        "notifications/message",
+        std::time::Duration::from_secs(6),
+    )
+    .await;
+    assert!(
+        !overheard.contains("notifications/message"),
+        "beta overheard alpha's log: {overheard}"
+    );
+    alpha
+        .request(
+            "tools/call",
+            serde_json::json!({"name": "ev_toggle-simulated-logging", "arguments": {}}),
+        )
+        .await
+        .expect("logging off");
+}
