@@ -138,6 +138,27 @@ fn quoted(value: &str) -> String {
 }
 
 impl Gateway {
+    /// Who is calling `server`, noted in the request's record; None once the refusal has
+    /// been sent.
+    pub(super) async fn caller(
+        &self,
+        session: &mut Session,
+        rec: &mut Record,
+        server: &ServerView,
+    ) -> Result<Option<Principal>> {
+        match self.authenticate(session, server).await {
+            Ok(p) => {
+                rec.principal = p.subject.clone();
+                Ok(Some(p))
+            }
+            Err(reply) => {
+                rec.outcome = reply.outcome();
+                send(session, reply).await?;
+                Ok(None)
+            }
+        }
+    }
+
     /// Who is calling `server`, or the 401 (503 when keys cannot be fetched) to answer.
     pub(super) async fn authenticate(
         &self,

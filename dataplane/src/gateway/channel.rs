@@ -181,12 +181,7 @@ impl Gateway {
             return;
         };
         if let Some(session) = server.sealer.open(&sealed) {
-            metrics()
-                .sessions_closed
-                .with_label_values(&[server.name.as_str()])
-                .inc();
-            self.upstreams
-                .close_for(&session, &|name| routes.upstream(name));
+            self.end_session(&routes, &server, &session);
         }
     }
 }

@@ -55,14 +55,9 @@ impl Gateway {
         server: &ServerView,
     ) -> Result<()> {
         let rec = ctx.record.insert(Record::new(&server.name));
-        let caller = match self.authenticate(session, server).await {
-            Ok(p) => p,
-            Err(reply) => {
-                rec.outcome = reply.outcome();
-                return send(session, reply).await;
-            }
+        let Some(caller) = self.caller(session, rec, server).await? else {
+            return Ok(());
         };
-        rec.principal = caller.subject.clone();
         let key = match new_key() {
             Some(k) if self.legacy.lock().len() < MAX_STREAMS => k,
             _ => {

@@ -18,15 +18,9 @@ impl Gateway {
         legacy: Option<Arc<Channel>>,
     ) -> Result<Step> {
         let rec = ctx.record.insert(Record::new(&server.name));
-        let caller = match self.authenticate(session, &server).await {
-            Ok(p) => p,
-            Err(reply) => {
-                rec.outcome = reply.outcome();
-                send(session, reply).await?;
-                return Ok(Step::Done(true));
-            }
+        let Some(caller) = self.caller(session, rec, &server).await? else {
+            return Ok(Step::Done(true));
         };
-        rec.principal = caller.subject.clone();
         let client = ClientHeaders::of(session);
         if let Some(upstream) = server.passthrough.clone().filter(|_| legacy.is_none()) {
             rec.upstream = upstream.clone();
@@ -238,12 +232,7 @@ impl Gateway {
                 return Ok(None);
             }
             Outcome::Terminate(session) => {
-                metrics()
-                    .sessions_closed
-                    .with_label_values(&[server.name.as_str()])
-                    .inc();
-                self.upstreams
-                    .close_for(&session, &|name| routes.upstream(name));
+                self.end_session(routes, server, &session);
                 Reply::empty(200)
             }
             Outcome::Forward(mut f) => {
@@ -266,6 +255,21 @@ impl Gateway {
                 .inc();
         }
         Ok(Some(reply))
+    }
+
+    /// Ends a client's session: its upstream sessions end too.
+    pub(super) fn end_session(
+        &self,
+        routes: &Routes,
+        server: &ServerView,
+        session: &crate::session::Session,
+    ) {
+        metrics()
+            .sessions_closed
+            .with_label_values(&[server.name.as_str()])
+            .inc();
+        self.upstreams
+            .close_for(session, &|name| routes.upstream(name));
     }
 
     /// Reads the whole body, or answers 413 when it is over the limit (checked against

@@ -91,14 +91,9 @@ impl Gateway {
                 return send(session, reply).await;
             }
         };
-        let caller = match self.authenticate(session, server).await {
-            Ok(p) => p,
-            Err(reply) => {
-                rec.outcome = reply.outcome();
-                return send(session, reply).await;
-            }
+        let Some(caller) = self.caller(session, rec, server).await? else {
+            return Ok(());
         };
-        rec.principal = caller.subject.clone();
         let (channel, rx) = Channel::new(
             &server.name,
             caller,
