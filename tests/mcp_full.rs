@@ -721,7 +721,10 @@ async fn one_sessions_notifications_never_reach_another() {
         std::time::Duration::from_secs(12),
     )
     .await;
-    assert!(heard.contains("notifications/message"), "alpha heard: {heard}");
+    assert!(
+        heard.contains("notifications/message"),
+        "alpha heard: {heard}"
+    );
     let overheard = read_until(
         &mut beta_stream,
         "notifications/message",

@@ -79,6 +79,8 @@ pub fn uses_own_session(name: &str, spec: &UpstreamEntry, client: Option<&Sessio
 /// Upstream sessions by upstream name (and URL, so a changed URL gets a new session).
 pub struct UpstreamPool {
     mcp: McpHttp,
+    /// Clients for upstreams that set their own connect timeout, by that timeout.
+    by_connect_timeout: Mutex<HashMap<Duration, McpHttp>>,
     sessions: Mutex<HashMap<(String, String), Arc<UpstreamSession>>>,
     /// Client upstream sessions the upstream forgot, by old id, and what replaced them.
     replaced: Mutex<HashMap<String, Arc<UpstreamSession>>>,
@@ -90,6 +92,7 @@ impl Default for UpstreamPool {
     fn default() -> Self {
         UpstreamPool {
             mcp: McpHttp::new(DEFAULT_CONNECT_TIMEOUT),
+            by_connect_timeout: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             replaced: Mutex::new(HashMap::new()),
             legacy: Mutex::new(HashMap::new()),
@@ -109,6 +112,18 @@ fn mcp_of<'a>(name: &str, spec: &'a UpstreamEntry) -> Result<&'a McpUpstream, Up
 }
 
 impl UpstreamPool {
+    /// The client for calls to `spec`: its `timeouts.connect`, or the default.
+    fn mcp_for(&self, spec: &UpstreamEntry) -> McpHttp {
+        match spec.timeouts.connect {
+            None => self.mcp.clone(),
+            Some(t) if t == DEFAULT_CONNECT_TIMEOUT => self.mcp.clone(),
+            Some(t) => lock(&self.by_connect_timeout)
+                .entry(t)
+                .or_insert_with(|| self.mcp.with_connect_timeout(t))
+                .clone(),
+        }
+    }
+
     /// The HTTP client (for fetching OAuth2 tokens on other paths).
     pub fn http(&self) -> &reqwest::Client {
         self.mcp.http_client()
@@ -136,7 +151,7 @@ impl UpstreamPool {
         let mcp = mcp_of(name, spec)?;
         let timeout = call.timeout_for(spec).min(INITIALIZE_TIMEOUT);
         let s = self
-            .mcp
+            .mcp_for(spec)
             .initialize_as(mcp, &call.creds(&spec.creds), timeout, &client.capabilities)
             .await?;
         Ok(UpstreamRef {
@@ -152,12 +167,11 @@ impl UpstreamPool {
         for (name, r) in &client.upstreams {
             if let Some(spec) = specs(name) {
                 let s = self.client_session(&spec, r);
-                sessions.push(self.current(&s).unwrap_or(Arc::new(s)));
+                sessions.push((self.mcp_for(&spec), self.current(&s).unwrap_or(Arc::new(s))));
             }
         }
-        let mcp = self.mcp.clone();
         tokio::spawn(async move {
-            for s in sessions {
+            for (mcp, s) in sessions {
                 mcp.terminate(&s, DEFAULT_CONNECT_TIMEOUT).await;
             }
         });
@@ -193,7 +207,11 @@ impl UpstreamPool {
             // Credentials changed (a rotated secret): open a session with the new ones.
         }
         let timeout = spec.timeouts.request.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
-        let session = Arc::new(self.mcp.initialize(mcp, &spec.creds, timeout).await?);
+        let session = Arc::new(
+            self.mcp_for(spec)
+                .initialize(mcp, &spec.creds, timeout)
+                .await?,
+        );
         tracing::debug!(upstream = %name, session = ?session.session_id.as_deref().map(crate::session::fingerprint), version = %session.protocol_version, "upstream session opened");
         lock(&self.sessions).insert(key, session.clone());
         Ok(session)
@@ -257,7 +275,7 @@ impl UpstreamPool {
             // Only a client's own session comes with a client.
             let own = client.filter(|_| own);
             match self
-                .mcp
+                .mcp_for(spec)
                 .send(&call.dress(session.clone()), body, timeout)
                 .await
             {
@@ -296,7 +314,7 @@ impl UpstreamPool {
         }
         let session = call.dress(session);
         Ok(self
-            .mcp
+            .mcp_for(spec)
             .listen(&session, call.timeout_for(spec).min(INITIALIZE_TIMEOUT))
             .await?
             .map(|m| Box::pin(m) as switchboard_upstream::Messages))
@@ -325,7 +343,7 @@ impl UpstreamPool {
                 Some(s) => s,
                 None => {
                     let opened = LegacySession::connect(
-                        self.mcp.http_client(),
+                        self.mcp_for(spec).http_client(),
                         mcp,
                         &spec.creds,
                         timeout.min(INITIALIZE_TIMEOUT),

@@ -79,3 +79,42 @@ async fn a_client_session_opened_on_one_replica_is_used_and_renewed_on_another()
     );
     assert_eq!(replica_b.shared_sessions(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstreams_own_connect_timeout_bounds_its_calls() {
+    // A listener that never accepts: once its backlog is full, connecting hangs.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let listener = socket.listen(0).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let _filler = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("fills the backlog");
+    let spec = UpstreamEntry::plain(UpstreamSpec {
+        mcp: Some(McpUpstream {
+            url: format!("http://{addr}/mcp"),
+            transport: Default::default(),
+            protocol_version: None,
+        }),
+        timeouts: switchboard_config::kinds::upstream::Timeouts {
+            connect: Some(Duration::from_millis(300)),
+            ..Default::default()
+        },
+        ..UpstreamSpec::default()
+    });
+    let pool = UpstreamPool::default();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let started = std::time::Instant::now();
+    let sent = pool
+        .send("stuck", &spec, &body, None, &Default::default())
+        .await;
+    let took = started.elapsed();
+    assert!(sent.is_err(), "nothing answers there");
+    assert!(
+        took < Duration::from_secs(3),
+        "the 300ms connect timeout applies, not the 5s default: {took:?}"
+    );
+    drop(listener);
+}

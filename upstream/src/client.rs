@@ -92,6 +92,18 @@ impl McpHttp {
         }
     }
 
+    /// The same client (its ids included) with connections that time out after
+    /// `connect_timeout`, over a connection pool of its own.
+    pub fn with_connect_timeout(&self, connect_timeout: Duration) -> Self {
+        McpHttp {
+            http: reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .build()
+                .unwrap_or_default(),
+            next_id: self.next_id.clone(),
+        }
+    }
+
     /// The underlying HTTP client (shared connection pool).
     pub fn http_client(&self) -> &reqwest::Client {
         &self.http
