@@ -266,6 +266,33 @@ async fn api_keys_rules_and_request_limits() {
     assert_eq!(status, 401);
     assert!(challenge(&headers).contains("unknown API key"));
 
+    // A WebSocket upgrade is authenticated like any request to the server.
+    let ws = url.replace("/mcp", "/ws");
+    let upgrade = |key: Option<&'static str>| {
+        let mut req = reqwest::Client::new()
+            .get(&ws)
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-protocol", "mcp");
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        req.send()
+    };
+    assert_eq!(upgrade(None).await.expect("upgrade").status().as_u16(), 401);
+    let accepted = upgrade(Some("alice-key")).await.expect("upgrade");
+    assert_eq!(accepted.status().as_u16(), 101);
+    assert_eq!(
+        accepted
+            .headers()
+            .get("sec-websocket-accept")
+            .and_then(|v| v.to_str().ok()),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "RFC 6455's sample key and answer"
+    );
+
     // bob is no admin: the get-* tools are hidden from him and refused when called.
     let mut bob = McpHttpClient::new(url.clone()).with_header("x-api-key", "bob-key");
     bob.initialize().await.expect("bob initializes");
