@@ -3,7 +3,7 @@
 //! fanning a request out to all of them.
 
 use super::held::with_side_stream;
-use super::replay::{event_with_id, Kind, Replay};
+use super::replay::{event_with_id, Kind, Reader, Replay};
 use super::*;
 use crate::policy::circuit::Transition;
 use switchboard_config::kinds::upstream::CircuitBreaker;
@@ -16,9 +16,12 @@ pub(super) enum Out<'a> {
     Events(&'a mpsc::Sender<String>),
 }
 
-/// An SSE `message` event carrying `data`.
+/// An SSE `message` event carrying `data` (one `data:` line per line of it, so nothing in
+/// it can pass for a field of its own).
 pub(super) fn message_event(data: &str) -> String {
-    format!("event: message\ndata: {data}\n\n")
+    let mut wire = String::from("event: message\n");
+    super::replay::data_lines(&mut wire, data);
+    wire
 }
 
 /// What a message sent to a channel whose client left comes to.
@@ -421,16 +424,18 @@ impl Answering<'_> {
 struct Events<'o, 'a> {
     out: &'o mut Out<'a>,
     replay: Option<Arc<Replay>>,
-    /// The client left (a resumable stream goes on into its buffer).
-    detached: bool,
+    /// The client, while it reads the stream (a resumable stream goes on into its buffer
+    /// once it left).
+    reader: Option<Reader>,
 }
 
 impl<'o, 'a> Events<'o, 'a> {
-    fn new(out: &'o mut Out<'a>, replay: Option<Arc<Replay>>) -> Self {
+    fn new(out: &'o mut Out<'a>, replay: Option<(Arc<Replay>, Reader)>) -> Self {
+        let (replay, reader) = replay.unzip();
         Events {
             out,
             replay,
-            detached: false,
+            reader,
         }
     }
 
@@ -445,18 +450,18 @@ impl<'o, 'a> Events<'o, 'a> {
         if last {
             replay.end();
         }
-        if self.detached {
-            return Ok(false);
+        if self.reader.is_none() {
+            return Ok(false); // the client left
         }
         let wire = event_with_id(&id, data);
         if self.out.event(wire, data, last).await.is_err() {
             tracing::debug!("a client left a resumable stream; it is kept for its return");
-            self.detached = true;
-            replay.leave();
+            self.reader = None;
             return Ok(false);
         }
         if last {
-            replay.leave();
+            replay.delivered();
+            self.reader = None;
         }
         Ok(true)
     }
@@ -474,7 +479,7 @@ async fn replayed(out: &mut Out<'_>, missed: Vec<(String, String)>) -> Result<()
 /// fingerprint this is), or where a client that lost it left off.
 pub(super) enum ListenFrom<'a> {
     Fresh(Option<&'a str>),
-    Resumed(Arc<Replay>, u64),
+    Resumed(Reader, u64),
 }
 
 impl Gateway {
@@ -483,9 +488,10 @@ impl Gateway {
     pub(super) async fn resume_call(
         &self,
         out: &mut Out<'_>,
-        replay: Arc<Replay>,
+        reader: Reader,
         mut seq: u64,
     ) -> Result<&'static str> {
+        let replay = reader.replay().clone();
         out.start_stream().await?;
         let _streaming = Tracked::new(&metrics().sse_streams);
         let mut progress = replay.progress();
@@ -518,16 +524,18 @@ impl Gateway {
                 },
             }
         };
-        replay.leave();
+        drop(reader);
         Ok(outcome)
     }
 }
 
 impl Drop for Events<'_, '_> {
     fn drop(&mut self) {
-        if let (Some(replay), false) = (&self.replay, self.detached) {
-            if !replay.progress().borrow().ended {
-                replay.leave(); // the reader is gone with the stream unfinished
+        // A call's writer that stops before its answer (a failure, or its task was
+        // dropped) ends the stream, so readers that resumed it are not left waiting.
+        if let Some(replay) = &self.replay {
+            if replay.kind() == Kind::Call {
+                replay.end();
             }
         }
     }
@@ -772,13 +780,12 @@ impl Gateway {
         let _streaming = Tracked::new(&metrics().sse_streams);
         let replay = match from {
             ListenFrom::Fresh(fp) => fp.and_then(|fp| self.replays.open(fp, Kind::Listen)),
-            ListenFrom::Resumed(replay, seq) => {
-                let missed = replay.after(seq).unwrap_or_default();
+            ListenFrom::Resumed(reader, seq) => {
+                let missed = reader.replay().after(seq).unwrap_or_default();
                 if replayed(out, missed).await.is_err() {
-                    replay.leave();
                     return Ok("ok"); // the client left again
                 }
-                Some(replay)
+                Some((reader.replay().clone(), reader))
             }
         };
         let mut events = Events::new(out, replay);

@@ -17,8 +17,16 @@ const MAX_EVENTS: usize = 1_000;
 const MAX_BYTES: usize = 256 << 10;
 /// Most streams one data plane keeps buffers for.
 const MAX_STREAMS: usize = 10_000;
+/// Most streams one session keeps buffers for (so one client cannot take them all).
+const MAX_STREAMS_PER_SESSION: usize = 64;
+/// Most bytes of event data all of one data plane's buffers keep; past it, streams keep
+/// only their newest event.
+const MAX_TOTAL_BYTES: usize = 256 << 20;
 /// How long a stream nobody is reading stays resumable.
 const KEEP: Duration = Duration::from_secs(60);
+/// How long a call's stream stays resumable once its whole answer reached a connected
+/// client (in case the last bytes were lost with the connection).
+const KEEP_DELIVERED: Duration = Duration::from_secs(5);
 
 /// Whether a stream is a call's answer (ends with it) or a session's GET stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +53,31 @@ pub(super) struct Replays {
 #[derive(Default)]
 struct Streams {
     open: HashMap<u64, Arc<Replay>>,
+    /// How many of `open` each session has.
+    per_session: HashMap<String, usize>,
     /// When expired streams were last dropped.
     swept: Option<Instant>,
+    /// Bytes all buffers hold.
+    bytes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Streams {
+    fn sweep(&mut self) {
+        let per_session = &mut self.per_session;
+        self.open.retain(|_, r| {
+            let keep = !r.expired();
+            if !keep {
+                if let Some(n) = per_session.get_mut(&r.session) {
+                    *n -= 1;
+                    if *n == 0 {
+                        per_session.remove(&r.session);
+                    }
+                }
+            }
+            keep
+        });
+        self.swept = Some(Instant::now());
+    }
 }
 
 /// Why a `Last-Event-ID` cannot be resumed here.
@@ -82,19 +113,22 @@ impl Replays {
         self.streams.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new buffered stream for the session `fingerprint` names, or None when this data
-    /// plane buffers as many streams as it may (the stream then goes without ids).
-    pub(super) fn open(&self, fingerprint: &str, kind: Kind) -> Option<Arc<Replay>> {
+    /// A new buffered stream for the session `fingerprint` names, with its writer as its
+    /// reader; None when this data plane, or this session, buffers as many streams as it
+    /// may (the stream then goes without ids).
+    pub(super) fn open(&self, fingerprint: &str, kind: Kind) -> Option<(Arc<Replay>, Reader)> {
         let mut guard = self.lock();
         let streams = &mut *guard;
         let due = streams
             .swept
             .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
-        if due || streams.open.len() >= MAX_STREAMS {
-            streams.open.retain(|_, r| !r.expired());
-            streams.swept = Some(Instant::now());
+        let session_full = |s: &Streams| {
+            s.per_session.get(fingerprint).copied().unwrap_or(0) >= MAX_STREAMS_PER_SESSION
+        };
+        if due || streams.open.len() >= MAX_STREAMS || session_full(streams) {
+            streams.sweep();
         }
-        if streams.open.len() >= MAX_STREAMS {
+        if streams.open.len() >= MAX_STREAMS || session_full(streams) {
             return None;
         }
         let id = loop {
@@ -111,22 +145,29 @@ impl Replays {
                 first: 1,
                 events: VecDeque::new(),
                 bytes: 0,
-                readers: 1,
+                readers: 0,
                 idle_since: None,
+                keep: KEEP,
             }),
             seq: watch::channel(Progress::default()).0,
+            total: streams.bytes.clone(),
         });
         streams.open.insert(id, replay.clone());
-        Some(replay)
+        *streams
+            .per_session
+            .entry(fingerprint.to_string())
+            .or_default() += 1;
+        let reader = Reader::new(&replay);
+        Some((replay, reader))
     }
 
-    /// The stream `last_event_id` belongs to, for the session `fingerprint` names, and the
-    /// sequence number to resume after. The stream counts the caller as its reader.
+    /// The stream `last_event_id` belongs to, for the session `fingerprint` names, as its
+    /// reader, and the sequence number to resume after.
     pub(super) fn resume(
         &self,
         last_event_id: &str,
         fingerprint: &str,
-    ) -> Result<(Arc<Replay>, u64), Unresumable> {
+    ) -> Result<(Reader, u64), Unresumable> {
         let (stream, kind, seq) = parse(last_event_id).ok_or(Unresumable::Foreign)?;
         let replay = self
             .lock()
@@ -135,11 +176,10 @@ impl Replays {
             .filter(|r| r.session == fingerprint && r.kind == kind && !r.expired())
             .cloned()
             .ok_or(Unresumable::Unknown(kind))?;
-        if seq + 1 < replay.state().first {
+        if seq.saturating_add(1) < replay.state().first {
             return Err(Unresumable::Overrun(kind));
         }
-        replay.state().readers += 1;
-        Ok((replay, seq))
+        Ok((Reader::new(&replay), seq))
     }
 }
 
@@ -169,6 +209,44 @@ pub(super) struct Replay {
     session: String,
     state: Mutex<State>,
     seq: watch::Sender<Progress>,
+    /// The bytes all of the data plane's buffers hold.
+    total: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A connection reading a stream: while one is, the stream does not expire.
+pub(super) struct Reader(Arc<Replay>);
+
+impl Reader {
+    fn new(replay: &Arc<Replay>) -> Reader {
+        let mut state = replay.state();
+        state.readers += 1;
+        state.idle_since = None;
+        drop(state);
+        Reader(replay.clone())
+    }
+
+    /// The stream read.
+    pub(super) fn replay(&self) -> &Arc<Replay> {
+        &self.0
+    }
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        let bytes = self.state().bytes;
+        self.total
+            .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.readers = state.readers.saturating_sub(1);
+        if state.readers == 0 {
+            state.idle_since = Some(Instant::now());
+        }
+    }
 }
 
 struct State {
@@ -180,6 +258,8 @@ struct State {
     readers: usize,
     /// Since when nobody has read it.
     idle_since: Option<Instant>,
+    /// How long it stays resumable once nobody reads it.
+    keep: Duration,
 }
 
 impl Replay {
@@ -188,18 +268,25 @@ impl Replay {
     }
 
     fn expired(&self) -> bool {
-        self.state().idle_since.is_some_and(|t| t.elapsed() > KEEP)
+        let state = self.state();
+        state.idle_since.is_some_and(|t| t.elapsed() > state.keep)
     }
 
     /// Keeps `data` as the stream's next event; its id.
     pub(super) fn push(&self, data: &str) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
         let mut state = self.state();
         state.events.push_back(data.to_string());
         state.bytes += data.len();
-        while state.events.len() > MAX_EVENTS || (state.bytes > MAX_BYTES && state.events.len() > 1)
+        self.total.fetch_add(data.len(), Relaxed);
+        while state.events.len() > 1
+            && (state.events.len() > MAX_EVENTS
+                || state.bytes > MAX_BYTES
+                || self.total.load(Relaxed) > MAX_TOTAL_BYTES)
         {
             if let Some(old) = state.events.pop_front() {
                 state.bytes -= old.len();
+                self.total.fetch_sub(old.len(), Relaxed);
                 state.first += 1;
             }
         }
@@ -213,27 +300,24 @@ impl Replay {
         format!("{:016x}{}{seq}", self.id, self.kind.letter())
     }
 
-    /// Marks the stream's end (a call's answer has arrived).
+    /// Marks the stream's end (a call's answer has arrived, or its writer is gone).
     pub(super) fn end(&self) {
         self.seq.send_modify(|p| p.ended = true);
     }
 
-    /// A reader left; the stream expires once it has had none for a while.
-    pub(super) fn leave(&self) {
-        let mut state = self.state();
-        state.readers = state.readers.saturating_sub(1);
-        if state.readers == 0 {
-            state.idle_since = Some(Instant::now());
-        }
+    /// The whole stream reached a connected client: it need not be kept long.
+    pub(super) fn delivered(&self) {
+        self.state().keep = KEEP_DELIVERED;
     }
 
     /// The events after `seq` still buffered, with their ids.
     pub(super) fn after(&self, seq: u64) -> Result<Vec<(String, String)>, Unresumable> {
         let state = self.state();
-        if seq + 1 < state.first {
+        let next = seq.saturating_add(1);
+        if next < state.first {
             return Err(Unresumable::Overrun(self.kind));
         }
-        let skip = (seq + 1 - state.first) as usize;
+        let skip = usize::try_from(next - state.first).unwrap_or(usize::MAX);
         Ok(state
             .events
             .iter()
@@ -255,7 +339,21 @@ impl Replay {
 
 /// An SSE `message` event with an id.
 pub(super) fn event_with_id(id: &str, data: &str) -> String {
-    format!("id: {id}\nevent: message\ndata: {data}\n\n")
+    let mut wire = format!("id: {id}\nevent: message\n");
+    data_lines(&mut wire, data);
+    wire
+}
+
+/// `data` as an event's `data:` lines, and the blank line that ends the event.
+pub(super) fn data_lines(wire: &mut String, data: &str) {
+    // CR, LF and CRLF all end a line in SSE.
+    let data = data.replace("\r\n", "\n").replace('\r', "\n");
+    for line in data.split('\n') {
+        wire.push_str("data: ");
+        wire.push_str(line);
+        wire.push('\n');
+    }
+    wire.push('\n');
 }
 
 #[cfg(test)]
@@ -265,12 +363,14 @@ mod tests {
     #[test]
     fn a_stream_resumes_after_the_last_event_its_client_saw() {
         let replays = Replays::default();
-        let r = replays.open("fp", Kind::Call).expect("room");
+        let (r, writer) = replays.open("fp", Kind::Call).expect("room");
         let first = r.push("one");
         let _ = r.push("two");
         let _ = r.push("three");
         r.end();
+        drop(writer);
         let (again, seq) = replays.resume(&first, "fp").expect("resumable");
+        let again = again.replay().clone();
         let rest: Vec<String> = again
             .after(seq)
             .expect("buffered")
@@ -295,7 +395,7 @@ mod tests {
     #[test]
     fn buffers_are_bounded_and_say_when_they_no_longer_reach_back() {
         let replays = Replays::default();
-        let r = replays.open("fp", Kind::Listen).expect("room");
+        let (r, _writer) = replays.open("fp", Kind::Listen).expect("room");
         let first = r.push("0");
         for i in 0..=MAX_EVENTS {
             let _ = r.push(&i.to_string());
@@ -313,5 +413,39 @@ mod tests {
             .after(parse(&last).expect("ours").2)
             .expect("ok")
             .is_empty());
+        // An id at the end of the number range is no panic.
+        assert!(r.after(u64::MAX).expect("nothing after it").is_empty());
+        let edge = format!("{:016x}l{}", r.id, u64::MAX);
+        assert!(replays.resume(&edge, "fp").is_ok());
+    }
+
+    #[test]
+    fn data_with_line_breaks_cannot_forge_fields() {
+        let wire = event_with_id("abc", "x\nid: forged\r\ndata: y\rretry: 1");
+        assert_eq!(
+            wire,
+            "id: abc\nevent: message\ndata: x\ndata: id: forged\ndata: data: y\ndata: retry: 1\n\n"
+        );
+    }
+
+    #[test]
+    fn one_session_cannot_take_every_buffer_and_readers_keep_streams_alive() {
+        let replays = Replays::default();
+        let mut held: Vec<_> = (0..MAX_STREAMS_PER_SESSION)
+            .map(|_| replays.open("greedy", Kind::Call).expect("room"))
+            .collect();
+        assert!(replays.open("greedy", Kind::Call).is_none());
+        assert!(replays.open("other", Kind::Call).is_some());
+        let (r, writer) = held.remove(0);
+        let id = r.push("x");
+        assert!(r.state().idle_since.is_none(), "read by its writer");
+        drop(writer);
+        assert!(r.state().idle_since.is_some(), "nobody reads it now");
+        drop(held);
+        let (reader, _) = replays.resume(&id, "greedy").expect("still buffered");
+        assert!(
+            reader.replay().state().idle_since.is_none(),
+            "a reader again"
+        );
     }
 }

@@ -209,11 +209,11 @@ impl Gateway {
                 let fp = resumable.as_deref().unwrap_or_default();
                 let from = match last_event_id.map(|id| self.replays.resume(&id, fp)) {
                     None => ListenFrom::Fresh(resumable.as_deref()),
-                    Some(Ok((replay, seq))) if replay.kind() == Kind::Call => {
-                        rec.outcome = self.resume_call(out, replay, seq).await?;
+                    Some(Ok((reader, seq))) if reader.replay().kind() == Kind::Call => {
+                        rec.outcome = self.resume_call(out, reader, seq).await?;
                         return Ok(None);
                     }
-                    Some(Ok((replay, seq))) => ListenFrom::Resumed(replay, seq),
+                    Some(Ok((reader, seq))) => ListenFrom::Resumed(reader, seq),
                     // A call's stream that cannot be resumed: say so, or the client would
                     // wait for its answer forever.
                     Some(Err(
