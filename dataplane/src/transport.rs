@@ -243,6 +243,8 @@ pub struct Forward {
     pub client_capabilities: Value,
     /// A stateless client's retry of a call that needed its input (`InputRequiredResult`).
     pub continuation: Option<Continuation>,
+    /// Who is calling (a held call may be continued by its caller only).
+    pub caller: String,
 }
 
 /// What a stateless client's retry carries for a call the gateway holds.
@@ -579,7 +581,8 @@ fn stateless(server: &ServerView, req: &RequestInfo, message: Message, gate: &dy
             .unwrap_or_default();
         return Outcome::Subscribe { id, filter, routes };
     }
-    if let Some(forward) = upstream_route(server, &id, &method, &params, true) {
+    if let Some(mut forward) = upstream_route(server, &id, &method, &params, true) {
+        forward.caller = req.caller.subject.clone();
         return Outcome::Forward(forward);
     }
     match local::answer(server, &method, &params, &req.caller) {
@@ -616,6 +619,7 @@ fn upstream_route(
         Forward {
             client_capabilities,
             continuation,
+            caller: String::new(),
             client_id: id.clone(),
             upstream: upstream.to_string(),
             method: method.to_string(),

@@ -76,6 +76,35 @@ pub fn uses_own_session(name: &str, spec: &UpstreamEntry, client: Option<&Sessio
     own_ref(name, spec, client).is_some()
 }
 
+/// Upstream sessions that end (DELETE, in the background) when this is dropped.
+pub struct SessionsToEnd {
+    sessions: Vec<(McpHttp, Arc<UpstreamSession>)>,
+}
+
+impl SessionsToEnd {
+    /// Keeps the sessions open after all: something else ends them now.
+    pub fn disarm(mut self) {
+        self.sessions.clear();
+    }
+}
+
+impl Drop for SessionsToEnd {
+    fn drop(&mut self) {
+        if self.sessions.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // shutting down: the upstreams forget them on their own
+        };
+        let sessions = std::mem::take(&mut self.sessions);
+        runtime.spawn(async move {
+            for (mcp, s) in sessions {
+                mcp.terminate(&s, DEFAULT_CONNECT_TIMEOUT).await;
+            }
+        });
+    }
+}
+
 /// Upstream sessions by upstream name (and URL, so a changed URL gets a new session).
 pub struct UpstreamPool {
     mcp: McpHttp,
@@ -163,6 +192,16 @@ impl UpstreamPool {
 
     /// Ends a client's upstream sessions (best effort, in the background).
     pub fn close_for(&self, client: &Session, specs: &dyn Fn(&str) -> Option<Arc<UpstreamEntry>>) {
+        drop(self.ender_for(client, specs));
+    }
+
+    /// What ends a client's upstream sessions when dropped: however the code that opened
+    /// them stops (returns, fails, or is cancelled), they do not outlive it.
+    pub fn ender_for(
+        &self,
+        client: &Session,
+        specs: &dyn Fn(&str) -> Option<Arc<UpstreamEntry>>,
+    ) -> SessionsToEnd {
         let mut sessions = Vec::new();
         for (name, r) in &client.upstreams {
             if let Some(spec) = specs(name) {
@@ -170,11 +209,7 @@ impl UpstreamPool {
                 sessions.push((self.mcp_for(&spec), self.current(&s).unwrap_or(Arc::new(s))));
             }
         }
-        tokio::spawn(async move {
-            for (mcp, s) in sessions {
-                mcp.terminate(&s, DEFAULT_CONNECT_TIMEOUT).await;
-            }
-        });
+        SessionsToEnd { sessions }
     }
 
     fn client_session(&self, spec: &UpstreamEntry, r: &UpstreamRef) -> UpstreamSession {

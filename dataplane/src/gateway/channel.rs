@@ -108,6 +108,24 @@ impl Gateway {
         body: &[u8],
     ) -> Result<Option<Reply>> {
         rec.principal = channel.caller.subject.clone();
+        if channel.session().is_some() {
+            // The connection is the session: a second initialize would orphan the first.
+            if let Ok(msg) = serde_json::from_slice::<Value>(body) {
+                if msg.get("method").and_then(Value::as_str) == Some("initialize") {
+                    rec.method = "initialize".into();
+                    rec.outcome = "error";
+                    let refused = jsonrpc::error_response(
+                        msg.get("id").unwrap_or(&Value::Null),
+                        &RpcError::new(
+                            jsonrpc::INVALID_REQUEST,
+                            "this connection has its session already: open another connection for a new one",
+                        ),
+                    );
+                    let _ = channel.tx.send(refused.to_string()).await;
+                    return Ok(None);
+                }
+            }
+        }
         let info = channel.request_info("POST", protocol_version);
         let mut out = Out::Events(&channel.tx);
         let reply = self

@@ -119,17 +119,17 @@ impl Gateway {
         // Its GET stream is open before the call starts, so nothing the upstream asks on it
         // is lost.
         let mut side = None;
+        let mut ender = None;
         if let (Some(own), Some(spec)) = (&own, &spec) {
             f.session = Some(own.clone());
+            ender = Some(self.call_session_ender(own, spec));
             side = self.session_stream(&f, spec, own).await;
         }
         let outcome = self
             .forward_call(out, routes, server, f, resumable, side)
             .await;
-        if let (Some(own), Some(spec)) = (own, spec) {
-            if !matches!(outcome, Ok("input_required")) {
-                self.end_call_session(&own, spec);
-            }
+        if let (Some(ender), Ok("input_required")) = (ender, &outcome) {
+            ender.disarm(); // the held call ends it now
         }
         outcome
     }

@@ -10,6 +10,7 @@
 use super::forward::{Answering, UpstreamEvents};
 
 use super::*;
+use crate::upstreams::SessionsToEnd;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -21,6 +22,8 @@ const WAIT_FOR_CLIENT: Duration = Duration::from_secs(300);
 const MAX_HELD: usize = 10_000;
 /// How long questions an upstream asks together may lie apart.
 const GATHER: Duration = Duration::from_millis(20);
+/// How often calls nobody continued are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// What `requestState`s the gateway hands out start with.
 const STATE_PREFIX: &str = "sbh1.";
 
@@ -36,16 +39,23 @@ pub(super) struct Held {
     /// The upstream's requests it waits on: the key the client answers under, and the
     /// upstream's own request id.
     pending: Vec<(String, Value)>,
-    /// The upstream session the call runs in (its own, see `call_session`), if not shared.
+    /// The upstream session the call runs in (its own, see `call_session`), if not shared,
+    /// and what ends it when the call is done with or dropped.
     session: Option<crate::session::Session>,
-    spec: Arc<UpstreamEntry>,
+    ender: Option<SessionsToEnd>,
+    /// Who may continue it: the caller, on this virtual server.
+    caller: String,
+    server: String,
     since: Instant,
 }
 
-/// The calls this data plane holds, by `requestState`.
+/// The calls this data plane holds, by `requestState`. Calls nobody continues are dropped
+/// after a while (and their upstream sessions end with them).
 #[derive(Default)]
 pub(super) struct HeldCalls {
     calls: Mutex<HashMap<String, Held>>,
+    /// Whether the sweeper runs.
+    sweeping: std::sync::atomic::AtomicBool,
 }
 
 impl HeldCalls {
@@ -53,27 +63,51 @@ impl HeldCalls {
         self.calls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps `held`; its `requestState` (None when this data plane holds too many), and
-    /// the calls that waited too long, now dropped.
-    fn put(&self, held: Held) -> (Option<String>, Vec<Held>) {
+    /// Keeps `held`; its `requestState`, or None when this data plane holds too many.
+    fn put(self: &Arc<Self>, held: Held) -> Option<String> {
         use ring::rand::SecureRandom;
+        use std::sync::atomic::Ordering;
         let mut bytes = [0u8; 16];
-        if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
-            return (None, Vec::new());
-        }
+        ring::rand::SystemRandom::new().fill(&mut bytes).ok()?;
         let state = format!("{STATE_PREFIX}{}", hex::encode(bytes));
+        if !self.sweeping.swap(true, Ordering::SeqCst) {
+            let calls = Arc::downgrade(self);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(SWEEP_EVERY).await;
+                    let Some(calls) = calls.upgrade() else {
+                        return;
+                    };
+                    calls.sweep();
+                }
+            });
+        }
+        self.sweep();
         let mut calls = self.lock();
-        let stale: Vec<String> = calls
-            .iter()
-            .filter(|(_, h)| h.since.elapsed() >= WAIT_FOR_CLIENT)
-            .map(|(k, _)| k.clone())
-            .collect();
-        let expired = stale.iter().filter_map(|k| calls.remove(k)).collect();
         if calls.len() >= MAX_HELD {
-            return (None, expired);
+            return None;
         }
         calls.insert(state.clone(), held);
-        (Some(state), expired)
+        Some(state)
+    }
+
+    /// Drops the calls that waited too long (outside the lock: their sessions end then).
+    fn sweep(&self) {
+        let stale: Vec<Held> = {
+            let mut calls = self.lock();
+            let keys: Vec<String> = calls
+                .iter()
+                .filter(|(_, h)| h.since.elapsed() >= WAIT_FOR_CLIENT)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.iter().filter_map(|k| calls.remove(k)).collect()
+        };
+        if !stale.is_empty() {
+            tracing::debug!(
+                calls = stale.len(),
+                "dropping held calls no client continued"
+            );
+        }
     }
 
     fn take(&self, state: &str) -> Option<Held> {
@@ -170,13 +204,13 @@ impl Gateway {
         }
     }
 
-    /// Ends a call's own upstream session.
-    pub(super) fn end_call_session(
+    /// What ends a call's own upstream session when dropped.
+    pub(super) fn call_session_ender(
         &self,
         session: &crate::session::Session,
-        spec: Arc<UpstreamEntry>,
-    ) {
-        self.upstreams.close_for(session, &|_| Some(spec.clone()));
+        spec: &Arc<UpstreamEntry>,
+    ) -> SessionsToEnd {
+        self.upstreams.ender_for(session, &|_| Some(spec.clone()))
     }
 
     /// The GET stream of a call's own upstream session, if the upstream offers one.
@@ -220,6 +254,9 @@ impl Gateway {
                 break;
             };
             match serde_json::from_str::<Value>(&event.data) {
+                Ok(msg) if crate::mcp::relay::is_request(&msg) && msg["method"] == "ping" => {
+                    self.pong(f, spec, &msg).await;
+                }
                 Ok(msg) if crate::mcp::relay::is_request(&msg) => questions.push(msg),
                 Ok(msg) if msg.get("id").is_none() => {
                     before.push(answering.restore(msg).to_string());
@@ -252,16 +289,12 @@ impl Gateway {
             target: target_of(&f.params),
             pending,
             session: f.session.clone(),
-            spec: spec.clone(),
+            ender: f.session.as_ref().map(|s| self.call_session_ender(s, spec)),
+            caller: f.caller.clone(),
+            server: f.server.clone(),
             since: Instant::now(),
         };
-        let (state, expired) = self.held.put(held);
-        for gone in expired {
-            if let Some(s) = &gone.session {
-                self.end_call_session(s, gone.spec.clone());
-            }
-        }
-        let state = state?;
+        let state = self.held.put(held)?;
         tracing::debug!(upstream = %f.upstream, method = %f.method, questions = asked.len(), "holding a call for a stateless client's input");
         let mut result = json!({
             "resultType": "input_required",
@@ -320,6 +353,12 @@ impl Gateway {
             };
             return out.reply(refuse(why)).await.map(|()| "error");
         };
+        if held.caller != f.caller || held.server != f.server {
+            // Not theirs: as if it did not exist (and it stays for its owner).
+            self.held.put_back(c.request_state.clone(), held);
+            let why = "requestState names no call waiting for this caller on this server";
+            return out.reply(refuse(why.into())).await.map(|()| "error");
+        }
         if held.upstream != f.upstream
             || held.method != f.method
             || held.target != target_of(&f.params)
@@ -338,6 +377,8 @@ impl Gateway {
             let why = format!("inputResponses has no answer under `{key}`");
             return out.reply(refuse(why)).await.map(|()| "error");
         }
+        let mut held = held;
+        let ender = held.ender.take();
         for (key, upstream_id) in &held.pending {
             let answer =
                 json!({"jsonrpc": "2.0", "id": upstream_id, "result": c.input_responses[key]});
@@ -345,9 +386,6 @@ impl Gateway {
                 .answer_upstream(&f.upstream, spec, held.session.as_ref(), &answer, call)
                 .await;
             if let Err(e) = sent {
-                if let Some(s) = &held.session {
-                    self.end_call_session(s, spec.clone());
-                }
                 let reply = Reply::json(
                     200,
                     &jsonrpc::error_response(
@@ -371,15 +409,14 @@ impl Gateway {
         };
         let answering = Answering {
             f: &f,
-            gateway_id: held.gateway_id,
+            gateway_id: held.gateway_id.clone(),
         };
+        let events = std::mem::replace(&mut held.events, Box::pin(futures::stream::empty()));
         let outcome = self
-            .stream_answer(out, held.events, answering, idle, resumable, spec)
+            .stream_answer(out, events, answering, idle, resumable, spec)
             .await;
-        if let Some(s) = &held.session {
-            if !matches!(outcome, Ok("input_required")) {
-                self.end_call_session(s, spec.clone());
-            }
+        if let (Some(ender), Ok("input_required")) = (ender, &outcome) {
+            ender.disarm(); // held again: the new hold ends it
         }
         outcome
     }
@@ -413,6 +450,37 @@ mod tests {
         assert!(askable(&json!({"roots": {"listChanged": true}})));
         assert!(!askable(&json!({"experimental": {}})));
         assert!(!askable(&Value::Null));
+    }
+
+    fn held(caller: &str, waited: Duration) -> Held {
+        Held {
+            events: Box::pin(futures::stream::empty()),
+            gateway_id: json!(1),
+            upstream: "u".into(),
+            method: "tools/call".into(),
+            target: json!("t"),
+            pending: Vec::new(),
+            session: None,
+            ender: None,
+            caller: caller.into(),
+            server: "demo".into(),
+            since: Instant::now() - waited,
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_nobody_continues_are_dropped() {
+        let calls = Arc::new(HeldCalls::default());
+        let fresh = calls.put(held("alice", Duration::ZERO)).expect("room");
+        let stale = calls
+            .put(held("bob", WAIT_FOR_CLIENT + Duration::from_secs(1)))
+            .expect("room");
+        assert!(calls.take(&stale).is_none(), "waited too long");
+        calls.sweep();
+        assert_eq!(calls.lock().len(), 1);
+        let kept = calls.take(&fresh).expect("still waiting");
+        assert_eq!(kept.caller, "alice");
+        assert!(calls.take(&fresh).is_none(), "continued once");
     }
 
     #[test]

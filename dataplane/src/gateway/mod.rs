@@ -71,7 +71,9 @@ pub struct Gateway {
     /// Buffers of resumable SSE streams.
     replays: replay::Replays,
     /// Calls waiting for a stateless client's input.
-    held: held::HeldCalls,
+    held: Arc<held::HeldCalls>,
+    /// WebSocket connections open here.
+    websockets: std::sync::atomic::AtomicUsize,
 }
 
 impl Gateway {
@@ -92,7 +94,8 @@ impl Gateway {
             changes: tokio::sync::watch::channel(0).1,
             legacy: LegacyClients::default(),
             replays: replay::Replays::default(),
-            held: held::HeldCalls::default(),
+            held: Arc::default(),
+            websockets: Default::default(),
         }
     }
 

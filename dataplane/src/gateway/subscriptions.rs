@@ -128,14 +128,12 @@ impl Gateway {
             sorted.sort();
             honored.insert("resourceSubscriptions".into(), json!(sorted));
         }
-        let outcome = self
-            .subscription_stream(out, server, &id, honored, lists, &watched, streams)
-            .await;
-        let routes_now = self.routes.load_full();
-        self.upstreams.close_for(&own, &|name| {
-            routes_now.upstream(name).or_else(|| routes.upstream(name))
-        });
-        outcome
+        // The subscription's upstream sessions end with it, however it ends.
+        let _ender = self
+            .upstreams
+            .ender_for(&own, &|name| routes.upstream(name));
+        self.subscription_stream(out, server, &id, honored, lists, &watched, streams)
+            .await
     }
 
     /// Opens `upstream`'s GET stream in the subscription's own session (opened here),

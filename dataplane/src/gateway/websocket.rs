@@ -24,6 +24,34 @@ const PIPE: usize = 64 << 10;
 
 /// How often an idle connection is pinged, so a client that vanished is noticed.
 const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// Pings a client may leave unanswered before the connection is taken for dead.
+const MAX_UNANSWERED_PINGS: u32 = 2;
+/// Messages of one connection served at once; past it, its frames wait to be read.
+const MAX_IN_FLIGHT: usize = 64;
+/// Most WebSocket connections one data plane keeps open.
+const MAX_CONNECTIONS: usize = 10_000;
+
+/// Counts an open connection while it lives.
+struct Open<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Open<'a> {
+    /// Counts one more, unless `count` is at the limit.
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Option<Open<'a>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let was = count.fetch_add(1, SeqCst);
+        if was >= MAX_CONNECTIONS {
+            count.fetch_sub(1, SeqCst);
+            return None;
+        }
+        Some(Open(count))
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 /// Why an upgrade request is refused, as its answer.
 fn refuse(status: u16, why: &str) -> Reply {
@@ -94,6 +122,15 @@ impl Gateway {
         let Some(caller) = self.caller(session, rec, server).await? else {
             return Ok(());
         };
+        let Some(_counted) = Open::new(&self.websockets) else {
+            rec.outcome = "error";
+            let reply = Reply::rpc_error(
+                503,
+                jsonrpc::INTERNAL_ERROR,
+                "too many WebSocket connections are open on this data plane",
+            );
+            return send(session, reply).await;
+        };
         let (channel, rx) = Channel::new(
             &server.name,
             caller,
@@ -145,14 +182,17 @@ impl Gateway {
         let mut listened = false;
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
+        let mut unanswered = 0;
         loop {
             let out = tokio::select! {
-                frame = frames.next() => match frame {
+                frame = frames.next(), if inflight.len() < MAX_IN_FLIGHT => match frame {
                     Some(Ok(Message::Text(text))) => {
+                        unanswered = 0;
                         inflight.push(self.ws_message(channel, text.as_bytes().to_vec()));
                         continue;
                     }
                     Some(Ok(Message::Binary(bytes))) => {
+                        unanswered = 0;
                         inflight.push(self.ws_message(channel, bytes.to_vec()));
                         continue;
                     }
@@ -161,7 +201,10 @@ impl Gateway {
                         tracing::debug!(server = %server.name, error = %e, "a WebSocket client's connection broke");
                         break;
                     }
-                    Some(Ok(_)) => continue, // pings are answered by the framing
+                    Some(Ok(_)) => {
+                        unanswered = 0; // a pong (pings are answered by the framing)
+                        continue;
+                    }
                 },
                 Some(()) = inflight.next(), if !inflight.is_empty() => continue,
                 next = rx.recv() => match next {
@@ -172,7 +215,14 @@ impl Gateway {
                     listened = true;
                     continue;
                 }
-                _ = ping.tick() => Message::Ping(Bytes::new()),
+                _ = ping.tick() => {
+                    if unanswered >= MAX_UNANSWERED_PINGS {
+                        tracing::debug!(server = %server.name, "a WebSocket client stopped answering pings");
+                        break;
+                    }
+                    unanswered += 1;
+                    Message::Ping(Bytes::new())
+                }
             };
             if sink.send(out).await.is_err() {
                 break;
