@@ -620,6 +620,25 @@ async fn stateless_clients_answer_upstream_questions_through_input_required_resu
         );
     }
 
+    // The example client does the same.
+    let example = tokio::process::Command::new(switchboard_testkit::python_bin().expect("python"))
+        .arg(root().join("examples/stateless/client.py"))
+        .args([url.as_str(), "ev_"])
+        .output();
+    let example = tokio::time::timeout(WAIT, example)
+        .await
+        .expect("example finished")
+        .expect("ran");
+    let printed = String::from_utf8_lossy(&example.stdout);
+    assert!(
+        example.status.success()
+            && printed.contains("the upstream asked to sample")
+            && printed.contains("a sampled answer")
+            && printed.contains("tools_list_changed"),
+        "{printed}{}",
+        String::from_utf8_lossy(&example.stderr)
+    );
+
     // A retry with a state this data plane never handed out is a clear error.
     let stale = reqwest::Client::new()
         .post(&url)
