@@ -698,3 +698,71 @@ async fn x_upstream_authorization_reaches_an_upstream_that_takes_it() {
         "{got}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pass_through_servers_apply_authorization_and_rate_limits_to_each_request() {
+    let everything = ServerEverything::start().await.expect("server-everything");
+    let (_cp, admin, _data) = control_plane(None).await;
+    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
+    let limit = "apiVersion: switchboard.dev/v1\nkind: RateLimitPolicy\nmetadata:\n  name: few-echoes\nspec:\n  requests: 3\n  per: 1h\n  key: [principal, tool]\n  mode: local\n---\n";
+    let raw = "apiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: raw\nspec:\n  passthrough: everything\n  authProvider: keys\n  rateLimits: [few-echoes]\n  authorization:\n    rules:\n      - action: deny\n        tools: ['get-sum']\n        groups: [devs]\n---\n";
+    apply(
+        &admin,
+        &format!(
+            "{}{}{limit}{raw}",
+            api_keys(
+                "keys",
+                &[("alice", "alice-key", "admins"), ("bob", "bob-key", "devs")]
+            ),
+            upstream("everything", &everything.url(), ""),
+        ),
+    );
+    let raw_url = url.replace("/servers/demo/mcp", "/servers/raw/mcp");
+    let deadline = std::time::Instant::now() + WAIT;
+    while initialize_with(&raw_url, &[("x-api-key", "bob-key")])
+        .await
+        .0
+        != 200
+    {
+        assert!(std::time::Instant::now() < deadline, "raw never served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The upstream's own session, through pingora; the gateway reads each call first.
+    let mut bob = McpHttpClient::new(raw_url.clone()).with_header("x-api-key", "bob-key");
+    bob.initialize().await.expect("bob initializes");
+    let sum = json!({"name": "get-sum", "arguments": {"a": 1, "b": 2}});
+    let refused = bob
+        .request("tools/call", sum.clone())
+        .await
+        .expect_err("bob may not");
+    assert!(refused.to_string().contains("-32003"), "{refused}");
+    let mut alice = McpHttpClient::new(raw_url.clone()).with_header("x-api-key", "alice-key");
+    alice.initialize().await.expect("alice initializes");
+    let answered = alice.request("tools/call", sum).await.expect("alice may");
+    assert!(answered.to_string().contains('3'), "{answered}");
+    // Three echoes an hour per caller and tool; the fourth is refused with -32029.
+    let echo = json!({"name": "echo", "arguments": {"message": "hi"}});
+    for _ in 0..3 {
+        bob.request("tools/call", echo.clone())
+            .await
+            .expect("within the limit");
+    }
+    let limited = bob
+        .request("tools/call", echo)
+        .await
+        .expect_err("over the limit");
+    assert!(limited.to_string().contains("-32029"), "{limited}");
+    // What the gateway reads is bounded: a larger call is a clear 413.
+    let big = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": "x".repeat(70 << 10)}}});
+    let too_big = reqwest::Client::new()
+        .post(&raw_url)
+        .header("x-api-key", "alice-key")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .json(&big)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(too_big.status().as_u16(), 413);
+}

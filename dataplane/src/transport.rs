@@ -116,6 +116,37 @@ fn admit(
     gate.admit(method, target)
 }
 
+/// Whether a pass-through server has policies that must read a request to apply
+/// (authorization rules, argument limits, rate limits).
+pub fn screens(server: &ServerView) -> bool {
+    !server.authz.is_open()
+        || server.limits.max_argument_bytes.is_some()
+        || !server.rate_limits.is_empty()
+}
+
+/// Applies a pass-through server's policies to one request, which the upstream answers
+/// if they let it through: the refusal to answer with instead, if any. A body that is not
+/// one JSON-RPC request is the upstream's to judge.
+pub fn screen(
+    server: &ServerView,
+    req: &RequestInfo,
+    body: &[u8],
+    gate: &dyn Gate,
+    seen: &mut Seen,
+) -> Option<Reply> {
+    let Ok(message) = jsonrpc::parse(body) else {
+        return None;
+    };
+    let stateless = claims_modern(&message);
+    let Message::Request { id, method, params } = message else {
+        return None;
+    };
+    seen.method = Some(crate::metrics::method_label(&method).to_string());
+    admit(server, req, gate, &method, &params)
+        .err()
+        .map(|refusal| refusal.reply(&id, stateless))
+}
+
 /// A complete HTTP answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {

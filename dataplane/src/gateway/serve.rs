@@ -2,6 +2,10 @@
 //! transport rules and policies, then answer, forward, or hand over to the proxy.
 
 use super::forward::ListenFrom;
+
+/// Most request bytes a pass-through server with per-request policies reads (pingora's
+/// retry buffer replays them to the upstream).
+const SCREENED_BODY_BYTES: usize = 64 << 10;
 use super::replay::{Kind, Unresumable};
 use super::*;
 
@@ -25,6 +29,14 @@ impl Gateway {
         if let Some(upstream) = server.passthrough.clone().filter(|_| legacy.is_none()) {
             rec.upstream = upstream.clone();
             rec.outcome = "proxied";
+            if let Some(refused) = self
+                .screen_passthrough(session, rec, &server, caller)
+                .await?
+            {
+                rec.outcome = refused.outcome();
+                send(session, refused).await?;
+                return Ok(Step::Done(true));
+            }
             let query = session.req_header().uri.query().map(str::to_string);
             return match self.pass_target(routes, &upstream, query.as_deref()).await {
                 Ok(mut t) => {
@@ -255,6 +267,63 @@ impl Gateway {
                 .inc();
         }
         Ok(Some(reply))
+    }
+
+    /// Applies a pass-through server's per-request policies: reads the request (kept for
+    /// pingora to send on as it is) and refuses it, or lets it through (None). Servers
+    /// without such policies are not read at all.
+    async fn screen_passthrough(
+        &self,
+        session: &mut Session,
+        rec: &mut Record,
+        server: &ServerView,
+        caller: Principal,
+    ) -> Result<Option<Reply>> {
+        if session.req_header().method != pingora::http::Method::POST || !transport::screens(server)
+        {
+            return Ok(None);
+        }
+        // What is read is replayed to the upstream from pingora's retry buffer, which holds
+        // at most this much.
+        let limit =
+            SCREENED_BODY_BYTES.min(server.limits.max_body_bytes.unwrap_or(self.max_body_bytes));
+        session.enable_retry_buffering();
+        let body = match self.read_body(session, limit).await? {
+            Ok(b) => b,
+            Err(_) => {
+                session.set_keepalive(None);
+                return Ok(Some(Reply::rpc_error(
+                    413,
+                    jsonrpc::INVALID_REQUEST,
+                    format!("a pass-through server with authorization rules, argument limits or rate limits reads each request, and takes at most {limit} bytes"),
+                )));
+            }
+        };
+        let info = RequestInfo {
+            method: "POST".into(),
+            caller,
+            ..RequestInfo::default()
+        };
+        let client_ip = client_ip(session);
+        let gate = Limits {
+            limiter: &self.limiter,
+            server,
+            principal: &info.caller.subject,
+            client_ip: &client_ip,
+        };
+        let mut seen = transport::Seen::default();
+        let refused = transport::screen(server, &info, &body, &gate, &mut seen);
+        rec.method = seen.method.unwrap_or_default();
+        if refused
+            .as_ref()
+            .is_some_and(|r| r.error_code == Some(jsonrpc::FORBIDDEN))
+        {
+            metrics()
+                .authz_denied
+                .with_label_values(&[server.name.as_str()])
+                .inc();
+        }
+        Ok(refused)
     }
 
     /// Ends a client's session: its upstream sessions end too.
