@@ -92,21 +92,7 @@ async fn foreign_origins_and_rebound_hosts_are_refused_on_loopback() {
 
 /// The Python SDK client's tool-call run (`py_stdio_client.py ARGS`).
 async fn py_tool_calls(args: &[&str]) -> Value {
-    let out = tokio::process::Command::new(switchboard_testkit::python_bin().expect("python"))
-        .arg(root().join("tests/peers/py_stdio_client.py"))
-        .args(args)
-        .output();
-    let out = tokio::time::timeout(WAIT, out)
-        .await
-        .expect("finished")
-        .expect("ran");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    python_peer("py_stdio_client.py", args).await
 }
 
 /// Tools listed, echo answered, three progress notifications, and a clean unknown-tool error.
@@ -176,7 +162,6 @@ async fn stdio_clients_reach_the_gateway_through_switchboard_connect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_with_a_stream_hear_when_the_tool_list_changes() {
-    use futures::StreamExt;
     let (_grow, base) = peer("growing_server.py", &[]).await;
     let stack = gateway_stack("grow", &format!("{base}/mcp"), "grow_", "grow_add_tool").await;
     let url = stack.url.clone();
@@ -202,18 +187,16 @@ async fn sessions_with_a_stream_hear_when_the_tool_list_changes() {
         .expect("add_tool");
     // The upstream tells discovery, discovery updates the catalog, the new snapshot changes
     // the listing, and the session's stream says so.
-    let mut seen = String::new();
-    let heard = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        while let Some(Ok(chunk)) = body.next().await {
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-            if seen.contains("notifications/tools/list_changed") {
-                return true;
-            }
-        }
-        false
-    })
+    let seen = read_until(
+        &mut body,
+        "notifications/tools/list_changed",
+        std::time::Duration::from_secs(10),
+    )
     .await;
-    assert_eq!(heard, Ok(true), "stream so far: {seen}");
+    assert!(
+        seen.contains("notifications/tools/list_changed"),
+        "stream so far: {seen}"
+    );
     assert_eq!(
         seen.matches("notifications/tools/list_changed").count(),
         1,
@@ -304,7 +287,6 @@ async fn a_client_cancellation_reaches_the_upstream_request_it_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resource_subscription_brings_its_updates_to_the_subscriber() {
-    use futures::StreamExt;
     let stack = everything_stack("ev_", "ev_toggle-subscriber-updates").await;
     let url = stack.url.clone();
     let mut client = switchboard_testkit::McpHttpClient::new(url.clone());
@@ -340,19 +322,13 @@ async fn a_resource_subscription_brings_its_updates_to_the_subscriber() {
         )
         .await
         .expect("start updates");
-    let mut seen = String::new();
+    // The update names the URI (as `"uri":"…"` in the event's data).
     let wanted = format!("\"uri\":\"{uri}\"");
-    let heard = tokio::time::timeout(std::time::Duration::from_secs(12), async {
-        while let Some(Ok(chunk)) = body.next().await {
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-            if seen.contains("notifications/resources/updated") && seen.contains(&wanted) {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(heard, Ok(true), "stream so far: {seen}");
+    let seen = read_until(&mut body, &wanted, std::time::Duration::from_secs(12)).await;
+    assert!(
+        seen.contains("notifications/resources/updated") && seen.contains(&wanted),
+        "stream so far: {seen}"
+    );
     client
         .request("resources/unsubscribe", serde_json::json!({"uri": uri}))
         .await
@@ -578,24 +554,7 @@ async fn stateless_clients_answer_upstream_questions_through_input_required_resu
     // and the held upstream call goes on to its result.
     let run = |tag: &'static str| {
         let url = url.clone();
-        async move {
-            let out =
-                tokio::process::Command::new(switchboard_testkit::python_bin().expect("python"))
-                    .arg(root().join("tests/peers/py_input_client.py"))
-                    .args([url.as_str(), "ev_", tag])
-                    .output();
-            let out = tokio::time::timeout(WAIT, out)
-                .await
-                .expect("finished")
-                .expect("ran");
-            serde_json::from_slice::<Value>(&out.stdout).unwrap_or_else(|e| {
-                panic!(
-                    "{e}: {}\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                )
-            })
-        }
+        async move { python_peer("py_input_client.py", &[url.as_str(), "ev_", tag]).await }
     };
     let (alpha, beta) = tokio::join!(run("alpha"), run("beta"));
     for (seen, me, other) in [(&alpha, "alpha", "beta"), (&beta, "beta", "alpha")] {
@@ -667,21 +626,7 @@ async fn stateless_clients_listen_for_list_changes_and_resource_updates() {
     // The Python SDK's `subscriptions/listen`: the gateway acknowledges what it honors (the
     // URI no one serves is left out), then passes on the upstream's update of the note and
     // its own tools list_changed once discovery has the new tool.
-    let out = tokio::process::Command::new(switchboard_testkit::python_bin().expect("python"))
-        .arg(root().join("tests/peers/py_listen_client.py"))
-        .args([stack.url.as_str(), "grow_"])
-        .output();
-    let out = tokio::time::timeout(WAIT, out)
-        .await
-        .expect("finished")
-        .expect("ran");
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let seen = python_peer("py_listen_client.py", &[stack.url.as_str(), "grow_"]).await;
     assert_eq!(
         seen["honored"],
         serde_json::json!({"toolsListChanged": true, "resourceSubscriptions": ["growing://note"]}),

@@ -379,3 +379,23 @@ pub async fn cutting_relay(
     });
     (addr, cuts)
 }
+
+/// Runs a Python test peer (`tests/peers/SCRIPT ARGS`, on the venv's Python with the PyPI
+/// SDK) and parses the one JSON object it prints.
+pub async fn python_peer(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = tokio::process::Command::new(switchboard_testkit::python_bin().expect("python"))
+        .arg(root().join("tests/peers").join(script))
+        .args(args)
+        .output();
+    let out = tokio::time::timeout(WAIT, out)
+        .await
+        .expect("the Python peer finished")
+        .expect("ran");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{script} printed no JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
