@@ -19,6 +19,7 @@ pub struct Metrics {
     pub upstream_seconds: HistogramVec,
     pub in_flight: IntGauge,
     pub sse_streams: IntGauge,
+    pub websockets: IntGauge,
     /// server.
     pub sessions_opened: IntCounterVec,
     /// server.
@@ -152,6 +153,11 @@ impl Metrics {
                 &r,
                 "switchboard_sse_streams_open",
                 "SSE answers being streamed to clients now.",
+            ),
+            websockets: gauge(
+                &r,
+                "switchboard_websocket_connections_open",
+                "WebSocket client connections open now.",
             ),
             sessions_opened: counter(
                 &r,

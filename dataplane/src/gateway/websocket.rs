@@ -146,7 +146,7 @@ impl Gateway {
         }
         session.set_read_timeout(None);
         session.write_response_header(Box::new(resp), false).await?;
-        let _open = Tracked::new(&metrics().sse_streams);
+        let _open = Tracked::new(&metrics().websockets);
         let max = server.limits.max_body_bytes.unwrap_or(self.max_body_bytes);
         let config = WebSocketConfig::default()
             .max_message_size(Some(max))
