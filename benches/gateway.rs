@@ -21,6 +21,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 const LIST_TOOLS: usize = 1000;
 const STREAM_EVENTS: u64 = 100;
 const IDLE_SESSIONS: usize = 10_000;
+/// Idle GET streams held open at once for the per-stream memory figure (each holds a
+/// connection to the gateway, and the gateway may hold one upstream, so this stays well
+/// under the machine's 20 000 file descriptors per process).
+const IDLE_STREAMS: usize = 5_000;
 
 /// The upstream example, built next to this benchmark (`make bench` builds it).
 fn upstream_bin() -> PathBuf {
@@ -330,6 +334,62 @@ async fn idle_sessions(target: &Target) -> (f64, usize) {
     (per_session, opened)
 }
 
+/// Memory per idle session stream: RSS growth while `IDLE_STREAMS` GET streams (each on a
+/// session of its own) are held open. None when the target serves no such stream.
+async fn idle_streams(target: &Target) -> Option<(f64, usize)> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let before = rss_kib(target.pid);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let per = IDLE_STREAMS / 64;
+    let workers: Vec<_> = (0..64)
+        .map(|_| {
+            let (http, target) = (http.clone(), target.clone());
+            tokio::spawn(async move {
+                let mut open = Vec::new();
+                for _ in 0..per {
+                    if Instant::now() > deadline {
+                        break;
+                    }
+                    let Ok(Some(session)) = initialize(&http, &target).await else {
+                        continue;
+                    };
+                    let mut req = http
+                        .get(&target.url)
+                        .header("accept", "text/event-stream")
+                        .header("mcp-session-id", &session)
+                        .header("mcp-protocol-version", "2025-06-18");
+                    for (k, v) in &target.headers {
+                        req = req.header(k, v);
+                    }
+                    match req.send().await {
+                        Ok(r) if r.status().is_success() => open.push(r),
+                        _ => break, // no GET stream here
+                    }
+                }
+                open
+            })
+        })
+        .collect();
+    let mut streams = Vec::new();
+    for w in workers {
+        streams.extend(w.await.unwrap_or_default());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(target.pid);
+    let opened = streams.len();
+    drop(streams);
+    if opened == 0 {
+        return None;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let per_stream = (after.saturating_sub(before) as f64 * 1024.0) / opened as f64;
+    Some((per_stream, opened))
+}
+
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -516,8 +576,28 @@ async fn main() {
             json!({"sessions": opened, "bytes_per_session": bytes}),
         );
     }
+    let mut streams = serde_json::Map::new();
+    for target in &targets {
+        match idle_streams(target).await {
+            Some((bytes, opened)) => {
+                println!(
+                    "{opened} idle GET streams via {}: {:.0} bytes of RSS each (serving process)",
+                    target.name, bytes
+                );
+                streams.insert(
+                    target.name.to_string(),
+                    json!({"streams": opened, "bytes_per_stream": bytes}),
+                );
+            }
+            None => println!(
+                "idle GET streams via {}: none (it serves no session stream)",
+                target.name
+            ),
+        }
+    }
     let report = json!({
         "seconds_per_measurement": seconds,
+        "idle_streams": streams,
         "machine": {"cpus": std::thread::available_parallelism().map_or(0, |n| n.get())},
         "results": results,
         "idle_sessions": idle,

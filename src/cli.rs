@@ -274,6 +274,11 @@ pub struct LimitArgs {
     /// Largest total of request header names and values (bigger ones get 431).
     #[arg(long, default_value_t = 64 << 10)]
     pub max_header_bytes: usize,
+    /// Read buffer of each client connection. Every open connection (an idle stream
+    /// included) holds one, so it sets most of what a connection costs; MCP requests are
+    /// small, so the default is small.
+    #[arg(long, env = "SWITCHBOARD_READ_BUFFER_BYTES", default_value_t = 4 << 10)]
+    pub read_buffer_bytes: usize,
     /// Origins browsers may send MCP requests from (comma-separated, `*` for any); without
     /// it only the request's own host and loopback origins are accepted (403 otherwise).
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]

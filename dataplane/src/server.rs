@@ -27,6 +27,8 @@ pub struct DataPlaneConfig {
     pub listen: String,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
+    /// Read buffer of each client connection (pingora's default is 64 KiB).
+    pub read_buffer_bytes: usize,
     /// A separate address for /metrics, /healthz and /readyz (else the main one serves them).
     pub metrics_listen: Option<String>,
     /// Origins browsers may call from (`*` for any); empty: same host or loopback only.
@@ -147,7 +149,11 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
         None => gateway,
     };
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
-    proxy.add_tcp(&config.listen);
+    let buffers = pingora::listeners::L4BufferSettings::new(
+        config.read_buffer_bytes,
+        pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,
+    );
+    proxy.add_listener(pingora::listeners::ListenerConfig::tcp(&config.listen).l4_buffer(buffers));
     server.add_service(proxy);
     if let Some(client) = discovery {
         server.add_service(background_service(
