@@ -765,4 +765,16 @@ async fn pass_through_servers_apply_authorization_and_rate_limits_to_each_reques
         .await
         .expect("POST");
     assert_eq!(too_big.status().as_u16(), 413);
+    // What cannot be screened is refused, not waved through: a batch hiding a denied call.
+    let batch = reqwest::Client::new()
+        .post(&raw_url)
+        .header("x-api-key", "bob-key")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get-sum","arguments":{"a":1,"b":2}}}]"#)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(batch.status().as_u16(), 400);
+    assert!(batch.text().await.unwrap_or_default().contains("batches"));
 }

@@ -126,7 +126,8 @@ pub fn screens(server: &ServerView) -> bool {
 
 /// Applies a pass-through server's policies to one request, which the upstream answers
 /// if they let it through: the refusal to answer with instead, if any. A body that is not
-/// one JSON-RPC request is the upstream's to judge.
+/// one JSON-RPC message (a batch, say) is refused, since its policies cannot be checked;
+/// notifications and responses pass.
 pub fn screen(
     server: &ServerView,
     req: &RequestInfo,
@@ -134,8 +135,10 @@ pub fn screen(
     gate: &dyn Gate,
     seen: &mut Seen,
 ) -> Option<Reply> {
-    let Ok(message) = jsonrpc::parse(body) else {
-        return None;
+    // What cannot be read cannot be screened: refused, not waved through.
+    let message = match jsonrpc::parse(body) {
+        Ok(m) => m,
+        Err(rejected) => return Some(Reply::json(400, &rejected.to_response())),
     };
     let stateless = claims_modern(&message);
     let Message::Request { id, method, params } = message else {

@@ -78,13 +78,21 @@ pub fn uses_own_session(name: &str, spec: &UpstreamEntry, client: Option<&Sessio
 
 /// Upstream sessions that end (DELETE, in the background) when this is dropped.
 pub struct SessionsToEnd {
-    sessions: Vec<(McpHttp, Arc<UpstreamSession>)>,
+    sessions: Vec<(McpHttp, UpstreamSession)>,
+    /// Sessions the upstream forgot and what replaced them: looked up when they end, since
+    /// a session may be replaced while in use.
+    replaced: Arc<Mutex<HashMap<String, Arc<UpstreamSession>>>>,
 }
 
 impl SessionsToEnd {
     /// Keeps the sessions open after all: something else ends them now.
     pub fn disarm(mut self) {
         self.sessions.clear();
+    }
+
+    /// Ends `other`'s sessions along with these.
+    pub fn absorb(&mut self, mut other: SessionsToEnd) {
+        self.sessions.append(&mut other.sessions);
     }
 }
 
@@ -96,7 +104,16 @@ impl Drop for SessionsToEnd {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return; // shutting down: the upstreams forget them on their own
         };
-        let sessions = std::mem::take(&mut self.sessions);
+        let sessions: Vec<(McpHttp, Arc<UpstreamSession>)> = std::mem::take(&mut self.sessions)
+            .into_iter()
+            .map(|(mcp, s)| {
+                let now = s
+                    .session_id
+                    .as_ref()
+                    .and_then(|id| lock(&self.replaced).get(id).cloned());
+                (mcp, now.unwrap_or_else(|| Arc::new(s)))
+            })
+            .collect();
         runtime.spawn(async move {
             for (mcp, s) in sessions {
                 mcp.terminate(&s, DEFAULT_CONNECT_TIMEOUT).await;
@@ -112,7 +129,7 @@ pub struct UpstreamPool {
     by_connect_timeout: Mutex<HashMap<Duration, McpHttp>>,
     sessions: Mutex<HashMap<(String, String), Arc<UpstreamSession>>>,
     /// Client upstream sessions the upstream forgot, by old id, and what replaced them.
-    replaced: Mutex<HashMap<String, Arc<UpstreamSession>>>,
+    replaced: Arc<Mutex<HashMap<String, Arc<UpstreamSession>>>>,
     /// One HTTP+SSE session per legacy upstream (and URL), shared by every client.
     legacy: Mutex<HashMap<(String, String), Arc<LegacySession>>>,
 }
@@ -123,7 +140,7 @@ impl Default for UpstreamPool {
             mcp: McpHttp::new(DEFAULT_CONNECT_TIMEOUT),
             by_connect_timeout: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
-            replaced: Mutex::new(HashMap::new()),
+            replaced: Arc::default(),
             legacy: Mutex::new(HashMap::new()),
         }
     }
@@ -205,11 +222,13 @@ impl UpstreamPool {
         let mut sessions = Vec::new();
         for (name, r) in &client.upstreams {
             if let Some(spec) = specs(name) {
-                let s = self.client_session(&spec, r);
-                sessions.push((self.mcp_for(&spec), self.current(&s).unwrap_or(Arc::new(s))));
+                sessions.push((self.mcp_for(&spec), self.client_session(&spec, r)));
             }
         }
-        SessionsToEnd { sessions }
+        SessionsToEnd {
+            sessions,
+            replaced: self.replaced.clone(),
+        }
     }
 
     fn client_session(&self, spec: &UpstreamEntry, r: &UpstreamRef) -> UpstreamSession {

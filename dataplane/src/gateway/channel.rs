@@ -7,6 +7,7 @@
 
 use super::forward::ListenFrom;
 use super::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use tokio::sync::{mpsc, Notify};
 
@@ -21,6 +22,8 @@ pub(super) struct Channel {
     sealed: Mutex<Option<String>>,
     /// Told when the session opens, so its GET-stream messages start flowing.
     opened: Notify,
+    /// An initialize is being served (a second one is refused meanwhile).
+    initializing: AtomicBool,
     pub(super) server: String,
     /// Who opened the connection (every message is theirs).
     caller: Principal,
@@ -42,6 +45,7 @@ impl Channel {
             tx,
             sealed: Mutex::new(None),
             opened: Notify::new(),
+            initializing: AtomicBool::new(false),
             server: server.to_string(),
             caller,
             client,
@@ -94,6 +98,17 @@ impl Channel {
     }
 }
 
+/// The id of an `initialize` request, if `body` is one.
+fn initialize_id(body: &[u8]) -> Option<Value> {
+    // Most messages are not: look before parsing.
+    if !body.windows(12).any(|w| w == b"\"initialize\"") {
+        return None;
+    }
+    let msg: Value = serde_json::from_slice(body).ok()?;
+    (msg.get("method").and_then(Value::as_str) == Some("initialize"))
+        .then(|| msg.get("id").cloned().unwrap_or(Value::Null))
+}
+
 impl Gateway {
     /// Serves one message a channel's client sent. What it produces goes to the channel;
     /// a refusal that is not a JSON-RPC message (an HTTP-level error) is returned, for
@@ -108,24 +123,42 @@ impl Gateway {
         body: &[u8],
     ) -> Result<Option<Reply>> {
         rec.principal = channel.caller.subject.clone();
-        if channel.session().is_some() {
-            // The connection is the session: a second initialize would orphan the first.
-            if let Ok(msg) = serde_json::from_slice::<Value>(body) {
-                if msg.get("method").and_then(Value::as_str) == Some("initialize") {
-                    rec.method = "initialize".into();
-                    rec.outcome = "error";
-                    let refused = jsonrpc::error_response(
-                        msg.get("id").unwrap_or(&Value::Null),
-                        &RpcError::new(
-                            jsonrpc::INVALID_REQUEST,
-                            "this connection has its session already: open another connection for a new one",
-                        ),
-                    );
-                    let _ = channel.tx.send(refused.to_string()).await;
-                    return Ok(None);
-                }
+        let initialize = initialize_id(body);
+        if let Some(id) = &initialize {
+            // The connection is the session: a second initialize (even one racing the
+            // first) would orphan the first session's upstream sessions.
+            if channel.session().is_some() || channel.initializing.swap(true, Ordering::SeqCst) {
+                rec.method = "initialize".into();
+                rec.outcome = "error";
+                let refused = jsonrpc::error_response(
+                    id,
+                    &RpcError::new(
+                        jsonrpc::INVALID_REQUEST,
+                        "this connection has its session already: open another connection for a new one",
+                    ),
+                );
+                let _ = channel.tx.send(refused.to_string()).await;
+                return Ok(None);
             }
         }
+        let served = self
+            .channel_dispatch(channel, rec, routes, server, protocol_version, body)
+            .await;
+        if initialize.is_some() && channel.session().is_none() {
+            channel.initializing.store(false, Ordering::SeqCst); // it failed: may be retried
+        }
+        served
+    }
+
+    async fn channel_dispatch(
+        &self,
+        channel: &Channel,
+        rec: &mut Record,
+        routes: &Routes,
+        server: &Arc<ServerView>,
+        protocol_version: Option<String>,
+        body: &[u8],
+    ) -> Result<Option<Reply>> {
         let info = channel.request_info("POST", protocol_version);
         let mut out = Out::Events(&channel.tx);
         let reply = self

@@ -336,10 +336,23 @@ impl Gateway {
                                     // the question as an `InputRequiredResult`.
                                     return match self.hold(events, answering, msg, spec).await {
                                         Some((before, result)) => {
+                                            let mut delivered = Ok(true);
                                             for note in before {
-                                                events_out.send(&note, false).await?;
+                                                if delivered.is_ok() {
+                                                    delivered = events_out.send(&note, false).await;
+                                                }
                                             }
-                                            events_out.send(&result.to_string(), true).await?;
+                                            if delivered.is_ok() {
+                                                delivered = events_out
+                                                    .send(&result.to_string(), true)
+                                                    .await;
+                                            }
+                                            if let Err(e) = delivered {
+                                                // Nobody learnt the state: the call would only
+                                                // wait out its time.
+                                                self.drop_held(&result);
+                                                return Err(e);
+                                            }
                                             Ok("input_required")
                                         }
                                         None => {

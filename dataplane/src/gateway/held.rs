@@ -305,6 +305,17 @@ impl Gateway {
         Some((before, jsonrpc::result_response(&f.client_id, result)))
     }
 
+    /// Drops the call an undelivered `InputRequiredResult` response names (its upstream
+    /// session ends with it).
+    pub(super) fn drop_held(&self, response: &Value) {
+        if let Some(state) = response
+            .pointer("/result/requestState")
+            .and_then(Value::as_str)
+        {
+            drop(self.held.take(state));
+        }
+    }
+
     /// Answers an upstream's `ping` to a stateless client (the gateway stands in for it).
     pub(super) async fn pong(&self, f: &Forward, spec: &UpstreamEntry, ping: &Value) {
         let pong = json!({"jsonrpc": "2.0", "id": ping["id"], "result": {}});

@@ -102,6 +102,9 @@ impl Gateway {
             nonce: 0,
         };
         let mut streams = Vec::new();
+        // The subscription's upstream sessions end with it, however it ends (also while
+        // they are still being opened).
+        let mut ender = self.upstreams.ender_for(&own, &|_| None);
         for (upstream, uris) in by_upstream {
             let Some(spec) = routes.upstream(&upstream) else {
                 continue;
@@ -110,10 +113,15 @@ impl Gateway {
                 headers: client_headers(client, server, &spec),
                 ..CallOptions::default()
             };
-            match self
+            let watching = self
                 .watch_resources(&upstream, &spec, &mut own, &uris, &call)
-                .await
-            {
+                .await;
+            if let Some(opened) = own.upstreams.get(&upstream) {
+                let mut one = own.clone();
+                one.upstreams = [(upstream.clone(), opened.clone())].into();
+                ender.absorb(self.upstreams.ender_for(&one, &|_| Some(spec.clone())));
+            }
+            match watching {
                 Ok((stream, accepted)) => {
                     watched.extend(accepted);
                     streams.push(stream);
@@ -128,12 +136,11 @@ impl Gateway {
             sorted.sort();
             honored.insert("resourceSubscriptions".into(), json!(sorted));
         }
-        // The subscription's upstream sessions end with it, however it ends.
-        let _ender = self
-            .upstreams
-            .ender_for(&own, &|name| routes.upstream(name));
-        self.subscription_stream(out, server, &id, honored, lists, &watched, streams)
-            .await
+        let outcome = self
+            .subscription_stream(out, server, &id, honored, lists, &watched, streams)
+            .await;
+        drop(ender);
+        outcome
     }
 
     /// Opens `upstream`'s GET stream in the subscription's own session (opened here),

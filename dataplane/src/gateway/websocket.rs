@@ -26,7 +26,8 @@ const PIPE: usize = 64 << 10;
 const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 /// Pings a client may leave unanswered before the connection is taken for dead.
 const MAX_UNANSWERED_PINGS: u32 = 2;
-/// Messages of one connection served at once; past it, its frames wait to be read.
+/// Requests of one connection served at once; past it, new requests are refused at once
+/// (answers and notifications still go through, so requests waiting on them can finish).
 const MAX_IN_FLIGHT: usize = 64;
 /// Most WebSocket connections one data plane keeps open.
 const MAX_CONNECTIONS: usize = 10_000;
@@ -95,6 +96,21 @@ fn handshake(session: &Session) -> std::result::Result<(String, bool), Reply> {
         ));
     }
     Ok((derive_accept_key(key.as_bytes()), mcp))
+}
+
+/// The refusal of a request that came while the connection serves as many as it may; None
+/// for anything else (answers and notifications are always served).
+fn too_busy(body: &[u8]) -> Option<String> {
+    let msg: Value = serde_json::from_slice(body).ok()?;
+    let id = msg.get("id").filter(|_| msg.get("method").is_some())?;
+    let refused = jsonrpc::error_response(
+        id,
+        &RpcError::new(
+            jsonrpc::INTERNAL_ERROR,
+            format!("this connection has {MAX_IN_FLIGHT} requests in flight already; retry when one is answered"),
+        ),
+    );
+    Some(refused.to_string())
 }
 
 impl Gateway {
@@ -181,19 +197,34 @@ impl Gateway {
         tokio::pin!(listening);
         let mut listened = false;
         let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
         let mut unanswered = 0;
         loop {
             let out = tokio::select! {
-                frame = frames.next(), if inflight.len() < MAX_IN_FLIGHT => match frame {
+                frame = frames.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
                         unanswered = 0;
-                        inflight.push(self.ws_message(channel, text.as_bytes().to_vec()));
+                        let body = text.as_bytes().to_vec();
+                        if inflight.len() >= MAX_IN_FLIGHT {
+                            if let Some(busy) = too_busy(&body) {
+                                let _ = channel.tx.try_send(busy);
+                                continue;
+                            }
+                        }
+                        inflight.push(self.ws_message(channel, body));
                         continue;
                     }
                     Some(Ok(Message::Binary(bytes))) => {
                         unanswered = 0;
-                        inflight.push(self.ws_message(channel, bytes.to_vec()));
+                        let body = bytes.to_vec();
+                        if inflight.len() >= MAX_IN_FLIGHT {
+                            if let Some(busy) = too_busy(&body) {
+                                let _ = channel.tx.try_send(busy);
+                                continue;
+                            }
+                        }
+                        inflight.push(self.ws_message(channel, body));
                         continue;
                     }
                     Some(Ok(Message::Close(_))) | None => break,
@@ -312,5 +343,19 @@ async fn pump(session: &mut Session, pipe: DuplexStream) {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_the_cap_requests_are_refused_and_answers_still_served() {
+        let refused = too_busy(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call"}"#)
+            .expect("a request is refused");
+        assert!(refused.contains(r#""id":7"#) && refused.contains("in flight"));
+        assert!(too_busy(br#"{"jsonrpc":"2.0","id":"sb1.u.MA","result":{}}"#).is_none());
+        assert!(too_busy(br#"{"jsonrpc":"2.0","method":"notifications/cancelled"}"#).is_none());
     }
 }
