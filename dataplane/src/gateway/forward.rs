@@ -843,12 +843,7 @@ impl Gateway {
                         events.out.end().await?;
                         return Ok("ok"); // the server is gone from this data plane
                     };
-                    let notes: Vec<Value> = ["tools", "prompts", "resources"]
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| now.lists[*i] != lists[*i])
-                        .map(|(_, kind)| json!({"jsonrpc": "2.0", "method": format!("notifications/{kind}/list_changed")}))
-                        .collect();
+                    let notes = list_changes(&lists, &now.lists, [true; 3]);
                     lists = now.lists;
                     notes
                 }
@@ -866,6 +861,20 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The kinds of listing a server has, in the order of `ServerView::lists`.
+pub(super) const LIST_KINDS: [&str; 3] = ["tools", "prompts", "resources"];
+
+/// The gateway's `notifications/*/list_changed` for the listings (of the kinds `wanted`)
+/// whose fingerprints differ between `before` and `now`.
+pub(super) fn list_changes(before: &[u64; 3], now: &[u64; 3], wanted: [bool; 3]) -> Vec<Value> {
+    LIST_KINDS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| wanted[*i] && before[*i] != now[*i])
+        .map(|(_, kind)| json!({"jsonrpc": "2.0", "method": format!("notifications/{kind}/list_changed")}))
+        .collect()
 }
 
 /// How often an idle client stream gets a comment, so a client that left is noticed.

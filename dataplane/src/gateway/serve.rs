@@ -144,14 +144,11 @@ impl Gateway {
             principal: &info.caller.subject,
             client_ip,
         };
-        rec.session = info
-            .session_id
-            .as_deref()
-            .map(crate::session::fingerprint)
-            .unwrap_or_default();
+        let fingerprint = info.session_id.as_deref().map(crate::session::fingerprint);
+        rec.session = fingerprint.clone().unwrap_or_default();
         // Streams of a session on streamable HTTP can be resumed (see `replay`).
         let resumable = match out {
-            Out::Http(_) => info.session_id.as_deref().map(crate::session::fingerprint),
+            Out::Http(_) => fingerprint,
             Out::Events(_) => None,
         };
         let mut seen = transport::Seen::default();

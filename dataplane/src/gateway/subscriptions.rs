@@ -12,11 +12,12 @@ use std::collections::{BTreeMap, HashSet};
 /// The `_meta` key that names the subscription a message belongs to.
 const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 
-/// The list kinds a filter opts in to, as `ServerView::lists` orders them.
-const LISTS: [(&str, &str); 3] = [
-    ("tools", "toolsListChanged"),
-    ("prompts", "promptsListChanged"),
-    ("resources", "resourcesListChanged"),
+/// The filter keys that opt in to each kind of listing, as `ServerView::lists` orders them
+/// (see `forward::LIST_KINDS`).
+const LIST_KEYS: [&str; 3] = [
+    "toolsListChanged",
+    "promptsListChanged",
+    "resourcesListChanged",
 ];
 
 /// `message` stamped with the subscription's id.
@@ -75,7 +76,7 @@ impl Gateway {
     ) -> Result<&'static str> {
         let mut honored = serde_json::Map::new();
         let mut lists = [false; 3];
-        for (i, (_, key)) in LISTS.iter().enumerate() {
+        for (i, key) in LIST_KEYS.iter().enumerate() {
             if filter.get(key) == Some(&json!(true)) {
                 honored.insert((*key).into(), json!(true));
                 lists[i] = true;
@@ -242,12 +243,7 @@ impl Gateway {
                         out.event(wire, &data, true).await?;
                         return Ok("ok");
                     };
-                    let notes = LISTS
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| lists[*i] && now.lists[*i] != seen[*i])
-                        .map(|(_, (kind, _))| json!({"jsonrpc": "2.0", "method": format!("notifications/{kind}/list_changed")}))
-                        .collect();
+                    let notes = super::forward::list_changes(&seen, &now.lists, lists);
                     seen = now.lists;
                     notes
                 }

@@ -203,21 +203,9 @@ impl Gateway {
         loop {
             let out = tokio::select! {
                 frame = frames.next() => match frame {
-                    Some(Ok(Message::Text(text))) => {
+                    Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
                         unanswered = 0;
-                        let body = text.as_bytes().to_vec();
-                        if inflight.len() >= MAX_IN_FLIGHT {
-                            if let Some(busy) = too_busy(&body) {
-                                let _ = channel.tx.try_send(busy);
-                                continue;
-                            }
-                        }
-                        inflight.push(self.ws_message(channel, body));
-                        continue;
-                    }
-                    Some(Ok(Message::Binary(bytes))) => {
-                        unanswered = 0;
-                        let body = bytes.to_vec();
+                        let body = message.into_data().to_vec();
                         if inflight.len() >= MAX_IN_FLIGHT {
                             if let Some(busy) = too_busy(&body) {
                                 let _ = channel.tx.try_send(busy);
