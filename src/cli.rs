@@ -101,6 +101,15 @@ pub struct BridgeArgs {
     /// request (the token itself never goes on the command line).
     #[arg(long)]
     pub bearer_env: Option<String>,
+    /// One child per HTTP session instead of one shared by all.
+    #[arg(long)]
+    pub per_session: bool,
+    /// With --per-session: most children at once.
+    #[arg(long, default_value_t = 16)]
+    pub max_sessions: usize,
+    /// With --per-session: stop a child whose session sent nothing for this long.
+    #[arg(long, default_value = "10m")]
+    pub idle_timeout: humantime::Duration,
 }
 
 /// `switchboard connect URL`.

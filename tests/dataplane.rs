@@ -13,7 +13,7 @@ use common::{node_peer, root, BIN, WAIT};
 
 fn quickstart() -> String {
     root()
-        .join("examples/quickstart.yaml")
+        .join("tests/fixtures/federation.yaml")
         .display()
         .to_string()
 }

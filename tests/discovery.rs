@@ -303,8 +303,8 @@ async fn killing_the_leading_control_plane_hands_discovery_to_the_other() {
     // The first replica leads once it has campaigned; the second starts after it.
     let deadline = Instant::now() + WAIT;
     let leader_of = |admin: &str| {
-        let (_, _, err) = cli(&["get", "upstreams", "--server", admin]);
-        err.lines()
+        let (_, out, _) = cli(&["get", "upstreams", "--server", admin]);
+        out.lines()
             .find_map(|l| l.strip_prefix("discovery leader: ").map(str::to_string))
     };
     apply(

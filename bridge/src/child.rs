@@ -1,10 +1,11 @@
-//! The stdio server: one child process, initialized once by the bridge and shared by every
-//! HTTP session. Requests get bridge-unique ids (and progress tokens) on the way in, so
-//! answers and progress find their way back to the HTTP request that asked; everything else
-//! the server says goes to every open GET stream.
+//! One stdio server process, initialized by the bridge and used by one or more HTTP
+//! sessions. Requests get bridge-unique ids (and progress tokens) on the way in, so answers
+//! and progress find their way back to the HTTP request that asked; everything else the
+//! server says goes to every open GET stream of its sessions. Its stderr goes to the log.
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,6 +19,122 @@ pub const CHILD_PROTOCOL_VERSION: &str = "2025-11-25";
 
 /// How long the stdio server may take to answer `initialize`.
 const INITIALIZE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest stderr line logged as it is (the rest is cut).
+const MAX_LOG_LINE: usize = 2_000;
+
+/// Variables a child started with [`Environment::Minimal`] takes from ours.
+pub const MINIMAL_ENV: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+
+/// Which of the bridge's own environment variables a child sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Environment {
+    /// All of them except these (e.g. the variable holding the bridge's bearer token).
+    InheritExcept(Vec<String>),
+    /// Only [`MINIMAL_ENV`]: a data plane's secrets never reach a child.
+    Minimal,
+}
+
+/// How to start the stdio server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildSpec {
+    pub command: String,
+    pub args: Vec<String>,
+    /// Set on top of what [`Environment`] lets through.
+    pub env: Vec<(String, String)>,
+    pub environment: Environment,
+    pub cwd: Option<PathBuf>,
+    /// Names the server in logs (an upstream's name, or the command).
+    pub label: String,
+}
+
+impl ChildSpec {
+    /// `command args`, inheriting the environment: what `switchboard bridge` runs.
+    pub fn command(command: &str, args: &[String]) -> ChildSpec {
+        ChildSpec {
+            command: command.to_string(),
+            args: args.to_vec(),
+            env: Vec::new(),
+            environment: Environment::InheritExcept(Vec::new()),
+            cwd: None,
+            label: command.to_string(),
+        }
+    }
+
+    fn build(&self) -> Command {
+        let mut cmd = Command::new(&self.command);
+        cmd.args(&self.args);
+        match &self.environment {
+            Environment::InheritExcept(names) => {
+                for name in names {
+                    cmd.env_remove(name);
+                }
+            }
+            Environment::Minimal => {
+                cmd.env_clear();
+                for name in MINIMAL_ENV {
+                    if let Some(v) = std::env::var_os(name) {
+                        cmd.env(name, v);
+                    }
+                }
+            }
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        // The child dies with the bridge, even one killed outright (it leads a process
+        // group of its own, so a signal to ours would not reach it).
+        // SAFETY: the closure runs between fork and exec and only makes one system call.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+}
+
+/// Where `command` is: itself when it names a path, else the first match on `PATH`; an error
+/// naming it when there is none (so a typo is reported before any start is tried).
+pub fn find_program(command: &str) -> Result<PathBuf, ChildError> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &std::path::Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let missing = |why: &str| ChildError::Spawn {
+        command: command.to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, why.to_string()),
+    };
+    if command.contains('/') {
+        let p = PathBuf::from(command);
+        return if runnable(&p) {
+            Ok(p)
+        } else {
+            Err(missing("no such executable file"))
+        };
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(command))
+        .find(|p| runnable(p))
+        .ok_or_else(|| missing("not found on PATH"))
+}
+
+/// The `initialize` params the bridge sends a child on its own behalf: no client
+/// capabilities, since a shared child's questions would have no one client to go to.
+pub fn bridge_initialize_params() -> Value {
+    json!({
+        "protocolVersion": CHILD_PROTOCOL_VERSION,
+        "capabilities": {},
+        "clientInfo": {"name": "switchboard-bridge", "version": env!("CARGO_PKG_VERSION")},
+    })
+}
 
 /// What can go wrong with the stdio server.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +176,9 @@ pub struct Child {
     /// Why the process ended, once it has.
     exited: watch::Sender<Option<String>>,
     process: Mutex<Option<Process>>,
+    /// Its process group (it and whatever it started), killed with it.
+    group: Option<i32>,
+    label: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -66,22 +186,35 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Child {
-    /// Starts `command args` and completes the MCP handshake with it.
-    pub async fn start(command: &str, args: &[String]) -> Result<Arc<Child>, ChildError> {
-        let mut process = Command::new(command)
-            .args(args)
+    /// Starts the server and completes the MCP handshake with it, initializing with
+    /// `params` (see [`bridge_initialize_params`]).
+    pub async fn start(spec: &ChildSpec, params: Value) -> Result<Arc<Child>, ChildError> {
+        let mut process = spec
+            .build()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| ChildError::Spawn {
-                command: command.to_string(),
+                command: spec.command.clone(),
                 source,
             })?;
+        let group = process.id().and_then(|id| i32::try_from(id).ok());
         let (Some(stdin), Some(stdout)) = (process.stdin.take(), process.stdout.take()) else {
             return Err(ChildError::Exited("no stdio pipes".into()));
         };
+        if let Some(stderr) = process.stderr.take() {
+            let label = spec.label.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let line: String = line.chars().take(MAX_LOG_LINE).collect();
+                    tracing::info!(target: "switchboard::stdio", server = %label, "{line}");
+                }
+            });
+        }
         let (broadcast, _) = broadcast::channel(256);
         let (exited, _) = watch::channel(None);
         let child = Arc::new(Child {
@@ -93,6 +226,8 @@ impl Child {
             initialized: OnceLock::new(),
             exited,
             process: Mutex::new(Some(process)),
+            group,
+            label: spec.label.clone(),
         });
         let reader = child.clone();
         tokio::spawn(async move {
@@ -105,16 +240,15 @@ impl Child {
                 }
             }
         });
-        child.handshake().await?;
+        if let Err(e) = child.handshake(params).await {
+            child.kill();
+            return Err(e);
+        }
         Ok(child)
     }
 
-    async fn handshake(&self) -> Result<(), ChildError> {
-        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": CHILD_PROTOCOL_VERSION,
-            "capabilities": {},
-            "clientInfo": {"name": "switchboard-bridge", "version": env!("CARGO_PKG_VERSION")},
-        }});
+    async fn handshake(&self, params: Value) -> Result<(), ChildError> {
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params});
         let mut rx = self.call("", init).await?;
         let answer = tokio::time::timeout(INITIALIZE_TIMEOUT, rx.recv())
             .await
@@ -279,7 +413,14 @@ impl Child {
     }
 
     fn ended(&self, why: String) {
-        tracing::error!(reason = %why, "stdio server ended");
+        let why = match lock(&self.process)
+            .as_mut()
+            .and_then(|p| p.try_wait().ok().flatten())
+        {
+            Some(status) => format!("{why} ({status})"),
+            None => why,
+        };
+        tracing::warn!(server = %self.label, reason = %why, "stdio server ended");
         let _ = self.exited.send(Some(why.clone()));
         let pending: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
         lock(&self.progress).clear();
@@ -290,10 +431,39 @@ impl Child {
         }
     }
 
-    /// Stops the server process.
+    /// Stops the server process and everything it started.
     pub fn kill(&self) {
-        if let Some(mut p) = lock(&self.process).take() {
-            let _ = p.start_kill();
+        let Some(mut p) = lock(&self.process).take() else {
+            return;
+        };
+        self.kill_group(&mut p);
+        let _ = p.start_kill();
+        // Reap it in the background so it does not linger as a zombie.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = p.wait().await;
+            });
+        }
+    }
+
+    /// Kills the child's process group, but only while the child is not reaped: until then
+    /// its id (and so its group's) cannot belong to anyone else.
+    fn kill_group(&self, p: &mut Process) {
+        if let (Some(group), Ok(None)) = (self.group, p.try_wait()) {
+            // SAFETY: kill(2) on the process group our unreaped child leads.
+            unsafe {
+                libc::kill(-group, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let taken = lock(&self.process).take();
+        if let Some(mut p) = taken {
+            self.kill_group(&mut p);
+            // kill_on_drop ends the child itself; tokio reaps it.
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The streamable-HTTP side: sessions minted by the bridge, POSTs answered as SSE (progress
 //! included) or JSON, a GET stream for what the server says outside calls, DELETE.
 
-use crate::child::{Child, CHILD_PROTOCOL_VERSION};
+use crate::child::CHILD_PROTOCOL_VERSION;
+use crate::sessions::{Isolation, OpenError, Sessions};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -9,9 +10,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use std::collections::HashSet;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
 
 /// Versions the bridge serves to clients (all session-based).
@@ -19,21 +19,17 @@ const VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-
 
 /// Shared state of the HTTP handlers.
 pub struct Bridge {
-    pub child: Arc<Child>,
-    sessions: Mutex<HashSet<String>>,
+    pub sessions: Arc<Sessions>,
+    isolation: Isolation,
 }
 
 impl Bridge {
-    /// HTTP sessions over `child`.
-    pub fn new(child: Arc<Child>) -> Self {
+    /// HTTP sessions over `sessions`' children.
+    pub fn new(sessions: Arc<Sessions>, isolation: Isolation) -> Self {
         Bridge {
-            child,
-            sessions: Mutex::new(HashSet::new()),
+            sessions,
+            isolation,
         }
-    }
-
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -47,8 +43,12 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The session a request names, or the error response for a missing or unknown one.
-fn session(bridge: &Bridge, headers: &HeaderMap) -> Result<String, Box<Response>> {
+/// The session a request names and its child, or the error response for a missing or
+/// unknown one (a session whose child died is unknown: the client must initialize again).
+fn session(
+    bridge: &Bridge,
+    headers: &HeaderMap,
+) -> Result<(String, Arc<crate::child::Child>), Box<Response>> {
     let Some(id) = header(headers, "mcp-session-id") else {
         return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
@@ -57,18 +57,17 @@ fn session(bridge: &Bridge, headers: &HeaderMap) -> Result<String, Box<Response>
             "missing Mcp-Session-Id header: send initialize first",
         )));
     };
-    if !bridge.sessions().contains(id) {
-        return Err(Box::new(error(
+    match bridge.sessions.child(id) {
+        Some(child) => Ok((id.to_string(), child)),
+        None => Err(Box::new(error(
             StatusCode::NOT_FOUND,
             &Value::Null,
             -32600,
             "unknown session: initialize a new one",
-        )));
+        ))),
     }
-    Ok(id.to_string())
 }
 
-/// `GET /healthz`: live while the stdio server runs.
 /// Refuses MCP requests without the configured bearer token (when one is configured).
 pub async fn require_bearer(
     State(expected): State<Arc<Option<String>>>,
@@ -102,10 +101,11 @@ pub async fn require_bearer(
         .into_response()
 }
 
+/// `GET /healthz`: ok while a new session could be served.
 pub async fn health(State(bridge): State<Arc<Bridge>>) -> Response {
-    match bridge.child.exit_reason() {
-        None => (StatusCode::OK, "ok\n").into_response(),
-        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+    match bridge.sessions.health() {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }
 }
 
@@ -147,20 +147,20 @@ pub async fn post(State(bridge): State<Arc<Bridge>>, headers: HeaderMap, body: B
         .and_then(Value::as_str)
         .map(str::to_string);
     if method.as_deref() == Some("initialize") {
-        return initialize(&bridge, id.unwrap_or(Value::Null), &msg);
+        return initialize(&bridge, id.unwrap_or(Value::Null), &msg).await;
     }
-    let session = match session(&bridge, &headers) {
+    let (session, child) = match session(&bridge, &headers) {
         Ok(s) => s,
         Err(r) => return *r,
     };
     let (Some(id), Some(_)) = (id.clone(), method) else {
         // A notification, or the client's answer to a server request.
-        return match bridge.child.notify(&session, msg).await {
+        return match child.notify(&session, msg).await {
             Ok(()) => StatusCode::ACCEPTED.into_response(),
             Err(e) => error(StatusCode::BAD_GATEWAY, &Value::Null, -32603, e.to_string()),
         };
     };
-    let rx = match bridge.child.call(&session, msg).await {
+    let rx = match child.call(&session, msg).await {
         Ok(rx) => rx,
         Err(e) => return error(StatusCode::OK, &id, -32603, e.to_string()),
     };
@@ -187,18 +187,28 @@ pub async fn post(State(bridge): State<Arc<Bridge>>, headers: HeaderMap, body: B
     }
 }
 
-fn initialize(bridge: &Bridge, id: Value, msg: &Value) -> Response {
-    let mut result = bridge.child.initialize_result();
-    // Answer with the client's version when we speak it; the server's otherwise.
-    let requested = msg
-        .pointer("/params/protocolVersion")
-        .and_then(Value::as_str);
-    let version = requested
-        .filter(|v| VERSIONS.contains(v))
-        .unwrap_or(CHILD_PROTOCOL_VERSION);
-    result["protocolVersion"] = json!(version);
-    let sid = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    bridge.sessions().insert(sid.clone());
+async fn initialize(bridge: &Bridge, id: Value, msg: &Value) -> Response {
+    let params = msg.get("params").cloned().unwrap_or_else(|| json!({}));
+    let (sid, child) = match bridge.sessions.open(&params).await {
+        Ok(opened) => opened,
+        Err(e @ (OpenError::AtCapacity(_) | OpenError::Unavailable(_))) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, &id, -32603, e.to_string())
+        }
+        Err(OpenError::Child(e)) => {
+            return error(StatusCode::BAD_GATEWAY, &id, -32603, e.to_string())
+        }
+    };
+    let mut result = child.initialize_result();
+    if bridge.isolation == Isolation::Shared {
+        // The shared child was initialized by the bridge: answer with the client's version
+        // when we speak it, the server's otherwise. A per-session child answered the
+        // client's own initialize.
+        let requested = params.get("protocolVersion").and_then(Value::as_str);
+        let version = requested
+            .filter(|v| VERSIONS.contains(v))
+            .unwrap_or(CHILD_PROTOCOL_VERSION);
+        result["protocolVersion"] = json!(version);
+    }
     let mut resp =
         axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response();
     if let Ok(v) = HeaderValue::from_str(&sid) {
@@ -209,9 +219,10 @@ fn initialize(bridge: &Bridge, id: Value, msg: &Value) -> Response {
 
 /// `GET` on the MCP endpoint: what the server says outside calls, as SSE.
 pub async fn get(State(bridge): State<Arc<Bridge>>, headers: HeaderMap) -> Response {
-    if let Err(r) = session(&bridge, &headers) {
-        return *r;
-    }
+    let (sid, child) = match session(&bridge, &headers) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
     if !header(&headers, "accept").is_some_and(|a| a.contains("text/event-stream")) {
         return error(
             StatusCode::NOT_ACCEPTABLE,
@@ -220,23 +231,45 @@ pub async fn get(State(bridge): State<Arc<Bridge>>, headers: HeaderMap) -> Respo
             "Accept must include text/event-stream",
         );
     }
-    let events = BroadcastStream::new(bridge.child.subscribe()).filter_map(|m| async move {
-        // A lagging reader skips what it missed rather than ending the stream.
-        m.ok()
-            .map(|m| Ok::<_, Infallible>(Event::default().event("message").data(m.to_string())))
+    let guard = bridge.sessions.stream(&sid);
+    let events = BroadcastStream::new(child.subscribe()).filter_map(move |m| {
+        let _open = &guard; // the session is listening while the stream lives
+        async move {
+            // A lagging reader skips what it missed rather than ending the stream.
+            m.ok()
+                .map(|m| Ok::<_, Infallible>(Event::default().event("message").data(m.to_string())))
+        }
     });
-    Sse::new(events)
+    // The stream ends when the child dies, so the client learns at once.
+    let ended = {
+        let child = child.clone();
+        async move {
+            child.wait_exit().await;
+        }
+    };
+    Sse::new(events.take_until(ended))
         .keep_alive(KeepAlive::default())
         .into_response()
 }
 
-/// `DELETE` on the MCP endpoint: ends the session.
+/// `DELETE` on the MCP endpoint: ends the session (and a per-session child).
 pub async fn delete(State(bridge): State<Arc<Bridge>>, headers: HeaderMap) -> Response {
-    match session(&bridge, &headers) {
-        Ok(id) => {
-            bridge.sessions().remove(&id);
-            StatusCode::OK.into_response()
-        }
-        Err(r) => *r,
+    let Some(id) = header(&headers, "mcp-session-id") else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &Value::Null,
+            -32600,
+            "missing Mcp-Session-Id header",
+        );
+    };
+    if bridge.sessions.close(id) {
+        StatusCode::OK.into_response()
+    } else {
+        error(
+            StatusCode::NOT_FOUND,
+            &Value::Null,
+            -32600,
+            "unknown session",
+        )
     }
 }

@@ -8,7 +8,7 @@ use crate::kinds::{
     rate_limit::RateLimitPolicySpec,
     resource::ResourceSpec,
     secret::SecretRef,
-    upstream::UpstreamSpec,
+    upstream::{StdioIsolation, UpstreamSpec},
     virtual_server::{UpstreamSelection, VirtualServerSpec},
 };
 use crate::object::{Kind, Resource};
@@ -154,6 +154,32 @@ impl Checker<'_> {
             if stdio.command.trim().is_empty() {
                 self.err("spec.stdio.command", "command must not be empty");
             }
+            for name in stdio.env.keys().chain(stdio.secret_env.keys()) {
+                if name.is_empty() || name.contains('=') || name.contains('\0') {
+                    self.err(
+                        &format!("spec.stdio.env.{name}"),
+                        "an environment variable name must be non-empty, without `=` or NUL",
+                    );
+                }
+            }
+            for name in stdio.secret_env.keys() {
+                if stdio.env.contains_key(name) {
+                    self.err(
+                        &format!("spec.stdio.secretEnv.{name}"),
+                        "set in both env and secretEnv",
+                    );
+                }
+            }
+            if stdio.max_sessions == Some(0) {
+                self.err("spec.stdio.maxSessions", "must be at least 1");
+            }
+            let per_session = stdio.isolation == StdioIsolation::PerSession;
+            if !per_session && (stdio.max_sessions.is_some() || stdio.idle_timeout.is_some()) {
+                self.err(
+                    "spec.stdio",
+                    "maxSessions and idleTimeout apply to `isolation: perSession` only",
+                );
+            }
         }
         if let Some(api) = &spec.openapi {
             self.url("spec.openapi.baseUrl", &api.base_url, &["http", "https"]);
@@ -229,6 +255,9 @@ impl Checker<'_> {
             );
         }
         self.secret_refs(auth.refs(), set);
+        if let Some(stdio) = &spec.stdio {
+            self.secret_refs(stdio.refs(), set);
+        }
     }
 
     /// Every referenced Secret exists and has the key.

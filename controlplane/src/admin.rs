@@ -252,18 +252,23 @@ impl Admin for AdminService {
     ) -> Result<Response<RefreshUpstreamResponse>, Status> {
         let name = request.into_inner().name;
         let state = self.state.borrow().clone();
-        let discovered = state
+        let spec = match state
             .resource_set()
             .get(Kind::Upstream, &name)
-            .map(|item| matches!(&item.resource, switchboard_config::Resource::Upstream(u) if u.spec.mcp.is_some()));
-        match discovered {
-            None => return Err(Status::not_found(format!("Upstream `{name}` not found"))),
-            Some(false) => {
-                return Err(Status::failed_precondition(format!(
-                    "Upstream `{name}` is not an MCP server over HTTP; the control plane does not discover it"
-                )))
-            }
-            Some(true) => {}
+            .map(|item| &item.resource)
+        {
+            Some(switchboard_config::Resource::Upstream(u)) => u.spec.clone(),
+            _ => return Err(Status::not_found(format!("Upstream `{name}` not found"))),
+        };
+        if spec.stdio.is_some() {
+            return Err(Status::failed_precondition(format!(
+                "Upstream `{name}` is a stdio server: the data planes that run it list it (at start, whenever it restarts or says its list changed, and every discovery.refreshInterval) and report what they find"
+            )));
+        }
+        if spec.mcp.is_none() {
+            return Err(Status::failed_precondition(format!(
+                "Upstream `{name}` is not an MCP server; the control plane does not discover it"
+            )));
         }
         let request = RefreshRequest {
             requested_unix_ms: crate::dataplanes::now_ms(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_config::Discovered;
 use switchboard_proto::v1::discovery_server::Discovery;
-use switchboard_proto::v1::{DiscoveryRequest, DiscoveryResponse, UpstreamSignal};
+use switchboard_proto::v1::{DiscoveryRequest, DiscoveryResponse, StdioReport, UpstreamSignal};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -28,6 +28,8 @@ pub struct Hub {
     pub dataplanes: Arc<DataPlanes>,
     /// Passive health signals from data planes, to the relay.
     pub signals: Option<mpsc::Sender<(String, UpstreamSignal)>>,
+    /// What data planes found running stdio upstreams, to its relay.
+    pub stdio_reports: Option<mpsc::Sender<(String, Option<StdioReport>)>>,
     nonces: AtomicU64,
 }
 
@@ -49,6 +51,7 @@ impl Hub {
             snapshots: SnapshotCache::new(session_key, secret_box),
             dataplanes,
             signals: None,
+            stdio_reports: None,
             nonces: AtomicU64::new(1),
         }
     }
@@ -56,6 +59,15 @@ impl Hub {
     /// Relays the data planes' passive health signals to `signals`.
     pub fn with_signals(mut self, signals: mpsc::Sender<(String, UpstreamSignal)>) -> Self {
         self.signals = Some(signals);
+        self
+    }
+
+    /// Relays the data planes' stdio reports to `reports`.
+    pub fn with_stdio_reports(
+        mut self,
+        reports: mpsc::Sender<(String, Option<StdioReport>)>,
+    ) -> Self {
+        self.stdio_reports = Some(reports);
         self
     }
 
@@ -177,6 +189,13 @@ impl Session {
                                 let _ = relay.try_send((self.node.id.clone(), signal));
                             }
                         }
+                        if let Some(relay) = &hub.stdio_reports {
+                            for report in std::mem::take(&mut msg.stdio_reports) {
+                                if relay.send((self.node.id.clone(), Some(report))).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
                         if msg.response_nonce.is_empty() || msg.response_nonce != pending_nonce {
                             continue; // a stale or unsolicited message
                         }
@@ -219,6 +238,9 @@ impl Session {
             }
         }
         hub.dataplanes.disconnect(conn);
+        if let Some(relay) = &hub.stdio_reports {
+            let _ = relay.send((self.node.id.clone(), None)).await;
+        }
         tracing::info!(node = %self.node.id, "data plane disconnected");
     }
 }

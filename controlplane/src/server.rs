@@ -168,7 +168,12 @@ pub async fn serve(
             session_key,
             secret_box.clone(),
         )
-        .with_signals(crate::upstreams::signals::relay(store.clone())),
+        .with_signals(crate::upstreams::signals::relay(store.clone()))
+        .with_stdio_reports(crate::upstreams::stdio::relay(
+            store.clone(),
+            state.clone(),
+            status.clone(),
+        )),
     );
     let discovery = DiscoveryServer::new(DiscoveryService::new(hub))
         .max_decoding_message_size(64 << 20)

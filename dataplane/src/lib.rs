@@ -11,6 +11,7 @@ pub mod routes;
 pub mod server;
 pub mod session;
 pub mod signals;
+pub mod stdio;
 pub mod tracecontext;
 pub mod transport;
 pub mod upstreams;

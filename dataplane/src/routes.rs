@@ -6,13 +6,14 @@ use crate::policy::auth::{Authenticator, Authenticators};
 use crate::policy::authz::Rules;
 use crate::policy::ratelimit::Limit;
 use crate::session::Sealer;
+use crate::stdio::LocalEndpoints;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use switchboard_config::kinds::virtual_server::{RequestLimits, UpstreamSelection};
 use switchboard_config::kinds::{
     prompt::PromptSpec,
     resource::ResourceSpec,
-    upstream::{Timeouts, UpstreamSpec, WhenUnhealthy},
+    upstream::{McpTransport, McpUpstream, Timeouts, UpstreamSpec, WhenUnhealthy},
 };
 use switchboard_config::Snapshot;
 use switchboard_upstream::Credentials;
@@ -251,6 +252,12 @@ impl ServerView {
 impl Routes {
     /// Compiles a snapshot; any template that does not compile rejects the whole snapshot.
     pub fn compile(snapshot: &Snapshot) -> Result<Routes, String> {
+        Self::compile_with(snapshot, &LocalEndpoints::new())
+    }
+
+    /// Compiles a snapshot whose stdio upstreams this data plane serves at `local` (see
+    /// [`crate::stdio`]): their calls go there, with the bridge's token.
+    pub fn compile_with(snapshot: &Snapshot, local: &LocalEndpoints) -> Result<Routes, String> {
         let sealer = if snapshot.session_key.is_empty() {
             Sealer::default()
         } else {
@@ -404,13 +411,23 @@ impl Routes {
                 .auth
                 .resolve(&|r| snapshot.secret(r))
                 .map_err(|e| format!("upstream `{name}`: {e}"))?;
-            routes.upstreams.insert(
-                name.clone(),
-                Arc::new(UpstreamEntry {
-                    spec: spec.clone(),
-                    creds: Credentials::new(&spec.headers, auth),
-                }),
-            );
+            let mut spec = spec.clone();
+            let mut headers = spec.headers.clone();
+            if let (Some(_), Some(endpoint)) = (&spec.stdio, local.get(name)) {
+                spec.mcp = Some(McpUpstream {
+                    url: endpoint.url.clone(),
+                    transport: McpTransport::StreamableHttp,
+                    protocol_version: None,
+                });
+                headers.insert(
+                    "authorization".into(),
+                    format!("Bearer {}", endpoint.bearer),
+                );
+            }
+            let creds = Credentials::new(&headers, auth);
+            routes
+                .upstreams
+                .insert(name.clone(), Arc::new(UpstreamEntry { spec, creds }));
         }
         routes.unhealthy = snapshot
             .unhealthy

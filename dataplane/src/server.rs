@@ -5,7 +5,8 @@ use crate::discovery::{ClientConfig, DiscoveryClient};
 use crate::gateway::Gateway;
 use crate::metrics::now_ms;
 use crate::routes::Routes;
-use arc_swap::ArcSwap;
+use crate::stdio::StdioUpstreams;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
@@ -47,6 +48,15 @@ pub enum StartError {
     Server(String),
 }
 
+/// Routes for `snap` with its stdio upstreams served by this data plane.
+fn compile(stdio: &StdioUpstreams, snap: &Snapshot) -> Result<Routes, String> {
+    let local = stdio.prepare(snap).map_err(|e| e.to_string())?;
+    if local.is_empty() {
+        return Routes::compile(snap);
+    }
+    Routes::compile_with(&stdio.overlay(snap), &local)
+}
+
 /// Runs the discovery client inside pingora's runtime.
 struct DiscoveryTask {
     client: Mutex<Option<DiscoveryClient>>,
@@ -74,30 +84,43 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
         .map_err(|e| StartError::Server(format!("cannot listen on {}: {e}", config.listen)))?;
     let routes = Arc::new(ArcSwap::from_pointee(Routes::default()));
     let (changed, changes) = tokio::sync::watch::channel(0u64);
+    let changed = Arc::new(changed);
     let mut discovery = None;
     let signals = Arc::new(crate::signals::Signals::default());
+    let stdio = StdioUpstreams::new()
+        .map_err(|e| StartError::Server(format!("cannot start the stdio runtime: {e}")))?;
+    // The snapshot being served, compiled again when a stdio upstream's catalog changes.
+    let served: Arc<ArcSwapOption<Snapshot>> = Arc::new(ArcSwapOption::empty());
+    let serve = {
+        let (stdio, routes, served, changed) = (
+            stdio.clone(),
+            routes.clone(),
+            served.clone(),
+            changed.clone(),
+        );
+        move |snap: &Snapshot| -> Result<(), String> {
+            // Compiling is the check: a snapshot we cannot route is NACKed.
+            let compiled = compile(&stdio, snap)?;
+            routes.store(Arc::new(compiled));
+            stdio.retire(snap);
+            served.store(Some(Arc::new(snap.clone())));
+            changed.send_modify(|n| *n += 1);
+            Ok(())
+        }
+    };
     match config.source {
         Source::Static(snapshot) => {
-            routes.store(Arc::new(
-                Routes::compile(&snapshot).map_err(StartError::Routes)?,
-            ));
+            serve(&snapshot).map_err(StartError::Routes)?;
             crate::metrics::metrics().serving(&snapshot.version, now_ms());
         }
         Source::ControlPlane(client_config) => {
-            let slot = routes.clone();
+            let reports = stdio.clone();
             let client = DiscoveryClient::new(client_config)
                 .with_signals(signals.clone())
-                .with_check(Arc::new(move |snap| {
-                    // Compiling is the check: a snapshot we cannot route is NACKed.
-                    let compiled = Routes::compile(snap)?;
-                    slot.store(Arc::new(compiled));
-                    changed.send_modify(|n| *n += 1);
-                    Ok(())
-                }));
+                .with_stdio_reports(Arc::new(move || reports.reports()), stdio.changes());
             if let Some(persisted) = client.current().load_full() {
-                match Routes::compile(&persisted) {
-                    Ok(r) => {
-                        routes.store(Arc::new(r));
+                match serve(&persisted) {
+                    Ok(()) => {
                         // Its build time is not kept; it is at least as old as this start.
                         crate::metrics::metrics().serving(&persisted.version, now_ms());
                     }
@@ -106,8 +129,27 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
                     }
                 }
             }
-            discovery = Some(client);
+            discovery = Some(client.with_check(Arc::new(serve.clone())));
         }
+    }
+    // What the stdio watchers find changes the routes of the snapshot being served.
+    {
+        let (mut ticks, stdio2) = (stdio.changes(), stdio.clone());
+        let (routes, served, changed) = (routes.clone(), served.clone(), changed.clone());
+        stdio.spawn(async move {
+            while ticks.changed().await.is_ok() {
+                let Some(snap) = served.load_full() else {
+                    continue;
+                };
+                match compile(&stdio2, &snap) {
+                    Ok(compiled) => {
+                        routes.store(Arc::new(compiled));
+                        changed.send_modify(|n| *n += 1);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot recompile routes after a stdio upstream changed"),
+                }
+            }
+        });
     }
     let _ = std::fs::create_dir_all(&config.state_dir);
     let conf = ServerConf {

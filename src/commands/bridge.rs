@@ -3,9 +3,11 @@
 use crate::cli::BridgeArgs;
 use crate::commands::controlplane::shutdown_signal;
 use anyhow::Context;
+use switchboard_bridge::child::{ChildSpec, Environment};
+use switchboard_bridge::sessions::Isolation;
 use switchboard_bridge::{serve, BridgeConfig};
 
-/// Runs until a signal, or until the stdio server exits (then exit code 1).
+/// Runs until a signal; the stdio server is restarted whenever it exits.
 pub fn run(args: &BridgeArgs) -> anyhow::Result<i32> {
     if !args.path.starts_with('/') {
         anyhow::bail!("--path must start with `/` (got `{}`)", args.path);
@@ -18,9 +20,19 @@ pub fn run(args: &BridgeArgs) -> anyhow::Result<i32> {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
+        let mut child = ChildSpec::command(&args.stdio, &args.args);
+        // The token guards the bridge; the child has no business with it.
+        child.environment = Environment::InheritExcept(args.bearer_env.iter().cloned().collect());
         let config = BridgeConfig {
-            command: args.stdio.clone(),
-            args: args.args.clone(),
+            child,
+            isolation: if args.per_session {
+                Isolation::PerSession {
+                    max: args.max_sessions,
+                    idle: args.idle_timeout.into(),
+                }
+            } else {
+                Isolation::Shared
+            },
             path: args.path.clone(),
             bearer: match &args.bearer_env {
                 Some(var) => Some(

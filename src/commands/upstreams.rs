@@ -86,7 +86,12 @@ pub fn print(rows: &[UpstreamStatus], leader: &str, output: Output) -> anyhow::R
                     s.prompts,
                     s.resources,
                     ago(s.last_refresh_unix_ms),
-                    s.last_error
+                    // Only a current error: a healthy upstream's old failure is history.
+                    if s.state == "healthy" {
+                        ""
+                    } else {
+                        s.last_error.as_str()
+                    }
                 );
             }
             for s in rows {
@@ -95,7 +100,8 @@ pub fn print(rows: &[UpstreamStatus], leader: &str, output: Output) -> anyhow::R
                 }
             }
             if !leader.is_empty() {
-                eprintln!("discovery leader: {leader}");
+                // On stdout after the rows, so it never lands inside the table.
+                println!("\ndiscovery leader: {leader}");
             }
         }
     }

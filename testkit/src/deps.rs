@@ -60,8 +60,12 @@ pub fn npm_module_dir(package: &str) -> anyhow::Result<PathBuf> {
     must_exist(deps_dir().join("npm/node_modules").join(package), package)
 }
 
-/// The machine's `node`.
+/// The `node` the peers run on: Node 22 from `.deps` when installed (the same on every
+/// machine, whatever Node the system has), else the machine's `node`.
 pub fn node_bin() -> anyhow::Result<PathBuf> {
+    if let Ok(node) = node22_bin() {
+        return Ok(node);
+    }
     for dir in std::env::var("PATH").unwrap_or_default().split(':') {
         let candidate = Path::new(dir).join("node");
         if candidate.is_file() {

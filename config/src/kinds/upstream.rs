@@ -288,17 +288,84 @@ pub enum McpTransport {
     Sse,
 }
 
-/// A stdio MCP server; each data plane runs it through its bridge.
+/// A stdio MCP server that every data plane serving it runs as a child process of its own:
+/// restarted with backoff when it dies, its stderr logged, its catalog reported to the
+/// control plane. The child gets only `PATH`, `HOME`, `LANG`, `TZ` and `TMPDIR` from the data
+/// plane's environment, plus `env` and `secretEnv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StdioUpstream {
+    /// The program (found on the data plane's PATH, or a path).
     pub command: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+    /// Plain environment variables for the child.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values come from `Secret`s (never logged).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, SecretRef>,
+    /// The child's working directory (the data plane's when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+    /// One child shared by every client (default), or one per client session.
+    #[serde(default, skip_serializing_if = "StdioIsolation::is_default")]
+    pub isolation: StdioIsolation,
+    /// With `perSession`: most children at once per data plane (default 16); a session
+    /// beyond it is refused with a clear error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<u32>,
+    /// With `perSession`: a child whose session sent nothing for this long is stopped
+    /// (default 10m); the session's next request starts a new one.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub idle_timeout: Option<Duration>,
+}
+
+impl StdioUpstream {
+    /// Default cap on `perSession` children.
+    pub const DEFAULT_MAX_SESSIONS: u32 = 16;
+    /// Default idle time before a `perSession` child is stopped.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+    /// Every secret value the child's environment needs, with the field that names it.
+    pub fn refs(&self) -> Vec<(String, &SecretRef)> {
+        self.secret_env
+            .iter()
+            .map(|(name, r)| (format!("spec.stdio.secretEnv.{name}"), r))
+            .collect()
+    }
+
+    /// The `perSession` cap in force.
+    pub fn session_cap(&self) -> u32 {
+        self.max_sessions.unwrap_or(Self::DEFAULT_MAX_SESSIONS)
+    }
+
+    /// The `perSession` idle time in force.
+    pub fn idle(&self) -> Duration {
+        self.idle_timeout.unwrap_or(Self::DEFAULT_IDLE_TIMEOUT)
+    }
+}
+
+/// Who shares a stdio upstream's child process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StdioIsolation {
+    /// One child per data plane, shared by every client session.
+    #[default]
+    Shared,
+    /// One child per client session: clients never see each other's server state.
+    PerSession,
+}
+
+impl StdioIsolation {
+    /// True for the default, so serialisation can omit it.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// A REST API described by an OpenAPI 3.x document.

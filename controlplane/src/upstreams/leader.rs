@@ -171,8 +171,17 @@ impl Lead {
             .chain(status.refresh.keys())
             .chain(status.signals.keys())
             .collect();
+        // Stdio upstreams' records come from the data planes that run them: keep those.
+        let reported: BTreeSet<&str> = set
+            .of_kind(Kind::Upstream)
+            .filter(
+                |item| matches!(&item.resource, Resource::Upstream(u) if u.spec.stdio.is_some()),
+            )
+            .map(|item| item.resource.name())
+            .collect();
         for name in recorded {
-            if !wanted.contains_key(name) && state.revision > 0 {
+            if !wanted.contains_key(name) && !reported.contains(name.as_str()) && state.revision > 0
+            {
                 for key in [
                     catalog_key(name),
                     health_key(name),

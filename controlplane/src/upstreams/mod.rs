@@ -11,4 +11,5 @@ pub mod leader;
 pub mod records;
 pub mod report;
 pub mod signals;
+pub mod stdio;
 mod worker;

@@ -72,7 +72,9 @@ pub fn rows(state: &RegistryState, status: &Status, name: Option<&str>) -> Vec<U
                 name: n.clone(),
                 transport: transport.into(),
                 target,
-                state: if u.spec.mcp.is_some() {
+                // MCP upstreams are checked by the discovery leader, stdio ones by the data
+                // planes that run them.
+                state: if u.spec.mcp.is_some() || u.spec.stdio.is_some() {
                     health.state.as_str().into()
                 } else {
                     "not discovered".into()

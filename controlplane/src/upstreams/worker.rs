@@ -18,6 +18,21 @@ use tokio::time::{sleep_until, Instant};
 /// Time allowed for each discovery request when the upstream sets none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// First retry after a failed listing or check; doubled each failure up to the health
+/// interval, so an upstream that comes up after the gateway is found within seconds.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+
+/// When to try again after `failures` failures in a row (the health interval once healthy).
+fn next_try(failures: u32, every: Duration) -> Instant {
+    if failures == 0 {
+        return Instant::now() + every;
+    }
+    let wait = FIRST_RETRY
+        .saturating_mul(1u32 << (failures - 1).min(16))
+        .min(every);
+    Instant::now() + wait
+}
+
 /// What the supervisor asks of a worker.
 #[derive(Debug)]
 pub(super) enum Command {
@@ -79,11 +94,11 @@ impl Worker {
                     _ = sleep_until(next_refresh) => {
                         r.refresh().await?;
                         next_refresh = Instant::now() + refresh_every;
-                        next_check = Instant::now() + check_every;
+                        next_check = next_try(r.w.health.consecutive_failures, check_every);
                     }
                     _ = sleep_until(next_check) => {
                         r.check().await?;
-                        next_check = Instant::now() + check_every;
+                        next_check = next_try(r.w.health.consecutive_failures, check_every);
                     }
                     cmd = commands.recv() => match cmd {
                         None => return Ok(()),
@@ -94,7 +109,7 @@ impl Worker {
                         }
                         Some(Command::Check) => {
                             r.check().await?;
-                            next_check = Instant::now() + check_every;
+                            next_check = next_try(r.w.health.consecutive_failures, check_every);
                             r.w.store.status_delete(&signal_key(&r.w.name), Some(&r.w.fence)).await?;
                         }
                     },
@@ -227,8 +242,10 @@ impl Running {
             h.state = HealthState::Healthy;
             h.since_unix_ms = now_ms();
         }
-        let changed = recovered || h.consecutive_failures != 0;
+        let changed = recovered || h.consecutive_failures != 0 || !h.last_error.is_empty();
         h.consecutive_failures = 0;
+        // LAST ERROR tells what is wrong now; the time of the last failure stays.
+        h.last_error.clear();
         if changed || refreshed {
             self.write_health().await?;
         }

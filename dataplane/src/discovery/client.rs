@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_config::Snapshot;
 use switchboard_proto::v1::discovery_client::DiscoveryClient as GrpcClient;
-use switchboard_proto::v1::{DiscoveryRequest, DiscoveryResponse, ErrorDetail, Node};
+use switchboard_proto::v1::{DiscoveryRequest, DiscoveryResponse, ErrorDetail, Node, StdioReport};
 use switchboard_proto::SNAPSHOT_FORMAT_JSON_V1;
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Endpoint;
@@ -66,7 +66,12 @@ pub struct DiscoveryClient {
     status: watch::Sender<ClientStatus>,
     check: Check,
     signals: Arc<Signals>,
+    stdio: Option<(StdioReports, watch::Receiver<u64>)>,
 }
+
+/// What this data plane has to say about the stdio upstreams it runs (see
+/// [`crate::stdio::StdioUpstreams::reports`]).
+pub type StdioReports = Arc<dyn Fn() -> Vec<StdioReport> + Send + Sync>;
 
 /// How often failures seen on the hot path are reported.
 const SIGNAL_EVERY: Duration = Duration::from_secs(1);
@@ -97,12 +102,23 @@ impl DiscoveryClient {
             status,
             check: Arc::new(|_| Ok(())),
             signals: Arc::default(),
+            stdio: None,
         }
     }
 
     /// Reports the failures `signals` collects to the control plane (passive health).
     pub fn with_signals(mut self, signals: Arc<Signals>) -> Self {
         self.signals = signals;
+        self
+    }
+
+    /// Sends `reports()` on every new stream and whenever `changes` ticks.
+    pub fn with_stdio_reports(
+        mut self,
+        reports: StdioReports,
+        changes: watch::Receiver<u64>,
+    ) -> Self {
+        self.stdio = Some((reports, changes));
         self
     }
 
@@ -191,9 +207,32 @@ impl DiscoveryClient {
         tracing::info!(control_plane = %endpoint, version = %self.version(), "discovery stream open");
         let mut received = false;
         let mut report = tokio::time::interval(SIGNAL_EVERY);
+        let mut stdio_changes = self.stdio.as_ref().map(|(_, c)| c.clone());
+        // A new stream may reach a replica that never heard of them: say it all again.
+        if let Some(note) = self.stdio_note() {
+            if tx.send(note).await.is_err() {
+                return Ok(received);
+            }
+        }
         loop {
+            let stdio_changed = async {
+                match stdio_changes.as_mut() {
+                    Some(c) => c.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             let message = tokio::select! {
                 m = responses.message() => m,
+                alive = stdio_changed => {
+                    if !alive {
+                        stdio_changes = None;
+                    } else if let Some(note) = self.stdio_note() {
+                        if tx.send(note).await.is_err() {
+                            return Ok(received);
+                        }
+                    }
+                    continue;
+                }
                 _ = report.tick() => {
                     let upstream_signals = self.signals.take();
                     if !upstream_signals.is_empty() {
@@ -220,6 +259,17 @@ impl DiscoveryClient {
                 return Ok(received);
             }
         }
+    }
+
+    /// A message carrying every stdio report, if there are any.
+    fn stdio_note(&self) -> Option<DiscoveryRequest> {
+        let (reports, _) = self.stdio.as_ref()?;
+        let stdio_reports = reports();
+        (!stdio_reports.is_empty()).then(|| DiscoveryRequest {
+            version_info: self.version(),
+            stdio_reports,
+            ..Default::default()
+        })
     }
 
     fn version(&self) -> String {

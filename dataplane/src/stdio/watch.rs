@@ -1,0 +1,217 @@
+//! Follows one locally run stdio upstream: keeps a session with its bridge, lists the
+//! catalog (again on list_changed, on an interval, and whenever the child restarts), checks
+//! health, and records what it finds for the routes and the control plane.
+
+use super::{lock, InstanceKey, LocalEndpoint, LocalStatus};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switchboard_config::kinds::upstream::{McpTransport, McpUpstream, UpstreamSpec};
+use switchboard_upstream::{Connection, Credentials, McpHttp, UpstreamError};
+use tokio::sync::watch;
+
+/// First retry after a failure; doubled up to the health interval.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+
+/// Time allowed for each request (the bridge itself waits up to 15 s for a starting child).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What follows one instance.
+pub(super) struct Watcher {
+    pub key: InstanceKey,
+    pub spec: UpstreamSpec,
+    pub endpoint: LocalEndpoint,
+    pub status: Arc<Mutex<HashMap<InstanceKey, LocalStatus>>>,
+    pub changes: watch::Sender<u64>,
+}
+
+/// Why the watcher lists again.
+enum Next {
+    Relist,
+    Reopen(String),
+}
+
+impl Watcher {
+    /// Runs until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        tokio::select! {
+            _ = self.follow() => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
+
+    async fn follow(&self) {
+        let mcp = McpHttp::new(Duration::from_secs(3));
+        let spec = McpUpstream {
+            url: self.endpoint.url.clone(),
+            transport: McpTransport::StreamableHttp,
+            protocol_version: None,
+        };
+        let creds = Credentials::from_headers(&BTreeMap::from([(
+            "authorization".to_string(),
+            format!("Bearer {}", self.endpoint.bearer),
+        )]));
+        let check_every = self.spec.health.every();
+        let refresh_every = self.spec.discovery.refresh();
+        let threshold = self.spec.health.threshold();
+        let mut failures: u32 = 0;
+        loop {
+            let why = match mcp.open(&spec, &creds, REQUEST_TIMEOUT).await {
+                Ok(conn) => {
+                    let why = self
+                        .serve(&mcp, &conn, check_every, refresh_every, &mut failures)
+                        .await;
+                    mcp.close(&conn, Duration::from_secs(2)).await;
+                    why
+                }
+                Err(e) => e.to_string(),
+            };
+            failures = failures.saturating_add(1);
+            self.record(|s| {
+                s.listening = false;
+                if failures >= threshold || !s.healthy {
+                    s.healthy = false;
+                    s.error = why.clone();
+                }
+            });
+            tracing::debug!(upstream = %self.key.0, error = %why, failures, "stdio upstream check failed");
+            let wait = FIRST_RETRY
+                .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+                .min(check_every);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Lists and follows one session until it fails; returns why.
+    async fn serve(
+        &self,
+        mcp: &McpHttp,
+        conn: &Connection,
+        check_every: Duration,
+        refresh_every: Duration,
+        failures: &mut u32,
+    ) -> String {
+        loop {
+            let catalog = match mcp.catalog(conn, REQUEST_TIMEOUT).await {
+                Ok(c) => c,
+                Err(e) => return e.to_string(),
+            };
+            *failures = 0;
+            let version = conn.protocol_version().to_string();
+            let listening = conn.announces_list_changes();
+            let tools = catalog.tools.len();
+            let fresh = self.record(|s| {
+                s.catalog = Some(catalog);
+                s.healthy = true;
+                s.error.clear();
+                s.protocol_version = version;
+                s.listening = listening;
+                s.refreshed_unix_ms = crate::metrics::now_ms();
+            });
+            if fresh {
+                tracing::info!(upstream = %self.key.0, tools, "stdio upstream listed");
+            }
+            match self
+                .wait(mcp, conn, listening, check_every, refresh_every)
+                .await
+            {
+                Next::Relist => continue,
+                Next::Reopen(why) => return why,
+            }
+        }
+    }
+
+    /// Waits for a reason to list again: list_changed, the refresh interval, or a failed
+    /// health check / ended stream (then the session is opened anew).
+    async fn wait(
+        &self,
+        mcp: &McpHttp,
+        conn: &Connection,
+        listening: bool,
+        check_every: Duration,
+        refresh_every: Duration,
+    ) -> Next {
+        let mut messages = if listening {
+            match mcp.messages(conn, REQUEST_TIMEOUT).await {
+                Ok(m) => m,
+                Err(e) => return Next::Reopen(e.to_string()),
+            }
+        } else {
+            None
+        };
+        let refresh_at = tokio::time::Instant::now() + refresh_every;
+        loop {
+            let message = async {
+                match messages.as_mut() {
+                    Some(m) => m.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                m = message => match m {
+                    Some(Ok(msg)) => {
+                        let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
+                        if method.starts_with("notifications/") && method.ends_with("/list_changed") {
+                            return Next::Relist;
+                        }
+                        answer(mcp, conn, &msg).await;
+                    }
+                    Some(Err(e)) => return Next::Reopen(e),
+                    None => return Next::Reopen("the stdio server's stream ended (did it restart?)".into()),
+                },
+                _ = tokio::time::sleep(check_every) => {
+                    match mcp.request_on(conn, "ping", json!({}), self.spec.health.time_limit()).await {
+                        Ok(_) => {}
+                        Err(UpstreamError::SessionExpired { .. }) => {
+                            return Next::Reopen("the stdio server restarted".into())
+                        }
+                        Err(e) => return Next::Reopen(e.to_string()),
+                    }
+                }
+                _ = tokio::time::sleep_until(refresh_at) => return Next::Relist,
+            }
+        }
+    }
+
+    /// Updates this instance's status with `change`; true (and a tick of `changes`) when
+    /// anything but the refresh time differs.
+    fn record(&self, change: impl FnOnce(&mut LocalStatus)) -> bool {
+        let differs = {
+            let mut all = lock(&self.status);
+            let s = all.entry(self.key.clone()).or_default();
+            let before = LocalStatus {
+                refreshed_unix_ms: 0,
+                ..s.clone()
+            };
+            change(s);
+            let after = LocalStatus {
+                refreshed_unix_ms: 0,
+                ..s.clone()
+            };
+            before != after
+        };
+        if differs {
+            self.changes.send_modify(|n| *n += 1);
+        }
+        differs
+    }
+}
+
+/// Answers what a stdio server asks the watcher's session: pings, and roots/list (it has
+/// none); anything else is refused, since the watcher never calls a tool.
+async fn answer(mcp: &McpHttp, conn: &Connection, msg: &Value) {
+    let Some(id) = msg.get("id") else {
+        return;
+    };
+    let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
+    let reply = match method {
+        "" => return,
+        "ping" => json!({"jsonrpc": "2.0", "id": id, "result": {}}),
+        "roots/list" => json!({"jsonrpc": "2.0", "id": id, "result": {"roots": []}}),
+        _ => json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601,
+            "message": format!("the data plane's catalog session does not serve {method}")}}),
+    };
+    let _ = mcp.reply(conn, &reply, REQUEST_TIMEOUT).await;
+}
