@@ -63,6 +63,18 @@ fn credentials_example_validates() {
 }
 
 #[test]
+fn stdio_example_validates() {
+    let out = switchboard(&["validate", "-f", "examples/stdio/"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout
+            .starts_with("valid: 4 resources in 1 file(s) (1 Secret, 2 Upstream, 1 VirtualServer)"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn broken_file_reports_every_error_with_positions_and_fails() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("broken.yaml");

@@ -580,3 +580,41 @@ async fn data_plane_failures_trigger_a_health_check_and_hidden_tools_come_back()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_comes_up_after_the_gateway_is_found_without_waiting_for_the_health_interval(
+) {
+    let (_cp, admin, _cp_data) = control_plane(None).await;
+    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
+    let port = free_port();
+    // A health interval longer than this test may wait: only the retry backoff finds it.
+    let late = format!(
+        "apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: late\nspec:\n  mcp:\n    url: http://127.0.0.1:{port}/mcp\n  health:\n    interval: 5m\n---\n"
+    );
+    apply(&admin, &format!("{late}{}", server(&[("late", "late_")])));
+    let deadline = Instant::now() + WAIT;
+    while upstream_status(&admin, "late")["consecutiveFailures"] == 0 {
+        assert!(Instant::now() < deadline, "discovery never tried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let down = upstream_status(&admin, "late");
+    assert_ne!(down["lastError"], "", "{down}");
+
+    let _everything = ServerEverything::start_on(port)
+        .await
+        .expect("server-everything");
+    wait_for_tools(&url, WAIT, "the late upstream's tools", |names| {
+        names.iter().any(|n| n == "late_echo")
+    })
+    .await;
+    let up = upstream_status(&admin, "late");
+    assert_eq!(up["state"], "healthy", "{up}");
+    assert_eq!(up["lastError"], "", "only a current error is shown: {up}");
+    let (code, table, err) = cli(&["get", "upstreams", "late", "--server", &admin]);
+    assert_eq!(code, 0, "{err}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("late "))
+        .expect("a row");
+    assert!(row.trim_end().ends_with("ago"), "no LAST ERROR: {row}");
+}

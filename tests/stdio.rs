@@ -304,3 +304,39 @@ async fn a_child_sees_its_env_and_secrets_only_and_its_catalog_reaches_data_plan
     );
     assert_eq!(upstream_status(&admin, "pids")["state"], "healthy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stdio_example_runs_a_shared_and_a_per_session_server() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["up", "-f", "examples/stdio/", "--listen", &listen])
+        .args(["--admin-listen", &admin, "--data-dir"])
+        .arg(data.path())
+        .env(
+            "SWITCHBOARD_SECRET_KEY",
+            "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8M=",
+        )
+        .current_dir(root());
+    let up = ManagedProcess::spawn(cmd).expect("switchboard up");
+    if let Err(e) = wait_for_http_ok(&format!("http://{listen}/readyz"), WAIT).await {
+        panic!("up did not start: {e}\n{}", up.log_tail(30));
+    }
+    let url = format!("http://{listen}/servers/local-tools/mcp");
+    let mut a = session_listing(&url, "sandbox_get-env", &up).await;
+    let _ = session_listing(&url, "clock_get_current_time", &up).await;
+    let env: Value = serde_json::from_str(
+        &call(&mut a, "sandbox_get-env", json!({}))
+            .await
+            .expect("get-env"),
+    )
+    .expect("JSON env");
+    assert_eq!(env["API_TOKEN"], "demo-token", "{env}");
+    assert_eq!(env["LOG_LEVEL"], "info", "{env}");
+    assert!(env.get("SWITCHBOARD_SECRET_KEY").is_none(), "{env}");
+    let now = call(&mut a, "clock_get_current_time", json!({"timezone": "UTC"}))
+        .await
+        .expect("time");
+    assert!(now.contains("\"timezone\": \"UTC\""), "{now}");
+}

@@ -376,3 +376,40 @@ fn empty_documents_are_ignored_but_bad_health_settings_are_not() {
         "at least 1",
     );
 }
+
+#[test]
+fn stdio_settings_are_checked() {
+    let doc = |stdio: &str| {
+        format!(
+            "kind: Upstream\nmetadata:\n  name: local\nspec:\n  stdio:\n    command: srv\n{stdio}"
+        )
+    };
+    one_error(
+        &doc("    maxSessions: 4\n"),
+        0,
+        6,
+        "spec.stdio",
+        "perSession` only",
+    );
+    one_error(
+        &doc("    isolation: perSession\n    maxSessions: 0\n"),
+        0,
+        8,
+        "spec.stdio.maxSessions",
+        "at least 1",
+    );
+    one_error(
+        &doc("    secretEnv:\n      TOKEN: {secret: missing, key: token}\n"),
+        0,
+        8,
+        "spec.stdio.secretEnv.TOKEN.secret",
+        "Secret `missing` does not exist",
+    );
+    one_error(
+        &doc("    isolation: everyone\n"),
+        0,
+        7,
+        "spec.stdio.isolation",
+        "unknown variant",
+    );
+}

@@ -22,7 +22,13 @@ pub struct ServerEverything {
 impl ServerEverything {
     /// Streamable HTTP at `/mcp`, ready when it answers `initialize`.
     pub async fn start() -> anyhow::Result<ServerEverything> {
-        let server = Self::launch("streamableHttp").await?;
+        Self::start_on(free_port()).await
+    }
+
+    /// The same on `port` (reserved with [`free_port`]), e.g. for an upstream that comes
+    /// up after the gateway that was told its URL.
+    pub async fn start_on(port: u16) -> anyhow::Result<ServerEverything> {
+        let server = Self::launch_on("streamableHttp", port).await?;
         let mut client = McpHttpClient::new(server.url());
         client.initialize().await.with_context(|| {
             format!(
@@ -39,8 +45,11 @@ impl ServerEverything {
     }
 
     async fn launch(mode: &str) -> anyhow::Result<ServerEverything> {
+        Self::launch_on(mode, free_port()).await
+    }
+
+    async fn launch_on(mode: &str, port: u16) -> anyhow::Result<ServerEverything> {
         let dir = npm_module_dir("@modelcontextprotocol/server-everything")?;
-        let port = free_port();
         let mut cmd = Command::new(node_bin()?);
         cmd.arg(dir.join("dist/index.js"))
             .arg(mode)

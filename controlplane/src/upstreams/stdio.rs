@@ -198,3 +198,110 @@ pub fn relay(
     });
     tx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_config::{load_sources, Source};
+
+    fn set() -> ResourceSet {
+        let text = "apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: local\nspec:\n  stdio:\n    command: server\n---\napiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: remote\nspec:\n  mcp:\n    url: http://127.0.0.1:9/mcp\n";
+        load_sources(&[Source {
+            name: "t.yaml".into(),
+            text: text.into(),
+        }])
+        .expect("valid")
+    }
+
+    fn report(upstream: &str, catalog: Option<&Catalog>, healthy: bool) -> StdioReport {
+        StdioReport {
+            upstream: upstream.into(),
+            healthy,
+            error: if healthy {
+                String::new()
+            } else {
+                "gone".into()
+            },
+            catalog_json: catalog
+                .map(|c| serde_json::to_vec(c).unwrap())
+                .unwrap_or_default(),
+            catalog_hash: catalog.map(Catalog::content_hash).unwrap_or_default(),
+            protocol_version: "2025-11-25".into(),
+            listening: true,
+            refreshed_unix_ms: 10,
+        }
+    }
+
+    fn catalog() -> Catalog {
+        Catalog {
+            tools: vec![serde_json::json!({"name": "t"})],
+            ..Catalog::default()
+        }
+    }
+
+    #[test]
+    fn only_stdio_upstreams_of_the_registry_can_be_reported() {
+        let status = Status::default();
+        let c = catalog();
+        assert_eq!(
+            writes_for(&report("remote", Some(&c), true), &set(), &status),
+            Err(ReportRefused::NotStdio("remote".into()))
+        );
+        assert_eq!(
+            writes_for(&report("nope", Some(&c), true), &set(), &status),
+            Err(ReportRefused::NotStdio("nope".into()))
+        );
+    }
+
+    #[test]
+    fn a_catalog_must_decode_and_match_its_hash() {
+        let status = Status::default();
+        let mut bad = report("local", Some(&catalog()), true);
+        bad.catalog_hash = "forged".into();
+        assert_eq!(
+            writes_for(&bad, &set(), &status),
+            Err(ReportRefused::HashMismatch("local".into()))
+        );
+        bad.catalog_json = b"[1]".to_vec();
+        assert!(matches!(
+            writes_for(&bad, &set(), &status),
+            Err(ReportRefused::Undecodable(..))
+        ));
+    }
+
+    #[test]
+    fn writes_happen_only_when_something_changed() {
+        let c = catalog();
+        let first = writes_for(&report("local", Some(&c), true), &set(), &Status::default())
+            .expect("accepted");
+        let (Some(cat), Some(health)) = (first.catalog, first.health) else {
+            panic!("a first report writes both");
+        };
+        assert_eq!(health.state, HealthState::Healthy);
+        let mut status = Status::default();
+        status.catalogs.insert("local".into(), cat);
+        status.health.insert("local".into(), health);
+        let again = writes_for(&report("local", Some(&c), true), &set(), &status).expect("ok");
+        assert_eq!(again, Writes::default(), "nothing new, nothing written");
+        let down = writes_for(&report("local", None, false), &set(), &status).expect("ok");
+        assert!(down.catalog.is_none(), "the catalog stays");
+        let h = down.health.expect("health changed");
+        assert_eq!(
+            (h.state, h.last_error.as_str()),
+            (HealthState::Unhealthy, "gone")
+        );
+    }
+
+    #[test]
+    fn one_healthy_data_plane_keeps_the_upstream_healthy() {
+        let mut fold = Fold::default();
+        let c = catalog();
+        assert!(fold.fold("a", &report("local", Some(&c), true)).healthy);
+        let folded = fold.fold("b", &report("local", None, false));
+        assert!(folded.healthy, "a still runs it");
+        fold.forget("a");
+        let folded = fold.fold("b", &report("local", None, false));
+        assert!(!folded.healthy);
+        assert_eq!(folded.error, "on data plane b: gone");
+    }
+}

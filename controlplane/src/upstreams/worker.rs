@@ -18,9 +18,11 @@ use tokio::time::{sleep_until, Instant};
 /// Time allowed for each discovery request when the upstream sets none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// First retry after a failed listing or check; doubled each failure up to the health
-/// interval, so an upstream that comes up after the gateway is found within seconds.
+/// First retry after a failed listing or check; doubled each failure up to `MAX_RETRY` (or
+/// the health interval, if shorter), so an upstream that comes up after the gateway is found
+/// within seconds.
 const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(5);
 
 /// When to try again after `failures` failures in a row (the health interval once healthy).
 fn next_try(failures: u32, every: Duration) -> Instant {
@@ -29,7 +31,8 @@ fn next_try(failures: u32, every: Duration) -> Instant {
     }
     let wait = FIRST_RETRY
         .saturating_mul(1u32 << (failures - 1).min(16))
-        .min(every);
+        .min(every)
+        .min(MAX_RETRY);
     Instant::now() + wait
 }
 

@@ -12,8 +12,9 @@ use switchboard_config::kinds::upstream::{McpTransport, McpUpstream, UpstreamSpe
 use switchboard_upstream::{Connection, Credentials, McpHttp, UpstreamError};
 use tokio::sync::watch;
 
-/// First retry after a failure; doubled up to the health interval.
+/// First retry after a failure; doubled up to `MAX_RETRY` (or the health interval).
 const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(5);
 
 /// Time allowed for each request (the bridge itself waits up to 15 s for a starting child).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,7 +80,8 @@ impl Watcher {
             tracing::debug!(upstream = %self.key.0, error = %why, failures, "stdio upstream check failed");
             let wait = FIRST_RETRY
                 .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-                .min(check_every);
+                .min(check_every)
+                .min(MAX_RETRY);
             tokio::time::sleep(wait).await;
         }
     }
