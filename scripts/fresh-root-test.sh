@@ -67,6 +67,10 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   chroot "$root" update-ca-certificates >/dev/null
 fi
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# What the Debian installer writes and debootstrap does not: without it `localhost` does
+# not resolve, which no real machine is like.
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
+echo fresh-root > "$root/etc/hostname"
 
 phase "copying the Rust toolchain ($toolchain)"
 mkdir -p "$root/root/.rustup/toolchains" "$root/root/.cargo/bin"

@@ -205,7 +205,10 @@ impl Sessions {
         let child = match self.isolation {
             Isolation::Shared => self.shared_child().await?,
             Isolation::PerSession { max, .. } => {
-                let live = lock(&self.sessions).len();
+                let live = lock(&self.sessions)
+                    .values()
+                    .filter(|e| e.child.exit_reason().is_none())
+                    .count();
                 if live + self.starting.fetch_add(1, Ordering::SeqCst) >= max {
                     self.starting.fetch_sub(1, Ordering::SeqCst);
                     return Err(OpenError::AtCapacity(max));

@@ -91,14 +91,19 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
         .map_err(|e| StartError::Server(format!("cannot start the stdio runtime: {e}")))?;
     // The snapshot being served, compiled again when a stdio upstream's catalog changes.
     let served: Arc<ArcSwapOption<Snapshot>> = Arc::new(ArcSwapOption::empty());
+    // One compile-and-swap at a time, so a recompile of the old snapshot cannot land after
+    // the new one.
+    let swapping = Arc::new(Mutex::new(()));
     let serve = {
-        let (stdio, routes, served, changed) = (
+        let (stdio, routes, served, changed, swapping) = (
             stdio.clone(),
             routes.clone(),
             served.clone(),
             changed.clone(),
+            swapping.clone(),
         );
         move |snap: &Snapshot| -> Result<(), String> {
+            let _one = swapping.lock().unwrap_or_else(|p| p.into_inner());
             // Compiling is the check: a snapshot we cannot route is NACKed.
             let compiled = compile(&stdio, snap)?;
             routes.store(Arc::new(compiled));
@@ -138,6 +143,7 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
         let (routes, served, changed) = (routes.clone(), served.clone(), changed.clone());
         stdio.spawn(async move {
             while ticks.changed().await.is_ok() {
+                let _one = swapping.lock().unwrap_or_else(|p| p.into_inner());
                 let Some(snap) = served.load_full() else {
                     continue;
                 };

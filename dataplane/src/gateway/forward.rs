@@ -124,6 +124,9 @@ impl Gateway {
             f.session = Some(own.clone());
             ender = Some(self.call_session_ender(own, spec));
             side = self.session_stream(&f, spec, own).await;
+        } else if let Some(spec) = &spec {
+            // A session-era client that can be asked: see `questions`.
+            side = self.question_stream(&f, spec).await;
         }
         let outcome = self
             .forward_call(out, routes, server, f, resumable, side)
@@ -764,28 +767,27 @@ impl Gateway {
         session: &crate::session::Session,
         from: ListenFrom<'_>,
     ) -> Result<&'static str> {
-        let opening = mcp_upstreams(routes, server)
+        let wanted: Vec<(&String, Arc<UpstreamEntry>)> = mcp_upstreams(routes, server)
             .filter(|(name, _)| session.upstreams.contains_key(*name))
-            .map(|(name, spec)| {
-                let call = CallOptions {
-                    headers: client_headers(client, server, &spec),
-                    ..CallOptions::default()
-                };
-                async move {
-                    let opened = self.upstreams.listen(name, &spec, session, &call).await;
-                    (name.clone(), opened)
-                }
-            });
-        let mut streams = Vec::new();
+            .collect();
+        let opening = wanted.iter().map(|(name, spec)| async move {
+            let opened = self.open_listen(name, spec, client, server, session).await;
+            ((*name).clone(), opened)
+        });
+        let mut merged = futures::stream::SelectAll::new();
+        // Streams to try again (refused because a call holds it, or ended), and when.
+        let mut retry: std::collections::BTreeMap<
+            String,
+            (tokio::time::Instant, std::time::Duration),
+        > = Default::default();
         for (name, opened) in futures::future::join_all(opening).await {
             match opened {
-                Ok(Some(stream)) => {
-                    let tagged = stream.map(move |m| (name.clone(), m));
-                    streams.push(Box::pin(tagged));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(upstream = %name, error = %e, "cannot open an upstream's stream for a client")
+                Listened::Open(stream) => merged.push(stream),
+                Listened::None => {}
+                Listened::Retry(e) => {
+                    tracing::debug!(upstream = %name, error = %e, "cannot open an upstream's stream for a client yet; trying again");
+                    let first = super::questions::FIRST_REOPEN;
+                    retry.insert(name, (tokio::time::Instant::now() + first, first));
                 }
             }
         }
@@ -802,7 +804,6 @@ impl Gateway {
             }
         };
         let mut events = Events::new(out, replay);
-        let mut merged = futures::stream::select_all(streams);
         let mut upstreams_open = !merged.is_empty();
         let mut keepalive = tokio::time::interval(KEEPALIVE);
         keepalive.tick().await;
@@ -811,9 +812,41 @@ impl Gateway {
         let mut routes_change = true;
         let mut lists = server.lists;
         loop {
+            let due = retry.values().map(|(at, _)| *at).min();
             let messages = tokio::select! {
+                _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                    let now = tokio::time::Instant::now();
+                    let ready: Vec<String> = retry
+                        .iter()
+                        .filter(|(_, (at, _))| *at <= now)
+                        .map(|(name, _)| name.clone())
+                        .collect();
+                    for name in ready {
+                        let Some((_, wait)) = retry.remove(&name) else { continue };
+                        let Some(spec) = routes.upstream(&name) else { continue };
+                        match self.open_listen(&name, &spec, client, server, session).await {
+                            Listened::Open(stream) => {
+                                tracing::debug!(upstream = %name, "upstream stream for a client reopened");
+                                merged.push(stream);
+                                upstreams_open = true;
+                            }
+                            Listened::None => {}
+                            Listened::Retry(_) => {
+                                let next = (wait * 2).min(super::questions::MAX_REOPEN);
+                                retry.insert(name, (tokio::time::Instant::now() + next, next));
+                            }
+                        }
+                    }
+                    continue;
+                }
                 next = merged.next(), if upstreams_open => match next {
-                    Some((upstream, Ok(mut msg))) => {
+                    Some((upstream, Upstreamed::Ended)) => {
+                        tracing::debug!(%upstream, "an upstream's stream to a client ended; reopening it");
+                        let first = super::questions::FIRST_REOPEN;
+                        retry.insert(upstream, (tokio::time::Instant::now() + first, first));
+                        continue;
+                    }
+                    Some((upstream, Upstreamed::Message(Ok(mut msg)))) => {
                         let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
                         if method.starts_with("notifications/") && method.ends_with("/list_changed") {
                             // The gateway's own listing changes once discovery has the new
@@ -825,8 +858,8 @@ impl Gateway {
                         }
                         vec![msg]
                     }
-                    Some((upstream, Err(e))) => {
-                        tracing::debug!(%upstream, error = %e, "an upstream's stream to a client ended");
+                    Some((upstream, Upstreamed::Message(Err(e)))) => {
+                        tracing::debug!(%upstream, error = %e, "an upstream's stream to a client broke");
                         continue;
                     }
                     None => {
@@ -859,6 +892,62 @@ impl Gateway {
                     return Ok("ok"); // the client left
                 }
             }
+        }
+    }
+}
+
+/// What a client's GET stream reads from one upstream session's stream.
+pub(super) enum Upstreamed {
+    Message(std::result::Result<Value, String>),
+    /// The stream is over (it is tried again while the client listens).
+    Ended,
+}
+
+/// One upstream's stream for a client's GET stream, tagged with the upstream's name.
+type Tagged = std::pin::Pin<Box<dyn futures::Stream<Item = (String, Upstreamed)> + Send>>;
+
+/// The outcome of opening an upstream's stream for a client's GET stream.
+enum Listened {
+    Open(Tagged),
+    /// The upstream offers none.
+    None,
+    /// Not now (a call holds it, or it failed): try again.
+    Retry(String),
+}
+
+impl Gateway {
+    /// Opens the GET stream of `client`'s session with `name`, noting that this data plane
+    /// holds it (see `questions`) for as long as the stream lives.
+    async fn open_listen(
+        &self,
+        name: &str,
+        spec: &Arc<UpstreamEntry>,
+        headers: &ClientHeaders,
+        server: &ServerView,
+        client: &crate::session::Session,
+    ) -> Listened {
+        let call = CallOptions {
+            headers: client_headers(headers, server, spec),
+            ..CallOptions::default()
+        };
+        match self.upstreams.listen(name, spec, client, &call).await {
+            Ok(Some(stream)) => {
+                let holding = super::questions::own_session_id(name, spec, client)
+                    .map(|id| self.listening.hold(name, &id));
+                let tag = name.to_string();
+                let ended = tag.clone();
+                let tagged = stream
+                    .map(move |m| {
+                        let _held = &holding; // released with the stream
+                        (tag.clone(), Upstreamed::Message(m))
+                    })
+                    .chain(futures::stream::once(
+                        async move { (ended, Upstreamed::Ended) },
+                    ));
+                Listened::Open(Box::pin(tagged))
+            }
+            Ok(None) => Listened::None,
+            Err(e) => Listened::Retry(e.to_string()),
         }
     }
 }

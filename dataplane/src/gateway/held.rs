@@ -154,13 +154,6 @@ pub(super) fn with_side_stream(
     )
 }
 
-/// Whether a stateless client says it can be asked things an upstream may ask.
-fn askable(capabilities: &Value) -> bool {
-    ["elicitation", "roots", "sampling"]
-        .iter()
-        .any(|c| capabilities.get(c).is_some())
-}
-
 impl Gateway {
     /// An upstream session of its own for a stateless client's call, when the client can
     /// be asked things: it offers the client's capabilities, so the upstream asks only what
@@ -172,7 +165,7 @@ impl Gateway {
         f: &Forward,
         spec: &UpstreamEntry,
     ) -> Option<crate::session::Session> {
-        if !askable(&f.client_capabilities)
+        if !super::questions::askable(&f.client_capabilities)
             || spec.mcp.as_ref()?.transport != McpTransport::StreamableHttp
         {
             return None;
@@ -457,6 +450,7 @@ mod tests {
 
     #[test]
     fn only_clients_that_can_be_asked_get_a_session_of_their_own() {
+        use super::super::questions::askable;
         assert!(askable(&json!({"sampling": {}})));
         assert!(askable(&json!({"roots": {"listChanged": true}})));
         assert!(!askable(&json!({"experimental": {}})));

@@ -35,6 +35,7 @@ mod forward;
 mod held;
 mod legacy;
 mod passthrough;
+mod questions;
 mod replay;
 mod serve;
 mod subscriptions;
@@ -74,6 +75,8 @@ pub struct Gateway {
     held: Arc<held::HeldCalls>,
     /// WebSocket connections open here.
     websockets: std::sync::atomic::AtomicUsize,
+    /// Upstream GET streams held here for clients' GET streams (see `questions`).
+    listening: Arc<questions::Listening>,
 }
 
 impl Gateway {
@@ -96,6 +99,7 @@ impl Gateway {
             replays: replay::Replays::default(),
             held: Arc::default(),
             websockets: Default::default(),
+            listening: Arc::default(),
         }
     }
 
