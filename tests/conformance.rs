@@ -155,3 +155,52 @@ async fn no_client_scenario_is_lost_through_switchboard_connect() {
         "client scenarios lost through connect: {lost:?}"
     );
 }
+
+/// The pre-release suite (npm `@modelcontextprotocol/conformance` 0.2.0-alpha, in its own
+/// prefix), which checks the 2026-07-28 requirements.
+fn pre_release_suite() -> std::path::PathBuf {
+    let path = switchboard_testkit::deps_dir()
+        .join("npm-pre/node_modules/@modelcontextprotocol/conformance/dist/index.js");
+    assert!(
+        path.exists(),
+        "{} is missing: run make deps",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_2026_07_28_requirements_fail_only_where_the_upstream_lacks_the_fixture() {
+    // Every failing check is named in the baseline with the reason it is not the gateway's;
+    // the suite fails on any other failure, and on a baselined check that now passes.
+    let stack = everything_stack("", "echo").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let baseline = root().join("tests/fixtures/conformance-2026-07-28-baseline.yml");
+    let run = tokio::process::Command::new(switchboard_testkit::node22_bin().expect("Node 22"))
+        .arg(pre_release_suite())
+        .args([
+            "server",
+            "--url",
+            &stack.url,
+            "--requirements",
+            "2026-07-28",
+        ])
+        .arg("--expected-failures")
+        .arg(&baseline)
+        .arg("-o")
+        .arg(dir.path())
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(300), run)
+        .await
+        .expect("the suite finishes")
+        .expect("the suite runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary = text.split("=== SUMMARY ===").nth(1).unwrap_or(&text);
+    assert!(
+        out.status.success(),
+        "unexpected results against {}:\n{summary}\n{}",
+        baseline.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(summary.contains("passed"), "the suite hardly ran:\n{text}");
+}

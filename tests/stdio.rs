@@ -115,21 +115,35 @@ async fn wait_status(admin: &str, name: &str, what: &str, pred: impl Fn(&Value) 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn make_run_alone_serves_both_quickstart_upstreams_to_the_python_sdk() {
-    // What `make run` starts, from the repository root, with nothing else running.
+/// A secret-sealing key for the tests' control planes.
+const KEY: &str = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8M=";
+
+/// `switchboard up -f CONFIG` run from the repository root on reserved ports: the process,
+/// its data-plane and admin addresses, and its data dir.
+async fn up_in_root(
+    config: &str,
+    env: &[(&str, &str)],
+) -> (ManagedProcess, String, String, tempfile::TempDir) {
     let data = tempfile::tempdir().expect("tempdir");
     let listen = format!("127.0.0.1:{}", free_port());
     let admin = format!("127.0.0.1:{}", free_port());
     let mut cmd = Command::new(BIN);
-    cmd.args(["up", "-f", "examples/quickstart.yaml", "--listen", &listen])
+    cmd.args(["up", "-f", config, "--listen", &listen])
         .args(["--admin-listen", &admin, "--data-dir"])
         .arg(data.path())
+        .envs(env.iter().copied())
         .current_dir(root());
     let up = ManagedProcess::spawn(cmd).expect("switchboard up");
     if let Err(e) = wait_for_http_ok(&format!("http://{listen}/readyz"), WAIT).await {
-        panic!("up did not start: {e}\n{}", up.log_tail(30));
+        panic!("up -f {config} did not start: {e}\n{}", up.log_tail(30));
     }
+    (up, listen, admin, data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn make_run_alone_serves_both_quickstart_upstreams_to_the_python_sdk() {
+    // What `make run` starts, from the repository root, with nothing else running.
+    let (up, listen, admin, _data) = up_in_root("examples/quickstart.yaml", &[]).await;
     let url = format!("http://{listen}/servers/demo/mcp");
     let seen = python_peer("py_quickstart.py", &[&url]).await;
     assert!(
@@ -240,8 +254,7 @@ async fn per_session_isolation_gives_each_client_session_its_own_child_up_to_the
 async fn a_child_sees_its_env_and_secrets_only_and_its_catalog_reaches_data_planes_that_cannot_run_it(
 ) {
     const TOKEN: &str = "s3cret-stdio-token";
-    let key = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8M=";
-    let (_cp, admin, _cp_data) = control_plane_with_key(None, Some(key)).await;
+    let (_cp, admin, _cp_data) = control_plane_with_key(None, Some(KEY)).await;
     let (dp, url, _state) = data_plane_in(&admin, None, &[("LEAKY", "from-the-data-plane")]).await;
     let secret = format!(
         "apiVersion: switchboard.dev/v1\nkind: Secret\nmetadata:\n  name: creds\nspec:\n  data:\n    token: {TOKEN}\n---\n"
@@ -307,22 +320,8 @@ async fn a_child_sees_its_env_and_secrets_only_and_its_catalog_reaches_data_plan
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stdio_example_runs_a_shared_and_a_per_session_server() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let admin = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
-    cmd.args(["up", "-f", "examples/stdio/", "--listen", &listen])
-        .args(["--admin-listen", &admin, "--data-dir"])
-        .arg(data.path())
-        .env(
-            "SWITCHBOARD_SECRET_KEY",
-            "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8M=",
-        )
-        .current_dir(root());
-    let up = ManagedProcess::spawn(cmd).expect("switchboard up");
-    if let Err(e) = wait_for_http_ok(&format!("http://{listen}/readyz"), WAIT).await {
-        panic!("up did not start: {e}\n{}", up.log_tail(30));
-    }
+    let key = ("SWITCHBOARD_SECRET_KEY", KEY);
+    let (up, listen, _admin, _data) = up_in_root("examples/stdio/", &[key]).await;
     let url = format!("http://{listen}/servers/local-tools/mcp");
     let mut a = session_listing(&url, "sandbox_get-env", &up).await;
     let _ = session_listing(&url, "clock_get_current_time", &up).await;

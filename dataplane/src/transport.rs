@@ -440,8 +440,17 @@ fn post_checked(
     }
     match req.protocol_version.as_deref() {
         Some(v) if versions::is_modern(v) => return Ok(stateless(server, req, message, gate)),
+        Some(_) if req.session_id.is_none() && carries_envelope(&message) => {
+            // A stateless-era request for a version we do not serve: that era's error.
+            return Ok(stateless(server, req, message, gate));
+        }
         Some(v) if !versions::is_supported(v) => {
-            let e = modern::unsupported(v);
+            let all: Vec<&str> = versions::MODERN
+                .iter()
+                .chain(versions::SUPPORTED.iter())
+                .copied()
+                .collect();
+            let e = modern::unsupported_among(v, &all);
             return Err(Reply::json(
                 400,
                 &jsonrpc::error_response(&message_id(&message), &e),
@@ -544,6 +553,17 @@ fn message_id(message: &Message) -> Value {
 }
 
 /// Whether a request's envelope names a stateless-era version.
+/// Whether a request carries the stateless era's envelope (a protocol version in
+/// `params._meta`), whatever version it names.
+fn carries_envelope(message: &Message) -> bool {
+    let Message::Request { params, .. } = message else {
+        return false;
+    };
+    params
+        .pointer("/_meta")
+        .is_some_and(|m| m.get(modern::PROTOCOL_VERSION_KEY).is_some())
+}
+
 fn claims_modern(message: &Message) -> bool {
     let Message::Request { params, .. } = message else {
         return false;
@@ -576,7 +596,15 @@ fn stateless(server: &ServerView, req: &RequestInfo, message: Message, gate: &dy
     if let Err(e) = modern::check(&method, &params, &headers) {
         return fail(e);
     }
-    if matches!(method.as_str(), "initialize" | "logging/setLevel") {
+    // Methods this era removed: 404 with method-not-found, as for any unknown method.
+    if matches!(
+        method.as_str(),
+        "initialize"
+            | "logging/setLevel"
+            | "ping"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+    ) {
         return fail(RpcError::new(
             jsonrpc::METHOD_NOT_FOUND,
             format!("method not found: {method} (not part of protocol version 2026-07-28)"),
@@ -775,6 +803,24 @@ mod tests {
             format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{{{META}}}}}"#)
                 .as_bytes(),
         )
+    }
+
+    #[test]
+    fn methods_the_stateless_era_removed_are_not_found() {
+        let s = view();
+        for method in [
+            "ping",
+            "resources/subscribe",
+            "resources/unsubscribe",
+            "initialize",
+        ] {
+            let r = stateless_call(&s, 9, method);
+            assert_eq!(
+                (r.status, body(&r)["error"]["code"].clone()),
+                (404, json!(jsonrpc::METHOD_NOT_FOUND)),
+                "{method}"
+            );
+        }
     }
 
     #[test]

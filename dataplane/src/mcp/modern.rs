@@ -49,13 +49,15 @@ pub fn http_status(code: i64) -> u16 {
     }
 }
 
-/// The error that names what this gateway serves, so a dual-era client can fall back.
+/// The stateless era's error for a version it does not serve: `supported` names the versions
+/// served this way, the same list as `server/discover`'s `supportedVersions` (a client falls
+/// back to `initialize` for the session-based ones on its own).
 pub fn unsupported(requested: &str) -> RpcError {
-    let supported: Vec<&str> = versions::MODERN
-        .iter()
-        .chain(versions::SUPPORTED.iter())
-        .copied()
-        .collect();
+    unsupported_among(requested, &versions::MODERN)
+}
+
+/// The same error naming `supported` (a session-era request names every version served).
+pub fn unsupported_among(requested: &str, supported: &[&str]) -> RpcError {
     RpcError {
         code: UNSUPPORTED_PROTOCOL_VERSION,
         message: "Unsupported protocol version".into(),
@@ -158,7 +160,7 @@ pub fn shape_result(method: &str, result: &mut Value, server: &str) {
         return;
     };
     obj.entry("resultType").or_insert_with(|| json!("complete"));
-    if method.ends_with("/list") || method == "server/discover" {
+    if method.ends_with("/list") || method == "server/discover" || method == "resources/read" {
         obj.entry("ttlMs").or_insert_with(|| json!(0));
         obj.entry("cacheScope").or_insert_with(|| json!("private"));
     }
@@ -244,10 +246,27 @@ mod tests {
             (e.code, http_status(e.code)),
             (UNSUPPORTED_PROTOCOL_VERSION, 400)
         );
-        assert!(e.data.expect("data")["supported"]
-            .as_array()
-            .expect("list")
-            .contains(&json!("2025-11-25")));
+        // The same list as server/discover's supportedVersions.
+        assert_eq!(
+            e.data.expect("data"),
+            json!({"supported": versions::MODERN, "requested": "2030-01-01"})
+        );
+    }
+
+    #[test]
+    fn reads_carry_the_caching_hints_the_era_requires() {
+        let mut read = json!({"contents": []});
+        shape_result("resources/read", &mut read, "demo");
+        assert_eq!(
+            (read["ttlMs"].clone(), read["cacheScope"].clone()),
+            (json!(0), json!("private"))
+        );
+        let mut kept = json!({"contents": [], "ttlMs": 5000, "cacheScope": "public"});
+        shape_result("resources/read", &mut kept, "demo");
+        assert_eq!(
+            (kept["ttlMs"].clone(), kept["cacheScope"].clone()),
+            (json!(5000), json!("public"))
+        );
     }
 
     #[test]
