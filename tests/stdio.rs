@@ -339,3 +339,32 @@ async fn the_stdio_example_runs_a_shared_and_a_per_session_server() {
         .expect("time");
     assert!(now.contains("\"timezone\": \"UTC\""), "{now}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_data_plane_lists_and_calls_its_own_stdio_upstreams() {
+    // No control plane: the data plane's own watchers supply the catalogs.
+    let state = tempfile::tempdir().expect("tempdir");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "dataplane",
+        "-f",
+        "examples/quickstart.yaml",
+        "--listen",
+        &listen,
+    ])
+    .arg("--state-dir")
+    .arg(state.path())
+    .current_dir(root());
+    let dp = ManagedProcess::spawn(cmd).expect("data plane");
+    if let Err(e) = wait_for_http_ok(&format!("http://{listen}/readyz"), WAIT).await {
+        panic!("data plane did not start: {e}\n{}", dp.log_tail(20));
+    }
+    let url = format!("http://{listen}/servers/demo/mcp");
+    let mut client = session_listing(&url, "time_convert_time", &dp).await;
+    let _ = session_listing(&url, "everything_echo", &dp).await;
+    let echoed = call(&mut client, "everything_echo", json!({"message": "alone"}))
+        .await
+        .expect("echo");
+    assert_eq!(echoed, "Echo: alone");
+}
