@@ -52,7 +52,11 @@ toolchain="$(rustup show active-toolchain | awk '{print $1}')"
 start=$(date +%s)
 phase() { say "$1 ($(( $(date +%s) - start ))s so far)"; }
 
-rm -rf "$root"
+# A run killed outright leaves its bind mounts: never delete through them.
+if grep -q " $root/" /proc/mounts; then
+  die "something is still mounted under $root (an earlier run was killed?); unmount it first"
+fi
+rm -rf --one-file-system "$root"
 mkdir -p "$root"
 phase "debootstrap $suite (minbase) from this machine's mirror"
 debootstrap --variant=minbase \

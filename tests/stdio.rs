@@ -247,7 +247,11 @@ async fn per_session_isolation_gives_each_client_session_its_own_child_up_to_the
     let refused = call(&mut c, "i_whoami", json!({}))
         .await
         .expect_err("over the cap");
-    assert!(refused.to_string().contains("cap of 3"), "{refused}");
+    let refused = refused.to_string();
+    assert!(
+        refused.contains("isolation: perSession") && refused.contains("maxSessions cap"),
+        "{refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child as Process, ChildStdin, Command};
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -178,6 +178,8 @@ pub struct Child {
     process: Mutex<Option<Process>>,
     /// Its process group (it and whatever it started), killed with it.
     group: Option<i32>,
+    /// Set once the child is reaped: from then on its id may belong to someone else.
+    reaped: std::sync::atomic::AtomicBool,
     label: String,
 }
 
@@ -208,10 +210,24 @@ impl Child {
         if let Some(stderr) = process.stderr.take() {
             let label = spec.label.clone();
             tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let line: String = line.chars().take(MAX_LOG_LINE).collect();
-                    tracing::info!(target: "switchboard::stdio", server = %label, "{line}");
+                // Bytes, not text: a line that is not UTF-8 is logged lossily, and reading
+                // goes on (a closed pipe would make the child's next write fail).
+                let mut reader = BufReader::new(stderr);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match (&mut reader)
+                        .take(MAX_LOG_LINE as u64)
+                        .read_until(b'\n', &mut line)
+                        .await
+                    {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            let text = String::from_utf8_lossy(&line);
+                            let text = text.trim_end_matches(['\r', '\n']);
+                            tracing::info!(target: "switchboard::stdio", server = %label, "{text}");
+                        }
+                    }
                 }
             });
         }
@@ -227,6 +243,7 @@ impl Child {
             exited,
             process: Mutex::new(Some(process)),
             group,
+            reaped: std::sync::atomic::AtomicBool::new(false),
             label: spec.label.clone(),
         });
         let reader = child.clone();
@@ -240,10 +257,11 @@ impl Child {
                 }
             }
         });
-        if let Err(e) = child.handshake(params).await {
-            child.kill();
-            return Err(e);
-        }
+        // Killed however the start ends early: a failed handshake, or a caller that stops
+        // waiting (the reader task's handle would otherwise keep it alive).
+        let guard = KillUnlessStarted(Some(child.clone()));
+        child.handshake(params).await?;
+        guard.disarm();
         Ok(child)
     }
 
@@ -413,9 +431,12 @@ impl Child {
     }
 
     fn ended(&self, why: String) {
+        // Whatever it started goes with it: signal the group before the leader is reaped.
+        self.kill_group();
         let why = match lock(&self.process)
             .as_mut()
             .and_then(|p| p.try_wait().ok().flatten())
+            .inspect(|_| self.reaped.store(true, Ordering::SeqCst))
         {
             Some(status) => format!("{why} ({status})"),
             None => why,
@@ -433,10 +454,10 @@ impl Child {
 
     /// Stops the server process and everything it started.
     pub fn kill(&self) {
+        self.kill_group();
         let Some(mut p) = lock(&self.process).take() else {
             return;
         };
-        self.kill_group(&mut p);
         let _ = p.start_kill();
         // Reap it in the background so it does not linger as a zombie.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -446,10 +467,11 @@ impl Child {
         }
     }
 
-    /// Kills the child's process group, but only while the child is not reaped: until then
-    /// its id (and so its group's) cannot belong to anyone else.
-    fn kill_group(&self, p: &mut Process) {
-        if let (Some(group), Ok(None)) = (self.group, p.try_wait()) {
+    /// Kills the child's process group while the child is not reaped: until then its id
+    /// (and so its group's) cannot belong to anyone else.
+    fn kill_group(&self) {
+        let held = lock(&self.process).is_some();
+        if let (Some(group), true, false) = (self.group, held, self.reaped.load(Ordering::SeqCst)) {
             // SAFETY: kill(2) on the process group our unreaped child leads.
             unsafe {
                 libc::kill(-group, libc::SIGKILL);
@@ -458,12 +480,26 @@ impl Child {
     }
 }
 
+/// Kills a child whose start did not complete, when dropped.
+struct KillUnlessStarted(Option<Arc<Child>>);
+
+impl KillUnlessStarted {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillUnlessStarted {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.take() {
+            child.kill();
+        }
+    }
+}
+
 impl Drop for Child {
     fn drop(&mut self) {
-        let taken = lock(&self.process).take();
-        if let Some(mut p) = taken {
-            self.kill_group(&mut p);
-            // kill_on_drop ends the child itself; tokio reaps it.
-        }
+        // kill_on_drop ends the child itself (and tokio reaps it); this ends its group.
+        self.kill_group();
     }
 }

@@ -160,6 +160,8 @@ pub async fn post(State(bridge): State<Arc<Bridge>>, headers: HeaderMap, body: B
             Err(e) => error(StatusCode::BAD_GATEWAY, &Value::Null, -32603, e.to_string()),
         };
     };
+    // The session is busy until the answer is out (a long call is not idle).
+    let busy = bridge.sessions.call(&session);
     let rx = match child.call(&session, msg).await {
         Ok(rx) => rx,
         Err(e) => return error(StatusCode::OK, &id, -32603, e.to_string()),
@@ -167,8 +169,10 @@ pub async fn post(State(bridge): State<Arc<Bridge>>, headers: HeaderMap, body: B
     let wants_sse = header(&headers, "accept").is_some_and(|a| a.contains("text/event-stream"));
     if wants_sse {
         // Progress as it happens, then the answer; the stream ends with the answer.
-        let events = UnboundedReceiverStream::new(rx)
-            .map(|m| Ok::<_, Infallible>(Event::default().event("message").data(m.to_string())));
+        let events = UnboundedReceiverStream::new(rx).map(move |m| {
+            let _busy = &busy;
+            Ok::<_, Infallible>(Event::default().event("message").data(m.to_string()))
+        });
         return Sse::new(events).into_response();
     }
     let mut rx = rx;
@@ -176,6 +180,7 @@ pub async fn post(State(bridge): State<Arc<Bridge>>, headers: HeaderMap, body: B
     while let Some(m) = rx.recv().await {
         last = Some(m);
     }
+    drop(busy);
     match last {
         Some(answer) => axum::Json(answer).into_response(),
         None => error(
@@ -231,7 +236,14 @@ pub async fn get(State(bridge): State<Arc<Bridge>>, headers: HeaderMap) -> Respo
             "Accept must include text/event-stream",
         );
     }
-    let guard = bridge.sessions.stream(&sid);
+    let Some(guard) = bridge.sessions.stream(&sid) else {
+        return error(
+            StatusCode::CONFLICT,
+            &Value::Null,
+            -32000,
+            "this session already has a GET stream open",
+        );
+    };
     let events = BroadcastStream::new(child.subscribe()).filter_map(move |m| {
         let _open = &guard; // the session is listening while the stream lives
         async move {

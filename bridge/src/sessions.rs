@@ -63,17 +63,42 @@ enum Shared {
 struct Entry {
     child: Arc<Child>,
     last_used: Mutex<Instant>,
-    /// Open GET streams: a listening client is not idle.
+    /// Open GET streams (at most one) and calls in flight: a session using either is not
+    /// idle.
     streams: AtomicUsize,
+    calls: AtomicUsize,
 }
 
-/// Counts an open GET stream of a session for as long as it lives.
-pub struct StreamGuard(Arc<Entry>);
+impl Entry {
+    fn busy(&self) -> bool {
+        self.streams.load(Ordering::Relaxed) > 0 || self.calls.load(Ordering::Relaxed) > 0
+    }
+}
 
-impl Drop for StreamGuard {
+/// Counts a session's GET stream or call for as long as it lives.
+pub struct Busy {
+    entry: Arc<Entry>,
+    stream: bool,
+}
+
+impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.streams.fetch_sub(1, Ordering::Relaxed);
-        *lock(&self.0.last_used) = Instant::now();
+        let counter = if self.stream {
+            &self.entry.streams
+        } else {
+            &self.entry.calls
+        };
+        counter.fetch_sub(1, Ordering::SeqCst);
+        *lock(&self.entry.last_used) = Instant::now();
+    }
+}
+
+/// Gives back a `perSession` start's place under the cap, however the start ends.
+struct Starting<'a>(&'a AtomicUsize);
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -172,8 +197,7 @@ impl Sessions {
                     .iter()
                     .filter(|(_, e)| {
                         e.child.exit_reason().is_some()
-                            || (e.streams.load(Ordering::Relaxed) == 0
-                                && lock(&e.last_used).elapsed() >= idle)
+                            || (!e.busy() && lock(&e.last_used).elapsed() >= idle)
                     })
                     .map(|(id, _)| id.clone())
                     .collect();
@@ -202,8 +226,31 @@ impl Sessions {
 
     /// Opens a session for an `initialize` with `params`: its id and the child behind it.
     pub async fn open(&self, params: &Value) -> Result<(String, Arc<Child>), OpenError> {
+        let id = new_session_id().map_err(OpenError::Unavailable)?;
+        let entry = |child: Arc<Child>| {
+            Arc::new(Entry {
+                child,
+                last_used: Mutex::new(Instant::now()),
+                streams: AtomicUsize::new(0),
+                calls: AtomicUsize::new(0),
+            })
+        };
         let child = match self.isolation {
-            Isolation::Shared => self.shared_child().await?,
+            Isolation::Shared => {
+                let child = self.shared_child().await?;
+                let evicted = {
+                    let mut sessions = lock(&self.sessions);
+                    let evicted = if sessions.len() >= MAX_SHARED_SESSIONS {
+                        oldest_idle(&sessions).and_then(|old| sessions.remove(&old))
+                    } else {
+                        None
+                    };
+                    sessions.insert(id.clone(), entry(child.clone()));
+                    evicted
+                };
+                drop(evicted);
+                child
+            }
             Isolation::PerSession { max, .. } => {
                 let live = lock(&self.sessions)
                     .values()
@@ -213,29 +260,14 @@ impl Sessions {
                     self.starting.fetch_sub(1, Ordering::SeqCst);
                     return Err(OpenError::AtCapacity(max));
                 }
-                let started = Child::start(&self.spec, params.clone()).await;
-                self.starting.fetch_sub(1, Ordering::SeqCst);
-                started?
+                let starting = Starting(&self.starting);
+                let child = Child::start(&self.spec, params.clone()).await?;
+                // Counted as a session before it stops counting as a start.
+                lock(&self.sessions).insert(id.clone(), entry(child.clone()));
+                drop(starting);
+                child
             }
         };
-        let id = new_session_id().map_err(OpenError::Unavailable)?;
-        let entry = Arc::new(Entry {
-            child: child.clone(),
-            last_used: Mutex::new(Instant::now()),
-            streams: AtomicUsize::new(0),
-        });
-        let evicted = {
-            let mut sessions = lock(&self.sessions);
-            let evicted =
-                if self.isolation == Isolation::Shared && sessions.len() >= MAX_SHARED_SESSIONS {
-                    oldest_idle(&sessions).and_then(|old| sessions.remove(&old))
-                } else {
-                    None
-                };
-            sessions.insert(id.clone(), entry);
-            evicted
-        };
-        drop(evicted);
         Ok((id, child))
     }
 
@@ -280,11 +312,29 @@ impl Sessions {
         Some(entry.child.clone())
     }
 
-    /// Counts a GET stream of session `id` (so it is not idle) while the guard lives.
-    pub fn stream(&self, id: &str) -> Option<StreamGuard> {
+    /// Counts the GET stream of session `id` while the guard lives; None when the session
+    /// is unknown or already has one (one stream per session, as servers allow, so a message
+    /// is never delivered twice).
+    pub fn stream(&self, id: &str) -> Option<Busy> {
         let entry = lock(&self.sessions).get(id)?.clone();
-        entry.streams.fetch_add(1, Ordering::Relaxed);
-        Some(StreamGuard(entry))
+        if entry.streams.fetch_add(1, Ordering::SeqCst) > 0 {
+            entry.streams.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Busy {
+            entry,
+            stream: true,
+        })
+    }
+
+    /// Counts a call in flight in session `id` (so its child is not stopped as idle).
+    pub fn call(&self, id: &str) -> Option<Busy> {
+        let entry = lock(&self.sessions).get(id)?.clone();
+        entry.calls.fetch_add(1, Ordering::SeqCst);
+        Some(Busy {
+            entry,
+            stream: false,
+        })
     }
 
     /// Ends session `id`; false when there was none.
@@ -325,7 +375,7 @@ impl Sessions {
 fn oldest_idle(sessions: &HashMap<String, Arc<Entry>>) -> Option<String> {
     sessions
         .iter()
-        .filter(|(_, e)| e.streams.load(Ordering::Relaxed) == 0)
+        .filter(|(_, e)| !e.busy())
         .min_by_key(|(_, e)| *lock(&e.last_used))
         .map(|(id, _)| id.clone())
 }

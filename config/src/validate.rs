@@ -170,8 +170,11 @@ impl Checker<'_> {
                     );
                 }
             }
-            if stdio.max_sessions == Some(0) {
-                self.err("spec.stdio.maxSessions", "must be at least 1");
+            if stdio.max_sessions.is_some_and(|m| m < 2) {
+                self.err(
+                    "spec.stdio.maxSessions",
+                    "must be at least 2 (each data plane's catalog watcher holds one session)",
+                );
             }
             let per_session = stdio.isolation == StdioIsolation::PerSession;
             if !per_session && (stdio.max_sessions.is_some() || stdio.idle_timeout.is_some()) {

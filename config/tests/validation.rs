@@ -396,7 +396,7 @@ fn stdio_settings_are_checked() {
         0,
         8,
         "spec.stdio.maxSessions",
-        "at least 1",
+        "at least 2",
     );
     one_error(
         &doc("    secretEnv:\n      TOKEN: {secret: missing, key: token}\n"),

@@ -104,8 +104,17 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
         );
         move |snap: &Snapshot| -> Result<(), String> {
             let _one = swapping.lock().unwrap_or_else(|p| p.into_inner());
-            // Compiling is the check: a snapshot we cannot route is NACKed.
-            let compiled = compile(&stdio, snap)?;
+            // Compiling is the check: a snapshot we cannot route is NACKed, and whatever it
+            // started for itself is stopped again.
+            let compiled = match compile(&stdio, snap) {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some(still) = served.load_full() {
+                        stdio.retire(&still);
+                    }
+                    return Err(e);
+                }
+            };
             routes.store(Arc::new(compiled));
             stdio.retire(snap);
             served.store(Some(Arc::new(snap.clone())));
@@ -143,17 +152,28 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
         let (routes, served, changed) = (routes.clone(), served.clone(), changed.clone());
         stdio.spawn(async move {
             while ticks.changed().await.is_ok() {
-                let _one = swapping.lock().unwrap_or_else(|p| p.into_inner());
-                let Some(snap) = served.load_full() else {
-                    continue;
-                };
-                match compile(&stdio2, &snap) {
-                    Ok(compiled) => {
-                        routes.store(Arc::new(compiled));
-                        changed.send_modify(|n| *n += 1);
+                let (stdio, routes, served, changed, swapping) = (
+                    stdio2.clone(),
+                    routes.clone(),
+                    served.clone(),
+                    changed.clone(),
+                    swapping.clone(),
+                );
+                // Compiling may take a while: not on the thread the stdio servers' I/O uses.
+                let recompiled = tokio::task::spawn_blocking(move || {
+                    let _one = swapping.lock().unwrap_or_else(|p| p.into_inner());
+                    let Some(snap) = served.load_full() else {
+                        return;
+                    };
+                    match compile(&stdio, &snap) {
+                        Ok(compiled) => {
+                            routes.store(Arc::new(compiled));
+                            changed.send_modify(|n| *n += 1);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot recompile routes after a stdio upstream changed"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot recompile routes after a stdio upstream changed"),
-                }
+                });
+                let _ = recompiled.await;
             }
         });
     }

@@ -76,6 +76,13 @@ pub fn uses_own_session(name: &str, spec: &UpstreamEntry, client: Option<&Sessio
     own_ref(name, spec, client).is_some()
 }
 
+/// Whether `spec` is a stdio upstream with a child per client session.
+pub fn isolates_sessions(spec: &UpstreamEntry) -> bool {
+    spec.stdio.as_ref().is_some_and(|s| {
+        s.isolation == switchboard_config::kinds::upstream::StdioIsolation::PerSession
+    })
+}
+
 /// Upstream sessions that end (DELETE, in the background) when this is dropped.
 pub struct SessionsToEnd {
     sessions: Vec<(McpHttp, UpstreamSession)>,
@@ -272,7 +279,8 @@ impl UpstreamPool {
     }
 
     /// The session to use: the client's own (or what replaced it) when it has one for this
-    /// upstream at its current URL, else the shared one.
+    /// upstream at its current URL, else the shared one (never for an upstream that
+    /// isolates sessions: that would put clients in one child).
     async fn session(
         &self,
         name: &str,
@@ -282,6 +290,17 @@ impl UpstreamPool {
         if let Some(r) = own_ref(name, spec, client) {
             let s = self.client_session(spec, r);
             return Ok((self.current(&s).unwrap_or_else(|| Arc::new(s)), true));
+        }
+        if isolates_sessions(spec) {
+            return Err(UpstreamError::Protocol {
+                url: name.to_string(),
+                reason: "this stdio upstream gives every client session a server of its own \
+                         (isolation: perSession), and this session has none on this data plane \
+                         (it was opened on another replica, before the server was restarted \
+                         with a new configuration, or while the upstream was at its \
+                         maxSessions cap): start a new session"
+                    .into(),
+            });
         }
         Ok((self.shared(name, spec).await?, false))
     }

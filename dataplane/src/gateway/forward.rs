@@ -124,7 +124,10 @@ impl Gateway {
             f.session = Some(own.clone());
             ender = Some(self.call_session_ender(own, spec));
             side = self.session_stream(&f, spec, own).await;
-        } else if let Some(spec) = &spec {
+        } else if let Some(spec) = spec
+            .as_ref()
+            .filter(|_| routes.unhealthy(&f.upstream).is_none())
+        {
             // A session-era client that can be asked: see `questions`.
             side = self.question_stream(&f, spec).await;
         }
@@ -780,9 +783,20 @@ impl Gateway {
             String,
             (tokio::time::Instant, std::time::Duration),
         > = Default::default();
+        // When each upstream stream was (re)opened, and the wait before it.
+        let mut opened_at: std::collections::HashMap<
+            String,
+            (tokio::time::Instant, std::time::Duration),
+        > = Default::default();
         for (name, opened) in futures::future::join_all(opening).await {
             match opened {
-                Listened::Open(stream) => merged.push(stream),
+                Listened::Open(stream) => {
+                    merged.push(stream);
+                    opened_at.insert(
+                        name,
+                        (tokio::time::Instant::now(), super::questions::FIRST_REOPEN),
+                    );
+                }
                 Listened::None => {}
                 Listened::Retry(e) => {
                     tracing::debug!(upstream = %name, error = %e, "cannot open an upstream's stream for a client yet; trying again");
@@ -823,12 +837,14 @@ impl Gateway {
                         .collect();
                     for name in ready {
                         let Some((_, wait)) = retry.remove(&name) else { continue };
-                        let Some(spec) = routes.upstream(&name) else { continue };
+                        // The routes in force now (the upstream may have moved).
+                        let Some(spec) = self.routes.load().upstream(&name) else { continue };
                         match self.open_listen(&name, &spec, client, server, session).await {
                             Listened::Open(stream) => {
                                 tracing::debug!(upstream = %name, "upstream stream for a client reopened");
                                 merged.push(stream);
                                 upstreams_open = true;
+                                opened_at.insert(name, (tokio::time::Instant::now(), wait));
                             }
                             Listened::None => {}
                             Listened::Retry(_) => {
@@ -842,8 +858,15 @@ impl Gateway {
                 next = merged.next(), if upstreams_open => match next {
                     Some((upstream, Upstreamed::Ended)) => {
                         tracing::debug!(%upstream, "an upstream's stream to a client ended; reopening it");
+                        // A stream that ends at once is not tried again at once.
                         let first = super::questions::FIRST_REOPEN;
-                        retry.insert(upstream, (tokio::time::Instant::now() + first, first));
+                        let wait = match opened_at.remove(&upstream) {
+                            Some((at, wait)) if at.elapsed() < std::time::Duration::from_secs(5) => {
+                                (wait * 2).min(super::questions::MAX_REOPEN)
+                            }
+                            _ => first,
+                        };
+                        retry.insert(upstream, (tokio::time::Instant::now() + wait, wait));
                         continue;
                     }
                     Some((upstream, Upstreamed::Message(Ok(mut msg)))) => {

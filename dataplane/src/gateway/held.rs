@@ -165,7 +165,10 @@ impl Gateway {
         f: &Forward,
         spec: &UpstreamEntry,
     ) -> Option<crate::session::Session> {
-        if !super::questions::askable(&f.client_capabilities)
+        // An upstream that isolates sessions never shares one, so every stateless call gets
+        // its own there too.
+        let isolated = crate::upstreams::isolates_sessions(spec);
+        if !(super::questions::askable(&f.client_capabilities) || isolated)
             || spec.mcp.as_ref()?.transport != McpTransport::StreamableHttp
         {
             return None;

@@ -170,8 +170,9 @@ impl StdioUpstreams {
         };
         for (key, instance) in stale {
             tracing::info!(upstream = %key.0, "stdio upstream no longer served here; stopping it");
+            let mut status = lock(&self.status);
             instance.stop.send_replace(true);
-            lock(&self.status).remove(&key);
+            status.remove(&key);
         }
         let changed = *lock(&self.current) != wanted;
         *lock(&self.current) = wanted;
@@ -215,6 +216,7 @@ impl StdioUpstreams {
             endpoint: endpoint.clone(),
             status: self.status.clone(),
             changes: self.changes.clone(),
+            stopped: stopped.clone(),
         };
         let mut stopped_bridge = stopped.clone();
         let name = key.0.clone();
@@ -337,7 +339,11 @@ fn child_spec(
 /// values (so a rotated secret gets a new child, and the hash says nothing of the value).
 fn instance_hash(spec: &UpstreamSpec, child: &ChildSpec) -> String {
     let mut h = Sha256::new();
-    h.update(serde_json::to_vec(spec).unwrap_or_default());
+    // The stdio block and what the watcher uses: other edits (timeouts, retries) keep the
+    // child and its sessions.
+    h.update(serde_json::to_vec(&spec.stdio).unwrap_or_default());
+    h.update(serde_json::to_vec(&spec.health).unwrap_or_default());
+    h.update(serde_json::to_vec(&spec.discovery).unwrap_or_default());
     for (k, v) in &child.env {
         h.update(k.as_bytes());
         h.update([0]);

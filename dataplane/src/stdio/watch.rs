@@ -26,6 +26,8 @@ pub(super) struct Watcher {
     pub endpoint: LocalEndpoint,
     pub status: Arc<Mutex<HashMap<InstanceKey, LocalStatus>>>,
     pub changes: watch::Sender<u64>,
+    /// True once the instance is retired: nothing is recorded for it after that.
+    pub stopped: watch::Receiver<bool>,
 }
 
 /// Why the watcher lists again.
@@ -182,6 +184,11 @@ impl Watcher {
     fn record(&self, change: impl FnOnce(&mut LocalStatus)) -> bool {
         let differs = {
             let mut all = lock(&self.status);
+            // Checked under the lock `retire` removes the entry under, so a retired
+            // instance's status cannot come back.
+            if *self.stopped.borrow() {
+                return false;
+            }
             let s = all.entry(self.key.clone()).or_default();
             let before = LocalStatus {
                 refreshed_unix_ms: 0,
