@@ -115,6 +115,9 @@ pub fn writes_for(
 #[derive(Default)]
 struct Fold {
     by_node: HashMap<String, (bool, String)>,
+    /// The last report (without its catalog), to write the folded health again when a
+    /// data plane goes away.
+    last: Option<StdioReport>,
 }
 
 impl Fold {
@@ -123,6 +126,15 @@ impl Fold {
             self.by_node
                 .insert(node.to_string(), (report.healthy, report.error.clone()));
         }
+        self.last = Some(StdioReport {
+            catalog_json: Vec::new(),
+            catalog_hash: String::new(),
+            ..report.clone()
+        });
+        self.folded(report)
+    }
+
+    fn folded(&self, report: &StdioReport) -> StdioReport {
         let mut folded = report.clone();
         folded.healthy = self.by_node.values().any(|(healthy, _)| *healthy);
         folded.error = if folded.healthy {
@@ -137,8 +149,17 @@ impl Fold {
         folded
     }
 
-    fn forget(&mut self, node: &str) {
-        self.by_node.remove(node);
+    /// Forgets `node`; the folded report to write when that changes the verdict of the
+    /// data planes still here (none are left: another replica may have them, so nothing
+    /// is written).
+    fn forget(&mut self, node: &str) -> Option<StdioReport> {
+        let was = self.by_node.values().any(|(healthy, _)| *healthy);
+        self.by_node.remove(node)?;
+        if self.by_node.is_empty() {
+            return None;
+        }
+        let folded = self.folded(self.last.as_ref()?);
+        (folded.healthy != was).then_some(folded)
     }
 }
 
@@ -157,7 +178,26 @@ pub fn relay(
         let mut folds: HashMap<String, Fold> = HashMap::new();
         while let Some((node, report)) = rx.recv().await {
             let Some(report) = report else {
-                folds.values_mut().for_each(|f| f.forget(&node));
+                // The data plane left: its verdict no longer counts.
+                let changed: Vec<StdioReport> =
+                    folds.values_mut().filter_map(|f| f.forget(&node)).collect();
+                let set = registry.borrow().resource_set();
+                let current = status.borrow().clone();
+                for folded in changed {
+                    if let Ok(Writes {
+                        health: Some(record),
+                        ..
+                    }) = writes_for(&folded, &set, &current)
+                    {
+                        let bytes = serde_json::to_vec(&record).unwrap_or_default();
+                        if let Err(e) = store
+                            .status_put(&health_key(&folded.upstream), bytes, None)
+                            .await
+                        {
+                            tracing::warn!(upstream = %folded.upstream, error = %e, "cannot record a stdio upstream's health");
+                        }
+                    }
+                }
                 continue;
             };
             let state = registry.borrow().clone();
@@ -299,9 +339,16 @@ mod tests {
         assert!(fold.fold("a", &report("local", Some(&c), true)).healthy);
         let folded = fold.fold("b", &report("local", None, false));
         assert!(folded.healthy, "a still runs it");
-        fold.forget("a");
+        let after = fold.forget("a").expect("the verdict changed");
+        assert!(!after.healthy);
+        assert_eq!(after.error, "on data plane b: gone");
+        assert!(after.catalog_json.is_empty(), "health only");
         let folded = fold.fold("b", &report("local", None, false));
         assert!(!folded.healthy);
-        assert_eq!(folded.error, "on data plane b: gone");
+        assert_eq!(
+            fold.forget("b"),
+            None,
+            "nobody left here: another replica may know"
+        );
     }
 }
