@@ -43,18 +43,12 @@ pub enum BridgeError {
 /// HTTP server and every child.
 pub struct RunningBridge {
     stop: watch::Sender<bool>,
-    sessions: Arc<Sessions>,
 }
 
 impl RunningBridge {
     /// Stops serving and ends every child.
     pub fn stop(&self) {
         self.stop.send_replace(true);
-    }
-
-    /// Ok while a new session could be served now; the reason otherwise.
-    pub fn health(&self) -> Result<(), String> {
-        self.sessions.health()
     }
 }
 
@@ -68,7 +62,7 @@ impl Drop for RunningBridge {
 pub fn spawn(config: BridgeConfig, listener: tokio::net::TcpListener) -> RunningBridge {
     let (stop_tx, stop_rx) = watch::channel(false);
     let sessions = Sessions::start(config.child.clone(), config.isolation, stop_rx.clone());
-    let bridge = Arc::new(http::Bridge::new(sessions.clone(), config.isolation));
+    let bridge = Arc::new(http::Bridge::new(sessions, config.isolation));
     let mcp = Router::new()
         .route(
             &config.path,
@@ -97,10 +91,7 @@ pub fn spawn(config: BridgeConfig, listener: tokio::net::TcpListener) -> Running
             } => {}
         }
     });
-    RunningBridge {
-        stop: stop_tx,
-        sessions,
-    }
+    RunningBridge { stop: stop_tx }
 }
 
 /// Serves `config` on `listener` until `shutdown` resolves (`switchboard bridge`). The

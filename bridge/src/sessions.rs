@@ -360,16 +360,6 @@ impl Sessions {
             },
         }
     }
-
-    /// How many sessions are open.
-    pub fn len(&self) -> usize {
-        lock(&self.sessions).len()
-    }
-
-    /// Whether no session is open.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn oldest_idle(sessions: &HashMap<String, Arc<Entry>>) -> Option<String> {

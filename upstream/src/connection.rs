@@ -54,6 +54,26 @@ impl Connection {
     }
 }
 
+/// Whether `method` is one of the `notifications/*/list_changed` an upstream sends when a
+/// listing changed.
+pub fn is_list_changed(method: &str) -> bool {
+    method.starts_with("notifications/") && method.ends_with("/list_changed")
+}
+
+/// The answer a discovery session (one that lists, never calls) gives a request the
+/// upstream sends it: pings and `roots/list` (it offers roots but has none) are answered,
+/// anything else refused. None for what is not a request.
+pub fn discovery_reply(msg: &Value) -> Option<Value> {
+    let id = msg.get("id")?;
+    let method = msg.get("method").and_then(Value::as_str)?;
+    Some(match method {
+        "ping" => json!({"jsonrpc": "2.0", "id": id, "result": {}}),
+        "roots/list" => json!({"jsonrpc": "2.0", "id": id, "result": {"roots": []}}),
+        _ => json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601,
+            "message": format!("discovery sessions do not serve {method}")}}),
+    })
+}
+
 /// What discovery sessions offer upstreams (see [`McpHttp::open`]).
 pub fn discovery_capabilities() -> serde_json::Value {
     json!({"roots": {"listChanged": true}, "sampling": {}, "elicitation": {}})
@@ -227,5 +247,30 @@ impl McpHttp {
             Connection::Streamable(s) => self.send(s, body, timeout).await.map(|_| ()),
             Connection::Legacy(s) => s.reply(body, timeout).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_sessions_answer_pings_and_roots_and_refuse_the_rest() {
+        let ask = |m: &str| json!({"jsonrpc": "2.0", "id": 3, "method": m});
+        assert_eq!(discovery_reply(&ask("ping")).unwrap()["result"], json!({}));
+        assert_eq!(
+            discovery_reply(&ask("roots/list")).unwrap()["result"],
+            json!({"roots": []})
+        );
+        assert_eq!(
+            discovery_reply(&ask("sampling/createMessage")).unwrap()["error"]["code"],
+            -32601
+        );
+        assert_eq!(
+            discovery_reply(&json!({"method": "notifications/message"})),
+            None
+        );
+        assert!(is_list_changed("notifications/tools/list_changed"));
+        assert!(!is_list_changed("notifications/message"));
     }
 }

@@ -12,7 +12,7 @@ mod sse;
 pub use client::{
     is_event_stream, McpHttp, UpstreamError, UpstreamSession, CLIENT_PROTOCOL_VERSION,
 };
-pub use connection::{Connection, Messages};
+pub use connection::{discovery_reply, is_list_changed, Connection, Messages};
 pub use credentials::Credentials;
 pub use legacy::LegacySession;
 pub use sse::{json_events, SseEvent};

@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_config::kinds::upstream::{McpUpstream, UpstreamSpec};
-use switchboard_upstream::{Connection, Credentials, McpHttp, UpstreamError};
+use switchboard_upstream::{
+    discovery_reply, is_list_changed, Connection, Credentials, McpHttp, UpstreamError,
+};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
@@ -334,19 +336,11 @@ async fn on_message(
     timeout: Duration,
 ) {
     let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
-    if method.starts_with("notifications/") && method.ends_with("/list_changed") {
+    if is_list_changed(method) {
         let _ = notes.send(Note::ListChanged(method.to_string())).await;
         return;
     }
-    if let Some(id) = msg.get("id").filter(|_| !method.is_empty()) {
-        let reply = if method == "ping" {
-            json!({"jsonrpc": "2.0", "id": id, "result": {}})
-        } else if method == "roots/list" {
-            // Discovery offers roots (see `McpHttp::open`) but has none.
-            json!({"jsonrpc": "2.0", "id": id, "result": {"roots": []}})
-        } else {
-            json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": format!("discovery sessions do not serve {method}")}})
-        };
+    if let Some(reply) = discovery_reply(&msg) {
         let _ = mcp.reply(session, &reply, timeout).await;
     }
 }

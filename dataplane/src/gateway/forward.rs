@@ -848,7 +848,7 @@ impl Gateway {
                             }
                             Listened::None => {}
                             Listened::Retry(_) => {
-                                let next = (wait * 2).min(super::questions::MAX_REOPEN);
+                                let next = super::questions::next_reopen(wait);
                                 retry.insert(name, (tokio::time::Instant::now() + next, next));
                             }
                         }
@@ -862,7 +862,7 @@ impl Gateway {
                         let first = super::questions::FIRST_REOPEN;
                         let wait = match opened_at.remove(&upstream) {
                             Some((at, wait)) if at.elapsed() < std::time::Duration::from_secs(5) => {
-                                (wait * 2).min(super::questions::MAX_REOPEN)
+                                super::questions::next_reopen(wait)
                             }
                             _ => first,
                         };
@@ -871,7 +871,7 @@ impl Gateway {
                     }
                     Some((upstream, Upstreamed::Message(Ok(mut msg)))) => {
                         let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
-                        if method.starts_with("notifications/") && method.ends_with("/list_changed") {
+                        if switchboard_upstream::is_list_changed(method) {
                             // The gateway's own listing changes once discovery has the new
                             // catalog; it says so then (below).
                             continue;

@@ -18,7 +18,12 @@ use std::sync::Mutex;
 /// How long a client's GET stream waits before trying an upstream's stream again, doubled
 /// up to [`MAX_REOPEN`] while it keeps failing.
 pub(super) const FIRST_REOPEN: std::time::Duration = std::time::Duration::from_millis(100);
-pub(super) const MAX_REOPEN: std::time::Duration = std::time::Duration::from_secs(2);
+const MAX_REOPEN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The wait after `wait` for a stream that failed again.
+pub(super) fn next_reopen(wait: std::time::Duration) -> std::time::Duration {
+    (wait * 2).min(MAX_REOPEN)
+}
 
 /// Upstream sessions whose GET stream this data plane holds for a client's GET stream.
 #[derive(Default)]
@@ -123,9 +128,7 @@ impl Gateway {
                     .ok()
                     .and_then(|m| m.get("method"))
                     .and_then(Value::as_str)
-                    .is_some_and(|m| {
-                        m.starts_with("notifications/") && m.ends_with("/list_changed")
-                    });
+                    .is_some_and(switchboard_upstream::is_list_changed);
                 futures::future::ready(!list_changed)
             }))),
             Ok(None) => None,

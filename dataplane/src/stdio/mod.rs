@@ -293,12 +293,6 @@ impl StdioUpstreams {
             })
             .collect()
     }
-
-    /// What the watcher last found about upstream `name` as the served snapshot runs it.
-    pub fn status_of(&self, name: &str) -> Option<LocalStatus> {
-        let hash = lock(&self.current).get(name).cloned()?;
-        lock(&self.status).get(&(name.to_string(), hash)).cloned()
-    }
 }
 
 /// How to start `spec`'s child, if it is a stdio upstream: its environment filled from the

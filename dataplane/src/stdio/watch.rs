@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_config::kinds::upstream::{McpTransport, McpUpstream, UpstreamSpec};
-use switchboard_upstream::{Connection, Credentials, McpHttp, UpstreamError};
+use switchboard_upstream::{
+    discovery_reply, is_list_changed, Connection, Credentials, McpHttp, UpstreamError,
+};
 use tokio::sync::watch;
 
 /// First retry after a failure; doubled up to `MAX_RETRY` (or the health interval).
@@ -157,10 +159,12 @@ impl Watcher {
                 m = message => match m {
                     Some(Ok(msg)) => {
                         let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
-                        if method.starts_with("notifications/") && method.ends_with("/list_changed") {
+                        if is_list_changed(method) {
                             return Next::Relist;
                         }
-                        answer(mcp, conn, &msg).await;
+                        if let Some(reply) = discovery_reply(&msg) {
+                            let _ = mcp.reply(conn, &reply, REQUEST_TIMEOUT).await;
+                        }
                     }
                     Some(Err(e)) => return Next::Reopen(e),
                     None => return Next::Reopen("the stdio server's stream ended (did it restart?)".into()),
@@ -206,21 +210,4 @@ impl Watcher {
         }
         differs
     }
-}
-
-/// Answers what a stdio server asks the watcher's session: pings, and roots/list (it has
-/// none); anything else is refused, since the watcher never calls a tool.
-async fn answer(mcp: &McpHttp, conn: &Connection, msg: &Value) {
-    let Some(id) = msg.get("id") else {
-        return;
-    };
-    let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
-    let reply = match method {
-        "" => return,
-        "ping" => json!({"jsonrpc": "2.0", "id": id, "result": {}}),
-        "roots/list" => json!({"jsonrpc": "2.0", "id": id, "result": {"roots": []}}),
-        _ => json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601,
-            "message": format!("the data plane's catalog session does not serve {method}")}}),
-    };
-    let _ = mcp.reply(conn, &reply, REQUEST_TIMEOUT).await;
 }
