@@ -2,7 +2,7 @@
 //! included) or JSON, a GET stream for what the server says outside calls, DELETE.
 
 use crate::child::CHILD_PROTOCOL_VERSION;
-use crate::sessions::{Isolation, OpenError, Sessions};
+use crate::sessions::{OpenError, Sessions};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -20,16 +20,12 @@ const VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-
 /// Shared state of the HTTP handlers.
 pub struct Bridge {
     pub sessions: Arc<Sessions>,
-    isolation: Isolation,
 }
 
 impl Bridge {
     /// HTTP sessions over `sessions`' children.
-    pub fn new(sessions: Arc<Sessions>, isolation: Isolation) -> Self {
-        Bridge {
-            sessions,
-            isolation,
-        }
+    pub fn new(sessions: Arc<Sessions>) -> Self {
+        Bridge { sessions }
     }
 }
 
@@ -204,7 +200,7 @@ async fn initialize(bridge: &Bridge, id: Value, msg: &Value) -> Response {
         }
     };
     let mut result = child.initialize_result();
-    if bridge.isolation == Isolation::Shared {
+    if bridge.sessions.shares_child() {
         // The shared child was initialized by the bridge: answer with the client's version
         // when we speak it, the server's otherwise. A per-session child answered the
         // client's own initialize.

@@ -62,7 +62,7 @@ impl Drop for RunningBridge {
 pub fn spawn(config: BridgeConfig, listener: tokio::net::TcpListener) -> RunningBridge {
     let (stop_tx, stop_rx) = watch::channel(false);
     let sessions = Sessions::start(config.child.clone(), config.isolation, stop_rx.clone());
-    let bridge = Arc::new(http::Bridge::new(sessions, config.isolation));
+    let bridge = Arc::new(http::Bridge::new(sessions));
     let mcp = Router::new()
         .route(
             &config.path,

@@ -345,6 +345,12 @@ impl Sessions {
         found
     }
 
+    /// Whether one child serves every session (it was initialized by the bridge, not by
+    /// a client).
+    pub fn shares_child(&self) -> bool {
+        self.isolation == Isolation::Shared
+    }
+
     /// Ok while a new session could be served now; the reason otherwise.
     pub fn health(&self) -> Result<(), String> {
         match self.isolation {

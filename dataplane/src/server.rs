@@ -54,7 +54,7 @@ fn compile(stdio: &StdioUpstreams, snap: &Snapshot) -> Result<Routes, String> {
     if local.is_empty() {
         return Routes::compile(snap);
     }
-    Routes::compile_with(&stdio.overlay(snap), &local)
+    Routes::compile_with(&stdio.overlay(snap, &local), &local)
 }
 
 /// Runs the discovery client inside pingora's runtime.

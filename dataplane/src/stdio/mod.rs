@@ -31,6 +31,8 @@ use tokio::sync::watch as tokio_watch;
 pub struct LocalEndpoint {
     pub url: String,
     pub bearer: String,
+    /// Which instance serves it (the hash of what it runs), to find the watcher's findings.
+    pub instance: String,
 }
 
 /// Local endpoints by upstream name, for [`crate::routes::Routes::compile_with`].
@@ -194,6 +196,7 @@ impl StdioUpstreams {
         let endpoint = LocalEndpoint {
             url: format!("http://127.0.0.1:{port}/mcp"),
             bearer: bearer.clone(),
+            instance: key.1.clone(),
         };
         let stdio = spec.stdio.as_ref();
         let isolation = match stdio.map(|s| s.isolation) {
@@ -239,25 +242,19 @@ impl StdioUpstreams {
 
     /// `snap` as this data plane serves it: its stdio upstreams' catalogs and health as
     /// found here (the control plane's, from any data plane, until this one has listed).
-    pub fn overlay(&self, snap: &Snapshot) -> Snapshot {
+    pub fn overlay(&self, snap: &Snapshot, local: &LocalEndpoints) -> Snapshot {
         let mut view = snap.clone();
         let status = lock(&self.status);
-        for (name, spec) in &snap.upstreams {
-            let Ok(Some(child)) = child_spec(name, spec, snap) else {
-                continue;
-            };
+        for (name, endpoint) in local {
             // This data plane's own child decides whether calls go out, not another's.
             view.unhealthy.remove(name);
-            let key = (name.clone(), instance_hash(spec, &child));
-            let Some(found) = status.get(&key) else {
+            let Some(found) = status.get(&(name.clone(), endpoint.instance.clone())) else {
                 continue;
             };
             if let Some(catalog) = &found.catalog {
                 view.catalogs.insert(name.clone(), catalog.clone());
             }
-            if found.healthy {
-                view.unhealthy.remove(name);
-            } else if !found.error.is_empty() {
+            if !found.healthy && !found.error.is_empty() {
                 view.unhealthy.insert(name.clone(), found.error.clone());
             }
         }
