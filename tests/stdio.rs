@@ -10,7 +10,9 @@ use switchboard_testkit::{
 };
 
 mod common;
-use common::{apply, cli, control_plane, control_plane_with_key, python_peer, root, BIN, WAIT};
+use common::{
+    apply, cli, control_plane, control_plane_with_key, data_plane_in, python_peer, root, BIN, WAIT,
+};
 
 /// The pid server's command, with its script relative to the data plane's directory (so a
 /// data plane started elsewhere cannot run it).
@@ -26,28 +28,6 @@ fn demo_server(upstream: &str, prefix: &str) -> String {
     format!(
         "apiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: demo\nspec:\n  upstreams:\n    - upstream: {upstream}\n      prefix: {prefix}\n"
     )
-}
-
-/// A data plane fed by `admin`, run in `dir` (the repository root when None).
-async fn data_plane_in(
-    admin: &str,
-    dir: Option<&std::path::Path>,
-    env: &[(&str, &str)],
-) -> (ManagedProcess, String, tempfile::TempDir) {
-    let state = tempfile::tempdir().expect("tempdir");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
-    cmd.args(["dataplane", "--control-plane"])
-        .arg(admin.trim_start_matches("http://"))
-        .args(["--listen", &listen, "--state-dir"])
-        .arg(state.path())
-        .current_dir(dir.unwrap_or(root()))
-        .envs(env.iter().copied());
-    let p = ManagedProcess::spawn(cmd).expect("data plane");
-    if let Err(e) = wait_for_http_ok(&format!("http://{listen}/readyz"), WAIT).await {
-        panic!("data plane did not start: {e}\n{}", p.log_tail(20));
-    }
-    (p, format!("http://{listen}/servers/demo/mcp"), state)
 }
 
 /// A session whose `tools/list` includes `tool` (polled on the same session, so a

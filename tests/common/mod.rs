@@ -57,6 +57,16 @@ pub async fn data_plane_with(
     control_planes: &str,
     env: &[(&str, &str)],
 ) -> (ManagedProcess, String, tempfile::TempDir) {
+    data_plane_in(control_planes, None, env).await
+}
+
+/// The same, run in `dir` (the repository root when None): relative paths in the
+/// configuration, such as a stdio upstream's command, are found from there.
+pub async fn data_plane_in(
+    control_planes: &str,
+    dir: Option<&Path>,
+    env: &[(&str, &str)],
+) -> (ManagedProcess, String, tempfile::TempDir) {
     let state = tempfile::tempdir().expect("tempdir");
     let listen = format!("127.0.0.1:{}", free_port());
     let mut cmd = Command::new(BIN);
@@ -69,6 +79,7 @@ pub async fn data_plane_with(
     ])
     .arg("--state-dir")
     .arg(state.path())
+    .current_dir(dir.unwrap_or(root()))
     .envs(env.iter().copied());
     let p = ManagedProcess::spawn(cmd).expect("data plane");
     if let Err(e) = wait_for_http_ok(&format!("http://{listen}/readyz"), WAIT).await {
