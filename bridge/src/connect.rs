@@ -346,7 +346,9 @@ where
     });
     let f = Forwarder {
         config: Arc::new(config),
-        http: reqwest::Client::new(),
+        // https to the gateway is checked against the platform's roots (SSL_CERT_FILE
+        // adds a private CA).
+        http: switchboard_upstream::tls::default_http_client(),
         state: Arc::default(),
         out,
     };

@@ -23,4 +23,4 @@ pub use object::{Kind, Metadata, Object, Resource, API_VERSION};
 pub use parse::{parse_source, Located, Origin};
 pub use set::{load_sources, parse_sources, read_sources, ResourceSet, Source};
 pub use snapshot::{NodeGroup, Snapshot, SnapshotError};
-pub use validate::validate;
+pub use validate::{cautions, validate};

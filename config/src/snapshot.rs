@@ -203,11 +203,7 @@ impl Snapshot {
         let refs = self
             .upstreams
             .values()
-            .flat_map(|u| {
-                let mut refs = u.auth.refs();
-                refs.extend(u.stdio.iter().flat_map(|s| s.refs()));
-                refs
-            })
+            .flat_map(|u| u.secret_refs())
             .chain(self.auth_providers.values().flat_map(|a| a.refs()))
             .map(|(_, r)| r.clone())
             .collect::<Vec<_>>();

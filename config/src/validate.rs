@@ -8,6 +8,7 @@ use crate::kinds::{
     rate_limit::RateLimitPolicySpec,
     resource::ResourceSpec,
     secret::SecretRef,
+    tls::ClientTls,
     upstream::{StdioIsolation, UpstreamSpec},
     virtual_server::{UpstreamSelection, VirtualServerSpec},
 };
@@ -49,6 +50,29 @@ pub fn validate(set: &ResourceSet) -> Vec<Diagnostic> {
         }
         if let Resource::AuthProvider(o) = &item.resource {
             v.secret_refs(o.spec.refs(), set);
+        }
+    }
+    out
+}
+
+/// Things that are valid but unsafe, one sentence each naming the resource and field
+/// (`apply` and `validate` print them as warnings).
+pub fn cautions(set: &ResourceSet) -> Vec<String> {
+    let mut out = Vec::new();
+    for item in set.iter() {
+        let tls = match &item.resource {
+            Resource::Upstream(o) => Some(("spec.tls", &o.spec.tls)),
+            Resource::AuthProvider(o) => o.spec.jwt.as_ref().map(|j| ("spec.jwt.tls", &j.tls)),
+            _ => None,
+        };
+        if let Some((field, tls)) = tls {
+            if tls.insecure_skip_verify {
+                out.push(format!(
+                    "{}/{}: {field}.insecureSkipVerify: certificates are not checked, so anyone on the path can read and change this traffic",
+                    item.resource.kind().as_str().to_ascii_lowercase(),
+                    item.resource.name()
+                ));
+            }
         }
     }
     out
@@ -195,6 +219,21 @@ impl Checker<'_> {
         if let Some(a2a) = &spec.a2a {
             self.url("spec.a2a.url", &a2a.url, &["http", "https"]);
         }
+        let https_url = spec
+            .mcp
+            .as_ref()
+            .map(|m| m.url.as_str())
+            .or(spec.openapi.as_ref().map(|o| o.base_url.as_str()))
+            .or(spec.a2a.as_ref().map(|a| a.url.as_str()))
+            .or(spec.grpc.as_ref().map(|g| g.address.as_str()));
+        if spec.stdio.is_some() && !spec.tls.is_empty() {
+            self.err(
+                "spec.tls",
+                "a stdio upstream is reached over loopback by its data plane: remove tls",
+            );
+        } else {
+            self.client_tls("spec.tls", &spec.tls, https_url);
+        }
         if let Some(grpc) = &spec.grpc {
             self.url("spec.grpc.address", &grpc.address, &["http", "https"]);
         }
@@ -257,9 +296,59 @@ impl Checker<'_> {
                 &["http", "https"],
             );
         }
-        self.secret_refs(auth.refs(), set);
-        if let Some(stdio) = &spec.stdio {
-            self.secret_refs(stdio.refs(), set);
+        self.secret_refs(spec.secret_refs(), set);
+    }
+
+    /// A `tls` block that can be used: PEM that holds certificates, a certificate with its
+    /// key, a server name that is a name, and a URL (when there is one) that is https.
+    fn client_tls(&mut self, field: &str, tls: &ClientTls, url: Option<&str>) {
+        if tls.is_empty() {
+            return;
+        }
+        if let Some(u) = url.and_then(|u| url::Url::parse(u).ok()) {
+            if u.scheme() != "https" {
+                self.err(
+                    field,
+                    format!(
+                        "tls applies to https URLs only, and `{u}` is {}",
+                        u.scheme()
+                    ),
+                );
+            }
+        }
+        if let Some(pem) = &tls.ca_cert {
+            if let Err(e) = crate::kinds::tls::pem_certificates(pem) {
+                self.err(
+                    &format!("{field}.caCert"),
+                    format!("not a PEM certificate bundle: {e}"),
+                );
+            }
+        }
+        if let Some(name) = &tls.server_name {
+            let is_ip = name.parse::<std::net::IpAddr>().is_ok();
+            let is_dns = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                });
+            if !is_ip && !is_dns {
+                self.err(
+                    &format!("{field}.serverName"),
+                    format!("`{name}` is neither a DNS name nor an IP address"),
+                );
+            }
+        }
+        if tls.client_cert.is_some() != tls.client_key.is_some() {
+            self.err(field, "set clientCert and clientKey together");
+        }
+        if tls.insecure_skip_verify && (tls.ca_cert.is_some() || tls.server_name.is_some()) {
+            self.err(
+                &format!("{field}.insecureSkipVerify"),
+                "checks nothing, so caCert and serverName would be ignored: keep one or the other",
+            );
         }
     }
 
@@ -584,6 +673,7 @@ impl Checker<'_> {
             if let Some(u) = &jwt.jwks_url {
                 self.url("spec.jwt.jwksUrl", u, &["http", "https"]);
             }
+            self.client_tls("spec.jwt.tls", &jwt.tls, jwt.jwks_url.as_deref());
             if jwt.jwks_url.is_none() && jwt.keys.is_empty() {
                 self.err(
                     "spec.jwt",

@@ -62,10 +62,13 @@ impl AdminService {
     fn warnings(&self) -> Vec<String> {
         let state = self.state.borrow().clone();
         let status = self.status.borrow().clone();
-        report::all_clashes(&state.resource_set(), &status)
+        let set = state.resource_set();
+        let mut out: Vec<String> = report::all_clashes(&set, &status)
             .iter()
             .map(ToString::to_string)
-            .collect()
+            .collect();
+        out.extend(switchboard_config::cautions(&set));
+        out
     }
 
     async fn settle(&self, revision: u64) {

@@ -165,10 +165,12 @@ pub fn resolve(
     spec: &switchboard_config::kinds::upstream::UpstreamSpec,
     opened: &Opened,
 ) -> Result<switchboard_upstream::Credentials, String> {
-    let auth = spec
-        .auth
-        .resolve(&|r| opened.get(&r.secret).and_then(|s| s.get(&r.key)).cloned())?;
-    Ok(switchboard_upstream::Credentials::new(&spec.headers, auth))
+    let lookup = |r: &switchboard_config::kinds::secret::SecretRef| {
+        opened.get(&r.secret).and_then(|s| s.get(&r.key)).cloned()
+    };
+    let auth = spec.auth.resolve(&lookup)?;
+    let tls = switchboard_upstream::TlsSettings::for_upstream(spec, &lookup)?;
+    Ok(switchboard_upstream::Credentials::new(&spec.headers, auth).with_tls(tls))
 }
 
 #[cfg(test)]

@@ -84,13 +84,24 @@ impl ServerView {
 pub struct UpstreamEntry {
     pub spec: UpstreamSpec,
     pub creds: Credentials,
+    /// pingora's form of `creds.tls`, made when a pass-through server first needs it.
+    pub peer_tls: std::sync::OnceLock<Result<Arc<crate::gateway::PeerTls>, String>>,
 }
 
 impl UpstreamEntry {
+    /// An upstream with these credentials.
+    pub fn new(spec: UpstreamSpec, creds: Credentials) -> UpstreamEntry {
+        UpstreamEntry {
+            spec,
+            creds,
+            peer_tls: std::sync::OnceLock::new(),
+        }
+    }
+
     /// An upstream that needs no secrets (only its static headers).
     pub fn plain(spec: UpstreamSpec) -> UpstreamEntry {
         let creds = Credentials::from_headers(&spec.headers);
-        UpstreamEntry { spec, creds }
+        UpstreamEntry::new(spec, creds)
     }
 }
 
@@ -424,10 +435,16 @@ impl Routes {
                     format!("Bearer {}", endpoint.bearer),
                 );
             }
-            let creds = Credentials::new(&headers, auth);
+            let tls = if local.contains_key(name) {
+                None // a stdio child's bridge, on loopback
+            } else {
+                switchboard_upstream::TlsSettings::for_upstream(&spec, &|r| snapshot.secret(r))
+                    .map_err(|e| format!("upstream `{name}`: {e}"))?
+            };
+            let creds = Credentials::new(&headers, auth).with_tls(tls);
             routes
                 .upstreams
-                .insert(name.clone(), Arc::new(UpstreamEntry { spec, creds }));
+                .insert(name.clone(), Arc::new(UpstreamEntry::new(spec, creds)));
         }
         routes.unhealthy = snapshot
             .unhealthy

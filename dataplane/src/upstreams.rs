@@ -416,7 +416,7 @@ impl UpstreamPool {
                 Some(s) => s,
                 None => {
                     let opened = LegacySession::connect(
-                        self.mcp_for(spec).http_client(),
+                        &self.mcp_for(spec).http_for(&spec.creds)?,
                         mcp,
                         &spec.creds,
                         timeout.min(INITIALIZE_TIMEOUT),

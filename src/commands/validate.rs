@@ -13,6 +13,9 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
         .and_then(|sources| load_sources(&sources).map(|set| (sources.len(), set)));
     match result {
         Ok((files, set)) => {
+            for caution in switchboard_config::cautions(&set) {
+                eprintln!("warning: {caution}");
+            }
             let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
             for item in set.iter() {
                 *counts.entry(item.resource.kind().as_str()).or_default() += 1;

@@ -3,12 +3,14 @@
 //! loopback ports, killed when dropped. A missing dependency is a loud failure that says how
 //! to install it, never a silent skip.
 
+mod certs;
 mod deps;
 mod etcd;
 mod mcp;
 mod ports;
 mod process;
 
+pub use certs::{CertPair, TestCa};
 pub use deps::{deps_dir, node22_bin, node_bin, npm_module_dir, python_bin, venv_bin};
 pub use etcd::Etcd;
 pub use mcp::{parse_sse_events, McpHttpClient, ServerEverything, StdioMcpPeer};

@@ -2,6 +2,7 @@
 document, signs tokens on request, and rotates its RSA key on demand.
 
 usage: jwt_issuer.py PORT ISSUER
+  (over https when TLS_CERT and TLS_KEY name a certificate and key file)
   GET  /jwks                     the public keys now in use (RSA, EC P-256, Ed25519)
   POST /rotate                   a new RSA key replaces the old one in /jwks; {"kid": ...}
   GET  /token?alg=RS256&kid=&sub=&aud=&exp_in=&groups=a,b&scope=&secret=
@@ -10,6 +11,8 @@ usage: jwt_issuer.py PORT ISSUER
 """
 
 import json
+import os
+import ssl
 import sys
 import threading
 import time
@@ -111,4 +114,9 @@ class Handler(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     rotate()
-    ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+    httpd = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+    if os.environ.get("TLS_CERT"):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(os.environ["TLS_CERT"], os.environ["TLS_KEY"])
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    httpd.serve_forever()

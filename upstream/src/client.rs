@@ -4,6 +4,8 @@ use crate::credentials::Credentials;
 use crate::sse::json_events;
 use futures::StreamExt;
 use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_config::kinds::upstream::McpUpstream;
 
@@ -46,10 +48,29 @@ impl UpstreamError {
     pub fn unreachable(url: &str, e: &reqwest::Error) -> UpstreamError {
         UpstreamError::Unreachable {
             url: url.into(),
-            reason: e.to_string(),
+            reason: describe(e),
             connect: e.is_connect(),
         }
     }
+}
+
+/// An error with its causes: reqwest says only "error sending request", and the reason
+/// (refused, a certificate from an unknown issuer, a name that does not match) is in the
+/// source chain. Causes that repeat the previous text are left out.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut last = out.clone();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !last.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        last = text;
+        source = s.source();
+    }
+    out
 }
 
 /// Whether an upstream answered with an SSE stream (rather than one JSON message).
@@ -73,21 +94,28 @@ pub struct UpstreamSession {
     pub creds: Credentials,
 }
 
+/// Most clients kept for upstreams with TLS settings of their own, per [`McpHttp`]; past it
+/// the cache starts over (settings change rarely: a certificate rotation makes one more).
+const MAX_TLS_CLIENTS: usize = 256;
+
 /// A pooled HTTP client speaking MCP.
 #[derive(Clone)]
 pub struct McpHttp {
     http: reqwest::Client,
-    next_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    connect_timeout: Duration,
+    /// Clients for upstreams with TLS settings of their own, by the settings' fingerprint.
+    tls_clients: Arc<Mutex<HashMap<[u8; 32], reqwest::Client>>>,
+    next_id: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl McpHttp {
     /// A client whose connections time out after `connect_timeout`.
     pub fn new(connect_timeout: Duration) -> Self {
         McpHttp {
-            http: reqwest::Client::builder()
-                .connect_timeout(connect_timeout)
-                .build()
-                .unwrap_or_default(),
+            http: crate::tls::http_client(Some(connect_timeout), None)
+                .unwrap_or_else(|_| crate::tls::default_http_client()),
+            connect_timeout,
+            tls_clients: Arc::default(),
             next_id: Default::default(),
         }
     }
@@ -96,17 +124,40 @@ impl McpHttp {
     /// `connect_timeout`, over a connection pool of its own.
     pub fn with_connect_timeout(&self, connect_timeout: Duration) -> Self {
         McpHttp {
-            http: reqwest::Client::builder()
-                .connect_timeout(connect_timeout)
-                .build()
-                .unwrap_or_default(),
             next_id: self.next_id.clone(),
+            ..McpHttp::new(connect_timeout)
         }
     }
 
-    /// The underlying HTTP client (shared connection pool).
+    /// The underlying HTTP client (shared connection pool) for upstreams without TLS
+    /// settings of their own.
     pub fn http_client(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// The HTTP client for requests carrying `creds`: the shared one, or one built for
+    /// their TLS settings (kept, so its connections are reused).
+    pub fn http_for(&self, creds: &Credentials) -> Result<reqwest::Client, UpstreamError> {
+        let Some(tls) = &creds.tls else {
+            return Ok(self.http.clone());
+        };
+        let mut clients = self.tls_clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&tls.fingerprint()) {
+            return Ok(c.clone());
+        }
+        let client =
+            crate::tls::http_client(Some(self.connect_timeout), Some(tls)).map_err(|e| {
+                UpstreamError::Unreachable {
+                    url: String::new(),
+                    reason: format!("cannot use the upstream's TLS settings: {e}"),
+                    connect: false,
+                }
+            })?;
+        if clients.len() >= MAX_TLS_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(tls.fingerprint(), client.clone());
+        Ok(client)
     }
 
     /// A request id unique within this process.
@@ -122,8 +173,11 @@ impl McpHttp {
         session: Option<&UpstreamSession>,
         body: &Value,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
-        let mut req = self
-            .http
+        let http = match session {
+            Some(s) => self.http_for(&s.creds)?,
+            None => self.http.clone(),
+        };
+        let mut req = http
             .post(url)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream");
@@ -134,7 +188,7 @@ impl McpHttp {
             if let Some(id) = &s.session_id {
                 req = req.header("mcp-session-id", id);
             }
-            req = s.creds.apply(&self.http, req).await?;
+            req = s.creds.apply(&http, req).await?;
         }
         Ok(req.body(body.to_string()))
     }
@@ -263,12 +317,14 @@ impl McpHttp {
         let Some(id) = &session.session_id else {
             return;
         };
-        let req = self
-            .http
+        let Ok(http) = self.http_for(&session.creds) else {
+            return;
+        };
+        let req = http
             .delete(&session.url)
             .header("mcp-session-id", id)
             .header("mcp-protocol-version", &session.protocol_version);
-        if let Ok(req) = session.creds.apply(&self.http, req).await {
+        if let Ok(req) = session.creds.apply(&http, req).await {
             let _ = tokio::time::timeout(timeout, req.send()).await;
         }
     }
@@ -356,13 +412,13 @@ impl McpHttp {
         let Some(id) = &session.session_id else {
             return Ok(None);
         };
-        let req = self
-            .http
+        let http = self.http_for(&session.creds)?;
+        let req = http
             .get(&session.url)
             .header("accept", "text/event-stream")
             .header("mcp-session-id", id)
             .header("mcp-protocol-version", &session.protocol_version);
-        let req = session.creds.apply(&self.http, req).await?;
+        let req = session.creds.apply(&http, req).await?;
         let url = session.url.clone();
         let resp = tokio::time::timeout(timeout, req.send())
             .await

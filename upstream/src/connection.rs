@@ -97,7 +97,7 @@ impl McpHttp {
                     .await?,
             )),
             McpTransport::Sse => Connection::Legacy(
-                LegacySession::connect(self.http_client(), spec, creds, timeout, &capabilities)
+                LegacySession::connect(&self.http_for(creds)?, spec, creds, timeout, &capabilities)
                     .await?,
             ),
         })

@@ -5,6 +5,7 @@
 //! fetch them again.
 
 use crate::client::UpstreamError;
+use crate::tls::TlsSettings;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -22,6 +23,9 @@ pub struct Credentials {
     /// Header name -> value, sent as-is.
     pub headers: BTreeMap<String, String>,
     pub oauth2: Option<OAuth2Grant>,
+    /// How https connections are checked and which client certificate they present
+    /// (`None`: the platform's roots, no client certificate).
+    pub tls: Option<TlsSettings>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -29,6 +33,7 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("oauth2", &self.oauth2.as_ref().map(|o| &o.token_url))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -57,6 +62,7 @@ impl Credentials {
         Credentials {
             headers: headers.clone(),
             oauth2: None,
+            tls: None,
         }
     }
 
@@ -71,7 +77,14 @@ impl Credentials {
         Credentials {
             headers: all,
             oauth2: auth.oauth2,
+            tls: None,
         }
+    }
+
+    /// The same credentials presenting `tls` on https connections.
+    pub fn with_tls(mut self, tls: Option<TlsSettings>) -> Credentials {
+        self.tls = tls;
+        self
     }
 
     /// Every header to send now, fetching or renewing the OAuth2 token if needed.

@@ -121,10 +121,19 @@ impl LegacySession {
             })
         };
         let endpoint = match tokio::time::timeout(timeout, endpoint_rx).await {
-            Ok(Ok(e)) => base
-                .join(e.trim())
-                .map_err(|e| protocol(&url, format!("bad endpoint event: {e}")))?
-                .to_string(),
+            Ok(Ok(e)) => {
+                let joined = base
+                    .join(e.trim())
+                    .map_err(|e| protocol(&url, format!("bad endpoint event: {e}")))?;
+                if joined.origin() != base.origin() {
+                    reader.abort();
+                    return Err(protocol(
+                        &url,
+                        format!("the endpoint event names another origin ({joined}): not used, so credentials stay with this server"),
+                    ));
+                }
+                joined.to_string()
+            }
             Ok(Err(_)) => {
                 reader.abort();
                 return Err(protocol(

@@ -8,11 +8,13 @@ mod connection;
 mod credentials;
 mod legacy;
 mod sse;
+pub mod tls;
 
 pub use client::{
-    is_event_stream, McpHttp, UpstreamError, UpstreamSession, CLIENT_PROTOCOL_VERSION,
+    describe, is_event_stream, McpHttp, UpstreamError, UpstreamSession, CLIENT_PROTOCOL_VERSION,
 };
 pub use connection::{discovery_reply, is_list_changed, Connection, Messages};
 pub use credentials::Credentials;
 pub use legacy::LegacySession;
 pub use sse::{json_events, SseEvent};
+pub use tls::{TlsError, TlsSettings};

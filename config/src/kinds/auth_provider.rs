@@ -1,6 +1,7 @@
 //! `AuthProvider`: how a virtual server authenticates its clients.
 
 use super::secret::SecretRef;
+use super::tls::ClientTls;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -28,6 +29,9 @@ pub struct JwtAuth {
     /// Keys fetched (and re-fetched on rotation) from this JWKS document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_url: Option<String>,
+    /// How the https connection to `jwksUrl` is checked (extra CAs, client certificate).
+    #[serde(default, skip_serializing_if = "ClientTls::is_empty")]
+    pub tls: ClientTls,
     /// Keys given inline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<JwtKey>,
@@ -179,11 +183,14 @@ impl AuthProviderSpec {
     /// Every secret value this provider needs, with the field that names it.
     pub fn refs(&self) -> Vec<(String, &SecretRef)> {
         let keys = self.jwt.iter().flat_map(|j| j.keys.iter().enumerate());
-        keys.filter_map(|(i, k)| {
-            k.secret
-                .as_ref()
-                .map(|r| (format!("spec.jwt.keys[{i}].secret"), r))
-        })
-        .collect()
+        let mut out: Vec<(String, &SecretRef)> = keys
+            .filter_map(|(i, k)| {
+                k.secret
+                    .as_ref()
+                    .map(|r| (format!("spec.jwt.keys[{i}].secret"), r))
+            })
+            .collect();
+        out.extend(self.jwt.iter().flat_map(|j| j.tls.refs("spec.jwt.tls")));
+        out
     }
 }

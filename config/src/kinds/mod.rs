@@ -6,5 +6,6 @@ pub mod prompt;
 pub mod rate_limit;
 pub mod resource;
 pub mod secret;
+pub mod tls;
 pub mod upstream;
 pub mod virtual_server;

@@ -1,6 +1,7 @@
 //! `Upstream`: a server whose tools, prompts and resources virtual servers expose.
 
 use super::secret::SecretRef;
+use super::tls::ClientTls;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -32,6 +33,10 @@ pub struct UpstreamSpec {
     /// Credentials for the upstream, taken from `Secret`s.
     #[serde(default, skip_serializing_if = "UpstreamAuth::is_empty")]
     pub auth: UpstreamAuth,
+    /// How https connections to the upstream (and its OAuth2 token endpoint) are checked:
+    /// extra CAs, a server name, a client certificate for mutual TLS.
+    #[serde(default, skip_serializing_if = "ClientTls::is_empty")]
+    pub tls: ClientTls,
     #[serde(default, skip_serializing_if = "Timeouts::is_empty")]
     pub timeouts: Timeouts,
     /// How often the control plane lists the catalog again (besides list_changed).
@@ -247,6 +252,15 @@ impl WhenUnhealthy {
 pub const TRANSPORT_FIELDS: [&str; 5] = ["mcp", "stdio", "openapi", "a2a", "grpc"];
 
 impl UpstreamSpec {
+    /// Every secret value the upstream needs (credentials, client certificate, child
+    /// environment), with the field that names it.
+    pub fn secret_refs(&self) -> Vec<(String, &SecretRef)> {
+        let mut refs = self.auth.refs();
+        refs.extend(self.tls.refs("spec.tls"));
+        refs.extend(self.stdio.iter().flat_map(|s| s.refs()));
+        refs
+    }
+
     /// The transport fields that are set, so validation can demand exactly one.
     pub fn transports_set(&self) -> Vec<&'static str> {
         let set = [

@@ -35,6 +35,7 @@ mod forward;
 mod held;
 mod legacy;
 mod passthrough;
+pub use passthrough::PeerTls;
 mod questions;
 mod replay;
 mod serve;
@@ -393,6 +394,9 @@ impl ProxyHttp for Gateway {
         let sni = t.host.split(':').next().unwrap_or_default().to_string();
         let mut peer = HttpPeer::new(t.addr, t.tls, sni);
         peer.options.connection_timeout = Some(t.connect);
+        if let Some(tls) = &t.peer_tls {
+            tls.apply(&mut peer);
+        }
         Ok(Box::new(peer))
     }
 

@@ -1,6 +1,8 @@
 //! Pass-through servers: one upstream proxied as-is by pingora.
 
 use super::*;
+use pingora::utils::tls::{parse_x509, CertKey, WrappedX509};
+use switchboard_upstream::TlsSettings;
 
 /// Where a pass-through request goes; decided in `request_filter`, used by pingora's proxy.
 pub struct PassTarget {
@@ -14,6 +16,89 @@ pub struct PassTarget {
     /// Set on the upstream request (after dropping), e.g. the upstream's credentials.
     pub(super) headers: Vec<(String, String)>,
     pub(super) connect: std::time::Duration,
+    /// The upstream's own TLS settings (`None`: the platform's roots, the URL's host).
+    pub(super) peer_tls: Option<Arc<PeerTls>>,
+}
+
+/// An upstream's `tls` settings as pingora's connector takes them.
+pub struct PeerTls {
+    /// Trusted roots: the platform's plus the upstream's `caCert` (pingora uses a peer's
+    /// list instead of its own, so both are in it).
+    ca: Option<Arc<[WrappedX509]>>,
+    client: Option<Arc<CertKey>>,
+    server_name: Option<String>,
+    insecure: bool,
+}
+
+/// A certificate pingora can hold (it panics on DER it cannot parse, so check first).
+fn wrapped(der: &[u8]) -> Option<WrappedX509> {
+    x509_parser::parse_x509_certificate(der)
+        .ok()
+        .map(|_| WrappedX509::new(der.to_vec(), parse_x509))
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerTls")
+            .field("ca", &self.ca.as_ref().map(|c| c.len()))
+            .field("client_certificate", &self.client.is_some())
+            .field("server_name", &self.server_name)
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+impl PeerTls {
+    /// pingora's form of `tls`.
+    pub fn new(tls: &TlsSettings) -> std::result::Result<PeerTls, String> {
+        let ca = if tls.extra_roots().is_empty() {
+            None
+        } else {
+            let mut all: Vec<WrappedX509> = switchboard_upstream::tls::platform_root_certs()
+                .iter()
+                .filter_map(|c| wrapped(c))
+                .collect();
+            for c in tls.extra_roots() {
+                all.push(wrapped(c).ok_or("tls.caCert: not a usable X.509 certificate")?);
+            }
+            Some(Arc::from(all))
+        };
+        let client = match tls.identity() {
+            None => None,
+            Some((chain, key)) => {
+                for c in chain {
+                    wrapped(c).ok_or("tls.clientCert: not a usable X.509 certificate")?;
+                }
+                Some(Arc::new(CertKey::new(
+                    chain.iter().map(|c| c.to_vec()).collect(),
+                    key.secret_der().to_vec(),
+                )))
+            }
+        };
+        Ok(PeerTls {
+            ca,
+            client,
+            server_name: tls.server_name().map(str::to_string),
+            insecure: tls.insecure(),
+        })
+    }
+
+    /// Sets `peer` up to check and present what these settings say.
+    pub(super) fn apply(&self, peer: &mut HttpPeer) {
+        if let Some(name) = &self.server_name {
+            peer.sni = name.clone();
+        }
+        if let Some(ca) = &self.ca {
+            peer.options.ca = Some(ca.clone());
+        }
+        if let Some(client) = &self.client {
+            peer.client_cert_key = Some(client.clone());
+        }
+        if self.insecure {
+            peer.options.verify_cert = false;
+            peer.options.verify_hostname = false;
+        }
+    }
 }
 
 impl Gateway {
@@ -53,7 +138,17 @@ impl Gateway {
             Some(p) => format!("{host}:{p}"),
             None => host.clone(),
         };
+        let peer_tls = match &spec.creds.tls {
+            None => None,
+            Some(tls) => Some(
+                spec.peer_tls
+                    .get_or_init(|| PeerTls::new(tls).map(Arc::new))
+                    .clone()
+                    .map_err(|e| format!("upstream `{upstream}`: {e}"))?,
+            ),
+        };
         Ok(PassTarget {
+            peer_tls,
             addr,
             tls: url.scheme() == "https",
             host: host_header,

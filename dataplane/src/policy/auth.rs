@@ -168,6 +168,8 @@ pub struct JwtVerifier {
     validations: Vec<(Algorithm, Validation)>,
     /// Keys given in the resource (by `kid` when they have one).
     keys: Vec<(Option<String>, DecodingKey)>,
+    /// How the https connection to the JWKS document is checked.
+    jwks_tls: Option<switchboard_upstream::TlsSettings>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -248,10 +250,22 @@ impl JwtVerifier {
                 (alg, v)
             })
             .collect();
+        let jwks_tls = match spec.tls.resolve(&|r| snap.secret(r)) {
+            Ok(Some(tls)) => Some(
+                switchboard_upstream::TlsSettings::new(
+                    &tls,
+                    spec.jwks_url.as_deref().unwrap_or_default(),
+                )
+                .map_err(|e| format!("auth provider `{name}`: {e}"))?,
+            ),
+            Ok(None) => None,
+            Err(e) => return Err(format!("auth provider `{name}`: {e}")),
+        };
         Ok(JwtVerifier {
             spec: spec.clone(),
             validations,
             keys,
+            jwks_tls,
         })
     }
 
@@ -279,7 +293,7 @@ impl JwtVerifier {
         let mut candidates: Vec<DecodingKey> = inline.collect();
         if let Some(url) = &self.spec.jwks_url {
             let set = jwks
-                .keys(url, self.spec.jwks_every(), kid)
+                .keys(url, self.jwks_tls.as_ref(), self.spec.jwks_every(), kid)
                 .await
                 .map_err(AuthError::Unavailable)?;
             candidates.extend(set.matching(kid, header.alg));

@@ -9,6 +9,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use switchboard_upstream::TlsSettings;
 
 /// Least time between two fetches of one document for unknown `kid`s.
 const MIN_REFETCH: Duration = Duration::from_secs(1);
@@ -92,11 +93,15 @@ impl Entry {
     }
 }
 
-/// Every JWKS document this data plane uses, by URL.
+/// TLS settings by fingerprint (`None`: the platform's roots).
+type TlsKey = Option<[u8; 32]>;
+
+/// Every JWKS document this data plane uses, by URL (and TLS settings).
 #[derive(Default)]
 pub struct JwksCache {
-    http: reqwest::Client,
-    entries: Mutex<HashMap<String, Arc<Entry>>>,
+    /// HTTP clients by TLS settings.
+    http: Mutex<HashMap<TlsKey, reqwest::Client>>,
+    entries: Mutex<HashMap<(String, TlsKey), Arc<Entry>>>,
 }
 
 impl JwksCache {
@@ -104,12 +109,17 @@ impl JwksCache {
     pub async fn keys(
         &self,
         url: &str,
+        tls: Option<&TlsSettings>,
         every: Duration,
         kid: Option<&str>,
     ) -> Result<Arc<KeySet>, String> {
+        let fingerprint = tls.map(TlsSettings::fingerprint);
         let entry = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            entries.entry(url.to_string()).or_default().clone()
+            entries
+                .entry((url.to_string(), fingerprint))
+                .or_default()
+                .clone()
         };
         let needs_fetch = |current: &Option<(Instant, Instant, Arc<KeySet>)>| match current {
             None => true,
@@ -128,7 +138,7 @@ impl JwksCache {
         if !needs_fetch(&current) {
             return current.map(|(_, _, s)| s).ok_or_else(|| "no keys".into());
         }
-        match self.fetch(url).await {
+        match self.fetch(url, tls).await {
             Ok(set) => {
                 let set = Arc::new(set);
                 entry.store(set.clone(), every);
@@ -149,11 +159,25 @@ impl JwksCache {
         }
     }
 
-    async fn fetch(&self, url: &str) -> Result<KeySet, String> {
-        let resp = tokio::time::timeout(FETCH_TIMEOUT, self.http.get(url).send())
+    /// The client for `tls` (kept, so its connections are reused).
+    fn http(&self, tls: Option<&TlsSettings>) -> Result<reqwest::Client, String> {
+        let key = tls.map(TlsSettings::fingerprint);
+        let mut clients = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let client = switchboard_upstream::tls::http_client(Some(FETCH_TIMEOUT), tls)
+            .map_err(|e| e.to_string())?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    async fn fetch(&self, url: &str, tls: Option<&TlsSettings>) -> Result<KeySet, String> {
+        let http = self.http(tls)?;
+        let resp = tokio::time::timeout(FETCH_TIMEOUT, http.get(url).send())
             .await
             .map_err(|_| format!("no answer within {FETCH_TIMEOUT:?}"))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| switchboard_upstream::describe(&e))?;
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status().as_u16()));
         }
