@@ -18,7 +18,7 @@ fn block(pem: &str, spaces: usize) -> String {
     pem.lines().map(|l| format!("{pad}{l}\n")).collect()
 }
 
-/// The TLS MCP server (`tests/peers/tls_server.py`) on a free port, requiring client
+/// The TLS MCP server (`examples/tls/server.py`) on a free port, requiring client
 /// certificates from `client_ca` when given. Returns it and its port.
 async fn tls_server(
     dir: &std::path::Path,
@@ -29,7 +29,7 @@ async fn tls_server(
     let (cert, key) = server.write(dir, name).expect("write server certificate");
     let port = free_port();
     let mut cmd = Command::new(python_bin().expect("PyPI mcp installed"));
-    cmd.arg(root().join("tests/peers/tls_server.py"))
+    cmd.arg(root().join("examples/tls/server.py"))
         .arg(port.to_string())
         .arg(&cert)
         .arg(&key);
@@ -321,4 +321,47 @@ async fn a_jwks_document_over_https_verifies_tokens() {
     let (status, _, body) = initialize_with(&doubt, &[("authorization", &bearer)]).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("UnknownIssuer"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_example_serves_a_private_mutual_tls_upstream() {
+    // As the README runs it: make the certificates and YAML, start the server, apply.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let made = Command::new(python_bin().expect("PyPI mcp installed"))
+        .arg(root().join("examples/tls/make_certs.py"))
+        .arg(dir.path())
+        .arg(port.to_string())
+        .output()
+        .expect("make_certs.py runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let file = |name: &str| dir.path().join(name);
+    let mut cmd = Command::new(python_bin().expect("PyPI mcp installed"));
+    cmd.arg(root().join("examples/tls/server.py"))
+        .arg(port.to_string())
+        .arg(file("server.crt"))
+        .arg(file("server.key"))
+        .arg(file("ca.crt"));
+    let server = ManagedProcess::spawn(cmd).expect("example server");
+    if let Err(e) = wait_for_tcp(&format!("127.0.0.1:{port}"), WAIT).await {
+        panic!("example server did not start: {e}\n{}", server.log_tail(20));
+    }
+    let key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+    let (_cp, admin, _data) = control_plane_with_key(None, Some(key)).await;
+    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
+    let yaml = std::fs::read_to_string(file("upstreams.yaml")).expect("upstreams.yaml");
+    apply(&admin, &yaml);
+    let secure = url.replace("/servers/demo/", "/servers/secure/");
+    wait_for_tools(&secure, WAIT, "the example's tools", |t| {
+        t.iter().any(|n| n == "private_hello")
+    })
+    .await;
+    assert_eq!(
+        call_hello(&secure, "private_hello").await,
+        "hello switchboard, over TLS"
+    );
 }

@@ -219,20 +219,13 @@ impl Checker<'_> {
         if let Some(a2a) = &spec.a2a {
             self.url("spec.a2a.url", &a2a.url, &["http", "https"]);
         }
-        let https_url = spec
-            .mcp
-            .as_ref()
-            .map(|m| m.url.as_str())
-            .or(spec.openapi.as_ref().map(|o| o.base_url.as_str()))
-            .or(spec.a2a.as_ref().map(|a| a.url.as_str()))
-            .or(spec.grpc.as_ref().map(|g| g.address.as_str()));
         if spec.stdio.is_some() && !spec.tls.is_empty() {
             self.err(
                 "spec.tls",
                 "a stdio upstream is reached over loopback by its data plane: remove tls",
             );
         } else {
-            self.client_tls("spec.tls", &spec.tls, https_url);
+            self.client_tls("spec.tls", &spec.tls, spec.url());
         }
         if let Some(grpc) = &spec.grpc {
             self.url("spec.grpc.address", &grpc.address, &["http", "https"]);

@@ -413,3 +413,35 @@ fn stdio_settings_are_checked() {
         "unknown variant",
     );
 }
+
+#[test]
+fn tls_blocks_that_cannot_work_are_named() {
+    let https = |tls: &str| {
+        format!("kind: Upstream\nmetadata:\n  name: secure\nspec:\n  mcp:\n    url: https://mcp.example/mcp\n  tls:\n{tls}")
+    };
+    one_error(
+        &https("    caCert: hello\n"),
+        0,
+        8,
+        "spec.tls.caCert",
+        "no `-----BEGIN CERTIFICATE-----` block",
+    );
+    one_error(
+        &https("    serverName: \"not a name\"\n"),
+        0,
+        8,
+        "spec.tls.serverName",
+        "neither a DNS name nor an IP address",
+    );
+    let errs = errors(&https(
+        "    clientCert: {secret: s, key: crt}\n---\nkind: Secret\nmetadata:\n  name: s\nspec:\n  data:\n    crt: x\n",
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.field == "spec.tls"
+                && e.message.contains("clientCert and clientKey together")),
+        "{errs:#?}"
+    );
+    let plain = UPSTREAM.to_string() + "  tls:\n    serverName: mcp.example\n";
+    one_error(&plain, 0, 8, "spec.tls", "https URLs only");
+}

@@ -177,9 +177,10 @@ impl UpstreamPool {
         }
     }
 
-    /// The HTTP client (for fetching OAuth2 tokens on other paths).
-    pub fn http(&self) -> &reqwest::Client {
-        self.mcp.http_client()
+    /// The HTTP client for requests to `spec` outside MCP sessions (a pass-through
+    /// server's OAuth2 token): its connect timeout and its TLS settings.
+    pub fn http_for(&self, spec: &UpstreamEntry) -> Result<reqwest::Client, UpstreamError> {
+        self.mcp_for(spec).http_for(&spec.creds)
     }
 
     /// A fresh id for a request the gateway itself sends upstream: a string no client's

@@ -177,14 +177,7 @@ impl TlsSettings {
         spec: &switchboard_config::kinds::upstream::UpstreamSpec,
         lookup: &dyn Fn(&switchboard_config::kinds::secret::SecretRef) -> Option<String>,
     ) -> Result<Option<TlsSettings>, String> {
-        let url = spec
-            .mcp
-            .as_ref()
-            .map(|m| m.url.as_str())
-            .or(spec.openapi.as_ref().map(|o| o.base_url.as_str()))
-            .or(spec.a2a.as_ref().map(|a| a.url.as_str()))
-            .or(spec.grpc.as_ref().map(|g| g.address.as_str()))
-            .unwrap_or_default();
+        let url = spec.url().unwrap_or_default();
         match spec.tls.resolve(lookup)? {
             None => Ok(None),
             Some(r) => TlsSettings::new(&r, url)
@@ -396,17 +389,35 @@ mod tests {
         };
         let e = TlsSettings::new(&bad_ca, "https://a.example/mcp").unwrap_err();
         assert!(e.to_string().starts_with("tls.caCert"), "{e}");
-        let bad_key = ResolvedTls {
+        let ca = switchboard_testkit::TestCa::new("unit").expect("ca");
+        let good = ca.client("gateway", &[]).expect("client certificate");
+        let with = |cert: &str, key: &str| ResolvedTls {
             ca_cert: None,
             server_name: None,
-            identity: Some((
-                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
-                "no key here".into(),
-            )),
+            identity: Some((cert.into(), key.into())),
             insecure_skip_verify: false,
         };
-        let e = TlsSettings::new(&bad_key, "https://a.example/mcp").unwrap_err();
+        let fake = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let e = TlsSettings::new(&with(fake, &good.key_pem), "https://a.example/mcp").unwrap_err();
+        assert!(e.to_string().starts_with("tls.clientCert"), "{e}");
+        let e = TlsSettings::new(
+            &with(&good.cert_pem, "no key here"),
+            "https://a.example/mcp",
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("tls.clientKey"), "{e}");
+        let other = ca.client("other", &[]).expect("another certificate");
+        let e = TlsSettings::new(
+            &with(&good.cert_pem, &other.key_pem),
+            "https://a.example/mcp",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("does not fit clientCert"), "{e}");
+        TlsSettings::new(
+            &with(&good.cert_pem, &good.key_pem),
+            "https://a.example/mcp",
+        )
+        .expect("a certificate with its own key");
     }
 
     #[test]

@@ -261,6 +261,16 @@ impl UpstreamSpec {
         refs
     }
 
+    /// The URL the upstream is reached at (`None` for stdio, run by each data plane).
+    pub fn url(&self) -> Option<&str> {
+        self.mcp
+            .as_ref()
+            .map(|m| m.url.as_str())
+            .or(self.openapi.as_ref().map(|o| o.base_url.as_str()))
+            .or(self.a2a.as_ref().map(|a| a.url.as_str()))
+            .or(self.grpc.as_ref().map(|g| g.address.as_str()))
+    }
+
     /// The transport fields that are set, so validation can demand exactly one.
     pub fn transports_set(&self) -> Vec<&'static str> {
         let set = [

@@ -156,7 +156,12 @@ impl Gateway {
             drop_headers: Vec::new(),
             headers: spec
                 .creds
-                .current(self.upstreams.http())
+                .current(
+                    &self
+                        .upstreams
+                        .http_for(spec)
+                        .map_err(|e| format!("credentials: {e}"))?,
+                )
                 .await
                 .map_err(|e| format!("credentials: {e}"))?
                 .into_iter()

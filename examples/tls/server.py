@@ -1,6 +1,6 @@
 """A streamable-HTTP MCP server on the official Python SDK, served over TLS by uvicorn.
 
-usage: tls_server.py PORT CERT KEY [CLIENT_CA]
+usage: server.py PORT CERT KEY [CLIENT_CA]
 With CLIENT_CA, every connection must present a client certificate that CA issued (mutual
 TLS); handshakes without one, or with another CA's, fail. Tool `hello(name)` greets.
 """
