@@ -159,7 +159,7 @@ impl Gateway {
                 .current(
                     &self
                         .upstreams
-                        .http_for(spec)
+                        .http_for(&spec)
                         .map_err(|e| format!("credentials: {e}"))?,
                 )
                 .await
