@@ -219,6 +219,11 @@ pub struct ControlplaneArgs {
     /// Directory of the embedded store (used without --etcd).
     #[arg(long, default_value = "./switchboard-data")]
     pub data_dir: PathBuf,
+    /// Serve the admin and discovery API in plain text beyond loopback (it has no TLS or
+    /// authentication yet, so only on a network you trust); without it such a listener
+    /// refuses to start.
+    #[arg(long)]
+    pub insecure: bool,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
 }
@@ -245,6 +250,8 @@ pub struct DataplaneArgs {
     pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub node: NodeArgs,
+    #[command(flatten)]
+    pub tls: ListenTlsArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
@@ -294,6 +301,23 @@ pub struct LimitArgs {
     pub allowed_origins: Vec<String>,
 }
 
+/// TLS on the MCP listener, and permission to serve plain HTTP beyond loopback.
+#[derive(Debug, Clone, Args)]
+pub struct ListenTlsArgs {
+    /// Certificate chain (PEM) to serve MCP clients over TLS (h2 and http/1.1); repeat with
+    /// --tls-key for more names, chosen by SNI (the first is the default). Reloaded when
+    /// the file changes, without dropping connections.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", value_delimiter = ',')]
+    pub tls_cert: Vec<PathBuf>,
+    /// Private key (PEM) of the --tls-cert at the same position.
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", value_delimiter = ',')]
+    pub tls_key: Vec<PathBuf>,
+    /// Serve plain HTTP on addresses beyond loopback (only behind something that
+    /// terminates TLS); without it such a listener refuses to start.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
 fn parse_label(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -314,6 +338,8 @@ pub struct UpArgs {
     /// Directory of the embedded store.
     #[arg(long, default_value = "./switchboard-data")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub tls: ListenTlsArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]

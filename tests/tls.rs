@@ -353,8 +353,12 @@ async fn the_tls_example_serves_a_private_mutual_tls_upstream() {
     let key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
     let (_cp, admin, _data) = control_plane_with_key(None, Some(key)).await;
     let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
-    let yaml = std::fs::read_to_string(file("upstreams.yaml")).expect("upstreams.yaml");
-    apply(&admin, &yaml);
+    for yaml in ["upstreams.yaml", "clients.yaml"] {
+        apply(
+            &admin,
+            &std::fs::read_to_string(file(yaml)).expect("example YAML"),
+        );
+    }
     let secure = url.replace("/servers/demo/", "/servers/secure/");
     wait_for_tools(&secure, WAIT, "the example's tools", |t| {
         t.iter().any(|n| n == "private_hello")
@@ -364,4 +368,66 @@ async fn the_tls_example_serves_a_private_mutual_tls_upstream() {
         call_hello(&secure, "private_hello").await,
         "hello switchboard, over TLS"
     );
+
+    // A data plane serving TLS with the example's certificate: `mtls` takes clients that
+    // show the example's client certificate, and no one else.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "dataplane",
+        "--control-plane",
+        admin.trim_start_matches("http://"),
+    ])
+    .args(["--listen", &listen, "--state-dir"])
+    .arg(state.path())
+    .arg("--tls-cert")
+    .arg(file("server.crt"))
+    .arg("--tls-key")
+    .arg(file("server.key"));
+    let tls_plane = ManagedProcess::spawn(cmd).expect("TLS data plane");
+    if let Err(e) = wait_for_tcp(&listen, WAIT).await {
+        panic!(
+            "TLS data plane did not start: {e}\n{}",
+            tls_plane.log_tail(20)
+        );
+    }
+    let ca_pem = std::fs::read_to_string(file("ca.crt")).expect("ca.crt");
+    let client = switchboard_testkit::CertPair {
+        cert_pem: std::fs::read_to_string(file("gateway.crt")).expect("gateway.crt"),
+        key_pem: std::fs::read_to_string(file("gateway.key")).expect("gateway.key"),
+    };
+    let port = listen.rsplit(':').next().unwrap_or_default();
+    let mtls = format!("https://localhost:{port}/servers/mtls/mcp");
+    let with_cert = trusting(&ca_pem, Some(&client));
+    let deadline = Instant::now() + WAIT;
+    let body = loop {
+        let (status, body) = call_as(
+            &with_cert,
+            &mtls,
+            "private_hello",
+            json!({"name": "switchboard"}),
+        )
+        .await;
+        if status == 200 && body["result"].is_object() {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mtls never served: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        body["result"]["content"][0]["text"], "hello switchboard, over TLS",
+        "{body}"
+    );
+    let (status, body) = call_as(
+        &trusting(&ca_pem, None),
+        &mtls,
+        "private_hello",
+        json!({"name": "x"}),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
 }

@@ -655,7 +655,18 @@ impl Checker<'_> {
         if spec.api_keys.is_some() {
             set.push("apiKeys");
         }
-        self.exactly_one("spec", &["jwt", "apiKeys"], &set);
+        if spec.client_certificate.is_some() {
+            set.push("clientCertificate");
+        }
+        self.exactly_one("spec", &["jwt", "apiKeys", "clientCertificate"], &set);
+        if let Some(cc) = &spec.client_certificate {
+            if let Err(e) = crate::kinds::tls::pem_certificates(&cc.ca_cert) {
+                self.err(
+                    "spec.clientCertificate.caCert",
+                    format!("not a PEM certificate bundle: {e}"),
+                );
+            }
+        }
         if let Some(jwt) = &spec.jwt {
             if jwt.issuer.trim().is_empty() {
                 self.err("spec.jwt.issuer", "issuer must not be empty");

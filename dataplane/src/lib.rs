@@ -4,6 +4,7 @@
 pub mod discovery;
 pub mod gateway;
 pub mod jsonrpc;
+pub mod listener_tls;
 pub mod mcp;
 pub mod metrics;
 pub mod policy;

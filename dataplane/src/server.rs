@@ -37,6 +37,27 @@ pub struct DataPlaneConfig {
     pub source: Source,
     /// For pingora's pid and upgrade-socket files.
     pub state_dir: PathBuf,
+    /// Certificates for TLS on `listen` (plain HTTP when `None`).
+    pub tls: Option<crate::listener_tls::ListenerTls>,
+    /// Allow plain HTTP on addresses beyond loopback (something in front terminates TLS).
+    pub insecure: bool,
+}
+
+/// Whether `addr` (`host:port`) is a loopback address.
+pub fn is_loopback(addr: &str) -> bool {
+    addr.parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or_else(|_| addr.starts_with("localhost:"))
+}
+
+/// Refuses plain HTTP beyond loopback unless told `--insecure`: `what` names the listener.
+pub fn check_plaintext(what: &str, addr: &str, insecure: bool) -> Result<(), String> {
+    if insecure || is_loopback(addr) {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to serve {what} without TLS on {addr}, beyond loopback: give --tls-cert and --tls-key, or --insecure when something in front of it terminates TLS"
+    ))
 }
 
 /// Why the data plane could not start.
@@ -78,6 +99,17 @@ impl BackgroundService for DiscoveryTask {
 
 /// Builds the server and runs it until a signal stops the process; never returns on success.
 pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
+    if config.tls.is_none() {
+        check_plaintext("MCP clients", &config.listen, config.insecure)
+            .map_err(StartError::Server)?;
+    }
+    if let Some(addr) = &config.metrics_listen {
+        check_plaintext("metrics", addr, config.insecure).map_err(StartError::Server)?;
+    }
+    // A bad certificate file stops the start here, naming the file.
+    if let Some(tls) = &config.tls {
+        tls.load().map_err(|e| StartError::Server(e.to_string()))?;
+    }
     // pingora retries a failed bind for 30 s and then panics in a service task: check first,
     // so a taken port is a clear error at once.
     std::net::TcpListener::bind(&config.listen)
@@ -188,11 +220,7 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let loopback = config
-        .listen
-        .parse::<std::net::SocketAddr>()
-        .map(|a| a.ip().is_loopback())
-        .unwrap_or_else(|_| config.listen.starts_with("localhost:"));
+    let loopback = is_loopback(&config.listen);
     let gateway = Gateway::new(routes.clone(), config.max_body_bytes)
         .with_max_header_bytes(config.max_header_bytes)
         .with_changes(changes)
@@ -221,7 +249,18 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
         config.read_buffer_bytes,
         pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,
     );
-    proxy.add_listener(pingora::listeners::ListenerConfig::tcp(&config.listen).l4_buffer(buffers));
+    let mut listener = pingora::listeners::ListenerConfig::tcp(&config.listen).l4_buffer(buffers);
+    if let Some(tls) = &config.tls {
+        let resolver = tls.load().map_err(|e| StartError::Server(e.to_string()))?;
+        let settings = crate::listener_tls::ListenerTls::pingora_settings(resolver.clone())
+            .map_err(|e| StartError::Server(format!("TLS settings: {e}")))?;
+        listener = listener.tls(settings);
+        server.add_service(background_service(
+            "listener certificates",
+            crate::listener_tls::Reloader(resolver),
+        ));
+    }
+    proxy.add_listener(listener);
     server.add_service(proxy);
     if let Some(client) = discovery {
         server.add_service(background_service(
@@ -231,6 +270,6 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
             },
         ));
     }
-    tracing::info!(listen = %config.listen, "data plane listening");
+    tracing::info!(listen = %config.listen, tls = config.tls.is_some(), "data plane listening");
     server.run_forever();
 }

@@ -1,7 +1,10 @@
-"""Makes what examples/tls needs in OUTDIR: a private CA (ca.crt), a certificate for the
-MCP server on localhost (server.crt, server.key), a client certificate the server will ask
-the gateway for (gateway.crt, gateway.key), and upstreams.yaml, which declares that server
-as an https Upstream trusting the CA and presenting the client certificate (mutual TLS).
+"""Makes what examples/tls needs in OUTDIR: a private CA (ca.crt), a certificate for
+localhost (server.crt, server.key: the MCP server's, and the gateway's own listener can use
+it too), a client certificate (gateway.crt, gateway.key: the gateway presents it to the MCP
+server, and a client can present it to the gateway), upstreams.yaml, which declares that
+server as an https Upstream trusting the CA and presenting the client certificate (mutual
+TLS), and clients.yaml, a virtual server whose clients prove who they are with a client
+certificate from the same CA.
 
 usage: make_certs.py OUTDIR [PORT]      (PORT: where server.py listens, default 9443)
 Uses the `cryptography` package (in .deps/venv after `make deps`).
@@ -107,4 +110,31 @@ spec:
       prefix: private_
 """
 )
-print(f"wrote {', '.join(sorted(files))} and upstreams.yaml to {OUT}")
+(OUT / "clients.yaml").write_text(
+    f"""# Made by examples/tls/make_certs.py: clients of virtual server `mtls` show a
+# certificate from the example CA (the data plane must serve TLS: --tls-cert/--tls-key).
+apiVersion: switchboard.dev/v1
+kind: AuthProvider
+metadata:
+  name: example-clients
+spec:
+  clientCertificate:
+    caCert: |
+{indent(files["ca.crt"], 6)}---
+apiVersion: switchboard.dev/v1
+kind: VirtualServer
+metadata:
+  name: mtls
+spec:
+  upstreams:
+    - upstream: private
+      prefix: private_
+  authProvider: example-clients
+  authorization:
+    defaultAction: deny
+    rules:
+      - action: allow
+        subjects: [gateway]            # the client certificate's common name
+"""
+)
+print(f"wrote {', '.join(sorted(files))}, upstreams.yaml and clients.yaml to {OUT}")

@@ -6,6 +6,13 @@ use switchboard_controlplane::server::{open_store, replica_id, serve, StoreConfi
 
 /// Runs until SIGINT or SIGTERM.
 pub fn run(args: &ControlplaneArgs) -> anyhow::Result<i32> {
+    // No TLS or authentication on this API yet: loopback only, unless told otherwise.
+    for (what, addr) in std::iter::once(("the admin and discovery API", &args.listen))
+        .chain(args.telemetry.metrics_listen.iter().map(|m| ("metrics", m)))
+    {
+        switchboard_dataplane::server::check_plaintext(what, addr, args.insecure)
+            .map_err(anyhow::Error::msg)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,6 +6,7 @@ use crate::commands::validate::{print_diagnostics, INVALID};
 use std::time::Duration;
 use switchboard_config::{load_sources, read_sources, NodeGroup, Snapshot};
 use switchboard_dataplane::discovery::ClientConfig;
+use switchboard_dataplane::listener_tls::ListenerTls;
 use switchboard_dataplane::server::{run, DataPlaneConfig, Source};
 use switchboard_proto::v1::Node;
 
@@ -37,6 +38,7 @@ pub fn control_plane_url(addr: &str) -> String {
 
 /// Runs until a signal stops the process.
 pub fn run_command(args: &DataplaneArgs) -> anyhow::Result<i32> {
+    let tls = ListenerTls::from_paths(&args.tls.tls_cert, &args.tls.tls_key)?;
     let node = node(&args.node);
     let source = if !args.files.is_empty() {
         let set = match read_sources(&args.files).and_then(|s| load_sources(&s)) {
@@ -83,6 +85,8 @@ pub fn run_command(args: &DataplaneArgs) -> anyhow::Result<i32> {
         allowed_origins: args.limits.allowed_origins.clone(),
         source,
         state_dir: args.node.state_dir.clone(),
+        tls,
+        insecure: args.tls.insecure,
     })?;
     Ok(0)
 }

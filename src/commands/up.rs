@@ -12,11 +12,16 @@ use switchboard_config::{read_sources, Kind};
 use switchboard_controlplane::registry::{self, RegistryError};
 use switchboard_controlplane::server::{open_store, serve, StoreConfig};
 use switchboard_dataplane::discovery::ClientConfig;
-use switchboard_dataplane::server::{run, DataPlaneConfig, Source};
+use switchboard_dataplane::listener_tls::ListenerTls;
+use switchboard_dataplane::server::{check_plaintext, run, DataPlaneConfig, Source};
 use switchboard_proto::v1::Node;
 
 /// Applies the files, starts the control plane on a side thread, runs the data plane here.
 pub fn run_command(args: &UpArgs) -> anyhow::Result<i32> {
+    // The admin API has no TLS yet: `up` keeps it on loopback unless told otherwise.
+    check_plaintext("the admin API", &args.admin_listen, args.tls.insecure)
+        .map_err(anyhow::Error::msg)?;
+    let tls = ListenerTls::from_paths(&args.tls.tls_cert, &args.tls.tls_key)?;
     let sources = match read_sources(&args.files.files) {
         Ok(s) => s,
         Err(d) => {
@@ -77,8 +82,9 @@ pub fn run_command(args: &UpArgs) -> anyhow::Result<i32> {
         })
         .context("starting the control-plane thread")?;
     println!("control plane (admin API) on http://{admin}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
     for s in &servers {
-        println!("MCP endpoint: http://{}/servers/{s}/mcp", args.listen);
+        println!("MCP endpoint: {scheme}://{}/servers/{s}/mcp", args.listen);
     }
     run(DataPlaneConfig {
         listen: args.listen.clone(),
@@ -100,6 +106,8 @@ pub fn run_command(args: &UpArgs) -> anyhow::Result<i32> {
             max_backoff: Duration::from_secs(2),
         }),
         state_dir: args.data_dir.join("dataplane"),
+        tls,
+        insecure: args.tls.insecure,
     })?;
     Ok(0)
 }

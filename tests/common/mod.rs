@@ -306,6 +306,16 @@ pub async fn initialize_with(
 /// Runs a Node test peer (`tests/peers/SCRIPT`, given the npm modules dir first, then
 /// `args`) on Node 22 or the system's Node, and parses the one JSON object it prints.
 pub async fn node_peer(script: &str, args: &[&str], node22: bool) -> serde_json::Value {
+    node_peer_with_env(script, args, node22, &[]).await
+}
+
+/// The same, with extra environment variables (`NODE_EXTRA_CA_CERTS`, say).
+pub async fn node_peer_with_env(
+    script: &str,
+    args: &[&str],
+    node22: bool,
+    env: &[(&str, &str)],
+) -> serde_json::Value {
     let node = if node22 {
         switchboard_testkit::node22_bin()
     } else {
@@ -316,6 +326,7 @@ pub async fn node_peer(script: &str, args: &[&str], node22: bool) -> serde_json:
         .arg(root().join("tests/peers").join(script))
         .arg(&modules)
         .args(args)
+        .envs(env.iter().copied())
         .output();
     let out = tokio::time::timeout(WAIT, out)
         .await
@@ -394,9 +405,19 @@ pub async fn cutting_relay(
 /// Runs a Python test peer (`tests/peers/SCRIPT ARGS`, on the venv's Python with the PyPI
 /// SDK) and parses the one JSON object it prints.
 pub async fn python_peer(script: &str, args: &[&str]) -> serde_json::Value {
+    python_peer_with_env(script, args, &[]).await
+}
+
+/// The same, with extra environment variables (`SSL_CERT_FILE`, say).
+pub async fn python_peer_with_env(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> serde_json::Value {
     let out = tokio::process::Command::new(switchboard_testkit::python_bin().expect("python"))
         .arg(root().join("tests/peers").join(script))
         .args(args)
+        .envs(env.iter().copied())
         .output();
     let out = tokio::time::timeout(WAIT, out)
         .await
@@ -409,4 +430,78 @@ pub async fn python_peer(script: &str, args: &[&str]) -> serde_json::Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
+}
+
+/// An HTTP client trusting `ca_pem`, presenting `identity` when given.
+pub fn trusting(ca_pem: &str, identity: Option<&switchboard_testkit::CertPair>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA"));
+    if let Some(id) = identity {
+        let pem = format!("{}{}", id.cert_pem, id.key_pem);
+        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"));
+    }
+    b.build().expect("client")
+}
+
+/// POSTs one JSON-RPC message; returns the status and the JSON-RPC message of the body.
+pub async fn rpc(
+    http: &reqwest::Client,
+    url: &str,
+    session: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, Option<String>, serde_json::Value) {
+    let mut req = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(body.to_string());
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    let resp = req.send().await.expect("gateway answers");
+    let status = resp.status().as_u16();
+    let sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = resp.text().await.unwrap_or_default();
+    let json = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data:"))
+        .map_or_else(|| serde_json::from_str(&text), serde_json::from_str)
+        .unwrap_or(serde_json::Value::Null);
+    (status, sid, json)
+}
+
+/// initialize + notifications/initialized + tools/call `tool`: (status of the call, result).
+pub async fn call_as(
+    http: &reqwest::Client,
+    url: &str,
+    tool: &str,
+    args: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let (status, sid, body) = rpc(http, url, None, init).await;
+    if status != 200 {
+        return (status, body);
+    }
+    let sid = sid.as_deref();
+    rpc(
+        http,
+        url,
+        sid,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    let (status, _, body) = rpc(
+        http,
+        url,
+        sid,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool, "arguments": args}}),
+    )
+    .await;
+    (status, body)
 }

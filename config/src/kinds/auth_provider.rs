@@ -5,7 +5,7 @@ use super::tls::ClientTls;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// Exactly one of `jwt` and `apiKeys` is set.
+/// Exactly one of `jwt`, `apiKeys` and `clientCertificate` is set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AuthProviderSpec {
@@ -13,6 +13,44 @@ pub struct AuthProviderSpec {
     pub jwt: Option<JwtAuth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_keys: Option<ApiKeyAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<ClientCertificateAuth>,
+}
+
+/// Clients that present, on a TLS listener, a certificate issued by `caCert` (checked for
+/// validity dates and the client-authentication usage). The principal is its SPIFFE id
+/// (a `spiffe://` URI SAN) when it has one, else its subject's common name; its groups are
+/// the subject's organizational units (OU).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClientCertificateAuth {
+    /// The CA certificates (PEM) whose client certificates are accepted.
+    pub ca_cert: String,
+    /// Which identity names the principal (default `spiffeOrCommonName`).
+    #[serde(default, skip_serializing_if = "PrincipalFrom::is_default")]
+    pub principal: PrincipalFrom,
+}
+
+/// Where a client certificate's principal name comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PrincipalFrom {
+    /// The `spiffe://` URI SAN, else the subject's common name.
+    #[default]
+    SpiffeOrCommonName,
+    /// The subject's common name (CN).
+    CommonName,
+    /// The first DNS name SAN.
+    DnsName,
+    /// The first e-mail SAN.
+    Email,
+}
+
+impl PrincipalFrom {
+    /// True for the default, so serialisation can omit it.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Bearer JWTs from one issuer.

@@ -91,10 +91,11 @@ impl Gate for Limits<'_> {
 /// The URL clients reach this request's host at (`X-Forwarded-Proto` says the scheme a
 /// proxy in front terminated).
 fn base_url(session: &Session) -> String {
+    let over_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let scheme = header(session, "x-forwarded-proto")
         .filter(|p| *p == "https" || *p == "http")
-        .unwrap_or("http");
-    let host = header(session, "host").unwrap_or("localhost");
+        .unwrap_or(if over_tls { "https" } else { "http" });
+    let host = request_host(session).unwrap_or("localhost");
     format!("{scheme}://{host}")
 }
 
@@ -168,9 +169,15 @@ impl Gateway {
         let Some(auth) = &server.auth else {
             return Ok(Principal::anonymous());
         };
+        let presented = if auth.wants_client_certificate() {
+            crate::listener_tls::peer_certificates(session)
+        } else {
+            None
+        };
         let offered = Offered {
             authorization: header(session, "authorization"),
             api_key: auth.api_key_header().and_then(|h| header(session, h)),
+            client_certificates: presented.as_ref().map(|p| p.0.as_slice()),
         };
         let e = match auth.authenticate(offered, &self.jwks).await {
             Ok(p) => return Ok(p),

@@ -208,6 +208,12 @@ fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
         .and_then(|v| v.to_str().ok())
 }
 
+/// The host the request names: its `Host` header, or on HTTP/2 its `:authority` (which
+/// pingora keeps in the URI).
+fn request_host(session: &Session) -> Option<&str> {
+    header(session, "host").or_else(|| session.req_header().uri.authority().map(|a| a.as_str()))
+}
+
 async fn send(session: &mut Session, reply: Reply) -> Result<()> {
     let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
     for (name, value) in reply.headers {
@@ -277,7 +283,7 @@ impl ProxyHttp for Gateway {
         }
         let routes = self.routes.load_full();
         let path = session.req_header().uri.path().to_string();
-        let host = header(session, "host").map(str::to_string);
+        let host = request_host(session).map(str::to_string);
         let target = match target(&routes, &path, host.as_deref()) {
             t @ (Target::Health | Target::Ready | Target::Metrics) if self.admin_only => t,
             _ if self.admin_only => Target::NotFound,

@@ -2,6 +2,7 @@
 //! the environment, or from a JWKS document cached and re-fetched on rotation) or API keys
 //! (compared by SHA-256). The result is a [`Principal`] for authorization and rate limits.
 
+use super::client_cert::ClientCertificates;
 use super::jwks::JwksCache;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
@@ -48,6 +49,7 @@ pub enum AuthError {
 pub enum Authenticator {
     Jwt(Box<JwtVerifier>),
     ApiKeys(ApiKeys),
+    ClientCertificates(ClientCertificates),
 }
 
 /// The credentials a request offered, as read from its headers.
@@ -57,6 +59,8 @@ pub struct Offered<'a> {
     pub authorization: Option<&'a str>,
     /// Value of the API-key header, when the provider uses API keys.
     pub api_key: Option<&'a str>,
+    /// The certificate chain the client's TLS connection presented (leaf first).
+    pub client_certificates: Option<&'a [rustls::pki_types::CertificateDer<'static>]>,
 }
 
 fn bearer(authorization: Option<&str>) -> Option<&str> {
@@ -79,8 +83,13 @@ impl Authenticator {
         if let Some(keys) = &spec.api_keys {
             return Ok(Authenticator::ApiKeys(ApiKeys::compile(keys)));
         }
+        if let Some(certs) = &spec.client_certificate {
+            return Ok(Authenticator::ClientCertificates(
+                ClientCertificates::compile(name, certs)?,
+            ));
+        }
         Err(format!(
-            "auth provider `{name}` sets neither jwt nor apiKeys"
+            "auth provider `{name}` sets none of jwt, apiKeys and clientCertificate"
         ))
     }
 
@@ -88,7 +97,7 @@ impl Authenticator {
     pub fn api_key_header(&self) -> Option<&str> {
         match self {
             Authenticator::ApiKeys(k) => Some(&k.header),
-            Authenticator::Jwt(_) => None,
+            Authenticator::Jwt(_) | Authenticator::ClientCertificates(_) => None,
         }
     }
 
@@ -96,7 +105,7 @@ impl Authenticator {
     pub fn jwt(&self) -> Option<&JwtAuth> {
         match self {
             Authenticator::Jwt(j) => Some(&j.spec),
-            Authenticator::ApiKeys(_) => None,
+            Authenticator::ApiKeys(_) | Authenticator::ClientCertificates(_) => None,
         }
     }
 
@@ -121,7 +130,13 @@ impl Authenticator {
                     .ok_or(AuthError::Missing("an API key"))?;
                 k.check(key)
             }
+            Authenticator::ClientCertificates(c) => c.check(offered.client_certificates),
         }
+    }
+
+    /// Whether clients prove who they are with a TLS client certificate.
+    pub fn wants_client_certificate(&self) -> bool {
+        matches!(self, Authenticator::ClientCertificates(_))
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod authz;
 pub mod circuit;
+pub mod client_cert;
 pub mod jwks;
 pub mod origin;
 pub mod ratelimit;

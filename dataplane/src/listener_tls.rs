@@ -1,0 +1,411 @@
+//! TLS on the data plane's client listener: certificates from files, chosen by the name the
+//! client asks for (SNI), reloaded when the files change without dropping a connection; HTTP/2
+//! or HTTP/1.1 by ALPN; and client certificates asked for (never required here), whose chain a
+//! virtual server's `clientCertificate` provider checks against its own CA.
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::TlsAccept;
+use pingora::protocols::tls::TlsRef;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the certificate files are checked for changes.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
+
+/// Why the listener's TLS settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerTlsError {
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("give --tls-cert and --tls-key in pairs ({certs} certificates, {keys} keys)")]
+    Unpaired { certs: usize, keys: usize },
+}
+
+fn file_error(path: &Path, reason: impl Into<String>) -> ListenerTlsError {
+    ListenerTlsError::File {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// One certificate chain and key file pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The listener's certificates: the first pair is served when no other matches the name
+/// the client asked for.
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    pub pairs: Vec<CertFiles>,
+}
+
+impl ListenerTls {
+    /// Pairs `certs[i]` with `keys[i]`; `None` when neither is given.
+    pub fn from_paths(
+        certs: &[PathBuf],
+        keys: &[PathBuf],
+    ) -> Result<Option<ListenerTls>, ListenerTlsError> {
+        if certs.len() != keys.len() {
+            return Err(ListenerTlsError::Unpaired {
+                certs: certs.len(),
+                keys: keys.len(),
+            });
+        }
+        if certs.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(ListenerTls {
+            pairs: certs
+                .iter()
+                .zip(keys)
+                .map(|(c, k)| CertFiles {
+                    cert: c.clone(),
+                    key: k.clone(),
+                })
+                .collect(),
+        }))
+    }
+
+    /// Loads every pair now (so a bad file stops the start with its name) and returns the
+    /// resolver that serves them.
+    pub fn load(&self) -> Result<Arc<CertResolver>, ListenerTlsError> {
+        let set = CertSet::load(&self.pairs)?;
+        Ok(Arc::new(CertResolver {
+            pairs: self.pairs.clone(),
+            current: ArcSwap::from_pointee(set),
+        }))
+    }
+
+    /// pingora's settings for a listener served by `resolver`: h2 and http/1.1 by ALPN,
+    /// client certificates asked for, and their chain kept for the HTTP layer.
+    pub fn pingora_settings(resolver: Arc<CertResolver>) -> pingora::Result<TlsSettings> {
+        let mut settings = TlsSettings::with_callbacks(Box::new(KeepPeerCertificates))?;
+        settings.set_cert_resolver(resolver);
+        settings.set_client_cert_verifier(Arc::new(AskForClientCertificate::new()));
+        settings.enable_h2();
+        Ok(settings)
+    }
+}
+
+/// Certificates by the DNS names they are for.
+#[derive(Debug)]
+struct CertSet {
+    default: Arc<CertifiedKey>,
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+    /// `*.example.com` certificates, by `example.com`.
+    by_parent: HashMap<String, Arc<CertifiedKey>>,
+    /// What the files held when read (their contents' digest), to notice a change.
+    stamps: Vec<Option<[u8; 32]>>,
+}
+
+/// The digest of a file's contents (`None` when it cannot be read): unlike a modification
+/// time, it sees every change, however soon after the last one.
+fn stamp(path: &Path) -> Option<[u8; 32]> {
+    use sha2::Digest;
+    std::fs::read(path)
+        .ok()
+        .map(|b| sha2::Sha256::digest(b).into())
+}
+
+impl CertSet {
+    fn load(pairs: &[CertFiles]) -> Result<CertSet, ListenerTlsError> {
+        let mut stamps = Vec::new();
+        let mut keys = Vec::new();
+        for pair in pairs {
+            stamps.push(stamp(&pair.cert));
+            stamps.push(stamp(&pair.key));
+            keys.push(load_pair(pair)?);
+        }
+        let mut by_name = HashMap::new();
+        let mut by_parent = HashMap::new();
+        for (key, names) in keys.iter().rev() {
+            for name in names {
+                match name.strip_prefix("*.") {
+                    Some(parent) => by_parent.insert(parent.to_string(), key.clone()),
+                    None => by_name.insert(name.clone(), key.clone()),
+                };
+            }
+        }
+        let default = keys
+            .first()
+            .map(|(k, _)| k.clone())
+            .ok_or_else(|| file_error(Path::new("--tls-cert"), "no certificate given"))?;
+        Ok(CertSet {
+            default,
+            by_name,
+            by_parent,
+            stamps,
+        })
+    }
+
+    fn pick(&self, name: Option<&str>) -> Arc<CertifiedKey> {
+        let Some(name) = name.map(str::to_ascii_lowercase) else {
+            return self.default.clone();
+        };
+        if let Some(k) = self.by_name.get(&name) {
+            return k.clone();
+        }
+        name.split_once('.')
+            .and_then(|(_, parent)| self.by_parent.get(parent))
+            .unwrap_or(&self.default)
+            .clone()
+    }
+}
+
+/// A certificate chain and its key from PEM files, with the DNS names it is for.
+fn load_pair(pair: &CertFiles) -> Result<(Arc<CertifiedKey>, Vec<String>), ListenerTlsError> {
+    let pem = std::fs::read(&pair.cert).map_err(|e| file_error(&pair.cert, e.to_string()))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_error(&pair.cert, format!("not a PEM certificate chain: {e}")))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| file_error(&pair.cert, "no `-----BEGIN CERTIFICATE-----` block"))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| file_error(&pair.cert, format!("not a usable X.509 certificate: {e}")))?;
+    let mut names: Vec<String> = parsed
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => {
+                        Some(d.to_ascii_lowercase())
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.dedup();
+    let key_pem = std::fs::read(&pair.key).map_err(|e| file_error(&pair.key, e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        file_error(
+            &pair.key,
+            format!("no PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"),
+        )
+    })?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| file_error(&pair.key, format!("unusable private key: {e}")))?;
+    let certified = CertifiedKey::new(chain, signer);
+    certified.keys_match().map_err(|e| {
+        file_error(
+            &pair.key,
+            format!("does not fit {}: {e}", pair.cert.display()),
+        )
+    })?;
+    Ok((Arc::new(certified), names))
+}
+
+/// Serves the certificate for the name a client asks for; swapped whole on reload, so a
+/// handshake sees one consistent set and open connections keep theirs.
+#[derive(Debug)]
+pub struct CertResolver {
+    pairs: Vec<CertFiles>,
+    current: ArcSwap<CertSet>,
+}
+
+impl CertResolver {
+    /// Reads the files again if any changed since the last read; a set that does not load
+    /// is logged and the old one keeps serving. Returns whether a new set is in use.
+    pub fn reload_if_changed(&self) -> bool {
+        let now: Vec<Option<[u8; 32]>> = self
+            .pairs
+            .iter()
+            .flat_map(|p| [stamp(&p.cert), stamp(&p.key)])
+            .collect();
+        if now == self.current.load().stamps {
+            return false;
+        }
+        match CertSet::load(&self.pairs) {
+            Ok(set) => {
+                self.current.store(Arc::new(set));
+                tracing::info!("listener certificates reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "listener certificates changed but do not load; the previous ones keep serving");
+                false
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load().pick(hello.server_name()))
+    }
+}
+
+/// Asks every client for a certificate and accepts any that proves its key: whether the
+/// chain is trusted is each virtual server's question (its `clientCertificate` provider's
+/// CA), answered per request. Clients without one connect as usual.
+#[derive(Debug)]
+struct AskForClientCertificate {
+    schemes: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl AskForClientCertificate {
+    fn new() -> Self {
+        AskForClientCertificate {
+            schemes: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        }
+    }
+}
+
+impl ClientCertVerifier for AskForClientCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.schemes)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.schemes)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes.supported_schemes()
+    }
+}
+
+/// The certificate chain a client presented (leaf first), kept on its connection.
+#[derive(Debug, Clone)]
+pub struct PeerCertificates(pub Vec<CertificateDer<'static>>);
+
+struct KeepPeerCertificates;
+
+#[async_trait]
+impl TlsAccept for KeepPeerCertificates {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        let chain = tls.peer_cert_chain_der()?;
+        Some(Arc::new(PeerCertificates(chain.to_vec())))
+    }
+}
+
+/// The client certificates presented on `session`'s connection, if any.
+pub fn peer_certificates(session: &pingora::proxy::Session) -> Option<Arc<PeerCertificates>> {
+    let digest = session.digest()?.ssl_digest.clone()?;
+    digest
+        .extension
+        .get::<PeerCertificates>()
+        .cloned()
+        .map(Arc::new)
+}
+
+/// Reloads the listener's certificates when their files change.
+pub struct Reloader(pub Arc<CertResolver>);
+
+#[async_trait]
+impl pingora::services::background::BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut tick = tokio::time::interval(RELOAD_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => { self.0.reload_if_changed(); }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(dir: &Path, ca: &switchboard_testkit::TestCa, names: &[&str], file: &str) -> CertFiles {
+        let (cert, key) = ca
+            .server(names)
+            .expect("certificate")
+            .write(dir, file)
+            .expect("write");
+        CertFiles { cert, key }
+    }
+
+    #[test]
+    fn names_pick_their_certificate_and_others_get_the_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = switchboard_testkit::TestCa::new("unit").expect("ca");
+        let pairs = vec![
+            pair(dir.path(), &ca, &["default.test"], "default"),
+            pair(dir.path(), &ca, &["a.test"], "a"),
+            pair(dir.path(), &ca, &["*.wild.test"], "wild"),
+        ];
+        let set = CertSet::load(&pairs).expect("loads");
+        let first = |k: &Arc<CertifiedKey>| k.cert[0].clone();
+        let of = |i: usize| {
+            let pem = std::fs::read(&pairs[i].cert).expect("read");
+            CertificateDer::pem_slice_iter(&pem)
+                .next()
+                .expect("one")
+                .expect("pem")
+        };
+        assert_eq!(first(&set.pick(Some("A.TEST"))), of(1));
+        assert_eq!(first(&set.pick(Some("x.wild.test"))), of(2));
+        assert_eq!(first(&set.pick(Some("other.test"))), of(0));
+        assert_eq!(first(&set.pick(None)), of(0));
+    }
+
+    #[test]
+    fn a_key_that_does_not_fit_names_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = switchboard_testkit::TestCa::new("unit").expect("ca");
+        let a = pair(dir.path(), &ca, &["a.test"], "a");
+        let b = pair(dir.path(), &ca, &["b.test"], "b");
+        let mixed = CertFiles {
+            cert: a.cert,
+            key: b.key.clone(),
+        };
+        let e = CertSet::load(&[mixed]).expect_err("mismatched key");
+        assert!(e.to_string().contains("b.key"), "{e}");
+        assert!(e.to_string().contains("does not fit"), "{e}");
+    }
+}
