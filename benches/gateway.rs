@@ -4,7 +4,8 @@
 //! in one virtual server, rate limiting off), interleaved in one run so all see the same
 //! machine. Prints, per scenario, requests/s, p50/p99/p99.9 latency and the serving
 //! process's peak RSS, with the Switchboard/direct and Switchboard/ContextForge ratios, and
-//! writes the same as JSON.
+//! writes the same as JSON. A second data plane serves the same over TLS, so the cost of TLS
+//! per call shows as `tls/plain` in the same run.
 //!
 //! Run: `make bench` (it builds the upstream example first). Options after `--`:
 //! `--seconds N` per measurement (default 3), `--out FILE` (default
@@ -75,6 +76,21 @@ struct Target {
     pid: u32,
     headers: Vec<(String, String)>,
     tool_prefix: String,
+    /// The CA (PEM) an https target's certificate comes from.
+    ca_pem: Option<String>,
+}
+
+impl Target {
+    /// An HTTP client for this target (trusting its CA) with `builder`'s settings.
+    fn client(&self, builder: reqwest::ClientBuilder) -> reqwest::Client {
+        let builder = match &self.ca_pem {
+            Some(pem) => builder.add_root_certificate(
+                reqwest::Certificate::from_pem(pem.as_bytes()).expect("bench CA"),
+            ),
+            None => builder,
+        };
+        builder.build().expect("client")
+    }
 }
 
 fn rpc(id: u64, method: &str, params: Value) -> String {
@@ -232,11 +248,11 @@ fn percentile(sorted: &[u64], q: f64) -> f64 {
 
 /// `concurrency` clients, each with its own session, sending `kind` for `duration`.
 async fn measure(target: &Target, kind: Kind, concurrency: usize, duration: Duration) -> Stats {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
+    let http = target.client(
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .timeout(Duration::from_secs(30)),
+    );
     let deadline = Instant::now() + duration;
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_kib(target.pid)));
     let sampler = {
@@ -470,6 +486,7 @@ async fn main() {
         pid: upstream.pid(),
         headers: Vec::new(),
         tool_prefix: String::new(),
+        ca_pem: None,
     };
     let switchboard = Target {
         name: "switchboard",
@@ -477,28 +494,70 @@ async fn main() {
         pid: dp.pid(),
         headers: Vec::new(),
         tool_prefix: String::new(),
+        ca_pem: None,
     };
-    // Wait until the gateway lists the upstream's tools.
-    let http = reqwest::Client::new();
+    // A second data plane, the same but serving its clients over TLS (HTTP/1.1, as the
+    // others), to show what TLS costs per call.
+    let ca = switchboard_testkit::TestCa::new("bench ca").expect("bench CA");
+    let (cert, key) = ca
+        .server(&["localhost"])
+        .expect("bench certificate")
+        .write(state.path(), "bench")
+        .expect("write certificate");
+    let tls_addr = format!("127.0.0.1:{}", free_port());
+    let tls_state = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "dataplane",
+        "--control-plane",
+        &cp_addr,
+        "--listen",
+        &tls_addr,
+    ])
+    .arg("--state-dir")
+    .arg(tls_state.path())
+    .arg("--tls-cert")
+    .arg(&cert)
+    .arg("--tls-key")
+    .arg(&key)
+    .env("SWITCHBOARD_LOG", "warn");
+    let tls_dp = ManagedProcess::spawn(cmd).expect("TLS data plane");
+    wait_for_tcp(&tls_addr, Duration::from_secs(20))
+        .await
+        .expect("TLS data plane up");
+    let tls_port = tls_addr.rsplit(':').next().unwrap_or_default();
+    let switchboard_tls = Target {
+        name: "sb+tls",
+        url: format!("https://localhost:{tls_port}/servers/bench/mcp"),
+        pid: tls_dp.pid(),
+        headers: Vec::new(),
+        tool_prefix: String::new(),
+        ca_pem: Some(ca.cert_pem.clone()),
+    };
+    // Wait until both gateways list the upstream's tools.
     let ready_by = Instant::now() + Duration::from_secs(30);
-    loop {
-        let session = initialize(&http, &switchboard).await.ok().flatten();
-        if once(&http, &switchboard, session.as_deref(), Kind::List, 1)
-            .await
-            .is_ok()
-        {
-            break;
+    for gateway in [&switchboard, &switchboard_tls] {
+        let http = gateway.client(reqwest::Client::builder());
+        loop {
+            let session = initialize(&http, gateway).await.ok().flatten();
+            if once(&http, gateway, session.as_deref(), Kind::List, 1)
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < ready_by,
+                "{} never listed the upstream's tools",
+                gateway.name
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert!(
-            Instant::now() < ready_by,
-            "the gateway never listed the upstream's tools"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     let contextforge_dir = tempfile::tempdir().expect("tempdir");
     let contextforge = contextforge(&up_addr, contextforge_dir.path()).await;
-    let mut targets = vec![direct.clone(), switchboard.clone()];
+    let mut targets = vec![direct.clone(), switchboard.clone(), switchboard_tls.clone()];
     match &contextforge {
         Ok((_, t)) => targets.push(t.clone()),
         Err(why) => println!("ContextForge is left out: {why}\n"),
@@ -534,24 +593,28 @@ async fn main() {
             measured.push(s);
         }
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
-        let sb = &measured[1];
         let mut ratios = serde_json::Map::new();
-        for (i, label) in [(0, "direct"), (2, "contextforge")] {
-            let Some(other) = measured.get(i) else {
+        // sb/direct, sb/contextforge, and TLS against plain text (the same gateway).
+        for (mine, i, label, key) in [
+            (1, 0, "sb/direct", "switchboard/direct"),
+            (1, 3, "sb/contextforge", "switchboard/contextforge"),
+            (2, 1, "tls/plain", "tls/plain"),
+        ] {
+            let (Some(sb), Some(other)) = (measured.get(mine), measured.get(i)) else {
                 continue;
             };
             println!(
                 "{:<24} {:>5} {:<12} {:>10.2}x {:>8.2}x {:>8.2}x {:>8.2}x",
                 "",
                 "",
-                format!("sb/{label}"),
+                label,
                 ratio(sb.rps, other.rps),
                 ratio(sb.p50_ms, other.p50_ms),
                 ratio(sb.p99_ms, other.p99_ms),
                 ratio(sb.p999_ms, other.p999_ms)
             );
             ratios.insert(
-                format!("switchboard/{label}"),
+                key.to_string(),
                 json!({
                     "rps": ratio(sb.rps, other.rps),
                     "p50": ratio(sb.p50_ms, other.p50_ms),
@@ -565,7 +628,10 @@ async fn main() {
     }
     println!();
     let mut idle = serde_json::Map::new();
-    for target in &targets {
+    // Idle memory is measured on the plain-text targets (TLS adds its buffers per
+    // connection; the per-call cost above is the figure that matters for it).
+    let plain: Vec<&Target> = targets.iter().filter(|t| t.ca_pem.is_none()).collect();
+    for target in &plain {
         let (bytes, opened) = idle_sessions(target).await;
         println!(
             "{opened} idle sessions via {}: {:.0} bytes of RSS each (serving process)",
@@ -577,7 +643,7 @@ async fn main() {
         );
     }
     let mut streams = serde_json::Map::new();
-    for target in &targets {
+    for target in &plain {
         match idle_streams(target).await {
             Some((bytes, opened)) => {
                 println!(
@@ -717,6 +783,7 @@ async fn contextforge(
         pid: process.pid(),
         headers: vec![("authorization".into(), auth)],
         tool_prefix: "bench-".into(),
+        ca_pem: None,
     };
     Ok((process, target))
 }
