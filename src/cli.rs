@@ -80,6 +80,54 @@ pub enum Command {
     HashKey,
     /// Be a stdio MCP server that forwards to a gateway URL (for clients that only speak stdio).
     Connect(ConnectArgs),
+    /// Make a development CA and certificates for control planes, data planes (by cluster)
+    /// and operators (by role).
+    Certs(CertsArgs),
+}
+
+/// `switchboard certs KIND ...`.
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Where the CA (ca.crt, ca.key; made on first use) and the certificates go.
+    #[arg(long, default_value = "./switchboard-certs", global = true)]
+    pub dir: PathBuf,
+    /// Days the certificate is valid.
+    #[arg(
+        long,
+        default_value_t = 365,
+        global = true,
+        allow_negative_numbers = true
+    )]
+    pub days: i64,
+    #[command(subcommand)]
+    pub kind: CertKind,
+}
+
+/// Which certificate to make.
+#[derive(Debug, Subcommand)]
+pub enum CertKind {
+    /// Only the CA.
+    Ca,
+    /// A control plane's server certificate.
+    Controlplane {
+        #[arg(default_value = "controlplane")]
+        name: String,
+        /// Names and addresses it is reached at (repeatable).
+        #[arg(long = "host", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+        hosts: Vec<String>,
+    },
+    /// A data plane's client certificate: it may join `--cluster` only.
+    Dataplane {
+        name: String,
+        #[arg(long)]
+        cluster: String,
+    },
+    /// An operator's client certificate with `--role` viewer, editor or admin.
+    Operator {
+        name: String,
+        #[arg(long)]
+        role: String,
+    },
 }
 
 /// `switchboard bridge --stdio CMD [-- ARGS...]`.
@@ -158,9 +206,48 @@ pub enum Output {
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// Control-plane admin address.
+    /// Control-plane admin address (`https://…` when it serves TLS).
     #[arg(long, env = "SWITCHBOARD_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// How a caller checks a control plane that serves TLS, and proves who it is (certificates
+/// from `switchboard certs`).
+#[derive(Debug, Clone, Args)]
+pub struct IdentityArgs {
+    /// CA (PEM) of the control plane's certificate; turns TLS on.
+    #[arg(long = "ca", env = "SWITCHBOARD_CA")]
+    pub ca: Option<PathBuf>,
+    /// This caller's client certificate (PEM): an operator's for admin calls, a data
+    /// plane's (naming its cluster) for discovery.
+    #[arg(long = "cert", env = "SWITCHBOARD_CERT", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long = "key", env = "SWITCHBOARD_KEY")]
+    pub key: Option<PathBuf>,
+}
+
+impl IdentityArgs {
+    /// The TLS settings these name (`None` without --ca).
+    pub fn tls(&self) -> anyhow::Result<Option<switchboard_dataplane::discovery::ControlPlaneTls>> {
+        use anyhow::Context;
+        let Some(ca) = &self.ca else {
+            return Ok(None);
+        };
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+        };
+        let identity = match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+            _ => None,
+        };
+        Ok(Some(switchboard_dataplane::discovery::ControlPlaneTls {
+            ca_pem: read(ca)?,
+            identity,
+        }))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -219,8 +306,19 @@ pub struct ControlplaneArgs {
     /// Directory of the embedded store (used without --etcd).
     #[arg(long, default_value = "./switchboard-data")]
     pub data_dir: PathBuf,
-    /// Serve the admin and discovery API in plain text beyond loopback (it has no TLS or
-    /// authentication yet, so only on a network you trust); without it such a listener
+    /// Certificate chain (PEM) to serve the admin and discovery API over TLS.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires_all = ["tls_key", "client_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) of the client certificates every caller must show: data planes (which may
+    /// join the cluster their certificate names) and operators (with a role). Made by
+    /// `switchboard certs`.
+    #[arg(long, env = "SWITCHBOARD_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Serve the admin and discovery API in plain text beyond loopback (no caller is
+    /// checked then, so only on a network you trust); without it, or TLS, such a listener
     /// refuses to start.
     #[arg(long)]
     pub insecure: bool,
@@ -250,6 +348,9 @@ pub struct DataplaneArgs {
     pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub node: NodeArgs,
+    /// How this data plane checks its control planes and proves its cluster.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
     #[command(flatten)]
     pub tls: ListenTlsArgs,
     #[command(flatten)]

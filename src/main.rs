@@ -41,5 +41,6 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::Bridge(args) => commands::bridge::run(&args),
         Command::HashKey => commands::hash_key::run().map(|()| 0),
         Command::Connect(args) => commands::connect::run(&args).map(|()| 0),
+        Command::Certs(args) => commands::certs::run(&args).map(|()| 0),
     }
 }

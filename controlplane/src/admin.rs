@@ -2,6 +2,7 @@
 
 use crate::convert::to_wire;
 use crate::dataplanes::DataPlanes;
+use crate::identity::{actor, at_least, require, Role};
 use crate::registry::{self, RegistryError};
 use crate::secrets::SecretBox;
 use crate::state::{wait_for_revision, RegistryState};
@@ -38,9 +39,17 @@ pub struct AdminService {
     status: watch::Receiver<Arc<DiscoveryStatus>>,
     dataplanes: Arc<DataPlanes>,
     secret_box: Option<Arc<SecretBox>>,
+    /// Callers show operator certificates (the control plane serves TLS with a client CA).
+    checking: bool,
 }
 
 impl AdminService {
+    /// The same service, checking every caller's operator certificate and role.
+    pub fn checking_callers(mut self, checking: bool) -> Self {
+        self.checking = checking;
+        self
+    }
+
     /// Serves admin calls against `store`, reporting `dataplanes` and discovery `status`.
     pub fn new(
         store: Arc<dyn Store>,
@@ -55,6 +64,7 @@ impl AdminService {
             status,
             dataplanes,
             secret_box,
+            checking: false,
         }
     }
 
@@ -116,6 +126,7 @@ impl Admin for AdminService {
         &self,
         request: Request<ApplyRequest>,
     ) -> Result<Response<ApplyResponse>, Status> {
+        let who = require(&request, self.checking, Role::Editor)?;
         let req = request.into_inner();
         let sources: Vec<Source> = req
             .files
@@ -125,6 +136,12 @@ impl Admin for AdminService {
                 text: f.content,
             })
             .collect();
+        if at_least(&who, Role::Admin, "write Secrets").is_err() {
+            let (parsed, _) = switchboard_config::parse_sources(&sources);
+            if parsed.of_kind(Kind::Secret).next().is_some() {
+                at_least(&who, Role::Admin, "write Secrets")?;
+            }
+        }
         match registry::apply(
             self.store.as_ref(),
             &sources,
@@ -135,6 +152,9 @@ impl Admin for AdminService {
         {
             Ok(outcome) => {
                 if let Some(revision) = outcome.revision {
+                    for a in &outcome.results {
+                        tracing::info!(target: "switchboard::audit", actor = %actor(&who), kind = %a.kind, name = %a.name, action = a.action.as_str(), generation = a.generation, revision, "write");
+                    }
                     self.settle(revision).await;
                 }
                 let results = outcome
@@ -163,6 +183,7 @@ impl Admin for AdminService {
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        require(&request, self.checking, Role::Viewer)?;
         let req = request.into_inner();
         let kind = parse_kind(&req.kind)?;
         let name = (!req.name.is_empty()).then_some(req.name.as_str());
@@ -190,10 +211,15 @@ impl Admin for AdminService {
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
+        let who = require(&request, self.checking, Role::Editor)?;
         let req = request.into_inner();
         let kind = parse_kind(&req.kind)?;
+        if kind == Kind::Secret {
+            at_least(&who, Role::Admin, "delete Secrets")?;
+        }
         match registry::delete(self.store.as_ref(), kind, &req.name).await {
             Ok(revision) => {
+                tracing::info!(target: "switchboard::audit", actor = %actor(&who), %kind, name = %req.name, action = "deleted", revision, "write");
                 self.settle(revision).await;
                 Ok(Response::new(DeleteResponse {
                     deleted: true,
@@ -210,8 +236,9 @@ impl Admin for AdminService {
 
     async fn list_data_planes(
         &self,
-        _request: Request<ListDataPlanesRequest>,
+        request: Request<ListDataPlanesRequest>,
     ) -> Result<Response<ListDataPlanesResponse>, Status> {
+        require(&request, self.checking, Role::Viewer)?;
         Ok(Response::new(ListDataPlanesResponse {
             data_planes: self.dataplanes.list(),
         }))
@@ -221,8 +248,9 @@ impl Admin for AdminService {
 
     async fn watch_data_planes(
         &self,
-        _request: Request<WatchDataPlanesRequest>,
+        request: Request<WatchDataPlanesRequest>,
     ) -> Result<Response<Self::WatchDataPlanesStream>, Status> {
+        require(&request, self.checking, Role::Viewer)?;
         let events = tokio_stream::wrappers::BroadcastStream::new(self.dataplanes.subscribe())
             .filter_map(|e| e.ok().map(Ok));
         Ok(Response::new(Box::pin(events)))
@@ -232,6 +260,7 @@ impl Admin for AdminService {
         &self,
         request: Request<ListUpstreamsRequest>,
     ) -> Result<Response<ListUpstreamsResponse>, Status> {
+        require(&request, self.checking, Role::Viewer)?;
         let name = request.into_inner().name;
         let state = self.state.borrow().clone();
         let status = self.status.borrow().clone();
@@ -253,6 +282,7 @@ impl Admin for AdminService {
         &self,
         request: Request<RefreshUpstreamRequest>,
     ) -> Result<Response<RefreshUpstreamResponse>, Status> {
+        require(&request, self.checking, Role::Editor)?;
         let name = request.into_inner().name;
         let state = self.state.borrow().clone();
         let spec = match state

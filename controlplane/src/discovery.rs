@@ -2,6 +2,7 @@
 //! `proto/switchboard/v1/discovery.proto` for the protocol).
 
 use crate::dataplanes::DataPlanes;
+use crate::identity::{caller, Caller};
 use crate::snapshots::{group_of, SnapshotCache};
 use crate::state::RegistryState;
 use std::pin::Pin;
@@ -81,12 +82,41 @@ impl Hub {
 #[derive(Clone)]
 pub struct DiscoveryService {
     hub: Arc<Hub>,
+    /// Data planes show certificates naming their cluster (TLS with a client CA).
+    checking: bool,
 }
 
 impl DiscoveryService {
     /// Serves streams from `hub`.
     pub fn new(hub: Arc<Hub>) -> Self {
-        DiscoveryService { hub }
+        DiscoveryService {
+            hub,
+            checking: false,
+        }
+    }
+
+    /// The same service, taking only data planes whose certificate names the cluster they
+    /// claim.
+    pub fn checking_callers(mut self, checking: bool) -> Self {
+        self.checking = checking;
+        self
+    }
+}
+
+/// Whether `caller` may receive the snapshots of `cluster`.
+fn may_join(caller: &Caller, cluster: &str) -> Result<(), Status> {
+    match caller {
+        Caller::Unchecked => Ok(()),
+        Caller::DataPlane { cluster: allowed } if allowed == cluster => Ok(()),
+        Caller::DataPlane { cluster: allowed } => Err(Status::permission_denied(format!(
+            "this certificate is for cluster `{allowed}`, not `{cluster}`"
+        ))),
+        Caller::Operator { name, .. } => Err(Status::permission_denied(format!(
+            "operator `{name}`'s certificate cannot open a discovery stream"
+        ))),
+        Caller::Anonymous => Err(Status::unauthenticated(
+            "a discovery stream needs a data plane's client certificate (switchboard certs dataplane)",
+        )),
     }
 }
 
@@ -100,6 +130,11 @@ impl Discovery for DiscoveryService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamSnapshotsStream>, Status> {
+        let who = caller(&request, self.checking);
+        // Nothing is read from a caller that could never join.
+        if matches!(who, Caller::Anonymous | Caller::Operator { .. }) {
+            may_join(&who, "")?;
+        }
         let mut inbound = request.into_inner();
         let first = inbound.message().await?.ok_or_else(|| {
             Status::invalid_argument("stream closed before the node said who it is")
@@ -108,6 +143,10 @@ impl Discovery for DiscoveryService {
             .node
             .filter(|n| !n.id.is_empty())
             .ok_or_else(|| Status::invalid_argument("the first message must carry node.id"))?;
+        if let Err(refused) = may_join(&who, &node.cluster) {
+            tracing::warn!(node = %node.id, cluster = %node.cluster, reason = %refused.message(), "discovery stream refused");
+            return Err(refused);
+        }
         let (tx, rx) = mpsc::channel(4);
         let hub = self.hub.clone();
         tokio::spawn(async move {

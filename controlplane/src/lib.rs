@@ -6,6 +6,7 @@ pub mod admin;
 pub mod convert;
 pub mod dataplanes;
 pub mod discovery;
+pub mod identity;
 pub mod metrics;
 pub mod registry;
 pub mod replicas;

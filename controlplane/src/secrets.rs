@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 pub const KEY_ENV: &str = "SWITCHBOARD_SECRET_KEY";
 
 /// Prefix of sealed values (format version 1).
-const PREFIX: &str = "sb1:";
+/// What every sealed value starts with.
+pub const SEALED_PREFIX: &str = "sb1:";
+const PREFIX: &str = SEALED_PREFIX;
 
 /// Why a value could not be sealed or opened.
 #[derive(Debug, thiserror::Error)]

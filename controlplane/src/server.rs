@@ -38,15 +38,34 @@ pub enum ServeError {
 
 /// The key that seals gateway session ids: created once per registry, shared by every
 /// control-plane replica (so all of them build the same snapshots).
-async fn session_key(store: &dyn Store) -> Result<String, StoreError> {
+async fn session_key(
+    store: &dyn Store,
+    secret_box: Option<&crate::secrets::SecretBox>,
+) -> Result<String, ServeError> {
     use base64::Engine;
     use ring::rand::SecureRandom;
+    let b64 = base64::engine::general_purpose::STANDARD;
     let mut fresh = [0u8; 32];
     ring::rand::SystemRandom::new()
         .fill(&mut fresh)
         .map_err(|_| StoreError::Unavailable("no system randomness for the session key".into()))?;
-    let key = store.secret("session-key", &fresh).await?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(key))
+    // Sealed with the Secrets key when there is one, so the store alone does not give it
+    // away (a key stored before it was sealed keeps working).
+    let stored = match secret_box {
+        Some(sealer) => sealer
+            .seal("session-key", "key", &b64.encode(fresh))
+            .into_bytes(),
+        None => fresh.to_vec(),
+    };
+    let kept = store.secret("session-key", &stored).await?;
+    let sealed = std::str::from_utf8(&kept)
+        .ok()
+        .filter(|t| t.starts_with(crate::secrets::SEALED_PREFIX));
+    match (sealed, secret_box) {
+        (Some(text), Some(sealer)) => Ok(sealer.open("session-key", "key", text)?),
+        (Some(_), None) => Err(ServeError::Secrets(crate::secrets::SecretError::NoKey)),
+        (None, _) => Ok(b64.encode(kept)),
+    }
 }
 
 /// Opens the configured store.
@@ -123,6 +142,29 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     metrics_listener: Option<TcpListener>,
 ) -> Result<(), ServeError> {
+    serve_with(listener, store, id, shutdown, metrics_listener, None).await
+}
+
+/// TLS for the control plane's API: its certificate, and the CA whose client certificates
+/// name data planes (by cluster) and operators (by role).
+#[derive(Clone)]
+pub struct ServeTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub client_ca_pem: String,
+}
+
+/// [`serve`], over TLS when `tls` is given: then every discovery stream and admin call
+/// needs a client certificate from `client_ca_pem` that names who it is.
+pub async fn serve_with(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    id: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    metrics_listener: Option<TcpListener>,
+    tls: Option<ServeTls>,
+) -> Result<(), ServeError> {
+    let checking = tls.is_some();
     let store = crate::store::metered::Metered::wrap(store);
     let state = crate::state::follow(store.clone());
     let dataplanes = Arc::new(DataPlanes::new(id.clone()));
@@ -142,7 +184,7 @@ pub async fn serve(
         id.clone(),
         secret_box.clone(),
     );
-    let session_key = session_key(store.as_ref()).await?;
+    let session_key = session_key(store.as_ref(), secret_box.as_deref()).await?;
     let replicas = crate::replicas::publish(store.clone(), dataplanes.clone(), id.clone());
     let (exit_store, exit_key) = (store.clone(), crate::replicas::replicas_key(&id));
     let probe = Probe {
@@ -175,17 +217,30 @@ pub async fn serve(
             status.clone(),
         )),
     );
-    let discovery = DiscoveryServer::new(DiscoveryService::new(hub))
+    let discovery = DiscoveryServer::new(DiscoveryService::new(hub).checking_callers(checking))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(256 << 20);
-    let admin = AdminServer::new(AdminService::new(
-        store, state, status, dataplanes, secret_box,
-    ))
+    let admin = AdminServer::new(
+        AdminService::new(store, state, status, dataplanes, secret_box).checking_callers(checking),
+    )
     .max_decoding_message_size(64 << 20);
     let routes = tonic::service::Routes::from(http_routes(probe))
         .add_service(discovery)
         .add_service(admin);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        // Client certificates are optional at the handshake (health probes have none) and
+        // required by every discovery stream and admin call.
+        let config = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(
+                &tls.cert_pem,
+                &tls.key_pem,
+            ))
+            .client_ca_root(tonic::transport::Certificate::from_pem(&tls.client_ca_pem))
+            .client_auth_optional(true);
+        builder = builder.tls_config(config)?;
+    }
+    builder
         .accept_http1(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
         .add_routes(routes)

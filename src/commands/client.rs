@@ -1,6 +1,6 @@
 //! `switchboard apply`, `get` and `delete`: a kubectl-style client of the admin API.
 
-use crate::cli::{ApplyArgs, DeleteArgs, GetArgs, Output};
+use crate::cli::{ApplyArgs, DeleteArgs, GetArgs, Output, ServerArgs};
 use crate::commands::validate::{print_diagnostics, INVALID};
 use anyhow::Context;
 use switchboard_config::{read_sources, Diagnostics};
@@ -20,15 +20,22 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// An admin client of the control plane at `server`.
-pub async fn connect(server: &str) -> anyhow::Result<AdminClient<Channel>> {
-    let endpoint = Channel::from_shared(server.to_string())
-        .with_context(|| format!("invalid control-plane address `{server}`"))?
+/// An admin client of the control plane `server` names, over TLS with its CA and client
+/// certificate when given.
+pub async fn connect(server: &ServerArgs) -> anyhow::Result<AdminClient<Channel>> {
+    let address = &server.server;
+    let mut endpoint = Channel::from_shared(address.to_string())
+        .with_context(|| format!("invalid control-plane address `{address}`"))?
         .connect_timeout(std::time::Duration::from_secs(5));
+    if let Some(tls) = server.identity.tls()? {
+        endpoint = endpoint
+            .tls_config(tls.client_config())
+            .with_context(|| format!("TLS settings for {address}"))?;
+    }
     let channel = endpoint
         .connect()
         .await
-        .with_context(|| format!("cannot reach the control plane at {server}"))?;
+        .with_context(|| format!("cannot reach the control plane at {address}"))?;
     Ok(AdminClient::new(channel).max_decoding_message_size(256 << 20))
 }
 
@@ -57,7 +64,7 @@ pub fn apply(args: &ApplyArgs) -> anyhow::Result<i32> {
         dry_run: args.dry_run,
     };
     runtime()?.block_on(async {
-        let mut client = connect(&args.server.server).await?;
+        let mut client = connect(&args.server).await?;
         let response = client
             .apply(request)
             .await
@@ -86,13 +93,13 @@ pub fn get(args: &GetArgs) -> anyhow::Result<i32> {
     );
     if args.kind.parse::<switchboard_config::Kind>() == Ok(switchboard_config::Kind::Upstream) {
         return crate::commands::upstreams::get(
-            &args.server.server,
+            &args.server,
             args.name.as_deref(),
             args.output.output,
         );
     }
     runtime()?.block_on(async {
-        let mut client = connect(&args.server.server).await?;
+        let mut client = connect(&args.server).await?;
         if wants_dataplanes {
             let list = client
                 .list_data_planes(ListDataPlanesRequest {})
@@ -201,7 +208,7 @@ fn print_dataplanes(list: &[DataPlaneStatus], output: Output) -> anyhow::Result<
 /// Deletes one resource (refused while others reference it).
 pub fn delete(args: &DeleteArgs) -> anyhow::Result<i32> {
     runtime()?.block_on(async {
-        let mut client = connect(&args.server.server).await?;
+        let mut client = connect(&args.server).await?;
         let response = client
             .delete(DeleteRequest {
                 kind: args.kind.clone(),

@@ -2,15 +2,34 @@
 
 use crate::cli::ControlplaneArgs;
 use anyhow::Context;
-use switchboard_controlplane::server::{open_store, replica_id, serve, StoreConfig};
+use switchboard_controlplane::server::{open_store, replica_id, serve_with, ServeTls, StoreConfig};
 
 /// Runs until SIGINT or SIGTERM.
 pub fn run(args: &ControlplaneArgs) -> anyhow::Result<i32> {
-    // No TLS or authentication on this API yet: loopback only, unless told otherwise.
-    for (what, addr) in std::iter::once(("the admin and discovery API", &args.listen))
-        .chain(args.telemetry.metrics_listen.iter().map(|m| ("metrics", m)))
-    {
-        switchboard_dataplane::server::check_plaintext(what, addr, args.insecure)
+    let tls = match (&args.tls_cert, &args.tls_key, &args.client_ca) {
+        (Some(cert), Some(key), Some(ca)) => {
+            let read = |p: &std::path::PathBuf| {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            };
+            Some(ServeTls {
+                cert_pem: read(cert)?,
+                key_pem: read(key)?,
+                client_ca_pem: read(ca)?,
+            })
+        }
+        _ => None,
+    };
+    // Without TLS no caller is checked: loopback only, unless told otherwise.
+    if tls.is_none() {
+        switchboard_dataplane::server::check_plaintext(
+            "the admin and discovery API",
+            &args.listen,
+            args.insecure,
+        )
+        .map_err(anyhow::Error::msg)?;
+    }
+    if let Some(m) = &args.telemetry.metrics_listen {
+        switchboard_dataplane::server::check_plaintext("metrics", m, args.insecure)
             .map_err(anyhow::Error::msg)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -45,7 +64,7 @@ pub fn run(args: &ControlplaneArgs) -> anyhow::Result<i32> {
         };
         let id = replica_id();
         tracing::info!(%addr, %id, store = ?config, "control plane listening");
-        serve(listener, store, id, shutdown_signal(), metrics).await?;
+        serve_with(listener, store, id, shutdown_signal(), metrics, tls).await?;
         tracing::info!("control plane stopped");
         Ok(0)
     })

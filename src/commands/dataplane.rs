@@ -29,8 +29,15 @@ pub fn node(args: &NodeArgs) -> Node {
 
 /// `http://` is implied for bare `host:port` addresses.
 pub fn control_plane_url(addr: &str) -> String {
+    control_plane_url_for(addr, false)
+}
+
+/// The same, `https://` when the control plane is reached over TLS.
+pub fn control_plane_url_for(addr: &str, tls: bool) -> String {
     if addr.contains("://") {
         addr.to_string()
+    } else if tls {
+        format!("https://{addr}")
     } else {
         format!("http://{addr}")
     }
@@ -39,6 +46,7 @@ pub fn control_plane_url(addr: &str) -> String {
 /// Runs until a signal stops the process.
 pub fn run_command(args: &DataplaneArgs) -> anyhow::Result<i32> {
     let tls = ListenerTls::from_paths(&args.tls.tls_cert, &args.tls.tls_key)?;
+    let control_plane_tls = args.identity.tls()?;
     let node = node(&args.node);
     let source = if !args.files.is_empty() {
         let set = match read_sources(&args.files).and_then(|s| load_sources(&s)) {
@@ -66,12 +74,13 @@ pub fn run_command(args: &DataplaneArgs) -> anyhow::Result<i32> {
             control_planes: args
                 .control_plane
                 .iter()
-                .map(|a| control_plane_url(a))
+                .map(|a| control_plane_url_for(a, control_plane_tls.is_some()))
                 .collect(),
             node,
             state_dir: Some(args.node.state_dir.clone()),
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
+            tls: control_plane_tls.clone(),
         })
     } else {
         anyhow::bail!("say where the configuration comes from: --control-plane URL or -f FILE");

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bridge;
+pub mod certs;
 pub mod client;
 pub mod connect;
 pub mod controlplane;

@@ -104,6 +104,7 @@ pub fn run_command(args: &UpArgs) -> anyhow::Result<i32> {
             state_dir: Some(args.data_dir.join("dataplane")),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
+            tls: None,
         }),
         state_dir: args.data_dir.join("dataplane"),
         tls,

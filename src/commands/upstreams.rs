@@ -109,7 +109,11 @@ pub fn print(rows: &[UpstreamStatus], leader: &str, output: Output) -> anyhow::R
 }
 
 /// `get upstreams [NAME]`.
-pub fn get(server: &str, name: Option<&str>, output: Output) -> anyhow::Result<i32> {
+pub fn get(
+    server: &crate::cli::ServerArgs,
+    name: Option<&str>,
+    output: Output,
+) -> anyhow::Result<i32> {
     runtime()?.block_on(async {
         let mut client = connect(server).await?;
         let response = client
@@ -140,7 +144,7 @@ pub fn refresh(args: &RefreshArgs) -> anyhow::Result<i32> {
         return Ok(2);
     }
     runtime()?.block_on(async {
-        let mut client = connect(&args.server.server).await?;
+        let mut client = connect(&args.server).await?;
         let response = client
             .refresh_upstream(RefreshUpstreamRequest {
                 name: args.name.clone(),

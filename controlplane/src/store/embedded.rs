@@ -79,8 +79,15 @@ fn corrupt(key: impl Into<String>, e: impl std::fmt::Display) -> StoreError {
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir` (file `registry.redb`).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let db = Database::create(dir.join("registry.redb")).map_err(io)?;
+        use std::os::unix::fs::PermissionsExt;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        }
+        let file = dir.join("registry.redb");
+        let db = Database::create(&file).map_err(io)?;
+        // Resources, sealed Secrets and the session key: for this user's eyes only.
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         let txn = db.begin_write().map_err(io)?;
         {
             txn.open_table(RECORDS).map_err(io)?;

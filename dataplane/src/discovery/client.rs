@@ -26,6 +26,37 @@ pub struct ClientConfig {
     pub state_dir: Option<PathBuf>,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// TLS to the control planes (their addresses are then `https://`).
+    pub tls: Option<ControlPlaneTls>,
+}
+
+/// How a data plane (or the CLI) checks the control plane and proves who it is.
+#[derive(Clone)]
+pub struct ControlPlaneTls {
+    /// The CA (PEM) of the control plane's certificate.
+    pub ca_pem: String,
+    /// This caller's certificate chain and key (PEM), from `switchboard certs`.
+    pub identity: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for ControlPlaneTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlaneTls")
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
+}
+
+impl ControlPlaneTls {
+    /// tonic's form of these settings.
+    pub fn client_config(&self) -> tonic::transport::ClientTlsConfig {
+        let mut config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&self.ca_pem));
+        if let Some((cert, key)) = &self.identity {
+            config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        config
+    }
 }
 
 impl ClientConfig {
@@ -37,6 +68,7 @@ impl ClientConfig {
             state_dir: None,
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -179,8 +211,14 @@ impl DiscoveryClient {
 
     /// One stream; Ok(true) when it delivered at least one push before ending.
     async fn session(&self, endpoint: &str) -> Result<bool, String> {
-        let channel = Endpoint::from_shared(endpoint.to_string())
-            .map_err(|e| format!("bad control-plane address `{endpoint}`: {e}"))?
+        let mut channel = Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| format!("bad control-plane address `{endpoint}`: {e}"))?;
+        if let Some(tls) = &self.config.tls {
+            channel = channel
+                .tls_config(tls.client_config())
+                .map_err(|e| format!("TLS settings for {endpoint}: {e}"))?;
+        }
+        let channel = channel
             .connect_timeout(Duration::from_secs(3))
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))

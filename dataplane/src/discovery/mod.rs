@@ -5,5 +5,5 @@
 mod client;
 mod persist;
 
-pub use client::{ClientConfig, ClientStatus, DiscoveryClient};
+pub use client::{ClientConfig, ClientStatus, ControlPlaneTls, DiscoveryClient};
 pub use persist::{load_snapshot, save_snapshot, PersistError};

@@ -1,0 +1,169 @@
+//! Who is calling the control plane. With TLS in force every caller shows a client
+//! certificate from the control plane's client CA, and its `spiffe://switchboard/...` URI
+//! names what it is: a data plane of one cluster (`dataplane/<cluster>`), which may open a
+//! discovery stream for that cluster only, or an operator with a role
+//! (`operator/<viewer|editor|admin>/<name>`) for admin calls. `switchboard certs` issues them.
+
+use tonic::Status;
+
+/// The trust domain of every identity Switchboard issues.
+pub const TRUST_DOMAIN: &str = "switchboard";
+
+/// What an operator may do: each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Read everything but Secret values (which nobody reads back).
+    Viewer,
+    /// Apply, delete and refresh everything but Secrets.
+    Editor,
+    /// Also write Secrets.
+    Admin,
+}
+
+impl Role {
+    /// The role's name in certificates and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role called `name`.
+    pub fn parse(name: &str) -> Option<Role> {
+        match name {
+            "viewer" => Some(Role::Viewer),
+            "editor" => Some(Role::Editor),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// The caller of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The control plane serves without TLS (loopback, or `--insecure`): no one is checked.
+    Unchecked,
+    /// No certificate, or one that names no Switchboard identity.
+    Anonymous,
+    /// A data plane that may join `cluster`.
+    DataPlane { cluster: String },
+    /// An operator.
+    Operator { name: String, role: Role },
+}
+
+/// The URI SAN of a data plane of `cluster`.
+pub fn dataplane_uri(cluster: &str) -> String {
+    format!("spiffe://{TRUST_DOMAIN}/dataplane/{cluster}")
+}
+
+/// The URI SAN of operator `name` with `role`.
+pub fn operator_uri(role: Role, name: &str) -> String {
+    format!("spiffe://{TRUST_DOMAIN}/operator/{}/{name}", role.as_str())
+}
+
+/// The identity a (verified) leaf certificate names.
+pub fn caller_of_certificate(leaf: &[u8]) -> Caller {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) else {
+        return Caller::Anonymous;
+    };
+    let uris: Vec<String> = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let prefix = format!("spiffe://{TRUST_DOMAIN}/");
+    for uri in uris {
+        let Some(path) = uri.strip_prefix(&prefix) else {
+            continue;
+        };
+        let parts: Vec<&str> = path.split('/').collect();
+        match parts.as_slice() {
+            ["dataplane", cluster] if !cluster.is_empty() => {
+                return Caller::DataPlane {
+                    cluster: (*cluster).to_string(),
+                }
+            }
+            ["operator", role, name] if !name.is_empty() => {
+                if let Some(role) = Role::parse(role) {
+                    return Caller::Operator {
+                        name: (*name).to_string(),
+                        role,
+                    };
+                }
+            }
+            _ => {}
+        }
+    }
+    Caller::Anonymous
+}
+
+/// The caller of `request`: its verified client certificate's identity when the control
+/// plane `checking` callers (it serves TLS with a client CA), else `Unchecked`.
+pub fn caller<T>(request: &tonic::Request<T>, checking: bool) -> Caller {
+    if !checking {
+        return Caller::Unchecked;
+    }
+    match request.peer_certs() {
+        Some(certs) => certs
+            .first()
+            .map_or(Caller::Anonymous, |leaf| caller_of_certificate(leaf)),
+        None => Caller::Anonymous,
+    }
+}
+
+/// The caller of `request` if it may make an admin call that needs `role`.
+pub fn require<T>(
+    request: &tonic::Request<T>,
+    checking: bool,
+    role: Role,
+) -> Result<Caller, Status> {
+    let who = caller(request, checking);
+    match &who {
+        Caller::Unchecked => Ok(who),
+        Caller::Operator { role: has, .. } if *has >= role => Ok(who),
+        Caller::Operator { name, role: has } => Err(Status::permission_denied(format!(
+            "operator `{name}` is a {}; this needs {}",
+            has.as_str(),
+            role.as_str()
+        ))),
+        Caller::DataPlane { cluster } => Err(Status::permission_denied(format!(
+            "a data plane's certificate (cluster `{cluster}`) cannot make admin calls"
+        ))),
+        Caller::Anonymous => Err(Status::unauthenticated(
+            "admin calls need an operator's client certificate (switchboard certs operator)",
+        )),
+    }
+}
+
+/// Refuses an operator whose role is below `role` for `what` (others were checked already).
+pub fn at_least(who: &Caller, role: Role, what: &str) -> Result<(), Status> {
+    match who {
+        Caller::Operator { role: has, .. } if *has < role => Err(Status::permission_denied(
+            format!("{} cannot {what}: that needs {}", actor(who), role.as_str()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Who did it, for the record of writes: the operator's name, or `unchecked`.
+pub fn actor(caller: &Caller) -> String {
+    match caller {
+        Caller::Operator { name, role } => format!("{name} ({})", role.as_str()),
+        Caller::DataPlane { cluster } => format!("dataplane/{cluster}"),
+        Caller::Unchecked => "unchecked (no TLS)".into(),
+        Caller::Anonymous => "anonymous".into(),
+    }
+}

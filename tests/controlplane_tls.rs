@@ -1,0 +1,269 @@
+//! The control plane over TLS (issue 16): certificates from `switchboard certs`, data
+//! planes that may join only the cluster their certificate names, and operators whose role
+//! decides what they may do. Real processes, real TLS, a real MCP upstream.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use switchboard_testkit::{
+    free_port, wait_for_http_ok, wait_for_tcp, ManagedProcess, McpHttpClient, ServerEverything,
+};
+
+mod common;
+use common::*;
+
+const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+fn certs(dir: &Path, args: &[&str]) {
+    let (code, out, err) = cli(&[&["certs", "--dir", &dir.display().to_string()], args].concat());
+    assert_eq!(code, 0, "certs {args:?}: {out}\n{err}");
+}
+
+/// The CLI as `who` (a certificate in `dir`), against the TLS control plane at `server`.
+fn cli_as(dir: &Path, who: Option<&str>, server: &str, args: &[&str]) -> (i32, String, String) {
+    let ca = dir.join("ca.crt").display().to_string();
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend(["--server".into(), server.into(), "--ca".into(), ca]);
+    if let Some(who) = who {
+        all.extend([
+            "--cert".into(),
+            dir.join(format!("{who}.crt")).display().to_string(),
+            "--key".into(),
+            dir.join(format!("{who}.key")).display().to_string(),
+        ]);
+    }
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    cli(&refs)
+}
+
+fn apply_as(dir: &Path, who: Option<&str>, server: &str, yaml: &str) -> (i32, String, String) {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), yaml).expect("write");
+    cli_as(
+        dir,
+        who,
+        server,
+        &["apply", "-f", &file.path().display().to_string()],
+    )
+}
+
+/// A data plane of `cluster` using `cert` (in `dir`) to reach the control plane at `cp`;
+/// ready (it has a snapshot) when `joins`, else listening.
+async fn data_plane_as(
+    joins: bool,
+    dir: &Path,
+    cert: Option<&str>,
+    cluster: &str,
+    cp: &str,
+) -> (ManagedProcess, String, tempfile::TempDir) {
+    let state = tempfile::tempdir().expect("tempdir");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "dataplane",
+        "--control-plane",
+        cp,
+        "--cluster",
+        cluster,
+        "--node-id",
+    ])
+    .arg(format!("dp-{cluster}-{}", cert.unwrap_or("none")))
+    .args(["--listen", &listen, "--state-dir"])
+    .arg(state.path())
+    .arg("--ca")
+    .arg(dir.join("ca.crt"));
+    if let Some(cert) = cert {
+        cmd.arg("--cert")
+            .arg(dir.join(format!("{cert}.crt")))
+            .arg("--key")
+            .arg(dir.join(format!("{cert}.key")));
+    }
+    let p = ManagedProcess::spawn(cmd).expect("data plane");
+    let started = if joins {
+        wait_for_http_ok(&format!("http://{listen}/readyz"), WAIT).await
+    } else {
+        wait_for_tcp(&listen, WAIT).await
+    };
+    if let Err(e) = started {
+        panic!("data plane did not start: {e}\n{}", p.log_tail(20));
+    }
+    (p, format!("http://{listen}/servers/demo/mcp"), state)
+}
+
+/// Waits until `process`'s log says `needle`.
+async fn log_says(process: &ManagedProcess, needle: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !process.log_tail(100_000).contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "never logged {needle:?}:\n{}",
+            process.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_known_callers_reach_the_control_plane_and_each_only_what_it_may() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    certs(d, &["controlplane"]);
+    certs(d, &["dataplane", "edge-eu", "--cluster", "eu"]);
+    certs(d, &["dataplane", "edge-us", "--cluster", "us"]);
+    certs(
+        d,
+        &["dataplane", "old-eu", "--cluster", "eu", "--days", "-1"],
+    );
+    certs(d, &["operator", "vera", "--role", "viewer"]);
+    certs(d, &["operator", "ed", "--role", "editor"]);
+    certs(d, &["operator", "ada", "--role", "admin"]);
+    let other = tempfile::tempdir().expect("tempdir");
+    certs(other.path(), &["dataplane", "edge-eu", "--cluster", "eu"]);
+    std::fs::copy(other.path().join("edge-eu.crt"), d.join("stranger.crt")).expect("copy");
+    std::fs::copy(other.path().join("edge-eu.key"), d.join("stranger.key")).expect("copy");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(d.join("ca.key"))
+        .expect("ca.key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the CA key is readable by others");
+
+    let everything = ServerEverything::start().await.expect("server-everything");
+    let data = tempfile::tempdir().expect("tempdir");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["controlplane", "--listen", &addr, "--data-dir"])
+        .arg(data.path())
+        .arg("--tls-cert")
+        .arg(d.join("controlplane.crt"))
+        .arg("--tls-key")
+        .arg(d.join("controlplane.key"))
+        .arg("--client-ca")
+        .arg(d.join("ca.crt"))
+        .env("SWITCHBOARD_SECRET_KEY", KEY);
+    let cp = ManagedProcess::spawn(cmd).expect("control plane");
+    if let Err(e) = wait_for_tcp(&addr, WAIT).await {
+        panic!("control plane did not start: {e}\n{}", cp.log_tail(20));
+    }
+    let server = format!(
+        "https://localhost:{}",
+        addr.rsplit(':').next().unwrap_or_default()
+    );
+    let config = format!(
+        "{}{}",
+        upstream("everything", &everything.url(), ""),
+        server_yaml()
+    );
+    let secret = "apiVersion: switchboard.dev/v1\nkind: Secret\nmetadata:\n  name: token\nspec:\n  data:\n    value: hunter2\n";
+
+    // Anonymous callers and viewers cannot write; an editor can, but not Secrets.
+    let (code, out, err) = apply_as(d, None, &server, &config);
+    assert_ne!(code, 0, "an anonymous apply went through: {out}");
+    assert!(err.contains("operator's client certificate"), "{err}");
+    let (code, _, err) = apply_as(d, Some("vera"), &server, &config);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("vera (viewer)") || err.contains("is a viewer"),
+        "{err}"
+    );
+    let (code, out, err) = apply_as(d, Some("ed"), &server, &config);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, _, err) = apply_as(d, Some("ed"), &server, secret);
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot write Secrets"), "{err}");
+    let (code, out, err) = apply_as(d, Some("ada"), &server, secret);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // A viewer reads, and never a Secret's value; a data plane's certificate reads nothing.
+    let (code, out, err) = cli_as(
+        d,
+        Some("vera"),
+        &server,
+        &["get", "secrets", "token", "-o", "yaml"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("hunter2"), "{out}");
+    let (code, _, err) = cli_as(d, Some("edge-eu"), &server, &["get", "upstreams"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot make admin calls"), "{err}");
+    // Every write is recorded with who made it.
+    assert!(
+        cp.log_tail(100_000).contains("ed (editor)"),
+        "{}",
+        cp.log_tail(20)
+    );
+
+    // The eu data plane joins eu and serves its tools.
+    let (_eu, url, s1) = data_plane_as(true, d, Some("edge-eu"), "eu", &server).await;
+    wait_for_tools(&url, WAIT, "tools on the eu data plane", |t| {
+        t.iter().any(|n| n == "ev_echo")
+    })
+    .await;
+    // The session key it received is sealed in the store, which only its owner may read.
+    let snapshot: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(s1.path().join("snapshot.json")).expect("persisted snapshot"),
+    )
+    .expect("JSON");
+    let key_b64 = snapshot["sessionKey"]
+        .as_str()
+        .expect("a session key")
+        .to_string();
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(&key_b64)
+        .expect("base64");
+    let store = std::fs::read(data.path().join("registry.redb")).expect("registry");
+    for needle in [raw.as_slice(), key_b64.as_bytes()] {
+        assert!(
+            !store.windows(needle.len()).any(|w| w == needle),
+            "the store holds the session key in the clear"
+        );
+    }
+    let mode = std::fs::metadata(data.path().join("registry.redb"))
+        .expect("registry")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the store is readable by others");
+
+    // A certificate for us claiming eu, one from another CA, an expired one, or none: no
+    // snapshot, and the reason in the data plane's log.
+    let (wrong, wrong_url, _s2) = data_plane_as(false, d, Some("edge-us"), "eu", &server).await;
+    log_says(&wrong, "not `eu`").await;
+    let (stranger, _, _s3) = data_plane_as(false, d, Some("stranger"), "eu", &server).await;
+    let (expired, _, _s4) = data_plane_as(false, d, Some("old-eu"), "eu", &server).await;
+    let (nobody, _, _s5) = data_plane_as(false, d, None, "eu", &server).await;
+    log_says(&nobody, "needs a data plane's client certificate").await;
+    for (who, p) in [("stranger", &stranger), ("expired", &expired)] {
+        log_says(p, "discovery stream failed").await;
+        assert!(
+            !p.log_tail(100_000).contains("applied snapshot"),
+            "{who} got a snapshot"
+        );
+    }
+    assert!(!wrong.log_tail(100_000).contains("applied snapshot"));
+    assert!(!nobody.log_tail(100_000).contains("applied snapshot"));
+    let mut client = McpHttpClient::new(wrong_url);
+    assert!(
+        client.initialize().await.is_err(),
+        "the wrong cluster's data plane serves demo"
+    );
+    let (code, out, err) = cli_as(
+        d,
+        Some("vera"),
+        &server,
+        &["get", "dataplanes", "-o", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("dp-eu-edge-eu"), "{out}");
+    for refused in [
+        "dp-eu-edge-us",
+        "dp-eu-stranger",
+        "dp-eu-old-eu",
+        "dp-eu-none",
+    ] {
+        assert!(!out.contains(refused), "{refused} is connected: {out}");
+    }
+}
+
+fn server_yaml() -> String {
+    server(&[("everything", "ev_")])
+}
