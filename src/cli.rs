@@ -303,6 +303,19 @@ pub struct ControlplaneArgs {
     /// Key prefix for everything this control plane stores in etcd.
     #[arg(long, default_value = "/switchboard")]
     pub etcd_prefix: String,
+    /// CA (PEM) of etcd's certificate: reach etcd over TLS (`https://` endpoints).
+    #[arg(long, env = "SWITCHBOARD_ETCD_CA")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcds started with --client-cert-auth.
+    #[arg(long, env = "SWITCHBOARD_ETCD_CERT", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Private key (PEM) of --etcd-cert.
+    #[arg(long, env = "SWITCHBOARD_ETCD_KEY")]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd user (etcd auth); the password is read from SWITCHBOARD_ETCD_PASSWORD, never
+    /// from the command line.
+    #[arg(long, env = "SWITCHBOARD_ETCD_USER")]
+    pub etcd_user: Option<String>,
     /// Directory of the embedded store (used without --etcd).
     #[arg(long, default_value = "./switchboard-data")]
     pub data_dir: PathBuf,

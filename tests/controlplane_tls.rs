@@ -267,3 +267,83 @@ async fn only_known_callers_reach_the_control_plane_and_each_only_what_it_may() 
 fn server_yaml() -> String {
     server(&[("everything", "ev_")])
 }
+
+/// Runs a control plane on `etcd` that should refuse to start; returns what it printed.
+async fn refused_start(etcd: &str, extra: &[&str], password: &str) -> String {
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = tokio::process::Command::new(BIN)
+        .args([
+            "controlplane",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args(["--etcd", etcd, "--data-dir"])
+        .arg(data.path())
+        .args(extra)
+        .env("SWITCHBOARD_ETCD_PASSWORD", password)
+        .output();
+    let out = tokio::time::timeout(WAIT, out)
+        .await
+        .expect("the control plane gave up in time")
+        .expect("ran");
+    assert!(!out.status.success(), "started anyway");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_keeps_its_registry_in_an_etcd_with_tls_and_auth() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = switchboard_testkit::TestCa::new("etcd ca").expect("ca");
+    let server = ca
+        .server(&["127.0.0.1", "localhost"])
+        .expect("etcd certificate");
+    let etcd = switchboard_testkit::Etcd::start_secure(&server, &ca.cert_pem, "s3cret")
+        .await
+        .expect("etcd with TLS and auth");
+    let ca_file = dir.path().join("etcd-ca.crt");
+    std::fs::write(&ca_file, &ca.cert_pem).expect("write CA");
+    let ca_path = ca_file.display().to_string();
+
+    let data = tempfile::tempdir().expect("tempdir");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["controlplane", "--listen", &addr, "--data-dir"])
+        .arg(data.path())
+        .args([
+            "--etcd",
+            &etcd.endpoint(),
+            "--etcd-ca",
+            &ca_path,
+            "--etcd-user",
+            "root",
+        ])
+        .env("SWITCHBOARD_ETCD_PASSWORD", "s3cret");
+    let cp = ManagedProcess::spawn(cmd).expect("control plane");
+    if let Err(e) = wait_for_tcp(&addr, WAIT).await {
+        panic!("control plane did not start: {e}\n{}", cp.log_tail(20));
+    }
+    let admin = format!("http://{addr}");
+    apply(&admin, &upstream("far", "http://127.0.0.1:9/mcp", ""));
+    let (code, out, err) = cli(&["get", "upstreams", "far", "--server", &admin]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("far"), "{out}");
+    assert!(
+        !cp.log_tail(100_000).contains("s3cret"),
+        "the password was logged"
+    );
+
+    // A wrong password, or no CA for etcd's certificate: the control plane does not start,
+    // and says why.
+    let err = refused_start(
+        &etcd.endpoint(),
+        &["--etcd-ca", &ca_path, "--etcd-user", "root"],
+        "wrong",
+    )
+    .await;
+    assert!(
+        err.to_ascii_lowercase().contains("authentication failed"),
+        "{err}"
+    );
+    let err = refused_start(&etcd.endpoint(), &["--etcd-user", "root"], "s3cret").await;
+    assert!(err.contains("store"), "{err}");
+}

@@ -17,6 +17,7 @@ pub enum StoreConfig {
     Etcd {
         endpoints: Vec<String>,
         prefix: String,
+        access: crate::store::etcd::EtcdAccess,
     },
     Embedded {
         dir: PathBuf,
@@ -71,9 +72,11 @@ async fn session_key(
 /// Opens the configured store.
 pub async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match config {
-        StoreConfig::Etcd { endpoints, prefix } => {
-            Arc::new(EtcdStore::connect(endpoints, prefix).await?)
-        }
+        StoreConfig::Etcd {
+            endpoints,
+            prefix,
+            access,
+        } => Arc::new(EtcdStore::connect_with(endpoints, prefix, access).await?),
         StoreConfig::Embedded { dir } => Arc::new(EmbeddedStore::open(dir)?),
     })
 }

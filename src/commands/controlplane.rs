@@ -45,6 +45,7 @@ pub fn run(args: &ControlplaneArgs) -> anyhow::Result<i32> {
             StoreConfig::Etcd {
                 endpoints: args.etcd.clone(),
                 prefix: args.etcd_prefix.clone(),
+                access: etcd_access(args)?,
             }
         };
         let store = open_store(&config)
@@ -92,4 +93,31 @@ pub async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// How to reach etcd, from the flags and `SWITCHBOARD_ETCD_PASSWORD`.
+fn etcd_access(
+    args: &ControlplaneArgs,
+) -> anyhow::Result<switchboard_controlplane::store::etcd::EtcdAccess> {
+    let read = |p: &std::path::PathBuf| {
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    };
+    let identity = match (&args.etcd_cert, &args.etcd_key) {
+        (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+        _ => None,
+    };
+    let user = match &args.etcd_user {
+        Some(user) => {
+            let password = std::env::var("SWITCHBOARD_ETCD_PASSWORD").with_context(|| {
+                format!("--etcd-user {user} needs its password in SWITCHBOARD_ETCD_PASSWORD")
+            })?;
+            Some((user.clone(), password))
+        }
+        None => None,
+    };
+    Ok(switchboard_controlplane::store::etcd::EtcdAccess {
+        ca_pem: args.etcd_ca.as_ref().map(read).transpose()?,
+        identity,
+        user,
+    })
 }

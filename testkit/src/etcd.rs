@@ -12,6 +12,8 @@ pub struct Etcd {
     data: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
+    /// Serves clients over TLS with this certificate (files) and its CA (PEM).
+    tls: Option<(std::path::PathBuf, std::path::PathBuf, String)>,
 }
 
 impl Etcd {
@@ -22,13 +24,42 @@ impl Etcd {
             data: tempfile::tempdir()?,
             client_port: free_port(),
             peer_port: free_port(),
+            tls: None,
         };
         etcd.launch().await?;
         Ok(etcd)
     }
 
+    /// Starts etcd serving clients over TLS with `server` (a certificate for 127.0.0.1 and
+    /// localhost from the CA `ca_pem`), with authentication on and user `root` holding
+    /// `password`.
+    pub async fn start_secure(
+        server: &crate::CertPair,
+        ca_pem: &str,
+        password: &str,
+    ) -> anyhow::Result<Etcd> {
+        let data = tempfile::tempdir()?;
+        let (cert, key) = server.write(data.path(), "etcd-server")?;
+        let mut etcd = Etcd {
+            process: None,
+            data,
+            client_port: free_port(),
+            peer_port: free_port(),
+            tls: Some((cert, key, ca_pem.to_string())),
+        };
+        etcd.launch().await?;
+        let tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(ca_pem));
+        let options = etcd_client::ConnectOptions::new().with_tls(tls);
+        let mut client = etcd_client::Client::connect([etcd.endpoint()], Some(options)).await?;
+        client.user_add("root", password, None).await?;
+        client.user_grant_role("root", "root").await?;
+        client.auth_enable().await?;
+        Ok(etcd)
+    }
+
     async fn launch(&mut self) -> anyhow::Result<()> {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let mut cmd = Command::new(etcd_bin()?);
         cmd.args(["--name", "default", "--data-dir"])
@@ -47,11 +78,14 @@ impl Etcd {
             ])
             .args(["--initial-cluster", &format!("default={peer}")])
             .args(["--log-level", "warn"]);
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(2));
+        if let Some((cert, key, ca)) = &self.tls {
+            cmd.arg("--cert-file").arg(cert).arg("--key-file").arg(key);
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes())?);
+        }
         let process = ManagedProcess::spawn(cmd)?;
         let health = format!("{client}/health");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()?;
+        let http = http.build()?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let mut last = String::from("never answered");
         while tokio::time::Instant::now() < deadline {
@@ -76,7 +110,8 @@ impl Etcd {
 
     /// The client URL, e.g. `http://127.0.0.1:23791`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// Kills etcd, keeping its data dir and ports.

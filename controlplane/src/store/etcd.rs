@@ -38,10 +38,51 @@ fn to_rev(rev: i64) -> Revision {
     u64::try_from(rev).unwrap_or(0)
 }
 
+/// How the control plane reaches etcd: TLS (its CA, and a client certificate when etcd
+/// asks for one) and an etcd user. Debug output never shows the key or the password.
+#[derive(Clone, Default)]
+pub struct EtcdAccess {
+    pub ca_pem: Option<String>,
+    pub identity: Option<(String, String)>,
+    /// User name and password.
+    pub user: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for EtcdAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdAccess")
+            .field("tls", &self.ca_pem.is_some())
+            .field("client_certificate", &self.identity.is_some())
+            .field("user", &self.user.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
 impl EtcdStore {
     /// Connects to `endpoints` (e.g. `http://127.0.0.1:2379`); keys live under `prefix`.
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self, StoreError> {
-        let options = etcd_client::ConnectOptions::new()
+        Self::connect_with(endpoints, prefix, &EtcdAccess::default()).await
+    }
+
+    /// The same, over TLS and as an etcd user when `access` says so.
+    pub async fn connect_with(
+        endpoints: &[String],
+        prefix: &str,
+        access: &EtcdAccess,
+    ) -> Result<Self, StoreError> {
+        let mut options = etcd_client::ConnectOptions::new();
+        if let Some(ca) = &access.ca_pem {
+            let mut tls = etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(ca));
+            if let Some((cert, key)) = &access.identity {
+                tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
+            }
+            options = options.with_tls(tls);
+        }
+        if let Some((user, password)) = &access.user {
+            options = options.with_user(user, password);
+        }
+        let options = options
             .with_connect_timeout(std::time::Duration::from_secs(5))
             .with_timeout(std::time::Duration::from_secs(10))
             .with_keep_alive(
