@@ -25,6 +25,7 @@ PY_PACKAGES=(
   "mcp-server-time==2026.10.19"
   "opentelemetry-proto==1.45.2"   # the OTLP test receiver decodes spans with it
   "grpcio==1.85.1"                # ... and serves OTLP/gRPC with it
+  "h2==4.4.1"                     # the SDK client over HTTP/2 (httpx's http2=True)
 )
 
 say() { printf '[deps] %s\n' "$*"; }

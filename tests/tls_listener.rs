@@ -134,6 +134,17 @@ async fn sdk_clients_call_tools_over_https_on_http1_and_http2() {
     .await;
     assert_eq!(py["text"], "Echo: over https", "{py}");
 
+    assert_eq!(py["http_versions"], json!(["HTTP/1.1"]), "{py}");
+    // The same SDK over HTTP/2, negotiated by ALPN.
+    let py2 = python_peer_with_env(
+        "py_tools.py",
+        &[&url, "everything_echo", r#"{"message": "over h2"}"#],
+        &[("SSL_CERT_FILE", &ca_path), ("HTTP2", "1")],
+    )
+    .await;
+    assert_eq!(py2["text"], "Echo: over h2", "{py2}");
+    assert_eq!(py2["http_versions"], json!(["HTTP/2"]), "{py2}");
+
     // The TypeScript SDK (undici, HTTP/1.1), trusting it through NODE_EXTRA_CA_CERTS.
     let ts = node_peer_with_env(
         "ts_client.mjs",

@@ -191,3 +191,84 @@ fn catalogs_travel_only_with_their_upstreams() {
     );
     assert_eq!(Snapshot::decode(&us.encode()).expect("decodes"), us);
 }
+
+#[test]
+fn a_group_receives_only_the_secrets_its_own_servers_use() {
+    let yaml = "\
+kind: Secret
+metadata: {name: eu-token}
+spec: {data: {value: eu-only}}
+---
+kind: Secret
+metadata: {name: us-token}
+spec: {data: {value: us-only}}
+---
+kind: Secret
+metadata: {name: eu-client}
+spec: {data: {crt: eu-cert, key: eu-key}}
+---
+kind: Upstream
+metadata: {name: eu-api}
+spec:
+  mcp: {url: https://eu.example/mcp}
+  auth: {bearer: {secret: eu-token, key: value}}
+  tls:
+    clientCert: {secret: eu-client, key: crt}
+    clientKey: {secret: eu-client, key: key}
+---
+kind: Upstream
+metadata: {name: us-api}
+spec:
+  mcp: {url: https://us.example/mcp}
+  auth: {bearer: {secret: us-token, key: value}}
+---
+kind: VirtualServer
+metadata: {name: eu}
+spec:
+  upstreams: [{upstream: eu-api}]
+  placement: {clusters: [eu-west]}
+---
+kind: VirtualServer
+metadata: {name: us}
+spec:
+  upstreams: [{upstream: us-api}]
+  placement: {clusters: [us-east]}
+";
+    let set = load_sources(&[Source {
+        name: "s.yaml".into(),
+        text: yaml.into(),
+    }])
+    .unwrap_or_else(|d| panic!("invalid:\n{d}"));
+    let opened: BTreeMap<String, BTreeMap<String, String>> = [
+        ("eu-token", [("value", "eu-only")].as_slice()),
+        ("us-token", [("value", "us-only")].as_slice()),
+        (
+            "eu-client",
+            [("crt", "eu-cert"), ("key", "eu-key")].as_slice(),
+        ),
+    ]
+    .iter()
+    .map(|(name, kv)| {
+        (
+            name.to_string(),
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    })
+    .collect();
+    let eu = Snapshot::build(&set, &group("eu-west"), &no_catalogs()).with_secrets(&opened);
+    assert_eq!(
+        eu.secrets.keys().collect::<Vec<_>>(),
+        ["eu-client", "eu-token"]
+    );
+    let encoded = String::from_utf8(eu.encode()).expect("JSON");
+    assert!(!encoded.contains("us-only"), "{encoded}");
+    let us = Snapshot::build(&set, &group("us-east"), &no_catalogs()).with_secrets(&opened);
+    assert_eq!(us.secrets.keys().collect::<Vec<_>>(), ["us-token"]);
+    let encoded = String::from_utf8(us.encode()).expect("JSON");
+    assert!(
+        !encoded.contains("eu-only") && !encoded.contains("eu-key"),
+        "{encoded}"
+    );
+}
