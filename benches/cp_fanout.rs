@@ -39,7 +39,7 @@ async fn simulate(
         return;
     }
     let Ok(response) = client
-        .stream_snapshots(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .stream_snapshots(with_token(tokio_stream::wrappers::ReceiverStream::new(rx)))
         .await
     else {
         return;
@@ -83,7 +83,7 @@ async fn wait_all(
 async fn run(n: usize, example: &str) -> anyhow::Result<serde_json::Value> {
     let data = tempfile::tempdir()?;
     let port = free_port();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    let mut cmd = switchboard_testkit::switchboard(env!("CARGO_BIN_EXE_switchboard"));
     cmd.args(["controlplane", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--data-dir", &data.path().display().to_string()])
         .env("SWITCHBOARD_LOG", "warn");
@@ -112,13 +112,13 @@ async fn run(n: usize, example: &str) -> anyhow::Result<serde_json::Value> {
     let mut admin = AdminClient::connect(url).await?;
     let t0 = Instant::now();
     let resp = admin
-        .apply(ApplyRequest {
+        .apply(with_token(ApplyRequest {
             files: vec![SourceFile {
                 name: "quickstart.yaml".into(),
                 content: example.to_string(),
             }],
             dry_run: false,
-        })
+        }))
         .await?
         .into_inner();
     anyhow::ensure!(resp.errors.is_empty(), "apply failed: {:?}", resp.errors);
@@ -206,4 +206,14 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(&out, serde_json::to_string_pretty(&rows)?)?;
     println!("(JSON written to {})", out.display());
     Ok(())
+}
+
+/// `message` carrying the tests' control token, as every caller of a control plane must.
+fn with_token<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let bearer = format!("Bearer {}", switchboard_testkit::TEST_CONTROL_TOKEN);
+    if let Ok(value) = bearer.parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
 }

@@ -438,7 +438,7 @@ async fn main() {
         .expect("upstream up");
     let data = tempfile::tempdir().expect("tempdir");
     let cp_addr = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args(["controlplane", "--listen", &cp_addr, "--data-dir"])
         .arg(data.path())
         .env("SWITCHBOARD_LOG", "warn");
@@ -448,7 +448,7 @@ async fn main() {
         .expect("control plane up");
     let dp_addr = format!("127.0.0.1:{}", free_port());
     let state = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args([
         "dataplane",
         "--control-plane",
@@ -469,7 +469,7 @@ async fn main() {
         format!("apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: bench\nspec:\n  mcp:\n    url: http://{up_addr}/mcp\n---\napiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: bench\nspec:\n  upstreams:\n    - upstream: bench\n"),
     )
     .expect("config");
-    let applied = Command::new(BIN)
+    let applied = switchboard_testkit::switchboard(BIN)
         .args(["apply", "-f"])
         .arg(&config)
         .args(["--server", &format!("http://{cp_addr}")])
@@ -506,7 +506,7 @@ async fn main() {
         .expect("write certificate");
     let tls_addr = format!("127.0.0.1:{}", free_port());
     let tls_state = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args([
         "dataplane",
         "--control-plane",

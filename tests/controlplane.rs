@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_dataplane::discovery::{ClientConfig, ClientStatus, DiscoveryClient};
@@ -26,7 +26,7 @@ struct ControlPlane {
 
 impl ControlPlane {
     async fn start(port: u16, store_args: &[&str]) -> ControlPlane {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = switchboard_testkit::switchboard(BIN);
         cmd.args(["controlplane", "--listen", &format!("127.0.0.1:{port}")])
             .args(store_args)
             .env("SWITCHBOARD_LOG", "info,switchboard_controlplane=debug");
@@ -43,7 +43,7 @@ impl ControlPlane {
 
     /// Runs a CLI command against this replica.
     fn cli(&self, args: &[&str]) -> Output {
-        let out = Command::new(BIN)
+        let out = switchboard_testkit::switchboard(BIN)
             .args(args)
             .args(["--server", &self.url()])
             .output()
@@ -135,6 +135,7 @@ fn node(id: &str, cluster: &str) -> Node {
 
 fn config(cp: &ControlPlane, id: &str, cluster: &str) -> ClientConfig {
     let mut c = ClientConfig::new(cp.url(), node(id, cluster));
+    c.token = Some(switchboard_testkit::TEST_CONTROL_TOKEN.into());
     c.min_backoff = Duration::from_millis(50);
     c.max_backoff = Duration::from_millis(500);
     c
@@ -413,17 +414,18 @@ async fn a_burst_of_applies_is_coalesced_into_few_pushes_of_the_final_state() {
                 .await
                 .expect("admin connect");
             for round in 1..=ROUNDS {
-                let resp = admin
-                    .apply(switchboard_proto::v1::ApplyRequest {
-                        files: vec![switchboard_proto::v1::SourceFile {
-                            name: format!("u{i}.yaml"),
-                            content: upstream(i, round),
-                        }],
-                        dry_run: false,
-                    })
-                    .await
-                    .expect("apply")
-                    .into_inner();
+                let mut request = tonic::Request::new(switchboard_proto::v1::ApplyRequest {
+                    files: vec![switchboard_proto::v1::SourceFile {
+                        name: format!("u{i}.yaml"),
+                        content: upstream(i, round),
+                    }],
+                    dry_run: false,
+                });
+                let bearer = format!("Bearer {}", switchboard_testkit::TEST_CONTROL_TOKEN);
+                request
+                    .metadata_mut()
+                    .insert("authorization", bearer.parse().expect("header value"));
+                let resp = admin.apply(request).await.expect("apply").into_inner();
                 assert!(resp.errors.is_empty(), "{:?}", resp.errors);
             }
         }));

@@ -3,7 +3,6 @@
 //! decides what they may do. Real processes, real TLS, a real MCP upstream.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use switchboard_testkit::{
     free_port, wait_for_http_ok, wait_for_tcp, ManagedProcess, McpHttpClient, ServerEverything,
@@ -58,7 +57,7 @@ async fn data_plane_as(
 ) -> (ManagedProcess, String, tempfile::TempDir) {
     let state = tempfile::tempdir().expect("tempdir");
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args([
         "dataplane",
         "--control-plane",
@@ -131,7 +130,7 @@ async fn only_known_callers_reach_the_control_plane_and_each_only_what_it_may() 
     let everything = ServerEverything::start().await.expect("server-everything");
     let data = tempfile::tempdir().expect("tempdir");
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args(["controlplane", "--listen", &addr, "--data-dir"])
         .arg(data.path())
         .arg("--tls-cert")
@@ -271,7 +270,7 @@ fn server_yaml() -> String {
 /// Runs a control plane on `etcd` that should refuse to start; returns what it printed.
 async fn refused_start(etcd: &str, extra: &[&str], password: &str) -> String {
     let data = tempfile::tempdir().expect("tempdir");
-    let out = tokio::process::Command::new(BIN)
+    let out = tokio::process::Command::from(switchboard_testkit::switchboard(BIN))
         .args([
             "controlplane",
             "--listen",
@@ -306,7 +305,7 @@ async fn the_control_plane_keeps_its_registry_in_an_etcd_with_tls_and_auth() {
 
     let data = tempfile::tempdir().expect("tempdir");
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args(["controlplane", "--listen", &addr, "--data-dir"])
         .arg(data.path())
         .args([
@@ -346,4 +345,97 @@ async fn the_control_plane_keeps_its_registry_in_an_etcd_with_tls_and_auth() {
     );
     let err = refused_start(&etcd.endpoint(), &["--etcd-user", "root"], "s3cret").await;
     assert!(err.contains("store"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_control_plane_lets_in_only_holders_of_its_token() {
+    // No token given: the control plane makes one, readable by its owner only.
+    let data = tempfile::tempdir().expect("tempdir");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = switchboard_testkit::switchboard(BIN);
+    cmd.env_remove("SWITCHBOARD_CONTROL_TOKEN")
+        .args(["controlplane", "--listen", &addr, "--data-dir"])
+        .arg(data.path());
+    let cp = ManagedProcess::spawn(cmd).expect("control plane");
+    if let Err(e) = wait_for_tcp(&addr, WAIT).await {
+        panic!("control plane did not start: {e}\n{}", cp.log_tail(20));
+    }
+    let file = data.path().join("control-token");
+    let token = std::fs::read_to_string(&file).expect("the control token file");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file)
+        .expect("token file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the token is readable by others");
+    assert!(
+        !cp.log_tail(100_000).contains(token.trim()),
+        "the token was logged"
+    );
+    let server = format!("http://{addr}");
+
+    // The CLI without the token (and no token file where it runs) gets nothing.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let run = |token: Option<&str>, args: &[&str]| {
+        let mut cmd = switchboard_testkit::switchboard(BIN);
+        cmd.env_remove("SWITCHBOARD_CONTROL_TOKEN")
+            .current_dir(elsewhere.path());
+        if let Some(t) = token {
+            cmd.env("SWITCHBOARD_CONTROL_TOKEN", t);
+        }
+        let out = cmd
+            .args(args)
+            .args(["--server", &server])
+            .output()
+            .expect("run");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(None, &["get", "upstreams"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("need the control token"), "{err}");
+    let (code, _, err) = run(Some("a guess"), &["get", "dataplanes"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("need the control token"), "{err}");
+    let (code, out, err) = run(Some(token.trim()), &["get", "upstreams"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // A data plane without it gets no snapshot; with it, it joins.
+    let start = |token: Option<&str>| {
+        let state = tempfile::tempdir().expect("tempdir");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut cmd = switchboard_testkit::switchboard(BIN);
+        cmd.env_remove("SWITCHBOARD_CONTROL_TOKEN")
+            .current_dir(elsewhere.path())
+            .args([
+                "dataplane",
+                "--control-plane",
+                &addr,
+                "--listen",
+                &listen,
+                "--state-dir",
+            ])
+            .arg(state.path());
+        if let Some(t) = token {
+            cmd.env("SWITCHBOARD_CONTROL_TOKEN", t);
+        }
+        (
+            ManagedProcess::spawn(cmd).expect("data plane"),
+            listen,
+            state,
+        )
+    };
+    let (stranger, _, _s1) = start(None);
+    log_says(&stranger, "control token").await;
+    assert!(!stranger.log_tail(100_000).contains("applied snapshot"));
+    let (member, listen, _s2) = start(Some(token.trim()));
+    if let Err(e) = wait_for_http_ok(&format!("http://{listen}/readyz"), WAIT).await {
+        panic!(
+            "the data plane with the token got no snapshot: {e}\n{}",
+            member.log_tail(20)
+        );
+    }
 }

@@ -2,7 +2,6 @@
 //! PyPI `mcp` SDK client, and raw HTTP for bad input.
 
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::Duration;
 use switchboard_testkit::{
     free_port, python_bin, wait_for_http_ok, ManagedProcess, McpHttpClient, ServerEverything,
@@ -20,7 +19,7 @@ fn quickstart() -> String {
 
 /// Starts `switchboard ARGS...` and waits until `ready_url` answers 2xx.
 async fn start(args: &[&str], ready_url: &str) -> ManagedProcess {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args(args)
         .env("SWITCHBOARD_LOG", "info,switchboard_dataplane=debug");
     let p = ManagedProcess::spawn(cmd).expect("spawn switchboard");
@@ -355,7 +354,7 @@ async fn data_plane_outlives_its_control_plane_and_restarts_from_its_persisted_s
     let cp_data = tempfile::tempdir().expect("tempdir");
     let dp_state = tempfile::tempdir().expect("tempdir");
     let cp_addr = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args(["controlplane", "--listen", &cp_addr, "--data-dir"])
         .arg(cp_data.path());
     let mut cp = ManagedProcess::spawn(cmd).expect("control plane");
@@ -363,7 +362,7 @@ async fn data_plane_outlives_its_control_plane_and_restarts_from_its_persisted_s
         .await
         .expect("control plane up");
     let server = format!("http://{cp_addr}");
-    let out = Command::new(BIN)
+    let out = switchboard_testkit::switchboard(BIN)
         .args(["apply", "-f", &quickstart(), "--server", &server])
         .output()
         .expect("apply");
@@ -423,7 +422,7 @@ fn a_taken_listen_address_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
     let state = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(BIN)
+    let out = switchboard_testkit::switchboard(BIN)
         .args([
             "dataplane",
             "-f",
@@ -467,14 +466,14 @@ async fn a_session_hops_between_replicas_and_survives_a_replica_restart() {
     let (_cfg, config) = quickstart_against(&server.url());
     let cp_data = tempfile::tempdir().expect("tempdir");
     let cp_addr = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args(["controlplane", "--listen", &cp_addr, "--data-dir"])
         .arg(cp_data.path());
     let _cp = ManagedProcess::spawn(cmd).expect("control plane");
     switchboard_testkit::wait_for_tcp(&cp_addr, WAIT)
         .await
         .expect("control plane up");
-    let out = Command::new(BIN)
+    let out = switchboard_testkit::switchboard(BIN)
         .args([
             "apply",
             "-f",
@@ -583,7 +582,7 @@ async fn a_session_hops_between_replicas_and_survives_a_replica_restart() {
 async fn time_bridge() -> (ManagedProcess, String) {
     let time = switchboard_testkit::venv_bin("mcp-server-time").expect("mcp-server-time installed");
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args(["bridge", "--listen", &listen, "--stdio"])
         .arg(&time)
         .args(["--", "--local-timezone", "UTC"]);

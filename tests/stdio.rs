@@ -107,7 +107,7 @@ async fn up_in_root(
     let data = tempfile::tempdir().expect("tempdir");
     let listen = format!("127.0.0.1:{}", free_port());
     let admin = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args(["up", "-f", config, "--listen", &listen])
         .args(["--admin-listen", &admin, "--data-dir"])
         .arg(data.path())
@@ -329,7 +329,7 @@ async fn a_standalone_data_plane_lists_and_calls_its_own_stdio_upstreams() {
     // No control plane: the data plane's own watchers supply the catalogs.
     let state = tempfile::tempdir().expect("tempdir");
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args([
         "dataplane",
         "-f",

@@ -373,7 +373,7 @@ async fn the_tls_example_serves_a_private_mutual_tls_upstream() {
     // show the example's client certificate, and no one else.
     let listen = format!("127.0.0.1:{}", free_port());
     let state = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args([
         "dataplane",
         "--control-plane",

@@ -5,7 +5,6 @@
 
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use switchboard_testkit::{free_port, wait_for_tcp, ManagedProcess, TestCa};
 
@@ -23,7 +22,7 @@ struct TlsPlane {
 async fn tls_plane(config: &Path, pairs: &[(PathBuf, PathBuf)], ca_pem: &str) -> TlsPlane {
     let state = tempfile::tempdir().expect("tempdir");
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args(["dataplane", "-f"])
         .arg(config)
         .args(["--listen", &addr, "--state-dir"])
@@ -387,7 +386,7 @@ async fn plain_http_beyond_loopback_refuses_to_start_unless_told() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), &everything_server(""));
     let port = free_port();
-    let out = Command::new(BIN)
+    let out = switchboard_testkit::switchboard(BIN)
         .args(["dataplane", "-f"])
         .arg(&config)
         .args(["--listen", &format!("0.0.0.0:{port}"), "--state-dir"])
@@ -402,7 +401,7 @@ async fn plain_http_beyond_loopback_refuses_to_start_unless_told() {
     );
     assert!(err.contains("--insecure"), "{err}");
 
-    let out = Command::new(BIN)
+    let out = switchboard_testkit::switchboard(BIN)
         .args([
             "controlplane",
             "--listen",
@@ -422,7 +421,7 @@ async fn plain_http_beyond_loopback_refuses_to_start_unless_told() {
     // A certificate file that is not one stops the start and names the file.
     let bad = dir.path().join("bad.crt");
     std::fs::write(&bad, "nope").expect("write");
-    let out = Command::new(BIN)
+    let out = switchboard_testkit::switchboard(BIN)
         .args(["dataplane", "-f"])
         .arg(&config)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"])

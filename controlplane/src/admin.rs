@@ -2,7 +2,7 @@
 
 use crate::convert::to_wire;
 use crate::dataplanes::DataPlanes;
-use crate::identity::{actor, at_least, require, Role};
+use crate::identity::{actor, at_least, require, Gate, Role};
 use crate::registry::{self, RegistryError};
 use crate::secrets::SecretBox;
 use crate::state::{wait_for_revision, RegistryState};
@@ -39,14 +39,14 @@ pub struct AdminService {
     status: watch::Receiver<Arc<DiscoveryStatus>>,
     dataplanes: Arc<DataPlanes>,
     secret_box: Option<Arc<SecretBox>>,
-    /// Callers show operator certificates (the control plane serves TLS with a client CA).
-    checking: bool,
+    /// How callers are told apart.
+    gate: Gate,
 }
 
 impl AdminService {
-    /// The same service, checking every caller's operator certificate and role.
-    pub fn checking_callers(mut self, checking: bool) -> Self {
-        self.checking = checking;
+    /// The same service, letting in only the callers `gate` admits.
+    pub fn gated(mut self, gate: Gate) -> Self {
+        self.gate = gate;
         self
     }
 
@@ -64,7 +64,7 @@ impl AdminService {
             status,
             dataplanes,
             secret_box,
-            checking: false,
+            gate: Gate::Open,
         }
     }
 
@@ -126,7 +126,7 @@ impl Admin for AdminService {
         &self,
         request: Request<ApplyRequest>,
     ) -> Result<Response<ApplyResponse>, Status> {
-        let who = require(&request, self.checking, Role::Editor)?;
+        let who = require(&request, &self.gate, Role::Editor)?;
         let req = request.into_inner();
         let sources: Vec<Source> = req
             .files
@@ -183,7 +183,7 @@ impl Admin for AdminService {
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        require(&request, self.checking, Role::Viewer)?;
+        require(&request, &self.gate, Role::Viewer)?;
         let req = request.into_inner();
         let kind = parse_kind(&req.kind)?;
         let name = (!req.name.is_empty()).then_some(req.name.as_str());
@@ -211,7 +211,7 @@ impl Admin for AdminService {
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
-        let who = require(&request, self.checking, Role::Editor)?;
+        let who = require(&request, &self.gate, Role::Editor)?;
         let req = request.into_inner();
         let kind = parse_kind(&req.kind)?;
         if kind == Kind::Secret {
@@ -238,7 +238,7 @@ impl Admin for AdminService {
         &self,
         request: Request<ListDataPlanesRequest>,
     ) -> Result<Response<ListDataPlanesResponse>, Status> {
-        require(&request, self.checking, Role::Viewer)?;
+        require(&request, &self.gate, Role::Viewer)?;
         Ok(Response::new(ListDataPlanesResponse {
             data_planes: self.dataplanes.list(),
         }))
@@ -250,7 +250,7 @@ impl Admin for AdminService {
         &self,
         request: Request<WatchDataPlanesRequest>,
     ) -> Result<Response<Self::WatchDataPlanesStream>, Status> {
-        require(&request, self.checking, Role::Viewer)?;
+        require(&request, &self.gate, Role::Viewer)?;
         let events = tokio_stream::wrappers::BroadcastStream::new(self.dataplanes.subscribe())
             .filter_map(|e| e.ok().map(Ok));
         Ok(Response::new(Box::pin(events)))
@@ -260,7 +260,7 @@ impl Admin for AdminService {
         &self,
         request: Request<ListUpstreamsRequest>,
     ) -> Result<Response<ListUpstreamsResponse>, Status> {
-        require(&request, self.checking, Role::Viewer)?;
+        require(&request, &self.gate, Role::Viewer)?;
         let name = request.into_inner().name;
         let state = self.state.borrow().clone();
         let status = self.status.borrow().clone();
@@ -282,7 +282,7 @@ impl Admin for AdminService {
         &self,
         request: Request<RefreshUpstreamRequest>,
     ) -> Result<Response<RefreshUpstreamResponse>, Status> {
-        require(&request, self.checking, Role::Editor)?;
+        require(&request, &self.gate, Role::Editor)?;
         let name = request.into_inner().name;
         let state = self.state.borrow().clone();
         let spec = match state

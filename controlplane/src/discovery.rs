@@ -2,7 +2,7 @@
 //! `proto/switchboard/v1/discovery.proto` for the protocol).
 
 use crate::dataplanes::DataPlanes;
-use crate::identity::{caller, Caller};
+use crate::identity::{caller, Caller, Gate};
 use crate::snapshots::{group_of, SnapshotCache};
 use crate::state::RegistryState;
 use std::pin::Pin;
@@ -82,8 +82,8 @@ impl Hub {
 #[derive(Clone)]
 pub struct DiscoveryService {
     hub: Arc<Hub>,
-    /// Data planes show certificates naming their cluster (TLS with a client CA).
-    checking: bool,
+    /// How callers are told apart.
+    gate: Gate,
 }
 
 impl DiscoveryService {
@@ -91,14 +91,14 @@ impl DiscoveryService {
     pub fn new(hub: Arc<Hub>) -> Self {
         DiscoveryService {
             hub,
-            checking: false,
+            gate: Gate::Open,
         }
     }
 
-    /// The same service, taking only data planes whose certificate names the cluster they
-    /// claim.
-    pub fn checking_callers(mut self, checking: bool) -> Self {
-        self.checking = checking;
+    /// The same service, taking only the data planes `gate` admits (with certificates:
+    /// only for the cluster theirs names).
+    pub fn gated(mut self, gate: Gate) -> Self {
+        self.gate = gate;
         self
     }
 }
@@ -106,7 +106,7 @@ impl DiscoveryService {
 /// Whether `caller` may receive the snapshots of `cluster`.
 fn may_join(caller: &Caller, cluster: &str) -> Result<(), Status> {
     match caller {
-        Caller::Unchecked => Ok(()),
+        Caller::Unchecked | Caller::TokenHolder => Ok(()),
         Caller::DataPlane { cluster: allowed } if allowed == cluster => Ok(()),
         Caller::DataPlane { cluster: allowed } => Err(Status::permission_denied(format!(
             "this certificate is for cluster `{allowed}`, not `{cluster}`"
@@ -115,7 +115,7 @@ fn may_join(caller: &Caller, cluster: &str) -> Result<(), Status> {
             "operator `{name}`'s certificate cannot open a discovery stream"
         ))),
         Caller::Anonymous => Err(Status::unauthenticated(
-            "a discovery stream needs a data plane's client certificate (switchboard certs dataplane)",
+            "a discovery stream needs a data plane's client certificate (switchboard certs dataplane), or the control token without TLS",
         )),
     }
 }
@@ -130,7 +130,7 @@ impl Discovery for DiscoveryService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamSnapshotsStream>, Status> {
-        let who = caller(&request, self.checking);
+        let who = caller(&request, &self.gate);
         // Nothing is read from a caller that could never join.
         if matches!(who, Caller::Anonymous | Caller::Operator { .. }) {
             may_join(&who, "")?;

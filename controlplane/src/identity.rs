@@ -44,8 +44,10 @@ impl Role {
 /// The caller of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// The control plane serves without TLS (loopback, or `--insecure`): no one is checked.
+    /// The control plane checks no one (the library's default, for in-process use).
     Unchecked,
+    /// Holds the control token (plain text on loopback): may do everything.
+    TokenHolder,
     /// No certificate, or one that names no Switchboard identity.
     Anonymous,
     /// A data plane that may join `cluster`.
@@ -110,29 +112,71 @@ pub fn caller_of_certificate(leaf: &[u8]) -> Caller {
     Caller::Anonymous
 }
 
-/// The caller of `request`: its verified client certificate's identity when the control
-/// plane `checking` callers (it serves TLS with a client CA), else `Unchecked`.
-pub fn caller<T>(request: &tonic::Request<T>, checking: bool) -> Caller {
-    if !checking {
-        return Caller::Unchecked;
+/// How the control plane tells who calls it.
+#[derive(Clone, Default)]
+pub enum Gate {
+    /// No one is checked (in-process use and tests of the library only: the binary never
+    /// serves this way).
+    #[default]
+    Open,
+    /// TLS with a client CA: callers are who their certificate says.
+    Certificates,
+    /// Plain text on loopback: callers show the control token (`Authorization: Bearer`),
+    /// kept here as its SHA-256.
+    Token([u8; 32]),
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Gate::Open => "Open",
+            Gate::Certificates => "Certificates",
+            Gate::Token(_) => "Token",
+        })
     }
-    match request.peer_certs() {
-        Some(certs) => certs
-            .first()
-            .map_or(Caller::Anonymous, |leaf| caller_of_certificate(leaf)),
-        None => Caller::Anonymous,
+}
+
+impl Gate {
+    /// A gate that lets in holders of `token`.
+    pub fn token(token: &str) -> Gate {
+        use sha2::Digest;
+        Gate::Token(sha2::Sha256::digest(token.as_bytes()).into())
+    }
+}
+
+/// The caller of `request` as `gate` sees it.
+pub fn caller<T>(request: &tonic::Request<T>, gate: &Gate) -> Caller {
+    match gate {
+        Gate::Open => Caller::Unchecked,
+        Gate::Token(expected) => {
+            use sha2::Digest;
+            let offered = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(|t| <[u8; 32]>::from(sha2::Sha256::digest(t.trim().as_bytes())));
+            // Digests are compared, so timing tells nothing about the token itself.
+            if offered.as_ref() == Some(expected) {
+                Caller::TokenHolder
+            } else {
+                Caller::Anonymous
+            }
+        }
+        Gate::Certificates => match request.peer_certs() {
+            Some(certs) => certs
+                .first()
+                .map_or(Caller::Anonymous, |leaf| caller_of_certificate(leaf)),
+            None => Caller::Anonymous,
+        },
     }
 }
 
 /// The caller of `request` if it may make an admin call that needs `role`.
-pub fn require<T>(
-    request: &tonic::Request<T>,
-    checking: bool,
-    role: Role,
-) -> Result<Caller, Status> {
-    let who = caller(request, checking);
+pub fn require<T>(request: &tonic::Request<T>, gate: &Gate, role: Role) -> Result<Caller, Status> {
+    let who = caller(request, gate);
     match &who {
-        Caller::Unchecked => Ok(who),
+        Caller::Unchecked | Caller::TokenHolder => Ok(who),
         Caller::Operator { role: has, .. } if *has >= role => Ok(who),
         Caller::Operator { name, role: has } => Err(Status::permission_denied(format!(
             "operator `{name}` is a {}; this needs {}",
@@ -142,9 +186,10 @@ pub fn require<T>(
         Caller::DataPlane { cluster } => Err(Status::permission_denied(format!(
             "a data plane's certificate (cluster `{cluster}`) cannot make admin calls"
         ))),
-        Caller::Anonymous => Err(Status::unauthenticated(
-            "admin calls need an operator's client certificate (switchboard certs operator)",
-        )),
+        Caller::Anonymous => Err(Status::unauthenticated(match gate {
+            Gate::Token(_) => "admin calls need the control token: set SWITCHBOARD_CONTROL_TOKEN (the control plane wrote it to control-token in its data directory)",
+            _ => "admin calls need an operator's client certificate (switchboard certs operator)",
+        })),
     }
 }
 
@@ -163,7 +208,8 @@ pub fn actor(caller: &Caller) -> String {
     match caller {
         Caller::Operator { name, role } => format!("{name} ({})", role.as_str()),
         Caller::DataPlane { cluster } => format!("dataplane/{cluster}"),
-        Caller::Unchecked => "unchecked (no TLS)".into(),
+        Caller::Unchecked => "unchecked".into(),
+        Caller::TokenHolder => "control-token holder".into(),
         Caller::Anonymous => "anonymous".into(),
     }
 }

@@ -3,6 +3,7 @@
 use crate::admin::AdminService;
 use crate::dataplanes::DataPlanes;
 use crate::discovery::{DiscoveryService, Hub};
+use crate::identity::Gate;
 use crate::store::{embedded::EmbeddedStore, etcd::EtcdStore, Store, StoreError};
 use std::future::Future;
 use std::path::PathBuf;
@@ -145,7 +146,26 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     metrics_listener: Option<TcpListener>,
 ) -> Result<(), ServeError> {
-    serve_with(listener, store, id, shutdown, metrics_listener, None).await
+    serve_with(
+        listener,
+        store,
+        id,
+        shutdown,
+        metrics_listener,
+        Access::Open,
+    )
+    .await
+}
+
+/// Who may call a control plane.
+#[derive(Clone)]
+pub enum Access {
+    /// Anyone (in-process use and the library's tests).
+    Open,
+    /// Holders of this token (plain text on loopback).
+    Token(String),
+    /// Callers with client certificates, over TLS.
+    Tls(ServeTls),
 }
 
 /// TLS for the control plane's API: its certificate, and the CA whose client certificates
@@ -157,17 +177,26 @@ pub struct ServeTls {
     pub client_ca_pem: String,
 }
 
-/// [`serve`], over TLS when `tls` is given: then every discovery stream and admin call
-/// needs a client certificate from `client_ca_pem` that names who it is.
+/// [`serve`], letting in only what `access` says: with TLS every discovery stream and admin
+/// call needs a client certificate from `client_ca_pem` that names who it is; with a token,
+/// the token.
 pub async fn serve_with(
     listener: TcpListener,
     store: Arc<dyn Store>,
     id: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
     metrics_listener: Option<TcpListener>,
-    tls: Option<ServeTls>,
+    access: Access,
 ) -> Result<(), ServeError> {
-    let checking = tls.is_some();
+    let gate = match &access {
+        Access::Open => Gate::Open,
+        Access::Token(t) => Gate::token(t),
+        Access::Tls(_) => Gate::Certificates,
+    };
+    let tls = match access {
+        Access::Tls(tls) => Some(tls),
+        _ => None,
+    };
     let store = crate::store::metered::Metered::wrap(store);
     let state = crate::state::follow(store.clone());
     let dataplanes = Arc::new(DataPlanes::new(id.clone()));
@@ -220,11 +249,11 @@ pub async fn serve_with(
             status.clone(),
         )),
     );
-    let discovery = DiscoveryServer::new(DiscoveryService::new(hub).checking_callers(checking))
+    let discovery = DiscoveryServer::new(DiscoveryService::new(hub).gated(gate.clone()))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(256 << 20);
     let admin = AdminServer::new(
-        AdminService::new(store, state, status, dataplanes, secret_box).checking_callers(checking),
+        AdminService::new(store, state, status, dataplanes, secret_box).gated(gate),
     )
     .max_decoding_message_size(64 << 20);
     let routes = tonic::service::Routes::from(http_routes(probe))

@@ -20,14 +20,43 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// An admin client of the control plane `server` names, over TLS with its CA and client
-/// certificate when given.
-pub async fn connect(server: &ServerArgs) -> anyhow::Result<AdminClient<Channel>> {
+/// Sends the control token (when there is one) with every admin call.
+#[derive(Clone)]
+pub struct WithToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for WithToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// An admin client, as [`connect`] makes it.
+pub type Admin = AdminClient<tonic::service::interceptor::InterceptedService<Channel, WithToken>>;
+
+/// An admin client of the control plane `server` names: over TLS with its CA and client
+/// certificate when given, else sending the control token.
+pub async fn connect(server: &ServerArgs) -> anyhow::Result<Admin> {
     let address = &server.server;
     let mut endpoint = Channel::from_shared(address.to_string())
         .with_context(|| format!("invalid control-plane address `{address}`"))?
         .connect_timeout(std::time::Duration::from_secs(5));
-    if let Some(tls) = server.identity.tls()? {
+    let tls = server.identity.tls()?;
+    let token = match &tls {
+        Some(_) => None,
+        None => crate::commands::token::find()
+            .map(|t| format!("Bearer {t}").parse())
+            .transpose()
+            .context("the control token is not a valid header value")?,
+    };
+    if let Some(tls) = tls {
         endpoint = endpoint
             .tls_config(tls.client_config())
             .with_context(|| format!("TLS settings for {address}"))?;
@@ -36,7 +65,8 @@ pub async fn connect(server: &ServerArgs) -> anyhow::Result<AdminClient<Channel>
         .connect()
         .await
         .with_context(|| format!("cannot reach the control plane at {address}"))?;
-    Ok(AdminClient::new(channel).max_decoding_message_size(256 << 20))
+    Ok(AdminClient::with_interceptor(channel, WithToken(token))
+        .max_decoding_message_size(256 << 20))
 }
 
 fn print_wire_errors(errors: &[ValidationError]) {

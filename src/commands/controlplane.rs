@@ -2,7 +2,9 @@
 
 use crate::cli::ControlplaneArgs;
 use anyhow::Context;
-use switchboard_controlplane::server::{open_store, replica_id, serve_with, ServeTls, StoreConfig};
+use switchboard_controlplane::server::{
+    open_store, replica_id, serve_with, Access, ServeTls, StoreConfig,
+};
 
 /// Runs until SIGINT or SIGTERM.
 pub fn run(args: &ControlplaneArgs) -> anyhow::Result<i32> {
@@ -65,7 +67,11 @@ pub fn run(args: &ControlplaneArgs) -> anyhow::Result<i32> {
         };
         let id = replica_id();
         tracing::info!(%addr, %id, store = ?config, "control plane listening");
-        serve_with(listener, store, id, shutdown_signal(), metrics, tls).await?;
+        let access = match tls {
+            Some(tls) => Access::Tls(tls),
+            None => Access::Token(crate::commands::token::provision(&args.data_dir)?),
+        };
+        serve_with(listener, store, id, shutdown_signal(), metrics, access).await?;
         tracing::info!("control plane stopped");
         Ok(0)
     })

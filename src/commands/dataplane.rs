@@ -81,6 +81,7 @@ pub fn run_command(args: &DataplaneArgs) -> anyhow::Result<i32> {
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
             tls: control_plane_tls.clone(),
+            token: crate::commands::token::find(),
         })
     } else {
         anyhow::bail!("say where the configuration comes from: --control-plane URL or -f FILE");

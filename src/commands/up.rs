@@ -10,7 +10,7 @@ use anyhow::Context;
 use std::time::Duration;
 use switchboard_config::{read_sources, Kind};
 use switchboard_controlplane::registry::{self, RegistryError};
-use switchboard_controlplane::server::{open_store, serve, StoreConfig};
+use switchboard_controlplane::server::{open_store, serve_with, Access, StoreConfig};
 use switchboard_dataplane::discovery::ClientConfig;
 use switchboard_dataplane::listener_tls::ListenerTls;
 use switchboard_dataplane::server::{check_plaintext, run, DataPlaneConfig, Source};
@@ -71,17 +71,32 @@ pub fn run_command(args: &UpArgs) -> anyhow::Result<i32> {
         .block_on(tokio::net::TcpListener::bind(&args.admin_listen))
         .with_context(|| format!("listening on {}", args.admin_listen))?;
     let admin = listener.local_addr()?;
+    // Even on loopback the control plane lets in only holders of the control token: this
+    // process's data plane, and the CLI (which finds it in the data directory).
+    let token = crate::commands::token::provision(&args.data_dir)?;
+    let access = Access::Token(token.clone());
     std::thread::Builder::new()
         .name("controlplane".into())
         .spawn(move || {
-            if let Err(e) =
-                runtime.block_on(serve(listener, store, "up".into(), shutdown_signal(), None))
-            {
+            let served = serve_with(
+                listener,
+                store,
+                "up".into(),
+                shutdown_signal(),
+                None,
+                access,
+            );
+            if let Err(e) = runtime.block_on(served) {
                 tracing::error!(error = %e, "control plane stopped");
             }
         })
         .context("starting the control-plane thread")?;
-    println!("control plane (admin API) on http://{admin}");
+    println!(
+        "control plane (admin API) on http://{admin}; the CLI sends the token in {}",
+        args.data_dir
+            .join(crate::commands::token::TOKEN_FILE)
+            .display()
+    );
     let scheme = if tls.is_some() { "https" } else { "http" };
     for s in &servers {
         println!("MCP endpoint: {scheme}://{}/servers/{s}/mcp", args.listen);
@@ -105,6 +120,7 @@ pub fn run_command(args: &UpArgs) -> anyhow::Result<i32> {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
             tls: None,
+            token: Some(token),
         }),
         state_dir: args.data_dir.join("dataplane"),
         tls,

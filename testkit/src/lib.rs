@@ -15,4 +15,4 @@ pub use deps::{deps_dir, node22_bin, node_bin, npm_module_dir, python_bin, venv_
 pub use etcd::Etcd;
 pub use mcp::{parse_sse_events, McpHttpClient, ServerEverything, StdioMcpPeer};
 pub use ports::{free_port, wait_for_http_ok, wait_for_tcp};
-pub use process::{rss_kib, tail_of_file, ManagedProcess};
+pub use process::{rss_kib, switchboard, tail_of_file, ManagedProcess, TEST_CONTROL_TOKEN};

@@ -14,6 +14,18 @@ pub struct ManagedProcess {
     name: String,
 }
 
+/// The control token every test process shares: control planes started by tests let in
+/// only callers that show it, as a real deployment does.
+pub const TEST_CONTROL_TOKEN: &str = "switchboard-test-control-token";
+
+/// A command for a Switchboard binary `bin` (control plane, data plane, CLI) that carries
+/// the tests' control token.
+pub fn switchboard(bin: &str) -> Command {
+    let mut command = Command::new(bin);
+    command.env("SWITCHBOARD_CONTROL_TOKEN", TEST_CONTROL_TOKEN);
+    command
+}
+
 impl ManagedProcess {
     /// Starts `command` in its own process group with stdout and stderr sent to a log file.
     pub fn spawn(mut command: Command) -> anyhow::Result<ManagedProcess> {

@@ -29,7 +29,7 @@ pub async fn control_plane_with_key(
 ) -> (ManagedProcess, String, tempfile::TempDir) {
     let data = tempfile::tempdir().expect("tempdir");
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args(["controlplane", "--listen", &addr, "--data-dir"])
         .arg(data.path())
         .env("SWITCHBOARD_LOG", "info,switchboard_controlplane=debug")
@@ -69,7 +69,7 @@ pub async fn data_plane_in(
 ) -> (ManagedProcess, String, tempfile::TempDir) {
     let state = tempfile::tempdir().expect("tempdir");
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args([
         "dataplane",
         "--control-plane",
@@ -90,7 +90,7 @@ pub async fn data_plane_in(
 
 /// Runs the CLI; returns (exit code, stdout, stderr).
 pub fn cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
+    let out = switchboard_testkit::switchboard(BIN)
         .args(args)
         .output()
         .expect("run switchboard");
@@ -190,7 +190,7 @@ pub async fn time_bridge(listen: &str) -> ManagedProcess {
 /// The same, requiring `Authorization: Bearer <token>` when one is given.
 pub async fn time_bridge_with_token(listen: &str, token: Option<&str>) -> ManagedProcess {
     let time = switchboard_testkit::venv_bin("mcp-server-time").expect("mcp-server-time installed");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = switchboard_testkit::switchboard(BIN);
     cmd.args(["bridge", "--listen", listen]);
     if let Some(token) = token {
         cmd.args(["--bearer-env", "BRIDGE_TOKEN"])

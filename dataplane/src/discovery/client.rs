@@ -28,6 +28,8 @@ pub struct ClientConfig {
     pub max_backoff: Duration,
     /// TLS to the control planes (their addresses are then `https://`).
     pub tls: Option<ControlPlaneTls>,
+    /// The control token, for control planes that serve plain text on loopback.
+    pub token: Option<String>,
 }
 
 /// How a data plane (or the CLI) checks the control plane and proves who it is.
@@ -69,6 +71,7 @@ impl ClientConfig {
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
             tls: None,
+            token: None,
         }
     }
 }
@@ -235,8 +238,15 @@ impl DiscoveryClient {
         tx.send(hello)
             .await
             .map_err(|_| "request stream closed".to_string())?;
+        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        if let Some(token) = &self.config.token {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| "the control token is not a valid header value".to_string())?;
+            request.metadata_mut().insert("authorization", value);
+        }
         let mut responses = grpc
-            .stream_snapshots(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .stream_snapshots(request)
             .await
             .map_err(|s| format!("{endpoint} refused the stream: {}", s.message()))?
             .into_inner();
