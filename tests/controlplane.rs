@@ -452,3 +452,84 @@ async fn a_burst_of_applies_is_coalesced_into_few_pushes_of_the_final_state() {
     assert!(pushes <= 50, "100 applies caused {pushes} pushes");
     println!("100 applies from 10 writers -> {pushes} pushes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_plane_reports_only_on_upstreams_its_group_serves() {
+    use switchboard_proto::v1::{DiscoveryRequest, StdioReport};
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let cp = ControlPlane::start(port, &["--data-dir", &data.path().display().to_string()]).await;
+    let stdio = |name: &str, cluster: &str| {
+        format!("apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: {name}\nspec:\n  stdio:\n    command: /bin/true\n---\napiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: vs-{name}\nspec:\n  upstreams:\n    - upstream: {name}\n  placement:\n    clusters: [{cluster}]\n---\n")
+    };
+    let file = data.path().join("stdio.yaml");
+    std::fs::write(
+        &file,
+        format!("{}{}", stdio("ours", "eu"), stdio("theirs", "us")),
+    )
+    .expect("write");
+    cp.cli_ok(&["apply", "-f", &file.display().to_string()]);
+
+    // A data plane of eu reports a catalog for both: its own, and another group's.
+    let catalog = switchboard_config::Catalog {
+        protocol_version: "2025-11-25".into(),
+        tools: vec![serde_json::json!({"name": "forged", "inputSchema": {"type": "object"}})],
+        ..Default::default()
+    };
+    let report = |upstream: &str| StdioReport {
+        upstream: upstream.into(),
+        healthy: true,
+        catalog_json: serde_json::to_vec(&catalog).expect("JSON"),
+        catalog_hash: catalog.content_hash(),
+        protocol_version: catalog.protocol_version.clone(),
+        ..Default::default()
+    };
+    let channel = tonic::transport::Endpoint::from_shared(cp.url())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = switchboard_proto::v1::discovery_client::DiscoveryClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(DiscoveryRequest {
+        node: Some(node("eu-1", "eu")),
+        ..Default::default()
+    })
+    .await
+    .expect("hello");
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let bearer = format!("Bearer {}", switchboard_testkit::TEST_CONTROL_TOKEN);
+    request
+        .metadata_mut()
+        .insert("authorization", bearer.parse().expect("header"));
+    let mut pushes = client
+        .stream_snapshots(request)
+        .await
+        .expect("stream")
+        .into_inner();
+    pushes.message().await.expect("push").expect("a snapshot");
+    tx.send(DiscoveryRequest {
+        stdio_reports: vec![report("theirs"), report("ours")],
+        ..Default::default()
+    })
+    .await
+    .expect("reports");
+
+    // Its own upstream's catalog lands; the other group's does not.
+    let tools = |name: &str| -> serde_json::Value {
+        let out = cp.cli_ok(&["get", "upstreams", name, "-o", "json"]);
+        let list: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        list[0]["status"]["tools"].clone()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while tools("ours") != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the eu report never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(tools("theirs"), 1, "a data plane of eu reported for us");
+    assert!(cp.process.log_tail(200).contains("does not serve"));
+    drop(tx);
+}

@@ -188,12 +188,17 @@ impl Session {
         let mut last_pushed = String::new();
         let mut dirty = true;
         let mut pushed_at = std::time::Instant::now();
+        // The upstreams this data plane's group serves: it may report on those only.
+        let mut served: crate::snapshots::Served = Default::default();
         loop {
             if dirty {
                 dirty = false;
                 let current = state.borrow_and_update().clone();
                 let current_discovered = discovered.borrow_and_update().clone();
-                let snap = hub.snapshots.get(&group, &current, &current_discovered);
+                let (snap, upstreams) =
+                    hub.snapshots
+                        .get_with_upstreams(&group, &current, &current_discovered);
+                served = upstreams;
                 if snap.version == self.acked && last_pushed != self.acked {
                     // The config went back to what the data plane serves (e.g. the change it
                     // rejected was reverted): nothing to push, and no NACK outstanding.
@@ -222,6 +227,13 @@ impl Session {
             tokio::select! {
                 msg = self.inbound.message() => match msg {
                     Ok(Some(mut msg)) => {
+                        let (reports, strays): (Vec<_>, Vec<_>) = std::mem::take(&mut msg.stdio_reports)
+                            .into_iter()
+                            .partition(|r| served.contains(&r.upstream));
+                        msg.upstream_signals.retain(|s| served.contains(&s.upstream));
+                        for stray in strays {
+                            tracing::warn!(node = %self.node.id, upstream = %stray.upstream, "ignored a report on an upstream this data plane's group does not serve");
+                        }
                         if let Some(relay) = &hub.signals {
                             for signal in std::mem::take(&mut msg.upstream_signals) {
                                 // A full relay already has news of failures to pass on.
@@ -229,7 +241,7 @@ impl Session {
                             }
                         }
                         if let Some(relay) = &hub.stdio_reports {
-                            for report in std::mem::take(&mut msg.stdio_reports) {
+                            for report in reports {
                                 if relay.send((self.node.id.clone(), Some(report))).await.is_err() {
                                     break;
                                 }

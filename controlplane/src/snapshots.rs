@@ -28,8 +28,11 @@ struct Memo {
     set: Option<Arc<ResourceSet>>,
     /// The set's Secrets, opened.
     opened: Arc<Opened>,
-    by_group: HashMap<NodeGroup, WireSnapshot>,
+    by_group: HashMap<NodeGroup, (WireSnapshot, Served)>,
 }
+
+/// The upstreams a group's snapshot holds: what its data planes may report on.
+pub type Served = Arc<std::collections::BTreeSet<String>>;
 
 impl SnapshotCache {
     /// A cache whose snapshots carry the registry's session key (base64), so data planes
@@ -50,6 +53,16 @@ impl SnapshotCache {
         state: &RegistryState,
         discovered: &Arc<Discovered>,
     ) -> WireSnapshot {
+        self.get_with_upstreams(group, state, discovered).0
+    }
+
+    /// The same, with the names of the upstreams it holds.
+    pub fn get_with_upstreams(
+        &self,
+        group: &NodeGroup,
+        state: &RegistryState,
+        discovered: &Arc<Discovered>,
+    ) -> (WireSnapshot, Served) {
         let discovered_id = Arc::as_ptr(discovered) as usize;
         let set = {
             let mut memo = self.lock();
@@ -73,6 +86,7 @@ impl SnapshotCache {
         let snap = Snapshot::build(&set, group, discovered)
             .with_secrets(&opened)
             .with_session_key(&self.session_key);
+        let served: Served = Arc::new(snap.upstreams.keys().cloned().collect());
         let wire = Arc::new(v1::Snapshot {
             version: snap.version.clone(),
             format: switchboard_proto::SNAPSHOT_FORMAT_JSON_V1.to_string(),
@@ -81,9 +95,10 @@ impl SnapshotCache {
         });
         let mut memo = self.lock();
         if memo.revision == state.revision && memo.discovered == discovered_id {
-            memo.by_group.insert(group.clone(), wire.clone());
+            memo.by_group
+                .insert(group.clone(), (wire.clone(), served.clone()));
         }
-        wire
+        (wire, served)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Memo> {
