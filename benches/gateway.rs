@@ -446,20 +446,7 @@ async fn main() {
     wait_for_tcp(&cp_addr, Duration::from_secs(20))
         .await
         .expect("control plane up");
-    let dp_addr = format!("127.0.0.1:{}", free_port());
-    let state = tempfile::tempdir().expect("tempdir");
-    let mut cmd = switchboard_testkit::switchboard(BIN);
-    cmd.args([
-        "dataplane",
-        "--control-plane",
-        &cp_addr,
-        "--listen",
-        &dp_addr,
-        "--state-dir",
-    ])
-    .arg(state.path())
-    .env("SWITCHBOARD_LOG", "warn");
-    let dp = ManagedProcess::spawn(cmd).expect("data plane");
+    let (dp, dp_addr, state) = data_plane(&cp_addr, &[]).await;
     wait_for_http_ok(&format!("http://{dp_addr}/readyz"), Duration::from_secs(20))
         .await
         .expect("data plane up");
@@ -504,27 +491,13 @@ async fn main() {
         .expect("bench certificate")
         .write(state.path(), "bench")
         .expect("write certificate");
-    let tls_addr = format!("127.0.0.1:{}", free_port());
-    let tls_state = tempfile::tempdir().expect("tempdir");
-    let mut cmd = switchboard_testkit::switchboard(BIN);
-    cmd.args([
-        "dataplane",
-        "--control-plane",
-        &cp_addr,
-        "--listen",
-        &tls_addr,
-    ])
-    .arg("--state-dir")
-    .arg(tls_state.path())
-    .arg("--tls-cert")
-    .arg(&cert)
-    .arg("--tls-key")
-    .arg(&key)
-    .env("SWITCHBOARD_LOG", "warn");
-    let tls_dp = ManagedProcess::spawn(cmd).expect("TLS data plane");
-    wait_for_tcp(&tls_addr, Duration::from_secs(20))
-        .await
-        .expect("TLS data plane up");
+    let tls_args = [
+        "--tls-cert".to_string(),
+        cert.display().to_string(),
+        "--tls-key".to_string(),
+        key.display().to_string(),
+    ];
+    let (tls_dp, tls_addr, _tls_state) = data_plane(&cp_addr, &tls_args).await;
     let tls_port = tls_addr.rsplit(':').next().unwrap_or_default();
     let switchboard_tls = Target {
         name: "sb+tls",
@@ -675,6 +648,27 @@ async fn main() {
         Ok(()) => println!("\nwrote {}", out_path.display()),
         Err(e) => eprintln!("cannot write {}: {e}", out_path.display()),
     }
+}
+
+/// A data plane fed by the control plane at `cp_addr`, with `extra` flags, on a free port:
+/// the process, its address and its state directory (listening, maybe not yet ready).
+async fn data_plane(
+    cp_addr: &str,
+    extra: &[String],
+) -> (ManagedProcess, String, tempfile::TempDir) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut cmd = switchboard_testkit::switchboard(BIN);
+    cmd.args(["dataplane", "--control-plane", cp_addr, "--listen", &addr])
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(extra)
+        .env("SWITCHBOARD_LOG", "warn");
+    let process = ManagedProcess::spawn(cmd).expect("data plane");
+    wait_for_tcp(&addr, Duration::from_secs(20))
+        .await
+        .expect("data plane listening");
+    (process, addr, state)
 }
 
 /// ContextForge (installed by `make bench` into .deps/contextforge) with the upstream
