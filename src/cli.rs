@@ -83,6 +83,31 @@ pub enum Command {
     /// Make a development CA and certificates for control planes, data planes (by cluster)
     /// and operators (by role).
     Certs(CertsArgs),
+    /// Create or revoke an operator's bearer token for the admin API (admins only).
+    Token(TokenArgs),
+}
+
+/// `switchboard token create|revoke`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub action: TokenAction,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// What to do with a token.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Make a token for operator NAME with `--role` viewer, editor or admin, and print it
+    /// once (callers send it as SWITCHBOARD_TOKEN).
+    Create {
+        name: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Revoke operator NAME's token.
+    Revoke { name: String },
 }
 
 /// `switchboard certs KIND ...`.
@@ -207,7 +232,7 @@ pub enum Output {
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// Control-plane admin address (`https://…` when it serves TLS).
-    #[arg(long, env = "SWITCHBOARD_SERVER", default_value = DEFAULT_SERVER)]
+    #[arg(long, env = "SWITCHBOARD_SERVER", default_value = DEFAULT_SERVER, global = true)]
     pub server: String,
     #[command(flatten)]
     pub identity: IdentityArgs,
@@ -218,14 +243,19 @@ pub struct ServerArgs {
 #[derive(Debug, Clone, Args)]
 pub struct IdentityArgs {
     /// CA (PEM) of the control plane's certificate; turns TLS on.
-    #[arg(long = "ca", env = "SWITCHBOARD_CA")]
+    #[arg(long = "ca", env = "SWITCHBOARD_CA", global = true)]
     pub ca: Option<PathBuf>,
     /// This caller's client certificate (PEM): an operator's for admin calls, a data
     /// plane's (naming its cluster) for discovery.
-    #[arg(long = "cert", env = "SWITCHBOARD_CERT", requires = "key")]
+    #[arg(
+        long = "cert",
+        env = "SWITCHBOARD_CERT",
+        requires = "key",
+        global = true
+    )]
     pub cert: Option<PathBuf>,
     /// Private key (PEM) of --cert.
-    #[arg(long = "key", env = "SWITCHBOARD_KEY")]
+    #[arg(long = "key", env = "SWITCHBOARD_KEY", global = true)]
     pub key: Option<PathBuf>,
 }
 

@@ -184,6 +184,25 @@ async fn only_known_callers_reach_the_control_plane_and_each_only_what_it_may() 
     let (code, _, err) = cli_as(d, Some("edge-eu"), &server, &["get", "upstreams"]);
     assert_ne!(code, 0);
     assert!(err.contains("cannot make admin calls"), "{err}");
+    // Over TLS an operator may show a token instead of a certificate.
+    let (code, token, err) = cli_as(
+        d,
+        Some("ada"),
+        &server,
+        &["token", "create", "tess", "--role", "viewer"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let out = switchboard_testkit::switchboard(BIN)
+        .env("SWITCHBOARD_TOKEN", token.trim())
+        .args(["get", "upstreams", "--server", &server, "--ca"])
+        .arg(d.join("ca.crt"))
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Every write is recorded with who made it.
     assert!(
         cp.log_tail(100_000).contains("ed (editor)"),
@@ -402,6 +421,58 @@ async fn a_plain_control_plane_lets_in_only_holders_of_its_token() {
     assert!(err.contains("need the control token"), "{err}");
     let (code, out, err) = run(Some(token.trim()), &["get", "upstreams"]);
     assert_eq!(code, 0, "{out}\n{err}");
+
+    // Operators get tokens of their own, with roles; only their SHA-256 is stored.
+    let issue = |name: &str, role: &str| {
+        let (code, out, err) = run(
+            Some(token.trim()),
+            &["token", "create", name, "--role", role],
+        );
+        assert_eq!(code, 0, "token create {name}: {out}\n{err}");
+        out.trim().to_string()
+    };
+    let vera = issue("vera", "viewer");
+    let ed = issue("ed", "editor");
+    let as_operator = |t: &str, args: &[&str]| {
+        let mut cmd = switchboard_testkit::switchboard(BIN);
+        cmd.env_remove("SWITCHBOARD_CONTROL_TOKEN")
+            .env("SWITCHBOARD_TOKEN", t)
+            .current_dir(elsewhere.path());
+        let out = cmd
+            .args(args)
+            .args(["--server", &server])
+            .output()
+            .expect("run");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let config = elsewhere.path().join("u.yaml");
+    std::fs::write(&config, upstream("far", "http://127.0.0.1:9/mcp", "")).expect("write");
+    let config = config.display().to_string();
+    let (code, _, err) = as_operator(&vera, &["get", "upstreams"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = as_operator(&vera, &["apply", "-f", &config]);
+    assert_ne!(code, 0);
+    assert!(err.contains("`vera` is a viewer"), "{err}");
+    let (code, out, err) = as_operator(&ed, &["apply", "-f", &config]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, _, err) = as_operator(&ed, &["token", "create", "eve", "--role", "admin"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("write operator tokens"), "{err}");
+    let (_, stored, _) = run(Some(token.trim()), &["get", "operatortokens", "-o", "yaml"]);
+    assert!(
+        !stored.contains(&vera) && !stored.contains(&ed),
+        "a token is stored in the clear"
+    );
+    // Revoked: refused at once.
+    let (code, out, err) = run(Some(token.trim()), &["token", "revoke", "vera"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, _, err) = as_operator(&vera, &["get", "upstreams"]);
+    assert_ne!(code, 0, "a revoked token still works");
+    assert!(err.contains("need the control token"), "{err}");
 
     // A data plane without it gets no snapshot; with it, it joins.
     let start = |token: Option<&str>| {

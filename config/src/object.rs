@@ -2,9 +2,9 @@
 //! sum type over every kind.
 
 use crate::kinds::{
-    auth_provider::AuthProviderSpec, prompt::PromptSpec, rate_limit::RateLimitPolicySpec,
-    resource::ResourceSpec, secret::SecretSpec, upstream::UpstreamSpec,
-    virtual_server::VirtualServerSpec,
+    auth_provider::AuthProviderSpec, operator_token::OperatorTokenSpec, prompt::PromptSpec,
+    rate_limit::RateLimitPolicySpec, resource::ResourceSpec, secret::SecretSpec,
+    upstream::UpstreamSpec, virtual_server::VirtualServerSpec,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,11 +50,13 @@ pub enum Kind {
     AuthProvider,
     RateLimitPolicy,
     Secret,
+    OperatorToken,
 }
 
 impl Kind {
     /// All kinds, in the order their documents are best applied and listed.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
+        Kind::OperatorToken,
         Kind::Secret,
         Kind::AuthProvider,
         Kind::RateLimitPolicy,
@@ -74,6 +76,7 @@ impl Kind {
             Kind::AuthProvider => "AuthProvider",
             Kind::RateLimitPolicy => "RateLimitPolicy",
             Kind::Secret => "Secret",
+            Kind::OperatorToken => "OperatorToken",
         }
     }
 
@@ -86,6 +89,7 @@ impl Kind {
             Kind::AuthProvider => &["authprovider", "authproviders", "ap"],
             Kind::RateLimitPolicy => &["ratelimitpolicy", "ratelimitpolicies", "rl"],
             Kind::Secret => &["secret", "secrets"],
+            Kind::OperatorToken => &["operatortoken", "operatortokens", "token", "tokens"],
         }
     }
 }
@@ -98,7 +102,7 @@ impl fmt::Display for Kind {
 
 /// A kind name that matches no kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown kind `{0}`, expected one of Upstream, VirtualServer, Prompt, Resource, AuthProvider, RateLimitPolicy, Secret")]
+#[error("unknown kind `{0}`, expected one of Upstream, VirtualServer, Prompt, Resource, AuthProvider, RateLimitPolicy, Secret, OperatorToken")]
 pub struct UnknownKind(pub String);
 
 impl FromStr for Kind {
@@ -128,6 +132,7 @@ pub enum Resource {
     AuthProvider(Object<AuthProviderSpec>),
     RateLimitPolicy(Object<RateLimitPolicySpec>),
     Secret(Object<SecretSpec>),
+    OperatorToken(Object<OperatorTokenSpec>),
 }
 
 /// Applies `$body` to the `Object` inside any `Resource` variant.
@@ -141,6 +146,7 @@ macro_rules! each_kind {
             Resource::AuthProvider($obj) => $body,
             Resource::RateLimitPolicy($obj) => $body,
             Resource::Secret($obj) => $body,
+            Resource::OperatorToken($obj) => $body,
         }
     };
 }
@@ -171,6 +177,7 @@ impl Resource {
             Resource::AuthProvider(_) => Kind::AuthProvider,
             Resource::RateLimitPolicy(_) => Kind::RateLimitPolicy,
             Resource::Secret(_) => Kind::Secret,
+            Resource::OperatorToken(_) => Kind::OperatorToken,
         }
     }
 
@@ -216,6 +223,7 @@ impl Resource {
             Kind::AuthProvider => Resource::AuthProvider(obj(kind, value)?),
             Kind::RateLimitPolicy => Resource::RateLimitPolicy(obj(kind, value)?),
             Kind::Secret => Resource::Secret(obj(kind, value)?),
+            Kind::OperatorToken => Resource::OperatorToken(obj(kind, value)?),
         })
     }
 }

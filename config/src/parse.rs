@@ -179,6 +179,7 @@ fn parse_document(
         Kind::AuthProvider => Resource::AuthProvider(typed(text, origin, line_offset)?),
         Kind::RateLimitPolicy => Resource::RateLimitPolicy(typed(text, origin, line_offset)?),
         Kind::Secret => Resource::Secret(typed(text, origin, line_offset)?),
+        Kind::OperatorToken => Resource::OperatorToken(typed(text, origin, line_offset)?),
     })
 }
 

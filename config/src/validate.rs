@@ -4,6 +4,7 @@
 use crate::diagnostic::Diagnostic;
 use crate::kinds::{
     auth_provider::AuthProviderSpec,
+    operator_token::OperatorTokenSpec,
     prompt::PromptSpec,
     rate_limit::RateLimitPolicySpec,
     resource::ResourceSpec,
@@ -44,6 +45,7 @@ pub fn validate(set: &ResourceSet) -> Vec<Diagnostic> {
             Resource::AuthProvider(o) => v.auth_provider(&o.spec),
             Resource::RateLimitPolicy(o) => v.rate_limit(&o.spec),
             Resource::Secret(o) => v.secret(&o.spec),
+            Resource::OperatorToken(o) => v.operator_token(&o.spec),
         }
         if let Resource::Upstream(o) = &item.resource {
             v.upstream_auth(&o.spec, set);
@@ -266,6 +268,21 @@ impl Checker<'_> {
                     "given both plain and sealed; keep one",
                 );
             }
+        }
+    }
+
+    fn operator_token(&mut self, spec: &OperatorTokenSpec) {
+        if !crate::kinds::operator_token::ROLES.contains(&spec.role.as_str()) {
+            self.err(
+                "spec.role",
+                format!("unknown role `{}`: use viewer, editor or admin", spec.role),
+            );
+        }
+        if spec.sha256.len() != 64 || !spec.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            self.err(
+                "spec.sha256",
+                "must be the 64 hex digits of the token's SHA-256 (switchboard token create makes both)",
+            );
         }
     }
 

@@ -126,7 +126,7 @@ impl Admin for AdminService {
         &self,
         request: Request<ApplyRequest>,
     ) -> Result<Response<ApplyResponse>, Status> {
-        let who = require(&request, &self.gate, Role::Editor)?;
+        let who = require(&request, &self.gate, &self.state.borrow(), Role::Editor)?;
         let req = request.into_inner();
         let sources: Vec<Source> = req
             .files
@@ -140,6 +140,9 @@ impl Admin for AdminService {
             let (parsed, _) = switchboard_config::parse_sources(&sources);
             if parsed.of_kind(Kind::Secret).next().is_some() {
                 at_least(&who, Role::Admin, "write Secrets")?;
+            }
+            if parsed.of_kind(Kind::OperatorToken).next().is_some() {
+                at_least(&who, Role::Admin, "write operator tokens")?;
             }
         }
         match registry::apply(
@@ -183,7 +186,7 @@ impl Admin for AdminService {
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        require(&request, &self.gate, Role::Viewer)?;
+        require(&request, &self.gate, &self.state.borrow(), Role::Viewer)?;
         let req = request.into_inner();
         let kind = parse_kind(&req.kind)?;
         let name = (!req.name.is_empty()).then_some(req.name.as_str());
@@ -211,11 +214,14 @@ impl Admin for AdminService {
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
-        let who = require(&request, &self.gate, Role::Editor)?;
+        let who = require(&request, &self.gate, &self.state.borrow(), Role::Editor)?;
         let req = request.into_inner();
         let kind = parse_kind(&req.kind)?;
         if kind == Kind::Secret {
             at_least(&who, Role::Admin, "delete Secrets")?;
+        }
+        if kind == Kind::OperatorToken {
+            at_least(&who, Role::Admin, "revoke operator tokens")?;
         }
         match registry::delete(self.store.as_ref(), kind, &req.name).await {
             Ok(revision) => {
@@ -238,7 +244,7 @@ impl Admin for AdminService {
         &self,
         request: Request<ListDataPlanesRequest>,
     ) -> Result<Response<ListDataPlanesResponse>, Status> {
-        require(&request, &self.gate, Role::Viewer)?;
+        require(&request, &self.gate, &self.state.borrow(), Role::Viewer)?;
         Ok(Response::new(ListDataPlanesResponse {
             data_planes: self.dataplanes.list(),
         }))
@@ -250,7 +256,7 @@ impl Admin for AdminService {
         &self,
         request: Request<WatchDataPlanesRequest>,
     ) -> Result<Response<Self::WatchDataPlanesStream>, Status> {
-        require(&request, &self.gate, Role::Viewer)?;
+        require(&request, &self.gate, &self.state.borrow(), Role::Viewer)?;
         let events = tokio_stream::wrappers::BroadcastStream::new(self.dataplanes.subscribe())
             .filter_map(|e| e.ok().map(Ok));
         Ok(Response::new(Box::pin(events)))
@@ -260,7 +266,7 @@ impl Admin for AdminService {
         &self,
         request: Request<ListUpstreamsRequest>,
     ) -> Result<Response<ListUpstreamsResponse>, Status> {
-        require(&request, &self.gate, Role::Viewer)?;
+        require(&request, &self.gate, &self.state.borrow(), Role::Viewer)?;
         let name = request.into_inner().name;
         let state = self.state.borrow().clone();
         let status = self.status.borrow().clone();
@@ -282,7 +288,7 @@ impl Admin for AdminService {
         &self,
         request: Request<RefreshUpstreamRequest>,
     ) -> Result<Response<RefreshUpstreamResponse>, Status> {
-        require(&request, &self.gate, Role::Editor)?;
+        require(&request, &self.gate, &self.state.borrow(), Role::Editor)?;
         let name = request.into_inner().name;
         let state = self.state.borrow().clone();
         let spec = match state

@@ -130,7 +130,7 @@ impl Discovery for DiscoveryService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamSnapshotsStream>, Status> {
-        let who = caller(&request, &self.gate);
+        let who = caller(&request, &self.gate, &self.hub.state.borrow());
         // Nothing is read from a caller that could never join.
         if matches!(who, Caller::Anonymous | Caller::Operator { .. }) {
             may_join(&who, "")?;

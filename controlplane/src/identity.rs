@@ -144,37 +144,81 @@ impl Gate {
     }
 }
 
-/// The caller of `request` as `gate` sees it.
-pub fn caller<T>(request: &tonic::Request<T>, gate: &Gate) -> Caller {
-    match gate {
-        Gate::Open => Caller::Unchecked,
-        Gate::Token(expected) => {
-            use sha2::Digest;
-            let offered = request
-                .metadata()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(|t| <[u8; 32]>::from(sha2::Sha256::digest(t.trim().as_bytes())));
-            // Digests are compared, so timing tells nothing about the token itself.
-            if offered.as_ref() == Some(expected) {
-                Caller::TokenHolder
-            } else {
-                Caller::Anonymous
+/// The operator whose `OperatorToken` has this SHA-256, and the role it grants.
+pub fn operator_by_token(state: &crate::state::RegistryState, digest: &[u8; 32]) -> Option<Caller> {
+    let hex = hex_of(digest);
+    state
+        .records
+        .range((switchboard_config::Kind::OperatorToken, String::new())..)
+        .take_while(|((kind, _), _)| *kind == switchboard_config::Kind::OperatorToken)
+        .find_map(|((_, name), record)| match crate::state::decode(record)? {
+            switchboard_config::Resource::OperatorToken(t)
+                if t.spec.sha256.eq_ignore_ascii_case(&hex) =>
+            {
+                Role::parse(&t.spec.role).map(|role| Caller::Operator {
+                    name: name.clone(),
+                    role,
+                })
             }
+            _ => None,
+        })
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of the bearer token `request` carries, if any.
+fn bearer_digest<T>(request: &tonic::Request<T>) -> Option<[u8; 32]> {
+    use sha2::Digest;
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| sha2::Sha256::digest(t.trim().as_bytes()).into())
+}
+
+/// The caller of `request` as `gate` sees it: a client certificate's identity (with TLS),
+/// then an operator's token (`OperatorToken`, looked up in `state`), then the control token
+/// (without TLS). Digests are compared, so timing tells nothing about a token itself.
+pub fn caller<T>(
+    request: &tonic::Request<T>,
+    gate: &Gate,
+    state: &crate::state::RegistryState,
+) -> Caller {
+    if let Gate::Open = gate {
+        return Caller::Unchecked;
+    }
+    if let Gate::Certificates = gate {
+        let by_certificate = request
+            .peer_certs()
+            .and_then(|certs| certs.first().map(|leaf| caller_of_certificate(leaf)))
+            .filter(|c| *c != Caller::Anonymous);
+        if let Some(who) = by_certificate {
+            return who;
         }
-        Gate::Certificates => match request.peer_certs() {
-            Some(certs) => certs
-                .first()
-                .map_or(Caller::Anonymous, |leaf| caller_of_certificate(leaf)),
-            None => Caller::Anonymous,
-        },
+    }
+    let Some(digest) = bearer_digest(request) else {
+        return Caller::Anonymous;
+    };
+    if let Some(operator) = operator_by_token(state, &digest) {
+        return operator;
+    }
+    match gate {
+        Gate::Token(expected) if *expected == digest => Caller::TokenHolder,
+        _ => Caller::Anonymous,
     }
 }
 
 /// The caller of `request` if it may make an admin call that needs `role`.
-pub fn require<T>(request: &tonic::Request<T>, gate: &Gate, role: Role) -> Result<Caller, Status> {
-    let who = caller(request, gate);
+pub fn require<T>(
+    request: &tonic::Request<T>,
+    gate: &Gate,
+    state: &crate::state::RegistryState,
+    role: Role,
+) -> Result<Caller, Status> {
+    let who = caller(request, gate, state);
     match &who {
         Caller::Unchecked | Caller::TokenHolder => Ok(who),
         Caller::Operator { role: has, .. } if *has >= role => Ok(who),
@@ -188,7 +232,7 @@ pub fn require<T>(request: &tonic::Request<T>, gate: &Gate, role: Role) -> Resul
         ))),
         Caller::Anonymous => Err(Status::unauthenticated(match gate {
             Gate::Token(_) => "admin calls need the control token: set SWITCHBOARD_CONTROL_TOKEN (the control plane wrote it to control-token in its data directory)",
-            _ => "admin calls need an operator's client certificate (switchboard certs operator)",
+            _ => "admin calls need an operator's client certificate (switchboard certs operator) or token (switchboard token create)",
         })),
     }
 }

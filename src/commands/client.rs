@@ -49,13 +49,19 @@ pub async fn connect(server: &ServerArgs) -> anyhow::Result<Admin> {
         .with_context(|| format!("invalid control-plane address `{address}`"))?
         .connect_timeout(std::time::Duration::from_secs(5));
     let tls = server.identity.tls()?;
-    let token = match &tls {
-        Some(_) => None,
-        None => crate::commands::token::find()
-            .map(|t| format!("Bearer {t}").parse())
-            .transpose()
-            .context("the control token is not a valid header value")?,
+    // An operator's own token first; without TLS, else the control token.
+    let operator = std::env::var("SWITCHBOARD_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let token = match (&operator, &tls) {
+        (Some(t), _) => Some(t.trim().to_string()),
+        (None, Some(_)) => None,
+        (None, None) => crate::commands::token::find(),
     };
+    let token = token
+        .map(|t| format!("Bearer {t}").parse())
+        .transpose()
+        .context("the token is not a valid header value")?;
     if let Some(tls) = tls {
         endpoint = endpoint
             .tls_config(tls.client_config())

@@ -7,6 +7,7 @@ pub mod connect;
 pub mod controlplane;
 pub mod dataplane;
 pub mod hash_key;
+pub mod operator_token;
 pub mod token;
 pub mod up;
 pub mod upstreams;

@@ -2,6 +2,7 @@
 //! truth: YAML, stored JSON and snapshot payloads all use these types).
 
 pub mod auth_provider;
+pub mod operator_token;
 pub mod prompt;
 pub mod rate_limit;
 pub mod resource;
