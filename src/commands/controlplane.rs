@@ -53,6 +53,11 @@ pub fn run(args: &ControlplaneArgs) -> anyhow::Result<i32> {
         let store = open_store(&config)
             .await
             .with_context(|| format!("opening the store ({config:?})"))?;
+        // The token exists before the port opens, so whoever sees the port can find it.
+        let access = match tls {
+            Some(tls) => Access::Tls(tls),
+            None => Access::Token(crate::commands::token::provision(&args.data_dir)?),
+        };
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
@@ -67,10 +72,6 @@ pub fn run(args: &ControlplaneArgs) -> anyhow::Result<i32> {
         };
         let id = replica_id();
         tracing::info!(%addr, %id, store = ?config, "control plane listening");
-        let access = match tls {
-            Some(tls) => Access::Tls(tls),
-            None => Access::Token(crate::commands::token::provision(&args.data_dir)?),
-        };
         serve_with(listener, store, id, shutdown_signal(), metrics, access).await?;
         tracing::info!("control plane stopped");
         Ok(0)

@@ -67,14 +67,15 @@ pub fn run_command(args: &UpArgs) -> anyhow::Result<i32> {
         }
         Err(e) => return Err(e.into()),
     };
+    // Even on loopback the control plane lets in only holders of the control token: this
+    // process's data plane, and the CLI (which finds it in the data directory). It exists
+    // before the port opens.
+    let token = crate::commands::token::provision(&args.data_dir)?;
+    let access = Access::Token(token.clone());
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(&args.admin_listen))
         .with_context(|| format!("listening on {}", args.admin_listen))?;
     let admin = listener.local_addr()?;
-    // Even on loopback the control plane lets in only holders of the control token: this
-    // process's data plane, and the CLI (which finds it in the data directory).
-    let token = crate::commands::token::provision(&args.data_dir)?;
-    let access = Access::Token(token.clone());
     std::thread::Builder::new()
         .name("controlplane".into())
         .spawn(move || {
