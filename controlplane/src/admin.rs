@@ -1,5 +1,6 @@
 //! The admin gRPC service: what `switchboard apply/get/delete/get dataplanes` call.
 
+use crate::audit::WriteEntry;
 use crate::convert::to_wire;
 use crate::dataplanes::DataPlanes;
 use crate::identity::{actor, at_least, require, Gate, Role};
@@ -18,8 +19,8 @@ use switchboard_proto::v1::admin_server::Admin;
 use switchboard_proto::v1::{
     ApplyRequest, ApplyResponse, DataPlaneEvent, DeleteRequest, DeleteResponse, GetRequest,
     GetResponse, ListDataPlanesRequest, ListDataPlanesResponse, ListUpstreamsRequest,
-    ListUpstreamsResponse, RefreshUpstreamRequest, RefreshUpstreamResponse, ResourceResult,
-    StoredResource, WatchDataPlanesRequest,
+    ListUpstreamsResponse, ListWritesRequest, ListWritesResponse, RefreshUpstreamRequest,
+    RefreshUpstreamResponse, ResourceResult, StoredResource, WatchDataPlanesRequest, WriteRecord,
 };
 use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
@@ -79,6 +80,23 @@ impl AdminService {
             .collect();
         out.extend(switchboard_config::cautions(&set));
         out
+    }
+
+    /// Logs `entries` (target `switchboard::audit`) and adds them to the record of writes.
+    async fn record(&self, entries: &[WriteEntry]) {
+        for e in entries {
+            tracing::info!(target: "switchboard::audit", actor = %e.actor, kind = %e.kind, name = %e.name, action = %e.action, generation = e.generation, revision = e.revision, "write");
+        }
+        let known: Vec<String> = self.status.borrow().writes.keys().cloned().collect();
+        // Read your writes: `get writes` right after shows this one.
+        if let Some(last) = crate::audit::record(self.store.as_ref(), entries, known).await {
+            let mut status = self.status.clone();
+            let _ = tokio::time::timeout(
+                READ_YOUR_WRITES,
+                status.wait_for(|s| s.writes.contains_key(&last)),
+            )
+            .await;
+        }
     }
 
     async fn settle(&self, revision: u64) {
@@ -155,9 +173,21 @@ impl Admin for AdminService {
         {
             Ok(outcome) => {
                 if let Some(revision) = outcome.revision {
-                    for a in &outcome.results {
-                        tracing::info!(target: "switchboard::audit", actor = %actor(&who), kind = %a.kind, name = %a.name, action = a.action.as_str(), generation = a.generation, revision, "write");
-                    }
+                    let entries: Vec<WriteEntry> = outcome
+                        .results
+                        .iter()
+                        .filter(|a| a.action.as_str() != "unchanged")
+                        .map(|a| WriteEntry {
+                            unix_ms: crate::dataplanes::now_ms(),
+                            actor: actor(&who),
+                            kind: a.kind.to_string(),
+                            name: a.name.clone(),
+                            action: a.action.as_str().to_string(),
+                            generation: a.generation,
+                            revision,
+                        })
+                        .collect();
+                    self.record(&entries).await;
                     self.settle(revision).await;
                 }
                 let results = outcome
@@ -225,7 +255,16 @@ impl Admin for AdminService {
         }
         match registry::delete(self.store.as_ref(), kind, &req.name).await {
             Ok(revision) => {
-                tracing::info!(target: "switchboard::audit", actor = %actor(&who), %kind, name = %req.name, action = "deleted", revision, "write");
+                self.record(&[WriteEntry {
+                    unix_ms: crate::dataplanes::now_ms(),
+                    actor: actor(&who),
+                    kind: kind.to_string(),
+                    name: req.name.clone(),
+                    action: "deleted".into(),
+                    generation: 0,
+                    revision,
+                }])
+                .await;
                 self.settle(revision).await;
                 Ok(Response::new(DeleteResponse {
                     deleted: true,
@@ -282,6 +321,29 @@ impl Admin for AdminService {
                 .map(|l| l.holder.clone())
                 .unwrap_or_default(),
         }))
+    }
+
+    async fn list_writes(
+        &self,
+        request: Request<ListWritesRequest>,
+    ) -> Result<Response<ListWritesResponse>, Status> {
+        require(&request, &self.gate, &self.state.borrow(), Role::Viewer)?;
+        let writes = self
+            .status
+            .borrow()
+            .writes
+            .values()
+            .map(|e| WriteRecord {
+                unix_ms: e.unix_ms,
+                actor: e.actor.clone(),
+                kind: e.kind.clone(),
+                name: e.name.clone(),
+                action: e.action.clone(),
+                generation: e.generation,
+                revision: e.revision,
+            })
+            .collect();
+        Ok(Response::new(ListWritesResponse { writes }))
     }
 
     async fn refresh_upstream(

@@ -3,6 +3,7 @@
 //! it to every connected data plane over the discovery stream.
 
 pub mod admin;
+pub mod audit;
 pub mod convert;
 pub mod dataplanes;
 pub mod discovery;

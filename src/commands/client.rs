@@ -127,6 +127,12 @@ pub fn get(args: &GetArgs) -> anyhow::Result<i32> {
         args.kind.to_ascii_lowercase().as_str(),
         "dataplanes" | "dataplane" | "dp"
     );
+    if matches!(
+        args.kind.to_ascii_lowercase().as_str(),
+        "writes" | "write" | "history"
+    ) {
+        return writes(args);
+    }
     if args.kind.parse::<switchboard_config::Kind>() == Ok(switchboard_config::Kind::Upstream) {
         return crate::commands::upstreams::get(
             &args.server,
@@ -268,5 +274,49 @@ pub fn delete(args: &DeleteArgs) -> anyhow::Result<i32> {
             }
             Err(status) => anyhow::bail!("delete failed: {}", status.message()),
         }
+    })
+}
+
+/// `get writes`: the record of writes, oldest first.
+fn writes(args: &GetArgs) -> anyhow::Result<i32> {
+    runtime()?.block_on(async {
+        let mut client = connect(&args.server).await?;
+        let writes = client
+            .list_writes(switchboard_proto::v1::ListWritesRequest {})
+            .await
+            .map_err(|s| anyhow::anyhow!("listing writes failed: {}", s.message()))?
+            .into_inner()
+            .writes;
+        if !matches!(args.output.output, Output::Text) {
+            let list: Vec<serde_json::Value> = writes
+                .iter()
+                .map(|w| {
+                    serde_json::json!({
+                        "unixMs": w.unix_ms, "actor": w.actor, "kind": w.kind, "name": w.name,
+                        "action": w.action, "generation": w.generation, "revision": w.revision,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list)?);
+            return Ok(0);
+        }
+        println!(
+            "{:<24} {:<28} {:<9} {:<32} {:>10} {:>9}",
+            "WHEN (UTC)", "WHO", "ACTION", "RESOURCE", "GENERATION", "REVISION"
+        );
+        for w in writes {
+            let when = std::time::UNIX_EPOCH
+                + std::time::Duration::from_millis(u64::try_from(w.unix_ms).unwrap_or(0));
+            println!(
+                "{:<24} {:<28} {:<9} {:<32} {:>10} {:>9}",
+                humantime::format_rfc3339_seconds(when).to_string(),
+                w.actor,
+                w.action,
+                format!("{}/{}", w.kind.to_lowercase(), w.name),
+                w.generation,
+                w.revision
+            );
+        }
+        Ok(0)
     })
 }

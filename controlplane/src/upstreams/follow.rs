@@ -25,6 +25,8 @@ pub struct Status {
     /// Data planes connected to each control-plane replica, by replica id.
     pub replicas: BTreeMap<String, ReplicaRecord>,
     pub leader: Option<LeaderRecord>,
+    /// The record of writes, by zero-padded time and sequence (so in order).
+    pub writes: BTreeMap<String, crate::audit::WriteEntry>,
 }
 
 impl Status {
@@ -59,6 +61,7 @@ impl Status {
                 "refresh" => put(&mut status.refresh, key, name, value),
                 "signal" => put(&mut status.signals, key, name, value),
                 "replicas" => put(&mut status.replicas, key, name, value),
+                "writes" => put(&mut status.writes, key, name, value),
                 _ => {}
             }
         }
