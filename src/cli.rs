@@ -85,6 +85,41 @@ pub enum Command {
     Certs(CertsArgs),
     /// Create or revoke an operator's bearer token for the admin API (admins only).
     Token(TokenArgs),
+    /// Save, choose and list named control planes with their credentials (like kubeconfig).
+    Context(ContextArgs),
+}
+
+/// `switchboard context set|use|list`.
+#[derive(Debug, Args)]
+pub struct ContextArgs {
+    #[command(subcommand)]
+    pub action: ContextAction,
+}
+
+/// What to do with contexts.
+#[derive(Debug, Subcommand)]
+pub enum ContextAction {
+    /// Save context NAME (the first one saved becomes current).
+    Set {
+        name: String,
+        #[arg(long)]
+        server: String,
+        /// CA (PEM) of the control plane's certificate.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Client certificate and key (PEM).
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// A file holding an operator token (or the control token).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+    /// Make NAME the current context.
+    Use { name: String },
+    /// List the contexts (`*` marks the current one).
+    List,
 }
 
 /// `switchboard token create|revoke`.
@@ -232,8 +267,9 @@ pub enum Output {
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// Control-plane admin address (`https://…` when it serves TLS).
-    #[arg(long, env = "SWITCHBOARD_SERVER", default_value = DEFAULT_SERVER, global = true)]
-    pub server: String,
+    /// (Default: the current context's, else http://127.0.0.1:18000.)
+    #[arg(long, env = "SWITCHBOARD_SERVER", global = true)]
+    pub server: Option<String>,
     #[command(flatten)]
     pub identity: IdentityArgs,
 }

@@ -43,5 +43,6 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::Connect(args) => commands::connect::run(&args).map(|()| 0),
         Command::Certs(args) => commands::certs::run(&args).map(|()| 0),
         Command::Token(args) => commands::operator_token::run(&args),
+        Command::Context(args) => commands::context::run(&args),
     }
 }

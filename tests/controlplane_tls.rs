@@ -184,6 +184,54 @@ async fn only_known_callers_reach_the_control_plane_and_each_only_what_it_may() 
     let (code, _, err) = cli_as(d, Some("edge-eu"), &server, &["get", "upstreams"]);
     assert_ne!(code, 0);
     assert!(err.contains("cannot make admin calls"), "{err}");
+    // A context keeps the server and credentials, so commands need no flags.
+    let contexts = d.join("contexts.yaml");
+    let with_contexts = |args: &[&str]| {
+        let out = switchboard_testkit::switchboard(BIN)
+            .env("SWITCHBOARD_CONFIG", &contexts)
+            .args(args)
+            .output()
+            .expect("run");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let file = |n: &str| d.join(n).display().to_string();
+    let (code, _, err) = with_contexts(&[
+        "context",
+        "set",
+        "prod",
+        "--server",
+        &server,
+        "--ca",
+        &file("ca.crt"),
+        "--cert",
+        &file("vera.crt"),
+        "--key",
+        &file("vera.key"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = with_contexts(&["get", "upstreams"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("everything"), "{out}");
+    let (code, _, err) = with_contexts(&["apply", "-f", &file("ca.crt")]);
+    assert_ne!(code, 0, "vera applied through her context");
+    assert!(err.contains("is a viewer"), "{err}");
+    let mode = std::fs::metadata(&contexts)
+        .expect("contexts")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the contexts file is readable by others"
+    );
+    let (code, _, err) = with_contexts(&["context", "use", "nowhere"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no context `nowhere`"), "{err}");
+
     // Over TLS an operator may show a token instead of a certificate.
     let (code, token, err) = cli_as(
         d,

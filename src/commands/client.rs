@@ -41,20 +41,41 @@ impl tonic::service::Interceptor for WithToken {
 /// An admin client, as [`connect`] makes it.
 pub type Admin = AdminClient<tonic::service::interceptor::InterceptedService<Channel, WithToken>>;
 
-/// An admin client of the control plane `server` names: over TLS with its CA and client
-/// certificate when given, else sending the control token.
+/// An admin client of the control plane `server` names (flags and environment first, then
+/// the current context): over TLS with its CA and client certificate when given, sending an
+/// operator's token when there is one, else (without TLS) the control token.
 pub async fn connect(server: &ServerArgs) -> anyhow::Result<Admin> {
-    let address = &server.server;
-    let mut endpoint = Channel::from_shared(address.to_string())
+    let context = crate::commands::context::current()?.unwrap_or_default();
+    let address = server
+        .server
+        .clone()
+        .or_else(|| (!context.server.is_empty()).then(|| context.server.clone()))
+        .unwrap_or_else(|| crate::cli::DEFAULT_SERVER.to_string());
+    let mut endpoint = Channel::from_shared(address.clone())
         .with_context(|| format!("invalid control-plane address `{address}`"))?
         .connect_timeout(std::time::Duration::from_secs(5));
-    let tls = server.identity.tls()?;
-    // An operator's own token first; without TLS, else the control token.
+    let mut identity = server.identity.clone();
+    if identity.ca.is_none() {
+        identity.ca = context.ca.clone();
+        if identity.cert.is_none() {
+            identity.cert = context.cert.clone();
+            identity.key = context.key.clone();
+        }
+    }
+    let tls = identity.tls()?;
+    let from_context = context
+        .token_file
+        .as_ref()
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
+    // An operator's own token first, then the context's; without TLS, else the control token.
     let operator = std::env::var("SWITCHBOARD_TOKEN")
         .ok()
-        .filter(|t| !t.trim().is_empty());
-    let token = match (&operator, &tls) {
-        (Some(t), _) => Some(t.trim().to_string()),
+        .or(from_context)
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    let token = match (operator, &tls) {
+        (Some(t), _) => Some(t),
         (None, Some(_)) => None,
         (None, None) => crate::commands::token::find(),
     };

@@ -4,6 +4,7 @@ pub mod bridge;
 pub mod certs;
 pub mod client;
 pub mod connect;
+pub mod context;
 pub mod controlplane;
 pub mod dataplane;
 pub mod hash_key;

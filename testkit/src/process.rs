@@ -22,7 +22,13 @@ pub const TEST_CONTROL_TOKEN: &str = "switchboard-test-control-token";
 /// the tests' control token.
 pub fn switchboard(bin: &str) -> Command {
     let mut command = Command::new(bin);
-    command.env("SWITCHBOARD_CONTROL_TOKEN", TEST_CONTROL_TOKEN);
+    command
+        .env("SWITCHBOARD_CONTROL_TOKEN", TEST_CONTROL_TOKEN)
+        // The machine's own CLI contexts must not reach the tests.
+        .env(
+            "SWITCHBOARD_CONFIG",
+            "/nonexistent/switchboard-test-contexts.yaml",
+        );
     command
 }
 
