@@ -300,6 +300,9 @@ impl IdentityArgs {
     pub fn tls(&self) -> anyhow::Result<Option<switchboard_dataplane::discovery::ControlPlaneTls>> {
         use anyhow::Context;
         let Some(ca) = &self.ca else {
+            if self.cert.is_some() {
+                anyhow::bail!("--cert needs --ca: a client certificate goes only to a control plane whose certificate is checked");
+            }
             return Ok(None);
         };
         let read = |p: &PathBuf| {
@@ -389,12 +392,12 @@ pub struct ControlplaneArgs {
     #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires_all = ["tls_key", "client_ca"])]
     pub tls_cert: Option<PathBuf>,
     /// Private key (PEM) of --tls-cert.
-    #[arg(long, env = "SWITCHBOARD_TLS_KEY")]
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", requires_all = ["tls_cert", "client_ca"])]
     pub tls_key: Option<PathBuf>,
     /// CA (PEM) of the client certificates every caller must show: data planes (which may
     /// join the cluster their certificate names) and operators (with a role). Made by
     /// `switchboard certs`.
-    #[arg(long, env = "SWITCHBOARD_CLIENT_CA")]
+    #[arg(long, env = "SWITCHBOARD_CLIENT_CA", requires_all = ["tls_cert", "tls_key"])]
     pub client_ca: Option<PathBuf>,
     /// Serve the admin and discovery API in plain text beyond loopback (no caller is
     /// checked then, so only on a network you trust); without it, or TLS, such a listener

@@ -116,6 +116,15 @@ async fn only_known_callers_reach_the_control_plane_and_each_only_what_it_may() 
     certs(d, &["operator", "vera", "--role", "viewer"]);
     certs(d, &["operator", "ed", "--role", "editor"]);
     certs(d, &["operator", "ada", "--role", "admin"]);
+    // Names that would overwrite the CA or leave the directory are refused.
+    for bad in [
+        &["operator", "ca", "--role", "admin"][..],
+        &["dataplane", "x", "--cluster", "../up"][..],
+    ] {
+        let (code, _, err) = cli(&[&["certs", "--dir", &d.display().to_string()], bad].concat());
+        assert_ne!(code, 0, "certs {bad:?} was accepted");
+        assert!(err.contains("`"), "{err}");
+    }
     let other = tempfile::tempdir().expect("tempdir");
     certs(other.path(), &["dataplane", "edge-eu", "--cluster", "eu"]);
     std::fs::copy(other.path().join("edge-eu.crt"), d.join("stranger.crt")).expect("copy");
@@ -172,6 +181,25 @@ async fn only_known_callers_reach_the_control_plane_and_each_only_what_it_may() 
     assert!(err.contains("cannot write Secrets"), "{err}");
     let (code, out, err) = apply_as(d, Some("ada"), &server, secret);
     assert_eq!(code, 0, "{out}\n{err}");
+    // Nor may an editor point an upstream at a Secret (its value would go wherever the
+    // editor says), nor add a stdio upstream (a command on every data plane).
+    let reads = upstream(
+        "thief",
+        "http://127.0.0.1:9/mcp",
+        "  auth:\n    bearer: {secret: token, key: value}\n",
+    );
+    let (code, _, err) = apply_as(d, Some("ed"), &server, &reads);
+    assert_ne!(code, 0, "an editor aimed a Secret at a URL of its choosing");
+    assert!(err.contains("which reads Secrets"), "{err}");
+    let runs = "apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: shell\nspec:\n  stdio:\n    command: /bin/sh\n";
+    let (code, _, err) = apply_as(d, Some("ed"), &server, runs);
+    assert_ne!(code, 0, "an editor added a command");
+    assert!(err.contains("runs a command"), "{err}");
+    // TLS settings with a plain http:// address are refused, not sent in the clear.
+    let plain = server.replace("https://", "http://");
+    let (code, _, err) = cli_as(d, Some("ada"), &plain, &["get", "upstreams"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("is not https://"), "{err}");
     // A viewer reads, and never a Secret's value; a data plane's certificate reads nothing.
     let (code, out, err) = cli_as(
         d,

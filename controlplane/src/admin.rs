@@ -162,6 +162,40 @@ impl Admin for AdminService {
             if parsed.of_kind(Kind::OperatorToken).next().is_some() {
                 at_least(&who, Role::Admin, "write operator tokens")?;
             }
+            // What reads a Secret decides where its value goes, and a stdio upstream runs
+            // a command on every data plane of its groups: both are an admin's to write.
+            for item in parsed.iter() {
+                let (reads_secrets, runs_command) = match &item.resource {
+                    switchboard_config::Resource::Upstream(u) => {
+                        (!u.spec.secret_refs().is_empty(), u.spec.stdio.is_some())
+                    }
+                    switchboard_config::Resource::AuthProvider(a) => {
+                        (!a.spec.refs().is_empty(), false)
+                    }
+                    _ => (false, false),
+                };
+                if reads_secrets {
+                    at_least(
+                        &who,
+                        Role::Admin,
+                        &format!(
+                            "write {} `{}`, which reads Secrets",
+                            item.resource.kind(),
+                            item.resource.name()
+                        ),
+                    )?;
+                }
+                if runs_command {
+                    at_least(
+                        &who,
+                        Role::Admin,
+                        &format!(
+                            "write stdio Upstream `{}`, which runs a command on data planes",
+                            item.resource.name()
+                        ),
+                    )?;
+                }
+            }
         }
         match registry::apply(
             self.store.as_ref(),

@@ -175,6 +175,12 @@ struct Session {
 }
 
 impl Session {
+    /// Whose reports these are: the node id within its cluster, so a data plane of one
+    /// cluster that claims another's node id cannot overwrite or forget that node's reports.
+    fn reporter(&self) -> String {
+        format!("{}/{}", self.node.cluster, self.node.id)
+    }
+
     async fn run(mut self) {
         let group = group_of(&self.node);
         let hub = self.hub.clone();
@@ -237,12 +243,12 @@ impl Session {
                         if let Some(relay) = &hub.signals {
                             for signal in std::mem::take(&mut msg.upstream_signals) {
                                 // A full relay already has news of failures to pass on.
-                                let _ = relay.try_send((self.node.id.clone(), signal));
+                                let _ = relay.try_send((self.reporter(), signal));
                             }
                         }
                         if let Some(relay) = &hub.stdio_reports {
                             for report in reports {
-                                if relay.send((self.node.id.clone(), Some(report))).await.is_err() {
+                                if relay.send((self.reporter(), Some(report))).await.is_err() {
                                     break;
                                 }
                             }
@@ -290,7 +296,7 @@ impl Session {
         }
         hub.dataplanes.disconnect(conn);
         if let Some(relay) = &hub.stdio_reports {
-            let _ = relay.send((self.node.id.clone(), None)).await;
+            let _ = relay.send((self.reporter(), None)).await;
         }
         tracing::info!(node = %self.node.id, "data plane disconnected");
     }

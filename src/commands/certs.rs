@@ -38,6 +38,11 @@ fn write(path: &Path, text: &str, secret: bool) -> anyhow::Result<()> {
     let mut file = options
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
+    if secret {
+        // `mode` applies only to a new file: an old one may have been looser.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
     file.write_all(text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     println!("wrote {}", path.display());
@@ -61,8 +66,34 @@ fn ca(dir: &Path) -> anyhow::Result<Issuer<'static, KeyPair>> {
     Ok(Issuer::new(params, pair))
 }
 
+/// Refuses names that would overwrite the CA or leave `dir`, or make a URI the control
+/// plane cannot read back: one label of lower-case letters, digits and `-`.
+fn check_name(what: &str, name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok {
+        anyhow::bail!("{what} `{name}`: use lower-case letters, digits and `-` only");
+    }
+    if what == "name" && name == "ca" {
+        anyhow::bail!("name `ca` would overwrite the CA itself: pick another");
+    }
+    Ok(())
+}
+
 /// Runs `switchboard certs`.
 pub fn run(args: &CertsArgs) -> anyhow::Result<()> {
+    match &args.kind {
+        CertKind::Ca => {}
+        CertKind::Controlplane { name, .. } => check_name("name", name)?,
+        CertKind::Dataplane { name, cluster } => {
+            check_name("name", name)?;
+            check_name("cluster", cluster)?;
+        }
+        CertKind::Operator { name, .. } => check_name("name", name)?,
+    }
     let dir = &args.dir;
     let issuer = ca(dir)?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;

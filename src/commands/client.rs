@@ -45,7 +45,11 @@ pub type Admin = AdminClient<tonic::service::interceptor::InterceptedService<Cha
 /// the current context): over TLS with its CA and client certificate when given, sending an
 /// operator's token when there is one, else (without TLS) the control token.
 pub async fn connect(server: &ServerArgs) -> anyhow::Result<Admin> {
-    let context = crate::commands::context::current()?.unwrap_or_default();
+    // A context's credentials go only to the context's own server.
+    let context = match &server.server {
+        Some(_) => crate::commands::context::Entry::default(),
+        None => crate::commands::context::current()?.unwrap_or_default(),
+    };
     let address = server
         .server
         .clone()
@@ -84,6 +88,11 @@ pub async fn connect(server: &ServerArgs) -> anyhow::Result<Admin> {
         .transpose()
         .context("the token is not a valid header value")?;
     if let Some(tls) = tls {
+        // tonic speaks TLS to https:// addresses only: anything else would send the
+        // credentials in the clear, unchecked.
+        if !address.starts_with("https://") {
+            anyhow::bail!("`{address}` is not https://, but TLS settings are given: use https://");
+        }
         endpoint = endpoint
             .tls_config(tls.client_config())
             .with_context(|| format!("TLS settings for {address}"))?;

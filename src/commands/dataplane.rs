@@ -75,7 +75,14 @@ pub fn run_command(args: &DataplaneArgs) -> anyhow::Result<i32> {
                 .control_plane
                 .iter()
                 .map(|a| control_plane_url_for(a, control_plane_tls.is_some()))
-                .collect(),
+                .map(|url| {
+                    // tonic speaks TLS to https:// addresses only.
+                    if control_plane_tls.is_some() && !url.starts_with("https://") {
+                        anyhow::bail!("control plane `{url}` is not https://, but --ca is given: use https:// (or host:port)");
+                    }
+                    Ok(url)
+                })
+                .collect::<anyhow::Result<_>>()?,
             node,
             state_dir: Some(args.node.state_dir.clone()),
             min_backoff: Duration::from_millis(200),

@@ -22,6 +22,8 @@ pub struct PassTarget {
 
 /// An upstream's `tls` settings as pingora's connector takes them.
 pub struct PeerTls {
+    /// Keeps pooled connections apart by settings (pingora's pool key leaves the CA out).
+    group_key: u64,
     /// Trusted roots: the platform's plus the upstream's `caCert` (pingora uses a peer's
     /// list instead of its own, so both are in it).
     ca: Option<Arc<[WrappedX509]>>,
@@ -75,7 +77,11 @@ impl PeerTls {
                 )))
             }
         };
+        let fingerprint = tls.fingerprint();
+        let mut key = [0u8; 8];
+        key.copy_from_slice(&fingerprint[..8]);
         Ok(PeerTls {
+            group_key: u64::from_be_bytes(key),
             ca,
             client,
             server_name: tls.server_name().map(str::to_string),
@@ -85,6 +91,7 @@ impl PeerTls {
 
     /// Sets `peer` up to check and present what these settings say.
     pub(super) fn apply(&self, peer: &mut HttpPeer) {
+        peer.group_key = self.group_key;
         if let Some(name) = &self.server_name {
             peer.sni = name.clone();
         }
