@@ -495,6 +495,10 @@ pub struct ListenTlsArgs {
     /// Private key (PEM) of the --tls-cert at the same position.
     #[arg(long, env = "SWITCHBOARD_TLS_KEY", value_delimiter = ',')]
     pub tls_key: Vec<PathBuf>,
+    /// Serve TLS with the `tls.crt`/`tls.key` of this Secret, which the control plane sends
+    /// to data planes its `servedBy` places (repeatable; follows every change).
+    #[arg(long, env = "SWITCHBOARD_TLS_SECRET", value_delimiter = ',')]
+    pub tls_secret: Vec<String>,
     /// Serve plain HTTP on addresses beyond loopback (only behind something that
     /// terminates TLS); without it such a listener refuses to start.
     #[arg(long)]

@@ -436,3 +436,95 @@ async fn plain_http_beyond_loopback_refuses_to_start_unless_told() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.crt"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_certificate_from_a_secret_reaches_only_its_group_and_follows_changes() {
+    let ca = TestCa::new("listener ca").expect("ca");
+    let first = ca.server(&["localhost"]).expect("certificate");
+    let renewed_ca = TestCa::new("renewed ca").expect("ca");
+    let renewed = renewed_ca.server(&["localhost"]).expect("certificate");
+    let key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+    let (_cp, admin, _data) = control_plane_with_key(None, Some(key)).await;
+    let secret = |pair: &switchboard_testkit::CertPair| {
+        format!(
+            "apiVersion: switchboard.dev/v1\nkind: Secret\nmetadata:\n  name: edge-cert\nspec:\n  servedBy:\n    clusters: [eu]\n  data:\n    tls.crt: |\n{}    tls.key: |\n{}",
+            block(&pair.cert_pem, 6),
+            block(&pair.key_pem, 6)
+        )
+    };
+    apply(&admin, &secret(&first));
+
+    let start = |cluster: &str| {
+        let state = tempfile::tempdir().expect("tempdir");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut cmd = switchboard_testkit::switchboard(BIN);
+        cmd.args([
+            "dataplane",
+            "--control-plane",
+            admin.trim_start_matches("http://"),
+        ])
+        .args([
+            "--cluster",
+            cluster,
+            "--tls-secret",
+            "edge-cert",
+            "--listen",
+            &listen,
+        ])
+        .arg("--state-dir")
+        .arg(state.path());
+        (
+            ManagedProcess::spawn(cmd).expect("data plane"),
+            listen,
+            state,
+        )
+    };
+    let ready = |ca_pem: String, listen: String| async move {
+        let port = listen.rsplit(':').next().unwrap_or_default().to_string();
+        trusting(&ca_pem, None)
+            .get(format!("https://localhost:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    };
+    let (eu, eu_listen, _s1) = start("eu");
+    let (us, us_listen, us_state) = start("us");
+    let deadline = Instant::now() + WAIT;
+    while !ready(ca.cert_pem.clone(), eu_listen.clone()).await {
+        assert!(
+            Instant::now() < deadline,
+            "eu never served the Secret's certificate\n{}",
+            eu.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The us data plane never receives the Secret: it has no certificate to serve.
+    let deadline = Instant::now() + WAIT;
+    while !us
+        .log_tail(100_000)
+        .contains("carries no certificate for --tls-secret")
+    {
+        assert!(Instant::now() < deadline, "{}", us.log_tail(20));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!ready(ca.cert_pem.clone(), us_listen.clone()).await);
+    let persisted =
+        std::fs::read_to_string(us_state.path().join("snapshot.json")).unwrap_or_default();
+    let key_line = first.key_pem.lines().nth(1).expect("key body");
+    assert!(
+        !persisted.contains(key_line),
+        "the us data plane holds the key"
+    );
+
+    // A new certificate in the Secret: served without a restart.
+    apply(&admin, &secret(&renewed));
+    let deadline = Instant::now() + WAIT;
+    while !ready(renewed_ca.cert_pem.clone(), eu_listen.clone()).await {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was never served\n{}",
+            eu.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

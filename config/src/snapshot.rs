@@ -45,6 +45,10 @@ pub struct Snapshot {
     /// data planes can authenticate to them. Opened by the control plane for this push.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    /// Secrets placed on this group for its TLS listeners (`servedBy`), carried whole in
+    /// `secrets`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listener_secrets: Vec<String>,
     /// How many data planes of this group are connected (at least 1): cluster-wide rate
     /// limits are split into this many per-replica shares.
     #[serde(default = "one", skip_serializing_if = "is_one")]
@@ -84,6 +88,7 @@ impl Default for Snapshot {
             catalogs: BTreeMap::new(),
             unhealthy: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            listener_secrets: Vec::new(),
             replicas: 1,
             session_key: String::new(),
         }
@@ -175,6 +180,18 @@ impl Snapshot {
             snap.virtual_servers
                 .insert(vs.metadata.name.clone(), spec.clone());
         }
+        for item in set.of_kind(Kind::Secret) {
+            if let Resource::Secret(secret) = &item.resource {
+                let served = secret
+                    .spec
+                    .served_by
+                    .as_ref()
+                    .is_some_and(|p| p.matches(&group.cluster, &group.zone, &group.labels));
+                if served {
+                    snap.listener_secrets.push(secret.metadata.name.clone());
+                }
+            }
+        }
         for name in snap.upstreams.keys() {
             if let Some(c) = discovered.catalogs.get(name) {
                 snap.catalogs.insert(name.clone(), c.clone());
@@ -207,6 +224,11 @@ impl Snapshot {
             .chain(self.auth_providers.values().flat_map(|a| a.refs()))
             .map(|(_, r)| r.clone())
             .collect::<Vec<_>>();
+        for name in &self.listener_secrets {
+            if let Some(values) = opened.get(name) {
+                self.secrets.insert(name.clone(), values.clone());
+            }
+        }
         for r in &refs {
             if let Some(value) = opened.get(&r.secret).and_then(|s| s.get(&r.key)) {
                 self.secrets

@@ -269,6 +269,16 @@ impl Checker<'_> {
                 );
             }
         }
+        if spec.served_by.is_some() {
+            for key in ["tls.crt", "tls.key"] {
+                if !spec.has_key(key) {
+                    self.err(
+                        "spec.servedBy",
+                        format!("a listener certificate needs `{key}` (PEM)"),
+                    );
+                }
+            }
+        }
     }
 
     fn operator_token(&mut self, spec: &OperatorTokenSpec) {

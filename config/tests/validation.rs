@@ -445,3 +445,15 @@ fn tls_blocks_that_cannot_work_are_named() {
     let plain = UPSTREAM.to_string() + "  tls:\n    serverName: mcp.example\n";
     one_error(&plain, 0, 8, "spec.tls", "https URLs only");
 }
+
+#[test]
+fn a_listener_secret_needs_a_certificate_and_key() {
+    let e = one_error(
+        "kind: Secret\nmetadata:\n  name: edge\nspec:\n  servedBy:\n    clusters: [eu]\n  data:\n    tls.crt: x\n",
+        0,
+        6,
+        "spec.servedBy",
+        "needs `tls.key`",
+    );
+    assert!(e.message.contains("PEM"), "{e}");
+}

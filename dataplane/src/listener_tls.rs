@@ -3,7 +3,6 @@
 //! or HTTP/1.1 by ALPN; and client certificates asked for (never required here), whose chain a
 //! virtual server's `clientCertificate` provider checks against its own CA.
 
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TlsAccept;
@@ -50,6 +49,8 @@ pub struct CertFiles {
 #[derive(Debug, Clone)]
 pub struct ListenerTls {
     pub pairs: Vec<CertFiles>,
+    /// Secrets whose `tls.crt`/`tls.key` the snapshot carries (`servedBy` this group).
+    pub secrets: Vec<String>,
 }
 
 impl ListenerTls {
@@ -57,6 +58,7 @@ impl ListenerTls {
     pub fn from_paths(
         certs: &[PathBuf],
         keys: &[PathBuf],
+        secrets: &[String],
     ) -> Result<Option<ListenerTls>, ListenerTlsError> {
         if certs.len() != keys.len() {
             return Err(ListenerTlsError::Unpaired {
@@ -64,10 +66,11 @@ impl ListenerTls {
                 keys: keys.len(),
             });
         }
-        if certs.is_empty() {
+        if certs.is_empty() && secrets.is_empty() {
             return Ok(None);
         }
         Ok(Some(ListenerTls {
+            secrets: secrets.to_vec(),
             pairs: certs
                 .iter()
                 .zip(keys)
@@ -82,11 +85,25 @@ impl ListenerTls {
     /// Loads every pair now (so a bad file stops the start with its name) and returns the
     /// resolver that serves them.
     pub fn load(&self) -> Result<Arc<CertResolver>, ListenerTlsError> {
-        let set = CertSet::load(&self.pairs)?;
-        Ok(Arc::new(CertResolver {
+        let files = load_files(&self.pairs)?;
+        let sources = Sources {
+            stamps: self
+                .pairs
+                .iter()
+                .flat_map(|p| [stamp(&p.cert), stamp(&p.key)])
+                .collect(),
+            files,
+            secrets: Vec::new(),
+        };
+        let resolver = CertResolver {
             pairs: self.pairs.clone(),
-            current: ArcSwap::from_pointee(set),
-        }))
+            secret_names: self.secrets.clone(),
+            sources: std::sync::Mutex::new(Sources::default()),
+            current: arc_swap::ArcSwapOption::empty(),
+        };
+        resolver.publish(&sources);
+        *resolver.sources() = sources;
+        Ok(Arc::new(resolver))
     }
 
     /// pingora's settings for a listener served by `resolver`: h2 and http/1.1 by ALPN,
@@ -100,6 +117,9 @@ impl ListenerTls {
     }
 }
 
+/// A certificate ready to serve, with the DNS names it is for.
+type Loaded = (Arc<CertifiedKey>, Vec<String>);
+
 /// Certificates by the DNS names they are for.
 #[derive(Debug)]
 struct CertSet {
@@ -107,8 +127,6 @@ struct CertSet {
     by_name: HashMap<String, Arc<CertifiedKey>>,
     /// `*.example.com` certificates, by `example.com`.
     by_parent: HashMap<String, Arc<CertifiedKey>>,
-    /// What the files held when read (their contents' digest), to notice a change.
-    stamps: Vec<Option<[u8; 32]>>,
 }
 
 /// The digest of a file's contents (`None` when it cannot be read): unlike a modification
@@ -120,15 +138,15 @@ fn stamp(path: &Path) -> Option<[u8; 32]> {
         .map(|b| sha2::Sha256::digest(b).into())
 }
 
+/// Reads every pair of files.
+fn load_files(pairs: &[CertFiles]) -> Result<Vec<Loaded>, ListenerTlsError> {
+    pairs.iter().map(load_pair).collect()
+}
+
 impl CertSet {
-    fn load(pairs: &[CertFiles]) -> Result<CertSet, ListenerTlsError> {
-        let mut stamps = Vec::new();
-        let mut keys = Vec::new();
-        for pair in pairs {
-            stamps.push(stamp(&pair.cert));
-            stamps.push(stamp(&pair.key));
-            keys.push(load_pair(pair)?);
-        }
+    /// The set of `keys`, the first being the default; `None` when there are none.
+    fn of(keys: &[Loaded]) -> Option<CertSet> {
+        let default = keys.first()?.0.clone();
         let mut by_name = HashMap::new();
         let mut by_parent = HashMap::new();
         for (key, names) in keys.iter().rev() {
@@ -139,16 +157,17 @@ impl CertSet {
                 };
             }
         }
-        let default = keys
-            .first()
-            .map(|(k, _)| k.clone())
-            .ok_or_else(|| file_error(Path::new("--tls-cert"), "no certificate given"))?;
-        Ok(CertSet {
+        Some(CertSet {
             default,
             by_name,
             by_parent,
-            stamps,
         })
+    }
+
+    #[cfg(test)]
+    fn load(pairs: &[CertFiles]) -> Result<CertSet, ListenerTlsError> {
+        CertSet::of(&load_files(pairs)?)
+            .ok_or_else(|| file_error(Path::new("--tls-cert"), "no certificate given"))
     }
 
     fn pick(&self, name: Option<&str>) -> Arc<CertifiedKey> {
@@ -166,16 +185,37 @@ impl CertSet {
 }
 
 /// A certificate chain and its key from PEM files, with the DNS names it is for.
-fn load_pair(pair: &CertFiles) -> Result<(Arc<CertifiedKey>, Vec<String>), ListenerTlsError> {
+fn load_pair(pair: &CertFiles) -> Result<Loaded, ListenerTlsError> {
     let pem = std::fs::read(&pair.cert).map_err(|e| file_error(&pair.cert, e.to_string()))?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+    let key_pem = std::fs::read(&pair.key).map_err(|e| file_error(&pair.key, e.to_string()))?;
+    parse_pair(
+        &pem,
+        &key_pem,
+        &pair.cert.display().to_string(),
+        &pair.key.display().to_string(),
+    )
+}
+
+/// A certificate chain and its key from PEM (`cert_at`, `key_at` name where they came from
+/// in errors), with the DNS names it is for.
+fn parse_pair(
+    pem: &[u8],
+    key_pem: &[u8],
+    cert_at: &str,
+    key_at: &str,
+) -> Result<Loaded, ListenerTlsError> {
+    let at = |path: &str, reason: String| ListenerTlsError::File {
+        path: path.to_string(),
+        reason,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| file_error(&pair.cert, format!("not a PEM certificate chain: {e}")))?;
+        .map_err(|e| at(cert_at, format!("not a PEM certificate chain: {e}")))?;
     let leaf = chain
         .first()
-        .ok_or_else(|| file_error(&pair.cert, "no `-----BEGIN CERTIFICATE-----` block"))?;
+        .ok_or_else(|| at(cert_at, "no `-----BEGIN CERTIFICATE-----` block".into()))?;
     let (_, parsed) = x509_parser::parse_x509_certificate(leaf)
-        .map_err(|e| file_error(&pair.cert, format!("not a usable X.509 certificate: {e}")))?;
+        .map_err(|e| at(cert_at, format!("not a usable X.509 certificate: {e}")))?;
     let mut names: Vec<String> = parsed
         .subject_alternative_name()
         .ok()
@@ -194,23 +234,28 @@ fn load_pair(pair: &CertFiles) -> Result<(Arc<CertifiedKey>, Vec<String>), Liste
         })
         .unwrap_or_default();
     names.dedup();
-    let key_pem = std::fs::read(&pair.key).map_err(|e| file_error(&pair.key, e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-        file_error(
-            &pair.key,
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
+        at(
+            key_at,
             format!("no PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"),
         )
     })?;
     let signer = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| file_error(&pair.key, format!("unusable private key: {e}")))?;
+        .map_err(|e| at(key_at, format!("unusable private key: {e}")))?;
     let certified = CertifiedKey::new(chain, signer);
-    certified.keys_match().map_err(|e| {
-        file_error(
-            &pair.key,
-            format!("does not fit {}: {e}", pair.cert.display()),
-        )
-    })?;
+    certified
+        .keys_match()
+        .map_err(|e| at(key_at, format!("does not fit {cert_at}: {e}")))?;
     Ok((Arc::new(certified), names))
+}
+
+/// What the resolver serves from: certificate files, and Secrets from the snapshot.
+#[derive(Debug, Default)]
+struct Sources {
+    files: Vec<Loaded>,
+    /// What the files held when last read.
+    stamps: Vec<Option<[u8; 32]>>,
+    secrets: Vec<Loaded>,
 }
 
 /// Serves the certificate for the name a client asks for; swapped whole on reload, so a
@@ -218,10 +263,27 @@ fn load_pair(pair: &CertFiles) -> Result<(Arc<CertifiedKey>, Vec<String>), Liste
 #[derive(Debug)]
 pub struct CertResolver {
     pairs: Vec<CertFiles>,
-    current: ArcSwap<CertSet>,
+    /// Secrets (from the snapshot) to serve, by name.
+    secret_names: Vec<String>,
+    sources: std::sync::Mutex<Sources>,
+    current: arc_swap::ArcSwapOption<CertSet>,
 }
 
 impl CertResolver {
+    fn publish(&self, sources: &Sources) {
+        let all: Vec<Loaded> = sources
+            .secrets
+            .iter()
+            .chain(&sources.files)
+            .cloned()
+            .collect();
+        self.current.store(CertSet::of(&all).map(Arc::new));
+    }
+
+    fn sources(&self) -> std::sync::MutexGuard<'_, Sources> {
+        self.sources.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Reads the files again if any changed since the last read; a set that does not load
     /// is logged and the old one keeps serving. Returns whether a new set is in use.
     pub fn reload_if_changed(&self) -> bool {
@@ -230,26 +292,69 @@ impl CertResolver {
             .iter()
             .flat_map(|p| [stamp(&p.cert), stamp(&p.key)])
             .collect();
-        if now == self.current.load().stamps {
+        let mut sources = self.sources();
+        if now == sources.stamps {
             return false;
         }
-        match CertSet::load(&self.pairs) {
-            Ok(set) => {
-                self.current.store(Arc::new(set));
+        match load_files(&self.pairs) {
+            Ok(files) => {
+                sources.files = files;
+                sources.stamps = now;
+                self.publish(&sources);
                 tracing::info!("listener certificates reloaded");
                 true
             }
             Err(e) => {
+                // Not again until the files change once more.
+                sources.stamps = now;
                 tracing::warn!(error = %e, "listener certificates changed but do not load; the previous ones keep serving");
                 false
             }
         }
     }
+
+    /// Serves the `--tls-secret` Secrets as `snapshot` carries them (`tls.crt`, `tls.key`);
+    /// a missing or broken one is logged and the last good certificates keep serving.
+    pub fn use_secrets(&self, snapshot: &switchboard_config::Snapshot) {
+        if self.secret_names.is_empty() {
+            return;
+        }
+        let mut loaded = Vec::new();
+        for name in &self.secret_names {
+            let values = snapshot.secrets.get(name);
+            let cert = values.and_then(|v| v.get("tls.crt"));
+            let key = values.and_then(|v| v.get("tls.key"));
+            let (Some(cert), Some(key)) = (cert, key) else {
+                tracing::warn!(secret = %name, "the snapshot carries no certificate for --tls-secret (is the Secret servedBy this data plane's group, with tls.crt and tls.key?); the previous one keeps serving");
+                return;
+            };
+            match parse_pair(
+                cert.as_bytes(),
+                key.as_bytes(),
+                &format!("Secret {name} tls.crt"),
+                &format!("Secret {name} tls.key"),
+            ) {
+                Ok(pair) => loaded.push(pair),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a --tls-secret certificate does not load; the previous one keeps serving");
+                    return;
+                }
+            }
+        }
+        let mut sources = self.sources();
+        sources.secrets = loaded;
+        self.publish(&sources);
+    }
 }
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load().pick(hello.server_name()))
+        // None (no certificate yet: a --tls-secret before the first snapshot) fails the
+        // handshake.
+        self.current
+            .load()
+            .as_ref()
+            .map(|set| set.pick(hello.server_name()))
     }
 }
 

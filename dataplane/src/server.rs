@@ -106,10 +106,6 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
     if let Some(addr) = &config.metrics_listen {
         check_plaintext("metrics", addr, config.insecure).map_err(StartError::Server)?;
     }
-    // A bad certificate file stops the start here, naming the file.
-    if let Some(tls) = &config.tls {
-        tls.load().map_err(|e| StartError::Server(e.to_string()))?;
-    }
     // pingora retries a failed bind for 30 s and then panics in a service task: check first,
     // so a taken port is a clear error at once.
     std::net::TcpListener::bind(&config.listen)
@@ -126,6 +122,11 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
     // One compile-and-swap at a time, so a recompile of the old snapshot cannot land after
     // the new one.
     let swapping = Arc::new(Mutex::new(()));
+    // The listener's certificates: files now, `--tls-secret`s from each served snapshot.
+    let resolver = match &config.tls {
+        Some(tls) => Some(tls.load().map_err(|e| StartError::Server(e.to_string()))?),
+        None => None,
+    };
     let serve = {
         let (stdio, routes, served, changed, swapping) = (
             stdio.clone(),
@@ -134,6 +135,7 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
             changed.clone(),
             swapping.clone(),
         );
+        let resolver = resolver.clone();
         move |snap: &Snapshot| -> Result<(), String> {
             let _one = swapping.lock().unwrap_or_else(|p| p.into_inner());
             // Compiling is the check: a snapshot we cannot route is NACKed, and whatever it
@@ -148,6 +150,9 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
                 }
             };
             routes.store(Arc::new(compiled));
+            if let Some(resolver) = &resolver {
+                resolver.use_secrets(snap);
+            }
             stdio.retire(snap);
             served.store(Some(Arc::new(snap.clone())));
             changed.send_modify(|n| *n += 1);
@@ -250,8 +255,7 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
         pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,
     );
     let mut listener = pingora::listeners::ListenerConfig::tcp(&config.listen).l4_buffer(buffers);
-    if let Some(tls) = &config.tls {
-        let resolver = tls.load().map_err(|e| StartError::Server(e.to_string()))?;
+    if let Some(resolver) = resolver {
         let settings = crate::listener_tls::ListenerTls::pingora_settings(resolver.clone())
             .map_err(|e| StartError::Server(format!("TLS settings: {e}")))?;
         listener = listener.tls(settings);

@@ -45,7 +45,7 @@ pub fn control_plane_url_for(addr: &str, tls: bool) -> String {
 
 /// Runs until a signal stops the process.
 pub fn run_command(args: &DataplaneArgs) -> anyhow::Result<i32> {
-    let tls = ListenerTls::from_paths(&args.tls.tls_cert, &args.tls.tls_key)?;
+    let tls = ListenerTls::from_paths(&args.tls.tls_cert, &args.tls.tls_key, &args.tls.tls_secret)?;
     let control_plane_tls = args.identity.tls()?;
     let node = node(&args.node);
     let source = if !args.files.is_empty() {

@@ -21,7 +21,7 @@ pub fn run_command(args: &UpArgs) -> anyhow::Result<i32> {
     // The admin API has no TLS yet: `up` keeps it on loopback unless told otherwise.
     check_plaintext("the admin API", &args.admin_listen, args.tls.insecure)
         .map_err(anyhow::Error::msg)?;
-    let tls = ListenerTls::from_paths(&args.tls.tls_cert, &args.tls.tls_key)?;
+    let tls = ListenerTls::from_paths(&args.tls.tls_cert, &args.tls.tls_key, &args.tls.tls_secret)?;
     let sources = match read_sources(&args.files.files) {
         Ok(s) => s,
         Err(d) => {

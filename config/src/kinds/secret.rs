@@ -16,6 +16,11 @@ pub struct SecretSpec {
     /// Values by key, encrypted by the control plane with its secret key.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sealed: BTreeMap<String, String>,
+    /// Data planes placed here receive the whole Secret in their snapshot, for a TLS
+    /// listener certificate (`tls.crt` and `tls.key`, served with `--tls-secret NAME`).
+    /// No other data plane ever receives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<super::virtual_server::Placement>,
 }
 
 impl SecretSpec {
