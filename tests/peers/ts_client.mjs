@@ -4,6 +4,8 @@
 //
 // usage: node ts_client.mjs NODE_MODULES_DIR URL [PREFIX]
 //   PREFIX: how server-everything's tools are named here (default `everything_`)
+// With TS_HTTP2_CA=FILE the SDK's requests go through undici with HTTP/2 allowed, trusting
+// that CA, and `alpn` lists the protocols its connections negotiated.
 import { createRequire } from "node:module";
 import path from "node:path";
 
@@ -14,7 +16,23 @@ const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/cli
 
 const out = {};
 const client = new Client({ name: "switchboard-ts-test", version: "0" });
-const transport = new StreamableHTTPClientTransport(new URL(url));
+let options = {};
+if (process.env.TS_HTTP2_CA) {
+  const fs = require("node:fs");
+  const { Agent, buildConnector, fetch } = require("undici");
+  const connector = buildConnector({ ca: fs.readFileSync(process.env.TS_HTTP2_CA), allowH2: true });
+  out.alpn = [];
+  const agent = new Agent({
+    allowH2: true,
+    connect: (opts, callback) =>
+      connector(opts, (err, socket) => {
+        if (socket) out.alpn.push(socket.alpnProtocol);
+        callback(err, socket);
+      }),
+  });
+  options = { fetch: (input, init) => fetch(input, { ...init, dispatcher: agent }) };
+}
+const transport = new StreamableHTTPClientTransport(new URL(url), options);
 await client.connect(transport);
 out.protocol_version = transport.protocolVersion ?? null;
 out.server_name = client.getServerVersion()?.name ?? null;
