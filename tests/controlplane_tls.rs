@@ -35,6 +35,23 @@ fn cli_as(dir: &Path, who: Option<&str>, server: &str, args: &[&str]) -> (i32, S
     cli(&refs)
 }
 
+/// Runs the CLI with `env` (after dropping the tests' control token) in `dir`: (exit code,
+/// stdout, stderr).
+fn run_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let out = switchboard_testkit::switchboard(BIN)
+        .env_remove("SWITCHBOARD_CONTROL_TOKEN")
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run switchboard");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn apply_as(dir: &Path, who: Option<&str>, server: &str, yaml: &str) -> (i32, String, String) {
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), yaml).expect("write");
@@ -214,18 +231,9 @@ async fn only_known_callers_reach_the_control_plane_and_each_only_what_it_may() 
     assert!(err.contains("cannot make admin calls"), "{err}");
     // A context keeps the server and credentials, so commands need no flags.
     let contexts = d.join("contexts.yaml");
-    let with_contexts = |args: &[&str]| {
-        let out = switchboard_testkit::switchboard(BIN)
-            .env("SWITCHBOARD_CONFIG", &contexts)
-            .args(args)
-            .output()
-            .expect("run");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let contexts_env = contexts.display().to_string();
+    let with_contexts =
+        |args: &[&str]| run_in(d, &[("SWITCHBOARD_CONFIG", contexts_env.as_str())], args);
     let file = |n: &str| d.join(n).display().to_string();
     let (code, _, err) = with_contexts(&[
         "context",
@@ -485,21 +493,14 @@ async fn a_plain_control_plane_lets_in_only_holders_of_its_token() {
     // The CLI without the token (and no token file where it runs) gets nothing.
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let run = |token: Option<&str>, args: &[&str]| {
-        let mut cmd = switchboard_testkit::switchboard(BIN);
-        cmd.env_remove("SWITCHBOARD_CONTROL_TOKEN")
-            .current_dir(elsewhere.path());
-        if let Some(t) = token {
-            cmd.env("SWITCHBOARD_CONTROL_TOKEN", t);
-        }
-        let out = cmd
-            .args(args)
-            .args(["--server", &server])
-            .output()
-            .expect("run");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        let env: Vec<(&str, &str)> = token
+            .map(|t| ("SWITCHBOARD_CONTROL_TOKEN", t))
+            .into_iter()
+            .collect();
+        run_in(
+            elsewhere.path(),
+            &env,
+            &[args, &["--server", server.as_str()]].concat(),
         )
     };
     let (code, _, err) = run(None, &["get", "upstreams"]);
@@ -523,19 +524,10 @@ async fn a_plain_control_plane_lets_in_only_holders_of_its_token() {
     let vera = issue("vera", "viewer");
     let ed = issue("ed", "editor");
     let as_operator = |t: &str, args: &[&str]| {
-        let mut cmd = switchboard_testkit::switchboard(BIN);
-        cmd.env_remove("SWITCHBOARD_CONTROL_TOKEN")
-            .env("SWITCHBOARD_TOKEN", t)
-            .current_dir(elsewhere.path());
-        let out = cmd
-            .args(args)
-            .args(["--server", &server])
-            .output()
-            .expect("run");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        run_in(
+            elsewhere.path(),
+            &[("SWITCHBOARD_TOKEN", t)],
+            &[args, &["--server", server.as_str()]].concat(),
         )
     };
     let config = elsewhere.path().join("u.yaml");

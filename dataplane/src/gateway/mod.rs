@@ -398,12 +398,26 @@ impl ProxyHttp for Gateway {
             ));
         };
         let sni = t.host.split(':').next().unwrap_or_default().to_string();
-        let mut peer = HttpPeer::new(t.addr, t.tls, sni);
+        let mut peer = HttpPeer::new(t.addr(), t.tls, sni);
         peer.options.connection_timeout = Some(t.connect);
         if let Some(tls) = &t.peer_tls {
             tls.apply(&mut peer);
         }
         Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing was sent: the next address the upstream's host resolves to may answer.
+        if ctx.pass.as_mut().is_some_and(PassTarget::next_address) {
+            e.set_retry(true);
+        }
+        e
     }
 
     async fn upstream_request_filter(

@@ -6,7 +6,11 @@ use switchboard_upstream::TlsSettings;
 
 /// Where a pass-through request goes; decided in `request_filter`, used by pingora's proxy.
 pub struct PassTarget {
-    pub(super) addr: std::net::SocketAddr,
+    /// Every address the upstream's host resolves to, tried in turn while connecting fails
+    /// (`localhost` may name ::1 first while the upstream listens on 127.0.0.1 only).
+    pub(super) addrs: Vec<std::net::SocketAddr>,
+    /// Which of `addrs` this attempt uses.
+    pub(super) attempt: usize,
     pub(super) tls: bool,
     /// Host header (and SNI) for the upstream.
     pub(super) host: String,
@@ -108,6 +112,23 @@ impl PeerTls {
     }
 }
 
+impl PassTarget {
+    /// The address this attempt connects to.
+    pub(super) fn addr(&self) -> std::net::SocketAddr {
+        self.addrs[self.attempt % self.addrs.len()]
+    }
+
+    /// Moves on to the next address after a failed connect; false when all were tried.
+    pub(super) fn next_address(&mut self) -> bool {
+        if self.attempt + 1 < self.addrs.len() {
+            self.attempt += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 impl Gateway {
     /// Resolves a pass-through server's upstream for this request.
     pub(super) async fn pass_target(
@@ -131,11 +152,13 @@ impl Gateway {
         let port = url
             .port_or_known_default()
             .ok_or_else(|| format!("upstream URL `{}` has no port", mcp.url))?;
-        let addr = tokio::net::lookup_host((host.as_str(), port))
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
             .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
-            .next()
-            .ok_or_else(|| format!("`{host}` resolves to no address"))?;
+            .collect();
+        if addrs.is_empty() {
+            return Err(format!("`{host}` resolves to no address"));
+        }
         let mut path_and_query = url.path().to_string();
         if let Some(q) = query.or(url.query()) {
             path_and_query.push('?');
@@ -156,7 +179,8 @@ impl Gateway {
         };
         Ok(PassTarget {
             peer_tls,
-            addr,
+            addrs,
+            attempt: 0,
             tls: url.scheme() == "https",
             host: host_header,
             path_and_query,
