@@ -146,7 +146,7 @@ impl Gate {
 
 /// The operator whose `OperatorToken` has this SHA-256, and the role it grants.
 pub fn operator_by_token(state: &crate::state::RegistryState, digest: &[u8; 32]) -> Option<Caller> {
-    let hex = hex_of(digest);
+    let hex = hex::encode(digest);
     state
         .records
         .range((switchboard_config::Kind::OperatorToken, String::new())..)
@@ -162,10 +162,6 @@ pub fn operator_by_token(state: &crate::state::RegistryState, digest: &[u8; 32])
             }
             _ => None,
         })
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The SHA-256 of the bearer token `request` carries, if any.

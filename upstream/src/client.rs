@@ -129,12 +129,6 @@ impl McpHttp {
         }
     }
 
-    /// The underlying HTTP client (shared connection pool) for upstreams without TLS
-    /// settings of their own.
-    pub fn http_client(&self) -> &reqwest::Client {
-        &self.http
-    }
-
     /// The HTTP client for requests carrying `creds`: the shared one, or one built for
     /// their TLS settings (kept, so its connections are reused).
     pub fn http_for(&self, creds: &Credentials) -> Result<reqwest::Client, UpstreamError> {

@@ -247,13 +247,8 @@ pub fn platform_root_certs() -> &'static [CertificateDer<'static>] {
 }
 
 fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
-    if certs.is_empty() {
-        return Err("no `-----BEGIN CERTIFICATE-----` block".into());
-    }
-    Ok(certs)
+    switchboard_config::kinds::tls::pem_certificates(pem)
+        .map_err(|e| format!("not a PEM certificate bundle: {e}"))
 }
 
 /// Builds an HTTP client for outgoing calls: https checked against the platform's roots,

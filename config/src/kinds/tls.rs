@@ -2,6 +2,8 @@
 //! OAuth2 token endpoint, a JWKS document) and how it proves who it is to them.
 
 use super::secret::SecretRef;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 
 /// Settings for outgoing TLS; with none set, https URLs are checked against the platform's
@@ -94,40 +96,22 @@ impl std::fmt::Debug for ResolvedTls {
     }
 }
 
-/// How many `-----BEGIN CERTIFICATE-----` blocks `pem` holds, or why it is not PEM.
-pub fn pem_certificates(pem: &str) -> Result<usize, String> {
-    let mut count = 0;
-    let mut inside: Option<&str> = None;
-    for line in pem.lines().map(str::trim) {
-        if let Some(label) = line
-            .strip_prefix("-----BEGIN ")
-            .and_then(|l| l.strip_suffix("-----"))
-        {
-            if inside.is_some() {
-                return Err(format!("`BEGIN {label}` inside another PEM block"));
-            }
-            inside = Some(label);
-        } else if let Some(label) = line
-            .strip_prefix("-----END ")
-            .and_then(|l| l.strip_suffix("-----"))
-        {
-            match inside.take() {
-                Some(open) if open == label => {
-                    if label == "CERTIFICATE" {
-                        count += 1;
-                    }
-                }
-                _ => return Err(format!("`END {label}` without its BEGIN")),
-            }
-        }
-    }
-    if let Some(open) = inside {
-        return Err(format!("`BEGIN {open}` is never ended"));
-    }
-    if count == 0 {
+/// The certificates of a PEM bundle (at least one), or why it is not one: the one reading
+/// of `caCert` and client certificates for validation and for the connections themselves.
+pub fn pem_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| match e {
+            rustls_pki_types::pem::Error::MissingSectionEnd { end_marker } => format!(
+                "a block is never ended (no `{}`)",
+                String::from_utf8_lossy(&end_marker)
+            ),
+            other => other.to_string(),
+        })?;
+    if certs.is_empty() {
         return Err("no `-----BEGIN CERTIFICATE-----` block".into());
     }
-    Ok(count)
+    Ok(certs)
 }
 
 #[cfg(test)]
@@ -137,8 +121,11 @@ mod tests {
     #[test]
     fn pem_blocks_are_counted_and_broken_ones_named() {
         let one = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert_eq!(pem_certificates(one), Ok(1));
-        assert_eq!(pem_certificates(&format!("{one}{one}")), Ok(2));
+        assert_eq!(pem_certificates(one).map(|c| c.len()), Ok(1));
+        assert_eq!(
+            pem_certificates(&format!("{one}{one}")).map(|c| c.len()),
+            Ok(2)
+        );
         assert!(pem_certificates("hello")
             .unwrap_err()
             .contains("no `-----BEGIN"));

@@ -27,10 +27,8 @@ impl ClientCertificates {
     /// Reads the provider's CA certificates.
     pub fn compile(name: &str, spec: &ClientCertificateAuth) -> Result<ClientCertificates, String> {
         let at = format!("auth provider `{name}`: clientCertificate.caCert");
-        let certs: Vec<CertificateDer<'static>> =
-            rustls::pki_types::pem::PemObject::pem_slice_iter(spec.ca_cert.as_bytes())
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("{at}: not PEM: {e}"))?;
+        let certs = switchboard_config::kinds::tls::pem_certificates(&spec.ca_cert)
+            .map_err(|e| format!("{at}: not a PEM certificate bundle: {e}"))?;
         let anchors = certs
             .iter()
             .map(|c| {
@@ -39,9 +37,6 @@ impl ClientCertificates {
                     .map_err(|e| format!("{at}: not a usable CA certificate: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if anchors.is_empty() {
-            return Err(format!("{at}: no certificate"));
-        }
         Ok(ClientCertificates {
             anchors,
             principal: spec.principal,
