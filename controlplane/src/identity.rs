@@ -71,23 +71,17 @@ pub fn caller_of_certificate(leaf: &[u8]) -> Caller {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) else {
         return Caller::Anonymous;
     };
-    let uris: Vec<String> = cert
+    let sans = cert
         .subject_alternative_name()
         .ok()
         .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
-                    _ => None,
-                })
-                .collect()
-        })
+        .map(|s| s.value.general_names.clone())
         .unwrap_or_default();
     let prefix = format!("spiffe://{TRUST_DOMAIN}/");
-    for uri in uris {
+    for name in &sans {
+        let x509_parser::extensions::GeneralName::URI(uri) = name else {
+            continue;
+        };
         let Some(path) = uri.strip_prefix(&prefix) else {
             continue;
         };

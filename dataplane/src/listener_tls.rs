@@ -216,23 +216,19 @@ fn parse_pair(
         .ok_or_else(|| at(cert_at, "no `-----BEGIN CERTIFICATE-----` block".into()))?;
     let (_, parsed) = x509_parser::parse_x509_certificate(leaf)
         .map_err(|e| at(cert_at, format!("not a usable X.509 certificate: {e}")))?;
-    let mut names: Vec<String> = parsed
+    let sans = parsed
         .subject_alternative_name()
         .ok()
         .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    x509_parser::extensions::GeneralName::DNSName(d) => {
-                        Some(d.to_ascii_lowercase())
-                    }
-                    _ => None,
-                })
-                .collect()
-        })
+        .map(|s| s.value.general_names.clone())
         .unwrap_or_default();
+    let mut names: Vec<String> = sans
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect();
     names.dedup();
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
         at(
