@@ -174,17 +174,34 @@ async fn the_2026_07_28_requirements_fail_only_where_the_upstream_lacks_the_fixt
     // Every failing check is named in the baseline with the reason it is not the gateway's;
     // the suite fails on any other failure, and on a baselined check that now passes.
     let stack = everything_stack("", "echo").await;
+    pre_release_run(
+        &stack.url,
+        "tests/fixtures/conformance-2026-07-28-baseline.yml",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_2026_07_28_requirements_through_a_session_era_fixture_server() {
+    // The suite's fixture tools, prompts and resources on a session-era server of our own
+    // (tests/peers/conformance_fixture_server.mjs): what fails is named in its baseline.
+    let (_fixture, url) = fixture_server().await;
+    let stack = gateway_stack("fixture", &url, "", "test_simple_text").await;
+    pre_release_run(
+        &stack.url,
+        "tests/fixtures/conformance-2026-07-28-fixture-baseline.yml",
+    )
+    .await;
+}
+
+/// Runs the pre-release suite's 2026-07-28 server scenarios against `url`, expecting
+/// exactly the failures `baseline` (a path under the repository) names.
+async fn pre_release_run(url: &str, baseline: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let baseline = root().join("tests/fixtures/conformance-2026-07-28-baseline.yml");
+    let baseline = root().join(baseline);
     let run = tokio::process::Command::new(switchboard_testkit::node22_bin().expect("Node 22"))
         .arg(pre_release_suite())
-        .args([
-            "server",
-            "--url",
-            &stack.url,
-            "--requirements",
-            "2026-07-28",
-        ])
+        .args(["server", "--url", url, "--requirements", "2026-07-28"])
         .arg("--expected-failures")
         .arg(&baseline)
         .arg("-o")

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub authz_denied: IntCounterVec,
     /// upstream.
     pub retries: IntCounterVec,
+    /// upstream: questions no client stream took in time (the upstream got an error).
+    pub undelivered_questions: IntCounterVec,
     /// upstream.
     pub circuit_opened: IntCounterVec,
     /// upstream: 1 while its circuit is open.
@@ -195,6 +197,12 @@ impl Metrics {
                 "Upstream calls sent again after a failure.",
                 &["upstream"],
             ),
+            undelivered_questions: counter(
+                &r,
+                "switchboard_undelivered_questions_total",
+                "Upstream requests to clients (sampling, elicitation, roots) that no client stream took in time; the upstream was answered with an error.",
+                &["upstream"],
+            ),
             circuit_opened: counter(
                 &r,
                 "switchboard_circuit_opened_total",
@@ -259,6 +267,7 @@ impl Metrics {
         }
         for upstream in upstreams {
             self.retries.with_label_values(&[upstream]);
+            self.undelivered_questions.with_label_values(&[upstream]);
             self.circuit_opened.with_label_values(&[upstream]);
             self.circuit_open.with_label_values(&[upstream]);
         }

@@ -55,6 +55,7 @@ fn expose_named(
                 upstream: sel.upstream.clone(),
                 tool: upstream_name.to_string(),
                 idempotent: hint("idempotentHint") || hint("readOnlyHint"),
+                task_support: TaskSupport::of(item),
             },
         );
         let mut entry = item.clone();
@@ -121,6 +122,34 @@ pub struct ToolRoute {
     pub tool: String,
     /// The upstream says calling it twice does no harm (`idempotentHint`/`readOnlyHint`).
     pub idempotent: bool,
+    /// Whether the upstream runs calls of it as tasks (`execution.taskSupport`).
+    pub task_support: TaskSupport,
+}
+
+/// How a tool takes part in tasks, as its upstream lists it (`execution.taskSupport`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TaskSupport {
+    /// Never as a task (the default).
+    #[default]
+    Forbidden,
+    /// As a task when the client can follow one, else in the call.
+    Optional,
+    /// Only as a task.
+    Required,
+}
+
+impl TaskSupport {
+    /// What a listed tool says.
+    pub fn of(tool: &serde_json::Value) -> TaskSupport {
+        match tool
+            .pointer("/execution/taskSupport")
+            .and_then(serde_json::Value::as_str)
+        {
+            Some("optional") => TaskSupport::Optional,
+            Some("required") => TaskSupport::Required,
+            _ => TaskSupport::Forbidden,
+        }
+    }
 }
 
 /// One virtual server as clients see it.
@@ -197,6 +226,7 @@ impl ServerView {
             upstream: sole.upstream.clone(),
             tool: tool.to_string(),
             idempotent: false,
+            task_support: TaskSupport::Forbidden,
         })
     }
 
@@ -213,6 +243,7 @@ impl ServerView {
             upstream: sole.upstream.clone(),
             tool: prompt.to_string(),
             idempotent: true,
+            task_support: TaskSupport::Forbidden,
         })
     }
 

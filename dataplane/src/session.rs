@@ -116,16 +116,27 @@ impl Sealer {
 
     /// The `Mcp-Session-Id` header value (visible ASCII, as the spec requires).
     pub fn seal(&self, session: &Session) -> String {
+        self.seal_as(PREFIX, session)
+    }
+
+    /// Reads an id back; None for anything this key did not seal.
+    pub fn open(&self, id: &str) -> Option<Session> {
+        self.open_as(PREFIX, id)
+    }
+
+    /// Seals `value` into an opaque id starting with `prefix` (which also binds the id to
+    /// its kind: an id of one kind never opens as another).
+    pub fn seal_as<T: Serialize>(&self, prefix: &str, value: &T) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         // The system RNG does not fail on supported platforms; a zero nonce would still be
         // unique per (key, fresh session nonce) in practice, so do not panic over it.
         let _ = SystemRandom::new().fill(&mut nonce);
-        let mut data = serde_json::to_vec(session).unwrap_or_default();
+        let mut data = serde_json::to_vec(value).unwrap_or_default();
         if self
             .key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(PREFIX),
+                Aad::from(prefix),
                 &mut data,
             )
             .is_err()
@@ -135,15 +146,15 @@ impl Sealer {
         let mut out = nonce.to_vec();
         out.extend_from_slice(&data);
         format!(
-            "{PREFIX}{}",
+            "{prefix}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
         )
     }
 
-    /// Reads an id back; None for anything this key did not seal.
-    pub fn open(&self, id: &str) -> Option<Session> {
+    /// Reads back what [`Sealer::seal_as`] sealed with `prefix`; None for anything else.
+    pub fn open_as<T: serde::de::DeserializeOwned>(&self, prefix: &str, id: &str) -> Option<T> {
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(id.strip_prefix(PREFIX)?)
+            .decode(id.strip_prefix(prefix)?)
             .ok()?;
         if raw.len() < NONCE_LEN {
             return None;
@@ -153,7 +164,7 @@ impl Sealer {
         let mut sealed = sealed.to_vec();
         let plain = self
             .key
-            .open_in_place(nonce, Aad::from(PREFIX), &mut sealed)
+            .open_in_place(nonce, Aad::from(prefix), &mut sealed)
             .ok()?;
         serde_json::from_slice(plain).ok()
     }

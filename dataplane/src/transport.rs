@@ -6,7 +6,7 @@ use crate::mcp::modern::{self, RoutingHeaders};
 use crate::mcp::{local, versions};
 use crate::policy::auth::Principal;
 use crate::policy::authz::{target_of, Target};
-use crate::routes::ServerView;
+use crate::routes::{ServerView, TaskSupport};
 use crate::session::Session;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -216,7 +216,13 @@ pub enum Outcome {
         routes: Vec<(String, Option<String>)>,
     },
     /// Send this call to an upstream and stream its answer back.
-    Forward(Forward),
+    Forward(Box<Forward>),
+    /// A stateless client asks about a task (`tasks/get`, `tasks/update`, `tasks/cancel`).
+    Task {
+        id: Value,
+        method: String,
+        params: Value,
+    },
     /// A client opens a session: open its upstream sessions, then answer `result` with
     /// the sealed session id.
     Initialize {
@@ -279,6 +285,11 @@ pub struct Forward {
     pub continuation: Option<Continuation>,
     /// Who is calling (a held call may be continued by its caller only).
     pub caller: String,
+    /// The least severe log level a stateless client asked to hear about during this call
+    /// (`_meta` `io.modelcontextprotocol/logLevel`); None: no log messages at all.
+    pub log_level: Option<String>,
+    /// Run as a task: the stateless client follows tasks and the tool runs as one upstream.
+    pub task: bool,
 }
 
 /// What a stateless client's retry carries for a call the gateway holds.
@@ -498,7 +509,7 @@ fn post_checked(
             }
             if let Some(mut forward) = upstream_route(server, &id, &method, &params, false) {
                 forward.session = Some(session);
-                return Ok(Outcome::Forward(forward));
+                return Ok(Outcome::Forward(Box::new(forward)));
             }
             let response = match local::answer(server, &method, &params, &req.caller) {
                 Ok(result) => jsonrpc::result_response(&id, result),
@@ -643,9 +654,32 @@ fn stateless(server: &ServerView, req: &RequestInfo, message: Message, gate: &dy
             .unwrap_or_default();
         return Outcome::Subscribe { id, filter, routes };
     }
+    if matches!(
+        method.as_str(),
+        "tasks/get" | "tasks/update" | "tasks/cancel"
+    ) {
+        let capabilities = params
+            .get("_meta")
+            .and_then(|m| m.get(modern::CLIENT_CAPABILITIES_KEY))
+            .unwrap_or(&Value::Null);
+        if !modern::follows_tasks(capabilities) {
+            return fail(modern::task_capability_missing());
+        }
+        return Outcome::Task { id, method, params };
+    }
     if let Some(mut forward) = upstream_route(server, &id, &method, &params, true) {
+        // A tool that runs only as a task needs a client that follows tasks.
+        let required = method == "tools/call"
+            && params
+                .get("name")
+                .and_then(Value::as_str)
+                .and_then(|n| server.tool_routes.get(n))
+                .is_some_and(|r| r.task_support == TaskSupport::Required);
+        if required && !forward.task {
+            return fail(modern::task_capability_missing());
+        }
         forward.caller = req.caller.subject.clone();
-        return Outcome::Forward(forward);
+        return Outcome::Forward(Box::new(forward));
     }
     match local::answer(server, &method, &params, &req.caller) {
         Ok(mut result) => {
@@ -668,19 +702,32 @@ fn upstream_route(
     let forward = |upstream: &str, mut params: Value| {
         let mut client_capabilities = Value::Null;
         let mut continuation = None;
+        let mut log_level = None;
         if stateless {
             client_capabilities = params
                 .get("_meta")
                 .and_then(|m| m.get(modern::CLIENT_CAPABILITIES_KEY))
                 .cloned()
                 .unwrap_or(Value::Null);
+            log_level = params
+                .get("_meta")
+                .and_then(|m| m.get(modern::LOG_LEVEL_KEY))
+                .and_then(Value::as_str)
+                .map(str::to_string);
             continuation = modern::take_continuation(&mut params);
+            // The session era's task augmentation is not this era's: a stateless client's
+            // `task` is ignored, as the tasks extension says.
+            if let Some(p) = params.as_object_mut() {
+                p.remove("task");
+            }
             // Upstreams are spoken to in the session era today.
             modern::strip_envelope(&mut params);
         }
         Forward {
+            task: false,
             client_capabilities,
             continuation,
+            log_level,
             caller: String::new(),
             client_id: id.clone(),
             upstream: upstream.to_string(),
@@ -701,10 +748,16 @@ fn upstream_route(
     };
     match method {
         "tools/call" => match server.tool_routes.get(name) {
-            Some(route) => Some(Forward {
-                idempotent: route.idempotent,
-                ..renamed(route)
-            }),
+            Some(route) => {
+                let forward = renamed(route);
+                Some(Forward {
+                    idempotent: route.idempotent,
+                    task: stateless
+                        && route.task_support != TaskSupport::Forbidden
+                        && modern::follows_tasks(&forward.client_capabilities),
+                    ..forward
+                })
+            }
             None => server.sole_tool(name).map(|route| renamed(&route)),
         },
         "prompts/get" => match server.prompt_routes.get(name) {
@@ -887,6 +940,7 @@ mod tests {
             Outcome::Relay { .. } | Outcome::Notify { .. } => Reply::empty(202),
             Outcome::Listen(_) | Outcome::Subscribe { .. } => Reply::empty(200),
             Outcome::Forward(f) => panic!("unexpected forward {f:?}"),
+            Outcome::Task { method, .. } => panic!("unexpected task request {method}"),
         }
     }
 
@@ -991,6 +1045,7 @@ mod forward_tests {
                 upstream: "everything".into(),
                 tool: "echo".into(),
                 idempotent: false,
+                task_support: Default::default(),
             },
         );
         let sid = view.sealer.seal(&Session::new("demo", "2025-06-18"));

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_config::kinds::upstream::McpUpstream;
-use switchboard_upstream::{Credentials, LegacySession, McpHttp, UpstreamError, UpstreamSession};
+use switchboard_upstream::{
+    Credentials, LegacySession, McpHttp, StreamCursor, UpstreamError, UpstreamSession,
+};
 
 /// Time allowed until an upstream's first response byte when its resource sets none.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -139,6 +141,39 @@ pub struct UpstreamPool {
     replaced: Arc<Mutex<HashMap<String, Arc<UpstreamSession>>>>,
     /// One HTTP+SSE session per legacy upstream (and URL), shared by every client.
     legacy: Mutex<HashMap<(String, String), Arc<LegacySession>>>,
+    /// Where each client upstream session's GET stream left off, by upstream and session
+    /// id, so a stream that drops reopens with `Last-Event-ID` (see [`Cursors`]).
+    cursors: Cursors,
+}
+
+/// The last event id read from each client upstream session's GET stream. Bounded: past
+/// [`MAX_CURSORS`], cursors unused for [`CURSOR_IDLE`] go, and if that is not enough, all.
+#[derive(Default)]
+struct Cursors(Mutex<HashMap<(String, String), (StreamCursor, std::time::Instant)>>);
+
+const MAX_CURSORS: usize = 10_000;
+const CURSOR_IDLE: Duration = Duration::from_secs(600);
+
+impl Cursors {
+    fn get(&self, upstream: &str, session: &str) -> StreamCursor {
+        let mut map = lock(&self.0);
+        let key = (upstream.to_string(), session.to_string());
+        if !map.contains_key(&key) && map.len() >= MAX_CURSORS {
+            map.retain(|_, (_, used)| used.elapsed() < CURSOR_IDLE);
+            if map.len() >= MAX_CURSORS {
+                map.clear();
+            }
+        }
+        let (cursor, used) = map
+            .entry(key)
+            .or_insert_with(|| (StreamCursor::default(), std::time::Instant::now()));
+        *used = std::time::Instant::now();
+        cursor.clone()
+    }
+
+    fn forget(&self, upstream: &str, session: &str) {
+        lock(&self.0).remove(&(upstream.to_string(), session.to_string()));
+    }
 }
 
 impl Default for UpstreamPool {
@@ -149,6 +184,7 @@ impl Default for UpstreamPool {
             sessions: Mutex::new(HashMap::new()),
             replaced: Arc::default(),
             legacy: Mutex::new(HashMap::new()),
+            cursors: Cursors::default(),
         }
     }
 }
@@ -217,6 +253,11 @@ impl UpstreamPool {
 
     /// Ends a client's upstream sessions (best effort, in the background).
     pub fn close_for(&self, client: &Session, specs: &dyn Fn(&str) -> Option<Arc<UpstreamEntry>>) {
+        for (name, r) in &client.upstreams {
+            if let Some(id) = &r.id {
+                self.cursors.forget(name, id);
+            }
+        }
         drop(self.ender_for(client, specs));
     }
 
@@ -386,10 +427,18 @@ impl UpstreamPool {
         if !own {
             return Ok(None); // a shared session's stream belongs to no one client
         }
+        let cursor = session
+            .session_id
+            .as_deref()
+            .map(|id| self.cursors.get(name, id));
         let session = call.dress(session);
         Ok(self
             .mcp_for(spec)
-            .listen(&session, call.timeout_for(spec).min(INITIALIZE_TIMEOUT))
+            .listen(
+                &session,
+                call.timeout_for(spec).min(INITIALIZE_TIMEOUT),
+                cursor,
+            )
             .await?
             .map(|m| Box::pin(m) as switchboard_upstream::Messages))
     }

@@ -260,6 +260,25 @@ pub async fn gateway_stack(
     }
 }
 
+/// The conformance fixture server (tests/peers/conformance_fixture_server.mjs: a
+/// session-era server with the suite's fixture tools, prompts, resources and task tools) on
+/// a reserved port: (process, its MCP URL).
+pub async fn fixture_server() -> (ManagedProcess, String) {
+    let modules = switchboard_testkit::npm_module_dir("@modelcontextprotocol/sdk")
+        .expect("TS SDK installed")
+        .join("../..");
+    let port = switchboard_testkit::free_port();
+    let mut cmd = Command::new(switchboard_testkit::node22_bin().expect("Node 22"));
+    cmd.arg(root().join("tests/peers/conformance_fixture_server.mjs"))
+        .arg(&modules)
+        .arg(port.to_string());
+    let p = ManagedProcess::spawn(cmd).expect("fixture server");
+    if let Err(e) = switchboard_testkit::wait_for_tcp(&format!("127.0.0.1:{port}"), WAIT).await {
+        panic!("the fixture server did not start: {e}\n{}", p.log_tail(20));
+    }
+    (p, format!("http://127.0.0.1:{port}/mcp"))
+}
+
 /// server-everything behind a [`GatewayStack`].
 pub struct EverythingStack {
     /// The upstream's own MCP URL.

@@ -2,14 +2,17 @@
 // sequence of short sessions: each initializes and at once calls one tool that asks the
 // client something, then ends the session. Prints {"ok": N, "failures": [...]} as JSON.
 //
-// usage: node ts_asking_client.mjs NODE_MODULES_DIR URL TOOL SESSIONS
+// usage: node ts_asking_client.mjs NODE_MODULES_DIR URL TOOL SESSIONS [http | ws | sse]
+//   ws: URL is a WebSocket endpoint; sse: URL is a legacy HTTP+SSE endpoint (2024-11-05)
 import { createRequire } from "node:module";
 import path from "node:path";
 
-const [modules, url, tool, sessions] = process.argv.slice(2);
+const [modules, url, tool, sessions, mode = "http"] = process.argv.slice(2);
 const require = createRequire(path.join(modules, "noop.js"));
 const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
 const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
+const { SSEClientTransport } = require("@modelcontextprotocol/sdk/client/sse.js");
+const { WebSocketClientTransport } = require("@modelcontextprotocol/sdk/client/websocket.js");
 const { CreateMessageRequestSchema, ElicitRequestSchema, ListRootsRequestSchema } = require("@modelcontextprotocol/sdk/types.js");
 
 const out = { ok: 0, failures: [] };
@@ -23,7 +26,12 @@ for (let i = 0; i < Number(sessions); i++) {
     model: "m", role: "assistant", content: { type: "text", text: `hi ${i}` },
   }));
   client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots: [{ uri: `file:///r${i}` }] }));
-  const transport = new StreamableHTTPClientTransport(new URL(url));
+  const transport =
+    mode === "ws"
+      ? new WebSocketClientTransport(new URL(url))
+      : mode === "sse"
+        ? new SSEClientTransport(new URL(url))
+        : new StreamableHTTPClientTransport(new URL(url));
   try {
     await client.connect(transport);
     // Bounded: a lost question shows up as a failure here, not as a hung test.
@@ -37,7 +45,7 @@ for (let i = 0; i < Number(sessions); i++) {
     out.failures.push({ session: i, error: String(e) });
   }
   try {
-    await transport.terminateSession();
+    await transport.terminateSession?.();
   } catch {}
   await client.close();
 }

@@ -398,20 +398,28 @@ impl McpHttp {
     /// Opens the session's GET stream for messages the upstream sends on its own
     /// (notifications such as list_changed, and requests). `None` when the upstream offers
     /// no such stream (HTTP 405, or a stateless upstream).
+    ///
+    /// With a `cursor`, the stream starts after the event it names (`Last-Event-ID`, for
+    /// an upstream that keeps its events) and the cursor follows every event id read, so a
+    /// stream that drops can be reopened where it left off.
     pub async fn listen(
         &self,
         session: &UpstreamSession,
         timeout: Duration,
+        cursor: Option<StreamCursor>,
     ) -> Result<Option<impl futures::Stream<Item = Result<Value, String>>>, UpstreamError> {
         let Some(id) = &session.session_id else {
             return Ok(None);
         };
         let http = self.http_for(&session.creds)?;
-        let req = http
+        let mut req = http
             .get(&session.url)
             .header("accept", "text/event-stream")
             .header("mcp-session-id", id)
             .header("mcp-protocol-version", &session.protocol_version);
+        if let Some(last) = cursor.as_ref().and_then(StreamCursor::get) {
+            req = req.header("last-event-id", last);
+        }
         let req = session.creds.apply(&http, req).await?;
         let url = session.url.clone();
         let resp = tokio::time::timeout(timeout, req.send())
@@ -437,15 +445,39 @@ impl McpHttp {
             return Ok(None);
         }
         Ok(Some(json_events(resp.bytes_stream()).filter_map(
-            |ev| async move {
-                match ev {
-                    Ok(ev) if ev.data.trim().is_empty() => None,
-                    Ok(ev) => {
-                        Some(serde_json::from_str::<Value>(&ev.data).map_err(|e| e.to_string()))
+            move |ev| {
+                if let (Ok(ev), Some(cursor)) = (&ev, &cursor) {
+                    if !ev.id.is_empty() {
+                        cursor.set(&ev.id);
                     }
-                    Err(e) => Some(Err(e)),
+                }
+                async move {
+                    match ev {
+                        Ok(ev) if ev.data.trim().is_empty() => None,
+                        Ok(ev) => {
+                            Some(serde_json::from_str::<Value>(&ev.data).map_err(|e| e.to_string()))
+                        }
+                        Err(e) => Some(Err(e)),
+                    }
                 }
             },
         )))
+    }
+}
+
+/// The id of the last event read from an upstream's GET stream, shared by whoever reopens
+/// the stream (see [`McpHttp::listen`]).
+#[derive(Clone, Debug, Default)]
+pub struct StreamCursor(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl StreamCursor {
+    /// The last event id read, if any.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Notes `id` as the last event read.
+    pub fn set(&self, id: &str) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.to_string());
     }
 }

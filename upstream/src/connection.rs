@@ -218,7 +218,7 @@ impl McpHttp {
     ) -> Result<Option<Messages>, UpstreamError> {
         match conn {
             Connection::Streamable(s) => Ok(self
-                .listen(s, timeout)
+                .listen(s, timeout, None)
                 .await?
                 .map(|m| Box::pin(m) as Messages)),
             Connection::Legacy(s) => {

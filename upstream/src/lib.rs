@@ -11,7 +11,8 @@ mod sse;
 pub mod tls;
 
 pub use client::{
-    describe, is_event_stream, McpHttp, UpstreamError, UpstreamSession, CLIENT_PROTOCOL_VERSION,
+    describe, is_event_stream, McpHttp, StreamCursor, UpstreamError, UpstreamSession,
+    CLIENT_PROTOCOL_VERSION,
 };
 pub use connection::{discovery_reply, is_list_changed, Connection, Messages};
 pub use credentials::Credentials;

@@ -88,6 +88,21 @@ impl Out<'_> {
         }
     }
 
+    /// Resolves when the client of a stream has gone (a closed connection or a reset
+    /// stream), so what would be written to it next is kept instead (see `outstanding`).
+    pub(super) async fn closed(&mut self) {
+        match self {
+            Out::Http(session) => loop {
+                match session.read_body_or_idle(true).await {
+                    Err(_) => return,
+                    Ok(Some(_)) => continue, // bytes after a GET: not ours to read
+                    Ok(None) => futures::future::pending::<()>().await,
+                }
+            },
+            Out::Events(tx) => tx.closed().await,
+        }
+    }
+
     /// Ends a streamed answer that ends with no last event.
     async fn end(&mut self) -> Result<()> {
         match self {
@@ -107,6 +122,9 @@ impl Gateway {
         mut f: Forward,
         resumable: Option<&str>,
     ) -> Result<&'static str> {
+        if f.task {
+            return self.create_task(out, routes, server, f).await;
+        }
         // A stateless client that can be asked things gets an upstream session of its own
         // for the call (see `held`), ended with the call unless the call waits for input.
         let spec = routes.upstream(&f.upstream);
@@ -119,6 +137,7 @@ impl Gateway {
         // Its GET stream is open before the call starts, so nothing the upstream asks on it
         // is lost.
         let mut side = None;
+        let mut left = None;
         let mut ender = None;
         if let (Some(own), Some(spec)) = (&own, &spec) {
             f.session = Some(own.clone());
@@ -129,10 +148,13 @@ impl Gateway {
             .filter(|_| routes.unhealthy(&f.upstream).is_none())
         {
             // A session-era client that can be asked: see `questions`.
-            side = self.question_stream(&f, spec).await;
+            if let Some((stream, gone)) = self.question_stream(&f, server, spec).await {
+                side = Some(stream);
+                left = Some(gone);
+            }
         }
         let outcome = self
-            .forward_call(out, routes, server, f, resumable, side)
+            .forward_call(out, routes, server, f, resumable, (side, left))
             .await;
         if let (Some(ender), Ok("input_required")) = (ender, &outcome) {
             ender.disarm(); // the held call ends it now
@@ -147,7 +169,7 @@ impl Gateway {
         server: &ServerView,
         f: Forward,
         resumable: Option<&str>,
-        side: Option<switchboard_upstream::Messages>,
+        (side, left): (Option<switchboard_upstream::Messages>, Option<ClientLeft>),
     ) -> Result<&'static str> {
         let fail = |message: String| {
             Reply::json(
@@ -207,6 +229,7 @@ impl Gateway {
         let answering = Answering {
             f: &f,
             gateway_id: gateway_id.clone(),
+            left,
         };
         let restore = |msg: Value| answering.restore(msg);
         let json_reply = |msg: Value| {
@@ -314,14 +337,28 @@ impl Gateway {
         spec: &Arc<UpstreamEntry>,
     ) -> Result<&'static str> {
         let f = answering.f;
-        out.start_stream().await?;
         let _streaming = Tracked::new(&metrics().sse_streams);
         let replay = resumable.and_then(|fp| self.replays.open(fp, Kind::Call));
+        // The stream starts with its first event: an answer that is only an error goes to
+        // a stateless client as JSON with the HTTP status its era gives that error.
         let mut events_out = Events::new(out, replay);
+        events_out.unstarted = Some(f.stateless);
         loop {
-            let next = match tokio::time::timeout(idle, events.next()).await {
-                Ok(next) => next,
-                Err(_) => Some(Err(format!("no event for {idle:?}"))),
+            let reading = events_out.reading();
+            let next = tokio::select! {
+                next = tokio::time::timeout(idle, events.next()) => match next {
+                    Ok(next) => next,
+                    Err(_) => Some(Err(format!("no event for {idle:?}"))),
+                },
+                // A client that leaves while the upstream is quiet (waiting for an answer
+                // to a question, say) is noticed now, not at the next write.
+                () = events_out.out.closed(), if reading => {
+                    events_out.client_left()?;
+                    if let Some(left) = &answering.left {
+                        left.set();
+                    }
+                    continue;
+                }
             };
             match next {
                 Some(Ok(event)) if event.data.trim().is_empty() => {
@@ -330,6 +367,13 @@ impl Gateway {
                 Some(Ok(event)) => {
                     let (data, done) = match serde_json::from_str::<Value>(&event.data) {
                         Ok(mut msg) => {
+                            if f.stateless
+                                && msg.get("method").and_then(Value::as_str)
+                                    == Some("notifications/message")
+                                && !crate::mcp::modern::log_wanted(&msg, f.log_level.as_deref())
+                            {
+                                continue; // the client did not ask for this level
+                            }
                             let is_response = msg.get("id") == Some(&answering.gateway_id)
                                 && (msg.get("result").is_some() || msg.get("error").is_some());
                             if crate::mcp::relay::is_request(&msg) {
@@ -382,7 +426,11 @@ impl Gateway {
                         }
                         Err(_) => (event.data.clone(), false),
                     };
-                    events_out.send(&data, done).await?;
+                    if !events_out.send(&data, done).await? {
+                        if let Some(left) = &answering.left {
+                            left.set();
+                        }
+                    }
                     if done {
                         return Ok("ok");
                     }
@@ -419,6 +467,46 @@ pub(super) type UpstreamEvents = std::pin::Pin<
 pub(super) struct Answering<'f> {
     pub(super) f: &'f Forward,
     pub(super) gateway_id: Value,
+    /// Set once the client left a resumable stream, so the questions of its upstream
+    /// session go to the client's other streams (see `questions`).
+    pub(super) left: Option<ClientLeft>,
+}
+
+/// Whether the client of a call's stream has left it; shared with the call's question
+/// stream, which is woken when it happens.
+pub(super) type ClientLeft = Arc<Left>;
+
+/// See [`ClientLeft`].
+#[derive(Default)]
+pub(super) struct Left {
+    gone: std::sync::atomic::AtomicBool,
+    told: tokio::sync::Notify,
+}
+
+impl Left {
+    /// The client has left.
+    pub(super) fn set(&self) {
+        self.gone.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.told.notify_waiters();
+    }
+
+    /// Whether the client has left.
+    pub(super) fn is_set(&self) -> bool {
+        self.gone.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Resolves once the client has left.
+    pub(super) async fn wait(&self) {
+        loop {
+            let told = self.told.notified();
+            tokio::pin!(told);
+            told.as_mut().enable();
+            if self.is_set() {
+                return;
+            }
+            told.await;
+        }
+    }
 }
 
 impl Answering<'_> {
@@ -446,6 +534,9 @@ struct Events<'o, 'a> {
     /// The client, while it reads the stream (a resumable stream goes on into its buffer
     /// once it left).
     reader: Option<Reader>,
+    /// Set while the response has not started (the first event starts it); true when an
+    /// error-only answer goes as JSON with its era's status instead.
+    unstarted: Option<bool>,
 }
 
 impl<'o, 'a> Events<'o, 'a> {
@@ -455,12 +546,52 @@ impl<'o, 'a> Events<'o, 'a> {
             out,
             replay,
             reader,
+            unstarted: None,
         }
+    }
+
+    /// Starts the response before the first event, unless `data` is a whole answer that
+    /// is only an error for a stateless client: that goes as JSON with its status. Whether
+    /// the event is still to be sent.
+    async fn start(&mut self, data: &str, last: bool) -> Result<bool> {
+        let Some(json_errors) = self.unstarted.take() else {
+            return Ok(true);
+        };
+        if json_errors && last {
+            if let Ok(msg) = serde_json::from_str::<Value>(data) {
+                let code = msg.pointer("/error/code").and_then(Value::as_i64);
+                let status = code.map(crate::mcp::modern::http_status).unwrap_or(200);
+                if status != 200 {
+                    self.out.reply(Reply::json(status, &msg)).await?;
+                    return Ok(false);
+                }
+            }
+        }
+        self.out.start_stream().await?;
+        Ok(true)
+    }
+
+    /// Whether a client reads the stream.
+    fn reading(&self) -> bool {
+        self.replay.is_none() || self.reader.is_some()
+    }
+
+    /// The client left: a resumable stream goes on into its buffer; any other fails.
+    fn client_left(&mut self) -> Result<()> {
+        if self.replay.is_none() {
+            return Err(gone());
+        }
+        tracing::debug!("a client left a resumable stream; it is kept for its return");
+        self.reader = None;
+        Ok(())
     }
 
     /// Sends one message (`last` ends the stream); whether the client is still there. Only
     /// a stream without replay fails when the client has left.
     async fn send(&mut self, data: &str, last: bool) -> Result<bool> {
+        if !self.start(data, last).await? {
+            return Ok(true);
+        }
         let Some(replay) = &self.replay else {
             self.out.event(message_event(data), data, last).await?;
             return Ok(true);
@@ -740,6 +871,12 @@ impl Gateway {
             headers: client_headers(client, server, &spec),
             ..CallOptions::default()
         };
+        let own = session.upstreams.get(upstream).and_then(|r| r.id.clone());
+        if let (Some(id), Some(own)) = (message.get("id"), own) {
+            let key = (upstream.to_string(), own);
+            self.outstanding
+                .answered(&key, &crate::mcp::relay::wrap(upstream, id));
+        }
         match self
             .upstreams
             .send(upstream, &spec, message, Some(session), &call)
@@ -805,12 +942,38 @@ impl Gateway {
                 }
             }
         }
+        // The questions this stream relays are kept until answered (see `outstanding`).
+        let asking: std::collections::HashMap<
+            &str,
+            (super::outstanding::Key, std::time::Duration),
+        > = wanted
+            .iter()
+            .filter_map(|(name, spec)| {
+                let id = super::questions::own_session_id(name, spec, session)?;
+                let patience = super::questions::patience(server, spec, name);
+                Some((name.as_str(), (((*name).clone(), id), patience)))
+            })
+            .collect();
+        let keys: Vec<super::outstanding::Key> = asking.values().map(|(k, _)| k.clone()).collect();
+        let carrier = self.question_carrier();
+        let mut waiting = self.outstanding.subscribe();
         out.start_stream().await?;
         let _streaming = Tracked::new(&metrics().sse_streams);
         let replay = match from {
             ListenFrom::Fresh(fp) => fp.and_then(|fp| self.replays.open(fp, Kind::Listen)),
             ListenFrom::Resumed(reader, seq) => {
                 let missed = reader.replay().after(seq).unwrap_or_default();
+                for (_, data) in &missed {
+                    // Replayed here: no other stream needs to carry them again.
+                    if let Ok(msg) = serde_json::from_str::<Value>(data) {
+                        let asked = crate::mcp::relay::unwrap(&msg["id"])
+                            .and_then(|(upstream, _)| asking.get(upstream.as_str()));
+                        if let (true, Some((key, _))) = (crate::mcp::relay::is_request(&msg), asked)
+                        {
+                            carrier.claim(key, &msg["id"]);
+                        }
+                    }
+                }
                 if replayed(out, missed).await.is_err() {
                     return Ok("ok"); // the client left again
                 }
@@ -818,6 +981,14 @@ impl Gateway {
             }
         };
         let mut events = Events::new(out, replay);
+        // Questions that lost their stream before the client answered go out first.
+        waiting.borrow_and_update();
+        for (upstream, mut msg) in carrier.take_waiting(&keys) {
+            msg["id"] = crate::mcp::relay::wrap(&upstream, &msg["id"]);
+            if !matches!(events.send(&msg.to_string(), false).await, Ok(true)) {
+                return Ok("ok"); // the client left
+            }
+        }
         let mut upstreams_open = !merged.is_empty();
         let mut keepalive = tokio::time::interval(KEEPALIVE);
         keepalive.tick().await;
@@ -877,6 +1048,9 @@ impl Gateway {
                             continue;
                         }
                         if crate::mcp::relay::is_request(&msg) {
+                            if let Some((key, patience)) = asking.get(upstream.as_str()) {
+                                carrier.carry(key, &msg, session, *patience);
+                            }
                             msg["id"] = crate::mcp::relay::wrap(&upstream, &msg["id"]);
                         }
                         vec![msg]
@@ -903,6 +1077,20 @@ impl Gateway {
                     lists = now.lists;
                     notes
                 }
+                changed = waiting.changed() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    carrier
+                        .take_waiting(&keys)
+                        .into_iter()
+                        .map(|(upstream, mut msg)| {
+                            msg["id"] = crate::mcp::relay::wrap(&upstream, &msg["id"]);
+                            msg
+                        })
+                        .collect()
+                }
+                () = events.out.closed() => return Ok("ok"), // the client left
                 _ = keepalive.tick() => {
                     if events.out.keepalive().await.is_err() {
                         return Ok("ok"); // the client left

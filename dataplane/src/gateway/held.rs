@@ -417,6 +417,7 @@ impl Gateway {
         let answering = Answering {
             f: &f,
             gateway_id: held.gateway_id.clone(),
+            left: None,
         };
         let events = std::mem::replace(&mut held.events, Box::pin(futures::stream::empty()));
         let outcome = self

@@ -34,12 +34,14 @@ mod channel;
 mod forward;
 mod held;
 mod legacy;
+mod outstanding;
 mod passthrough;
 pub use passthrough::PeerTls;
 mod questions;
 mod replay;
 mod serve;
 mod subscriptions;
+mod tasks;
 mod websocket;
 
 use access::Record;
@@ -55,7 +57,7 @@ pub struct Gateway {
     routes: Arc<ArcSwap<Routes>>,
     max_body_bytes: usize,
     max_header_bytes: usize,
-    upstreams: UpstreamPool,
+    upstreams: Arc<UpstreamPool>,
     signals: Arc<Signals>,
     jwks: JwksCache,
     limiter: RateLimiter,
@@ -78,6 +80,10 @@ pub struct Gateway {
     websockets: std::sync::atomic::AtomicUsize,
     /// Upstream GET streams held here for clients' GET streams (see `questions`).
     listening: Arc<questions::Listening>,
+    /// Upstream questions relayed to clients and not yet answered (see `outstanding`).
+    outstanding: Arc<outstanding::Outstanding>,
+    /// Tasks of stateless clients (see `tasks`).
+    tasks: Arc<tasks::Tasks>,
 }
 
 impl Gateway {
@@ -87,7 +93,7 @@ impl Gateway {
             routes,
             max_body_bytes,
             max_header_bytes: 64 << 10,
-            upstreams: UpstreamPool::default(),
+            upstreams: Arc::default(),
             signals: Arc::default(),
             jwks: JwksCache::default(),
             limiter: RateLimiter::default(),
@@ -101,6 +107,8 @@ impl Gateway {
             held: Arc::default(),
             websockets: Default::default(),
             listening: Arc::default(),
+            outstanding: Arc::default(),
+            tasks: Arc::default(),
         }
     }
 

@@ -244,6 +244,11 @@ impl Gateway {
                 self.end_session(routes, server, &session);
                 Reply::empty(200)
             }
+            Outcome::Task { id, method, params } => {
+                let caller = info.caller.subject.clone();
+                self.task_request(routes, server, client, &caller, (id, method, params))
+                    .await
+            }
             Outcome::Forward(mut f) => {
                 tracing::debug!(server = %server.name, upstream = %f.upstream, method = %f.method, "forwarding");
                 if let Some(spec) = routes.upstream(&f.upstream) {
@@ -251,7 +256,7 @@ impl Gateway {
                 }
                 rec.upstream = f.upstream.clone();
                 rec.outcome = self
-                    .forward(out, routes, server, f, resumable.as_deref())
+                    .forward(out, routes, server, *f, resumable.as_deref())
                     .await?;
                 return Ok(None);
             }
@@ -334,6 +339,12 @@ impl Gateway {
             .sessions_closed
             .with_label_values(&[server.name.as_str()])
             .inc();
+        let keys: Vec<super::outstanding::Key> = session
+            .upstreams
+            .iter()
+            .filter_map(|(name, r)| Some((name.clone(), r.id.clone()?)))
+            .collect();
+        self.outstanding.forget(&keys);
         self.upstreams
             .close_for(session, &|name| routes.upstream(name));
     }

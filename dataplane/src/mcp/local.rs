@@ -137,11 +137,20 @@ fn capabilities() -> Value {
     })
 }
 
-/// The stateless era's replacement for `initialize`.
+/// The stateless era's replacement for `initialize`; it names the tasks extension when a
+/// tool of the server runs as a task upstream (the gateway translates those tasks).
 fn discover(server: &ServerView) -> Value {
+    let mut capabilities = capabilities();
+    if server
+        .tool_routes
+        .values()
+        .any(|r| r.task_support != crate::routes::TaskSupport::Forbidden)
+    {
+        capabilities["extensions"] = json!({super::modern::TASKS_EXTENSION: {}});
+    }
     let mut result = json!({
         "supportedVersions": versions::MODERN,
-        "capabilities": capabilities(),
+        "capabilities": capabilities,
     });
     if let Some(d) = &server.description {
         result["instructions"] = json!(d);

@@ -16,6 +16,8 @@ use serde_json::{json, Map, Value};
 pub const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 /// `_meta` key of the client's capabilities.
 pub const CLIENT_CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
+/// `_meta` key of the least severe log level the client wants during a request.
+pub const LOG_LEVEL_KEY: &str = "io.modelcontextprotocol/logLevel";
 /// `_meta` key of the result's server identity.
 pub const SERVER_INFO_KEY: &str = "io.modelcontextprotocol/serverInfo";
 /// Prefix of the `_meta` keys the protocol reserves (stripped before a session-era upstream).
@@ -25,6 +27,8 @@ const RESERVED_PREFIX: &str = "io.modelcontextprotocol/";
 pub const HEADER_MISMATCH: i64 = -32020;
 /// The request's protocol version is not served here.
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+/// The request needs a client capability the client did not declare.
+pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
 
 /// The routing headers a 2026-07-28 request carries.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +45,7 @@ pub fn http_status(code: i64) -> u16 {
         | INVALID_REQUEST
         | INVALID_PARAMS
         | HEADER_MISMATCH
+        | MISSING_REQUIRED_CLIENT_CAPABILITY
         | UNSUPPORTED_PROTOCOL_VERSION => 400,
         METHOD_NOT_FOUND => 404,
         FORBIDDEN => 403,
@@ -70,6 +75,7 @@ fn name_param(method: &str) -> Option<&'static str> {
     match method {
         "tools/call" | "prompts/get" => Some("name"),
         "resources/read" => Some("uri"),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => Some("taskId"),
         _ => None,
     }
 }
@@ -139,6 +145,54 @@ pub fn check(method: &str, params: &Value, headers: &RoutingHeaders) -> Result<(
     Ok(())
 }
 
+/// The identifier of the tasks extension.
+pub const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
+
+/// Whether a stateless client's capabilities say it follows tasks (the tasks extension).
+pub fn follows_tasks(capabilities: &Value) -> bool {
+    capabilities
+        .get("extensions")
+        .and_then(|e| e.get(TASKS_EXTENSION))
+        .is_some()
+}
+
+/// The error for a client that does not follow tasks and calls a tool that runs only as
+/// one, or asks about a task.
+pub fn task_capability_missing() -> RpcError {
+    RpcError {
+        code: MISSING_REQUIRED_CLIENT_CAPABILITY,
+        message: "Missing required client capability: the tasks extension".into(),
+        data: Some(json!({"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}})),
+    }
+}
+
+/// Whether a log message (`notifications/message`) goes to a stateless client that asked
+/// for `wanted` (None: it asked for none). Severities as in RFC 5424 (syslog).
+pub fn log_wanted(message: &Value, wanted: Option<&str>) -> bool {
+    const LEVELS: [&str; 8] = [
+        "debug",
+        "info",
+        "notice",
+        "warning",
+        "error",
+        "critical",
+        "alert",
+        "emergency",
+    ];
+    let Some(wanted) = wanted else {
+        return false;
+    };
+    let rank = |l: &str| LEVELS.iter().position(|x| *x == l);
+    let level = message
+        .pointer("/params/level")
+        .and_then(Value::as_str)
+        .and_then(rank);
+    match (level, rank(wanted)) {
+        (Some(level), Some(wanted)) => level >= wanted,
+        _ => true, // an unknown level is not ours to hide
+    }
+}
+
 /// Params as a session-era upstream must see them: the reserved envelope keys removed
 /// (other `_meta` entries, such as a progress token, stay).
 pub fn strip_envelope(params: &mut Value) {
@@ -192,6 +246,16 @@ pub fn server_info(server: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_messages_reach_stateless_clients_only_at_the_level_they_asked_for() {
+        let msg = |level: &str| json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": level, "data": "x"}});
+        assert!(!log_wanted(&msg("emergency"), None));
+        assert!(log_wanted(&msg("info"), Some("info")));
+        assert!(log_wanted(&msg("error"), Some("warning")));
+        assert!(!log_wanted(&msg("debug"), Some("info")));
+        assert!(log_wanted(&msg("fancy"), Some("info")));
+    }
 
     fn headers(method: &str, name: Option<&str>) -> RoutingHeaders {
         RoutingHeaders {
