@@ -188,3 +188,35 @@ async fn a_session_era_task_is_followed_by_a_stateless_client_on_any_replica() {
         "{refused}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_era_clients_follow_tasks_through_the_gateway() {
+    let (_fixture, upstream_url) = fixture_server().await;
+    let stack = gateway_stack("fixture", &upstream_url, "", "confirm_delete").await;
+    let seen = node_peer("ts_task_client.mjs", &[&stack.url], true).await;
+    assert_eq!(seen.get("error"), None, "{seen}");
+    assert!(
+        seen["tasks_capability"]["requests"]["tools"]["call"].is_object(),
+        "{seen}"
+    );
+    let slow = &seen["slow"];
+    assert_eq!(slow["text"], "Computed relayed in 1s", "{seen}");
+    let id = slow["ids"][0].as_str().unwrap_or_default();
+    assert!(
+        id.starts_with("sbt0.fixture."),
+        "the gateway's task id: {seen}"
+    );
+    assert_eq!(seen["confirm"]["text"], "Deleted old.txt", "{seen}");
+    // The question came tied to the task by the id the client knows.
+    let confirm_id = &seen["confirm"]["ids"][0];
+    assert_eq!(&seen["questions"][0]["task"], confirm_id, "{seen}");
+    assert_eq!(seen["cancelled"], "cancelled", "{seen}");
+    let listed = seen["listed"].as_array().cloned().unwrap_or_default();
+    assert!(listed.iter().any(|t| t == id), "{seen}");
+    assert!(
+        listed
+            .iter()
+            .all(|t| t.as_str().is_some_and(|t| t.starts_with("sbt0."))),
+        "{seen}"
+    );
+}

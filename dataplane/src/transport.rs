@@ -217,6 +217,8 @@ pub enum Outcome {
     },
     /// Send this call to an upstream and stream its answer back.
     Forward(Box<Forward>),
+    /// A session-era client lists its tasks: those of each upstream of its session.
+    ListTasks { id: Value, session: Session },
     /// A stateless client asks about a task (`tasks/get`, `tasks/update`, `tasks/cancel`).
     Task {
         id: Value,
@@ -507,6 +509,32 @@ fn post_checked(
                     session,
                 });
             }
+            if matches!(
+                method.as_str(),
+                "tasks/get" | "tasks/result" | "tasks/cancel"
+            ) {
+                // A task of one of the session's upstreams, by the id the gateway gave it.
+                let task = params
+                    .get("taskId")
+                    .and_then(Value::as_str)
+                    .and_then(crate::mcp::relay::unwrap_task)
+                    .filter(|(upstream, _)| session.upstreams.contains_key(upstream));
+                let Some((upstream, task)) = task else {
+                    let e = RpcError::new(jsonrpc::INVALID_PARAMS, "unknown task");
+                    return Ok(Outcome::Reply(Reply::json(
+                        200,
+                        &jsonrpc::error_response(&id, &e),
+                    )));
+                };
+                let mut params = params.clone();
+                params["taskId"] = Value::String(task);
+                let mut forward = forward_to(server, &id, &method, &upstream, params, false);
+                forward.session = Some(session);
+                return Ok(Outcome::Forward(Box::new(forward)));
+            }
+            if method == "tasks/list" && !server.upstreams.is_empty() {
+                return Ok(Outcome::ListTasks { id, session });
+            }
             if let Some(mut forward) = upstream_route(server, &id, &method, &params, false) {
                 forward.session = Some(session);
                 return Ok(Outcome::Forward(Box::new(forward)));
@@ -525,6 +553,7 @@ fn post_checked(
                 Some((upstream, original)) => {
                     body["jsonrpc"] = json!("2.0");
                     body["id"] = original;
+                    crate::mcp::relay::task_ids_in(&mut body);
                     Ok(Outcome::Relay {
                         upstream,
                         message: body,
@@ -690,6 +719,56 @@ fn stateless(server: &ServerView, req: &RequestInfo, message: Message, gate: &dy
     }
 }
 
+/// A request for `upstream`, with `params` as it must see them.
+fn forward_to(
+    server: &ServerView,
+    id: &Value,
+    method: &str,
+    upstream: &str,
+    mut params: Value,
+    stateless: bool,
+) -> Forward {
+    let mut client_capabilities = Value::Null;
+    let mut continuation = None;
+    let mut log_level = None;
+    if stateless {
+        client_capabilities = params
+            .get("_meta")
+            .and_then(|m| m.get(modern::CLIENT_CAPABILITIES_KEY))
+            .cloned()
+            .unwrap_or(Value::Null);
+        log_level = params
+            .get("_meta")
+            .and_then(|m| m.get(modern::LOG_LEVEL_KEY))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        continuation = modern::take_continuation(&mut params);
+        // The session era's task augmentation is not this era's: a stateless client's
+        // `task` is ignored, as the tasks extension says.
+        if let Some(p) = params.as_object_mut() {
+            p.remove("task");
+        }
+        // Upstreams are spoken to in the session era today.
+        modern::strip_envelope(&mut params);
+    }
+    Forward {
+        task: false,
+        client_capabilities,
+        continuation,
+        log_level,
+        caller: String::new(),
+        client_id: id.clone(),
+        upstream: upstream.to_string(),
+        method: method.to_string(),
+        params,
+        stateless,
+        server: server.name.clone(),
+        session: None,
+        idempotent: true,
+        headers: Vec::new(),
+    }
+}
+
 /// Calls answered by an upstream: its tools and prompts (by client-visible name, renamed
 /// back) and its resources (by URI).
 fn upstream_route(
@@ -699,47 +778,8 @@ fn upstream_route(
     params: &Value,
     stateless: bool,
 ) -> Option<Forward> {
-    let forward = |upstream: &str, mut params: Value| {
-        let mut client_capabilities = Value::Null;
-        let mut continuation = None;
-        let mut log_level = None;
-        if stateless {
-            client_capabilities = params
-                .get("_meta")
-                .and_then(|m| m.get(modern::CLIENT_CAPABILITIES_KEY))
-                .cloned()
-                .unwrap_or(Value::Null);
-            log_level = params
-                .get("_meta")
-                .and_then(|m| m.get(modern::LOG_LEVEL_KEY))
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            continuation = modern::take_continuation(&mut params);
-            // The session era's task augmentation is not this era's: a stateless client's
-            // `task` is ignored, as the tasks extension says.
-            if let Some(p) = params.as_object_mut() {
-                p.remove("task");
-            }
-            // Upstreams are spoken to in the session era today.
-            modern::strip_envelope(&mut params);
-        }
-        Forward {
-            task: false,
-            client_capabilities,
-            continuation,
-            log_level,
-            caller: String::new(),
-            client_id: id.clone(),
-            upstream: upstream.to_string(),
-            method: method.to_string(),
-            params,
-            stateless,
-            server: server.name.clone(),
-            session: None,
-            idempotent: true,
-            headers: Vec::new(),
-        }
-    };
+    let forward =
+        |upstream: &str, params: Value| forward_to(server, id, method, upstream, params, stateless);
     let name = params.get("name").and_then(Value::as_str).unwrap_or("");
     let renamed = |route: &crate::routes::ToolRoute| {
         let mut p = params.clone();
@@ -941,6 +981,7 @@ mod tests {
             Outcome::Listen(_) | Outcome::Subscribe { .. } => Reply::empty(200),
             Outcome::Forward(f) => panic!("unexpected forward {f:?}"),
             Outcome::Task { method, .. } => panic!("unexpected task request {method}"),
+            Outcome::ListTasks { .. } => panic!("unexpected tasks/list"),
         }
     }
 

@@ -513,13 +513,19 @@ impl Answering<'_> {
     /// An upstream message as the client must see it: its own id on the response, and the
     /// stateless era's shape on the result.
     pub(super) fn restore(&self, mut msg: Value) -> Value {
-        if msg.get("id") == Some(&self.gateway_id) {
+        let answer = msg.get("id") == Some(&self.gateway_id);
+        if answer {
             msg["id"] = self.f.client_id.clone();
             if self.f.stateless {
                 if let Some(result) = msg.get_mut("result") {
                     crate::mcp::modern::shape_result(&self.f.method, result, &self.f.server);
                 }
             }
+        }
+        if !self.f.stateless {
+            // Task ids name the upstream, so later task requests find their way back.
+            let tasks_result = answer && self.f.method.starts_with("tasks/");
+            crate::mcp::relay::task_ids_out(&self.f.upstream, &mut msg, tasks_result);
         }
         msg
     }
@@ -985,6 +991,7 @@ impl Gateway {
         waiting.borrow_and_update();
         for (upstream, mut msg) in carrier.take_waiting(&keys) {
             msg["id"] = crate::mcp::relay::wrap(&upstream, &msg["id"]);
+            crate::mcp::relay::task_ids_out(&upstream, &mut msg, false);
             if !matches!(events.send(&msg.to_string(), false).await, Ok(true)) {
                 return Ok("ok"); // the client left
             }
@@ -1053,6 +1060,7 @@ impl Gateway {
                             }
                             msg["id"] = crate::mcp::relay::wrap(&upstream, &msg["id"]);
                         }
+                        crate::mcp::relay::task_ids_out(&upstream, &mut msg, false);
                         vec![msg]
                     }
                     Some((upstream, Upstreamed::Message(Err(e)))) => {
@@ -1086,6 +1094,7 @@ impl Gateway {
                         .into_iter()
                         .map(|(upstream, mut msg)| {
                             msg["id"] = crate::mcp::relay::wrap(&upstream, &msg["id"]);
+                            crate::mcp::relay::task_ids_out(&upstream, &mut msg, false);
                             msg
                         })
                         .collect()

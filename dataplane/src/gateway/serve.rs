@@ -244,6 +244,9 @@ impl Gateway {
                 self.end_session(routes, server, &session);
                 Reply::empty(200)
             }
+            Outcome::ListTasks { id, session } => {
+                self.list_tasks(routes, server, client, id, &session).await
+            }
             Outcome::Task { id, method, params } => {
                 let caller = info.caller.subject.clone();
                 self.task_request(routes, server, client, &caller, (id, method, params))

@@ -497,6 +497,62 @@ impl Gateway {
         }
     }
 
+    /// Answers a session-era client's `tasks/list`: the tasks of each upstream of its
+    /// session that runs tools as tasks (their first pages), with the ids it knows them
+    /// by. An upstream that fails is left out and logged.
+    pub(super) async fn list_tasks(
+        &self,
+        routes: &Routes,
+        server: &ServerView,
+        client: &ClientHeaders,
+        id: Value,
+        session: &crate::session::Session,
+    ) -> Reply {
+        let tasking: std::collections::BTreeSet<&str> = server
+            .tool_routes
+            .values()
+            .filter(|r| r.task_support != crate::routes::TaskSupport::Forbidden)
+            .map(|r| r.upstream.as_str())
+            .filter(|u| session.upstreams.contains_key(*u))
+            .collect();
+        let mut tasks = Vec::new();
+        for upstream in tasking {
+            let Some(spec) = routes.upstream(upstream) else {
+                continue;
+            };
+            let timeouts = server.timeouts(&spec, upstream);
+            let call = CallOptions {
+                timeout: timeouts.request,
+                headers: client_headers(client, server, &spec),
+            };
+            let idle = timeouts.idle.unwrap_or(DEFAULT_IDLE);
+            match self
+                .ask_upstream(
+                    upstream,
+                    &spec,
+                    session,
+                    "tasks/list",
+                    json!({}),
+                    &call,
+                    idle,
+                )
+                .await
+            {
+                Ok(listed) => {
+                    let mut msg = json!({"result": listed});
+                    crate::mcp::relay::task_ids_out(upstream, &mut msg, true);
+                    if let Some(listed) = msg["result"]["tasks"].as_array() {
+                        tasks.extend(listed.iter().cloned());
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%upstream, error = %e.message, "an upstream did not list its tasks")
+                }
+            }
+        }
+        Reply::json(200, &jsonrpc::result_response(&id, json!({"tasks": tasks})))
+    }
+
     /// Sends `method` with `params` to `upstream` in `session` and returns the result of
     /// its answer (read from an SSE stream if it streams), or the error it gave.
     #[allow(clippy::too_many_arguments)]

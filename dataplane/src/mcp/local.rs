@@ -141,11 +141,7 @@ fn capabilities() -> Value {
 /// tool of the server runs as a task upstream (the gateway translates those tasks).
 fn discover(server: &ServerView) -> Value {
     let mut capabilities = capabilities();
-    if server
-        .tool_routes
-        .values()
-        .any(|r| r.task_support != crate::routes::TaskSupport::Forbidden)
-    {
+    if runs_tasks(server) {
         capabilities["extensions"] = json!({super::modern::TASKS_EXTENSION: {}});
     }
     let mut result = json!({
@@ -158,11 +154,25 @@ fn discover(server: &ServerView) -> Value {
     result
 }
 
+/// Whether a tool of `server` runs as a task upstream.
+fn runs_tasks(server: &ServerView) -> bool {
+    server
+        .tool_routes
+        .values()
+        .any(|r| r.task_support != crate::routes::TaskSupport::Forbidden)
+}
+
 fn initialize(server: &ServerView, params: &Value) -> Value {
     let requested = params.get("protocolVersion").and_then(Value::as_str);
+    let mut capabilities = capabilities();
+    if runs_tasks(server) {
+        // The session era's tasks, relayed with their ids rewritten (see `mcp::relay`).
+        capabilities["tasks"] =
+            json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}});
+    }
     let mut result = json!({
         "protocolVersion": versions::negotiate(requested),
-        "capabilities": capabilities(),
+        "capabilities": capabilities,
         "serverInfo": super::modern::server_info(&server.name),
     });
     if let Some(d) = &server.description {

@@ -25,6 +25,89 @@ pub fn unwrap(id: &Value) -> Option<(String, Value)> {
     Some((upstream.to_string(), id))
 }
 
+/// Prefix of the task ids session-era clients see.
+const TASK_PREFIX: &str = "sbt0.";
+
+/// `_meta` key that ties a message to a task (2025-11-25).
+const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+
+/// The task id a session-era client sees for `upstream`'s task `id` (its session says
+/// which upstream session the task belongs to, as for requests).
+pub fn wrap_task(upstream: &str, id: &str) -> String {
+    let original = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id);
+    format!("{TASK_PREFIX}{upstream}.{original}")
+}
+
+/// The upstream and its own task id, if `id` came from [`wrap_task`].
+pub fn unwrap_task(id: &str) -> Option<(String, String)> {
+    let rest = id.strip_prefix(TASK_PREFIX)?;
+    let (upstream, original) = rest.split_once('.')?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(original)
+        .ok()?;
+    Some((upstream.to_string(), String::from_utf8(bytes).ok()?))
+}
+
+/// Rewrites the task ids in a message from `upstream` to a session-era client: a created
+/// task (`result.task`), a task's own fields (`result` of `tasks/*`, listed tasks, status
+/// notifications) and the related-task marker of any message. `tasks_result` says the
+/// message answers a `tasks/*` request.
+pub fn task_ids_out(upstream: &str, msg: &mut Value, tasks_result: bool) {
+    let wrap = |v: &mut Value| {
+        if let Some(id) = v.as_str() {
+            *v = Value::String(wrap_task(upstream, id));
+        }
+    };
+    for at in ["/params/_meta", "/result/_meta"] {
+        if let Some(id) = msg
+            .pointer_mut(at)
+            .and_then(|m| m.get_mut(RELATED_TASK))
+            .and_then(|t| t.get_mut("taskId"))
+        {
+            wrap(id);
+        }
+    }
+    if msg.get("method").and_then(Value::as_str) == Some("notifications/tasks/status") {
+        if let Some(id) = msg.pointer_mut("/params/taskId") {
+            wrap(id);
+        }
+    }
+    let Some(result) = msg.get_mut("result") else {
+        return;
+    };
+    if let Some(id) = result.pointer_mut("/task/taskId") {
+        wrap(id);
+    }
+    if tasks_result {
+        if let Some(id) = result.get_mut("taskId") {
+            wrap(id);
+        }
+        if let Some(tasks) = result.get_mut("tasks").and_then(Value::as_array_mut) {
+            for t in tasks {
+                if let Some(id) = t.get_mut("taskId") {
+                    wrap(id);
+                }
+            }
+        }
+    }
+}
+
+/// Puts the upstream's own task id back into the related-task marker of a client's
+/// message to it.
+pub fn task_ids_in(msg: &mut Value) {
+    for at in ["/params/_meta", "/result/_meta"] {
+        if let Some(id) = msg
+            .pointer_mut(at)
+            .and_then(|m| m.get_mut(RELATED_TASK))
+            .and_then(|t| t.get_mut("taskId"))
+        {
+            if let Some((_, original)) = id.as_str().and_then(unwrap_task) {
+                *id = Value::String(original);
+            }
+        }
+    }
+}
+
 /// Whether `msg` is a request (as opposed to a response or notification).
 pub fn is_request(msg: &Value) -> bool {
     msg.get("method").is_some() && msg.get("id").is_some_and(|id| !id.is_null())
@@ -50,5 +133,38 @@ mod tests {
         assert!(!is_request(
             &json!({"jsonrpc": "2.0", "method": "notifications/progress"})
         ));
+    }
+
+    #[test]
+    fn task_ids_are_rewritten_both_ways() {
+        let wrapped = wrap_task("up", "t-1");
+        assert_eq!(unwrap_task(&wrapped), Some(("up".into(), "t-1".into())));
+        assert_eq!(unwrap_task("t-1"), None);
+        let meta = json!({"io.modelcontextprotocol/related-task": {"taskId": "t-1"}});
+        let mut created = json!({"id": 1, "result": {"task": {"taskId": "t-1"}}});
+        task_ids_out("up", &mut created, false);
+        assert_eq!(created["result"]["task"]["taskId"], json!(wrapped));
+        let mut got = json!({"id": 1, "result": {"taskId": "t-1", "_meta": meta}});
+        task_ids_out("up", &mut got, true);
+        assert_eq!(got["result"]["taskId"], json!(wrapped));
+        assert_eq!(
+            got["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+            json!(wrapped)
+        );
+        let mut tool = json!({"id": 1, "result": {"taskId": "mine", "content": []}});
+        task_ids_out("up", &mut tool, false);
+        assert_eq!(
+            tool["result"]["taskId"], "mine",
+            "a tool's own fields are left alone"
+        );
+        let mut note = json!({"method": "notifications/tasks/status", "params": {"taskId": "t-1"}});
+        task_ids_out("up", &mut note, false);
+        assert_eq!(note["params"]["taskId"], json!(wrapped));
+        let mut answer = json!({"id": 3, "result": {"action": "accept", "_meta": {"io.modelcontextprotocol/related-task": {"taskId": wrapped}}}});
+        task_ids_in(&mut answer);
+        assert_eq!(
+            answer["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+            "t-1"
+        );
     }
 }
