@@ -56,6 +56,7 @@ fn expose_named(
                 tool: upstream_name.to_string(),
                 idempotent: hint("idempotentHint") || hint("readOnlyHint"),
                 task_support: TaskSupport::of(item),
+                mirrored: mirrored(item),
             },
         );
         let mut entry = item.clone();
@@ -124,6 +125,25 @@ pub struct ToolRoute {
     pub idempotent: bool,
     /// Whether the upstream runs calls of it as tasks (`execution.taskSupport`).
     pub task_support: TaskSupport,
+    /// Arguments a stateless client mirrors in headers: (argument, `Mcp-Param-` suffix),
+    /// from the input schema's `x-mcp-header` annotations.
+    pub mirrored: Vec<(String, String)>,
+}
+
+/// The arguments `tool`'s input schema marks with `x-mcp-header`, with their header names.
+fn mirrored(tool: &serde_json::Value) -> Vec<(String, String)> {
+    tool.pointer("/inputSchema/properties")
+        .and_then(serde_json::Value::as_object)
+        .map(|props| {
+            props
+                .iter()
+                .filter_map(|(name, p)| {
+                    let header = p.get("x-mcp-header")?.as_str()?;
+                    Some((name.clone(), header.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// How a tool takes part in tasks, as its upstream lists it (`execution.taskSupport`).
@@ -227,6 +247,7 @@ impl ServerView {
             tool: tool.to_string(),
             idempotent: false,
             task_support: TaskSupport::Forbidden,
+            mirrored: Vec::new(),
         })
     }
 
@@ -244,6 +265,7 @@ impl ServerView {
             tool: prompt.to_string(),
             idempotent: true,
             task_support: TaskSupport::Forbidden,
+            mirrored: Vec::new(),
         })
     }
 

@@ -23,6 +23,8 @@ pub struct RequestInfo {
     pub mcp_method: Option<String>,
     /// `Mcp-Name` (stateless era).
     pub mcp_name: Option<String>,
+    /// `Mcp-Param-*` headers (stateless era): (name after the prefix, lowercase; value).
+    pub mcp_params: Vec<(String, String)>,
     /// Who is calling (authenticated before the rules here run).
     pub caller: Principal,
 }
@@ -697,13 +699,17 @@ fn stateless(server: &ServerView, req: &RequestInfo, message: Message, gate: &dy
         return Outcome::Task { id, method, params };
     }
     if let Some(mut forward) = upstream_route(server, &id, &method, &params, true) {
+        let route = (method == "tools/call")
+            .then(|| params.get("name").and_then(Value::as_str))
+            .flatten()
+            .and_then(|n| server.tool_routes.get(n));
+        if let Some(route) = route.filter(|r| !r.mirrored.is_empty()) {
+            if let Err(e) = modern::check_mirrored(&route.mirrored, &params, &req.mcp_params) {
+                return fail(e);
+            }
+        }
         // A tool that runs only as a task needs a client that follows tasks.
-        let required = method == "tools/call"
-            && params
-                .get("name")
-                .and_then(Value::as_str)
-                .and_then(|n| server.tool_routes.get(n))
-                .is_some_and(|r| r.task_support == TaskSupport::Required);
+        let required = route.is_some_and(|r| r.task_support == TaskSupport::Required);
         if required && !forward.task {
             return fail(modern::task_capability_missing());
         }
@@ -1087,6 +1093,7 @@ mod forward_tests {
                 tool: "echo".into(),
                 idempotent: false,
                 task_support: Default::default(),
+                mirrored: Vec::new(),
             },
         );
         let sid = view.sealer.seal(&Session::new("demo", "2025-06-18"));

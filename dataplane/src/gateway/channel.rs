@@ -93,6 +93,7 @@ impl Channel {
             protocol_version,
             mcp_method: None,
             mcp_name: None,
+            mcp_params: Vec::new(),
             caller: self.caller.clone(),
         }
     }

@@ -106,6 +106,7 @@ impl Gateway {
             protocol_version: header(session, "mcp-protocol-version").map(str::to_string),
             mcp_method: header(session, "mcp-method").map(str::to_string),
             mcp_name: header(session, "mcp-name").map(str::to_string),
+            mcp_params: mcp_params(session),
             caller,
         };
         let client_ip = client_ip(session);
@@ -388,4 +389,17 @@ pub(super) fn client_ip(session: &Session) -> String {
         .and_then(|a| a.as_inet())
         .map(|a| a.ip().to_string())
         .unwrap_or_default()
+}
+
+/// The request's `Mcp-Param-*` headers: (the name after the prefix, lowercase; the value).
+fn mcp_params(session: &Session) -> Vec<(String, String)> {
+    session
+        .req_header()
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let suffix = name.as_str().strip_prefix("mcp-param-")?;
+            Some((suffix.to_string(), value.to_str().ok()?.to_string()))
+        })
+        .collect()
 }

@@ -95,6 +95,41 @@ fn decode_header(value: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// Checks that a `tools/call` mirrors in `Mcp-Param-*` headers (`headers`: lowercase name
+/// after the prefix, value) each argument its tool marks with `x-mcp-header` (`mirrored`:
+/// argument, header name): present, well formed (a `=?base64?…?=` value must be valid
+/// base64), and equal to the argument (SEP-2243).
+pub fn check_mirrored(
+    mirrored: &[(String, String)],
+    params: &Value,
+    headers: &[(String, String)],
+) -> Result<(), RpcError> {
+    let mismatch = |message: String| RpcError::new(HEADER_MISMATCH, message);
+    for (argument, name) in mirrored {
+        let expected = match params.pointer(&format!("/arguments/{argument}")) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        let Some((_, value)) = headers.iter().find(|(h, _)| h.eq_ignore_ascii_case(name)) else {
+            return Err(mismatch(format!(
+                "the Mcp-Param-{name} header is missing; it must carry argument `{argument}`"
+            )));
+        };
+        let Some(decoded) = decode_header(value.trim()) else {
+            return Err(mismatch(format!(
+                "the Mcp-Param-{name} header is not valid base64"
+            )));
+        };
+        if decoded != expected {
+            return Err(mismatch(format!(
+                "the Mcp-Param-{name} header does not match argument `{argument}`"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a request's envelope and headers, in the order the spec's reference SDK does
 /// (envelope keys, then headers against the body, then the version).
 pub fn check(method: &str, params: &Value, headers: &RoutingHeaders) -> Result<(), RpcError> {
@@ -246,6 +281,25 @@ pub fn server_info(server: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mirrored_arguments_must_match_their_headers() {
+        let mirrored = vec![("region".to_string(), "Region".to_string())];
+        let call = json!({"name": "t", "arguments": {"region": "Hello"}});
+        let header = |v: &str| vec![("region".to_string(), v.to_string())];
+        assert!(check_mirrored(&mirrored, &call, &header("Hello")).is_ok());
+        assert!(check_mirrored(&mirrored, &call, &header(" Hello ")).is_ok());
+        assert!(check_mirrored(&mirrored, &call, &header("=?base64?SGVsbG8=?=")).is_ok());
+        for bad in ["=?base64?SGVsbG8?=", "=?base64?SGVs!!!bG8=?=", "Bye"] {
+            let e = check_mirrored(&mirrored, &call, &header(bad)).expect_err(bad);
+            assert_eq!(e.code, HEADER_MISMATCH, "{bad}");
+        }
+        assert!(check_mirrored(&mirrored, &call, &[]).is_err(), "missing");
+        let without = json!({"name": "t", "arguments": {}});
+        assert!(check_mirrored(&mirrored, &without, &[]).is_ok());
+        let number = json!({"name": "t", "arguments": {"region": 7}});
+        assert!(check_mirrored(&mirrored, &number, &header("7")).is_ok());
+    }
 
     #[test]
     fn log_messages_reach_stateless_clients_only_at_the_level_they_asked_for() {
