@@ -220,3 +220,51 @@ async fn session_era_clients_follow_tasks_through_the_gateway() {
         "{seen}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tasks_example_runs_a_report_as_a_task() {
+    // examples/tasks: its server (on a free port instead of 3011), its YAML, its client.
+    let modules = switchboard_testkit::npm_module_dir("@modelcontextprotocol/sdk")
+        .expect("TS SDK installed")
+        .join("../..");
+    let port = switchboard_testkit::free_port();
+    let mut cmd = std::process::Command::new(switchboard_testkit::node22_bin().expect("Node 22"));
+    cmd.arg(root().join("examples/tasks/server.mjs"))
+        .arg(&modules)
+        .arg(port.to_string());
+    let server = switchboard_testkit::ManagedProcess::spawn(cmd).expect("example server");
+    if let Err(e) = switchboard_testkit::wait_for_tcp(&format!("127.0.0.1:{port}"), WAIT).await {
+        panic!(
+            "the example server did not start: {e}\n{}",
+            server.log_tail(20)
+        );
+    }
+    let (cp, admin, cp_data) = control_plane(None).await;
+    let (dp, url, state) = data_plane(admin.trim_start_matches("http://")).await;
+    let _keep = (server, cp, cp_data, dp, state);
+    let yaml = std::fs::read_to_string(root().join("examples/tasks/tasks.yaml"))
+        .expect("the example's YAML")
+        .replace("127.0.0.1:3011", &format!("127.0.0.1:{port}"));
+    apply(&admin, &yaml);
+    let url = url.replace("/servers/demo/", "/servers/reports/");
+    wait_for_tools(&url, WAIT, "build_report", |t| {
+        t.iter().any(|n| n == "build_report")
+    })
+    .await;
+    let run = tokio::process::Command::new(switchboard_testkit::python_bin().expect("python"))
+        .arg(root().join("examples/tasks/client.py"))
+        .args([url.as_str(), "1"])
+        .output();
+    let out = tokio::time::timeout(WAIT, run)
+        .await
+        .expect("the example client finished")
+        .expect("ran");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && printed.contains("task created: working")
+            && printed.contains("task completed: report ready after 1s"),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
