@@ -36,9 +36,8 @@
 //
 // usage: node conformance_fixture_server.mjs NODE_MODULES_DIR PORT
 import { createRequire } from "node:module";
-import http from "node:http";
 import path from "node:path";
-import { randomUUID } from "node:crypto";
+import { serveSessions } from "./session_http.mjs";
 
 const [modules, port] = process.argv.slice(2);
 const require = createRequire(path.join(modules, "noop.js"));
@@ -471,45 +470,14 @@ function makeServer() {
   return low;
 }
 
-const transports = new Map();
-const httpServer = http.createServer(async (req, res) => {
-  const host = (req.headers.host ?? "").replace(/:\d+$/, "");
-  if (!["127.0.0.1", "localhost", "[::1]"].includes(host)) {
-    res.writeHead(403).end("only localhost"); // DNS rebinding protection
-    return;
-  }
-  let body;
-  if (req.method === "POST") {
-    const chunks = [];
-    for await (const chunk of req) chunks.push(chunk);
-    try {
-      body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-    } catch {
-      res.writeHead(400).end("bad JSON");
-      return;
-    }
-  }
-  const sid = req.headers["mcp-session-id"];
-  if (sid && transports.has(sid)) {
-    await transports.get(sid).handleRequest(req, res, body);
-    return;
-  }
-  if (!sid && req.method === "POST" && T.isInitializeRequest(body)) {
+serveSessions({
+  sdk: { StreamableHTTPServerTransport, isInitializeRequest: T.isInitializeRequest },
+  port,
+  open: () => {
     const low = makeServer();
-    const transport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: () => randomUUID(),
-      onsessioninitialized: (id) => transports.set(id, transport),
-    });
-    transport.onclose = () => {
-      sessions.delete(low);
-      if (transport.sessionId) transports.delete(transport.sessionId);
-    };
     sessions.add(low);
-    await low.connect(transport);
-    await transport.handleRequest(req, res, body);
-    return;
-  }
-  res.writeHead(sid ? 404 : 400, { "content-type": "application/json" });
-  res.end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -32000, message: sid ? "unknown session" : "initialize first" } }));
+    return low;
+  },
+  onClose: (low) => sessions.delete(low),
+  hosts: ["127.0.0.1", "localhost", "[::1]"],
 });
-httpServer.listen(Number(port), "127.0.0.1", () => console.log(`listening on ${port}`));

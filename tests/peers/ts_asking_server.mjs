@@ -11,9 +11,8 @@
 //
 // usage: node ts_asking_server.mjs NODE_MODULES_DIR PORT [events]
 import { createRequire } from "node:module";
-import http from "node:http";
 import path from "node:path";
-import { randomUUID } from "node:crypto";
+import { serveSessions } from "./session_http.mjs";
 
 const [modules, port, mode] = process.argv.slice(2);
 const keepEvents = mode === "events";
@@ -83,36 +82,9 @@ function makeServer() {
   return server;
 }
 
-const transports = new Map();
-const httpServer = http.createServer(async (req, res) => {
-  let body;
-  if (req.method === "POST") {
-    const chunks = [];
-    for await (const chunk of req) chunks.push(chunk);
-    try {
-      body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-    } catch {
-      res.writeHead(400).end("bad JSON");
-      return;
-    }
-  }
-  const sid = req.headers["mcp-session-id"];
-  if (sid && transports.has(sid)) {
-    await transports.get(sid).handleRequest(req, res, body);
-    return;
-  }
-  if (!sid && req.method === "POST" && isInitializeRequest(body)) {
-    const transport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: () => randomUUID(),
-      eventStore: keepEvents ? new EventStore() : undefined,
-      onsessioninitialized: (id) => transports.set(id, transport),
-    });
-    transport.onclose = () => transport.sessionId && transports.delete(transport.sessionId);
-    await makeServer().connect(transport);
-    await transport.handleRequest(req, res, body);
-    return;
-  }
-  res.writeHead(sid ? 404 : 400, { "content-type": "application/json" });
-  res.end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -32000, message: sid ? "unknown session" : "initialize first" } }));
+serveSessions({
+  sdk: { StreamableHTTPServerTransport, isInitializeRequest },
+  port,
+  open: makeServer,
+  transportOptions: () => (keepEvents ? { eventStore: new EventStore() } : {}),
 });
-httpServer.listen(Number(port), "127.0.0.1", () => console.log(`listening on ${port}`));

@@ -173,6 +173,27 @@ impl Gateway {
         {
             return None;
         }
+        let call = CallOptions {
+            headers: f.headers.clone(),
+            ..CallOptions::default()
+        };
+        match self.own_session(f, spec, &call).await {
+            Ok(own) => Some(own),
+            Err(e) => {
+                tracing::warn!(upstream = %f.upstream, error = %e, "could not open an upstream session for a stateless call; using the shared one");
+                None
+            }
+        }
+    }
+
+    /// A new upstream session with `f`'s upstream for `f` alone, offering the client's
+    /// capabilities (so the upstream asks only what the client can answer).
+    pub(super) async fn own_session(
+        &self,
+        f: &Forward,
+        spec: &UpstreamEntry,
+        call: &CallOptions,
+    ) -> std::result::Result<crate::session::Session, UpstreamError> {
         let mut own = crate::session::Session {
             server: f.server.clone(),
             version: crate::mcp::versions::LATEST.to_string(),
@@ -180,24 +201,12 @@ impl Gateway {
             upstreams: Default::default(),
             nonce: 0,
         };
-        let call = CallOptions {
-            headers: f.headers.clone(),
-            ..CallOptions::default()
-        };
-        match self
+        let opened = self
             .upstreams
-            .open_for(&f.upstream, spec, &own, &call)
-            .await
-        {
-            Ok(r) => {
-                own.upstreams.insert(f.upstream.clone(), r);
-                Some(own)
-            }
-            Err(e) => {
-                tracing::warn!(upstream = %f.upstream, error = %e, "could not open an upstream session for a stateless call; using the shared one");
-                None
-            }
-        }
+            .open_for(&f.upstream, spec, &own, call)
+            .await?;
+        own.upstreams.insert(f.upstream.clone(), opened);
+        Ok(own)
     }
 
     /// What ends a call's own upstream session when dropped.

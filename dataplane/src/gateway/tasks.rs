@@ -183,27 +183,18 @@ impl Gateway {
             return internal("too many tasks are open on this data plane".into());
         }
         // The task's own upstream session, offering what the client can answer.
-        let mut own = crate::session::Session {
-            server: f.server.clone(),
-            version: crate::mcp::versions::LATEST.to_string(),
-            capabilities: f.client_capabilities.clone(),
-            upstreams: Default::default(),
-            nonce: 0,
-        };
         let timeouts = server.timeouts(&spec, &f.upstream);
         let call = CallOptions {
             timeout: timeouts.request,
             headers: f.headers.clone(),
         };
-        let opened = self
-            .upstreams
-            .open_for(&f.upstream, &spec, &own, &call)
-            .await;
-        let session = match opened {
-            Ok(r) => r,
+        let own = match self.own_session(f, &spec, &call).await {
+            Ok(own) => own,
             Err(e) => return internal(format!("upstream `{}` failed: {e}", f.upstream)),
         };
-        own.upstreams.insert(f.upstream.clone(), session.clone());
+        let Some(session) = own.upstreams.get(&f.upstream).cloned() else {
+            return internal(format!("upstream `{}` opened no session", f.upstream));
+        };
         // Ended unless a task was created in it.
         let ender = self.call_session_ender(&own, &spec);
         let mut params = f.params.clone();
