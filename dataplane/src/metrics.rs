@@ -49,7 +49,7 @@ pub struct Metrics {
 }
 
 /// The methods that get their own label value; the rest count as `other`.
-const METHODS: [&str; 19] = [
+const METHODS: [&str; 24] = [
     "initialize",
     "ping",
     "server/discover",
@@ -69,7 +69,51 @@ const METHODS: [&str; 19] = [
     "notifications/progress",
     "notifications/roots/list_changed",
     "subscriptions/listen",
+    "tasks/get",
+    "tasks/result",
+    "tasks/update",
+    "tasks/cancel",
+    "tasks/list",
 ];
+
+/// How a request to a virtual server ended, as metrics and the access log count it (the
+/// `outcome` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Served {
+    /// Answered with a result (or a stream that ended normally).
+    #[default]
+    Ok,
+    /// Answered with a JSON-RPC error, or an HTTP error status.
+    Error,
+    /// An upstream failed: unreachable, broke off, answered garbage, or its circuit is open.
+    UpstreamError,
+    /// Refused for missing or bad credentials.
+    Unauthorized,
+    /// Refused by authorization rules.
+    Forbidden,
+    /// Refused by a rate limit.
+    RateLimited,
+    /// The call waits for the client's input (an `InputRequiredResult` went out).
+    InputRequired,
+    /// Passed on as-is (pass-through); the HTTP status decides when the request ends.
+    Proxied,
+}
+
+impl Served {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Served::Ok => "ok",
+            Served::Error => "error",
+            Served::UpstreamError => "upstream_error",
+            Served::Unauthorized => "unauthorized",
+            Served::Forbidden => "forbidden",
+            Served::RateLimited => "rate_limited",
+            Served::InputRequired => "input_required",
+            Served::Proxied => "proxied",
+        }
+    }
+}
 
 /// `method` if it is a known MCP method, else `other`.
 pub fn method_label(method: &str) -> &'static str {

@@ -4,6 +4,7 @@
 use crate::jsonrpc::{self, Message, RpcError};
 use crate::mcp::modern::{self, RoutingHeaders};
 use crate::mcp::{local, versions};
+use crate::metrics::Served;
 use crate::policy::auth::Principal;
 use crate::policy::authz::{target_of, Target};
 use crate::routes::{ServerView, TaskSupport};
@@ -184,14 +185,14 @@ impl Reply {
     }
 
     /// How this answer reads in metrics and the access log.
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> Served {
         match (self.status, self.error_code) {
-            (401, _) => "unauthorized",
-            (429, _) | (_, Some(jsonrpc::RATE_LIMITED)) => "rate_limited",
-            (403, _) | (_, Some(jsonrpc::FORBIDDEN)) => "forbidden",
-            (_, Some(_)) => "error",
-            (s, None) if s >= 400 => "error",
-            _ => "ok",
+            (401, _) => Served::Unauthorized,
+            (429, _) | (_, Some(jsonrpc::RATE_LIMITED)) => Served::RateLimited,
+            (403, _) | (_, Some(jsonrpc::FORBIDDEN)) => Served::Forbidden,
+            (_, Some(_)) => Served::Error,
+            (s, None) if s >= 400 => Served::Error,
+            _ => Served::Ok,
         }
     }
 
@@ -209,14 +210,8 @@ impl Reply {
 pub enum Outcome {
     /// Answer with this.
     Reply(Reply),
-    /// A stateless client opens a `subscriptions/listen` stream with this filter; `routes`
-    /// are the upstreams serving the resource URIs it names (URIs served here map to
-    /// none).
-    Subscribe {
-        id: Value,
-        filter: Value,
-        routes: Vec<(String, Option<String>)>,
-    },
+    /// A stateless client opens a `subscriptions/listen` stream.
+    Subscribe(Subscribe),
     /// Send this call to an upstream and stream its answer back.
     Forward(Box<Forward>),
     /// A session-era client lists its tasks: those of each upstream of its session.
@@ -263,6 +258,15 @@ pub enum Outcome {
     },
 }
 
+/// A stateless client's `subscriptions/listen`: its request id, its filter, and the
+/// upstreams serving the resource URIs it names (URIs served here map to none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscribe {
+    pub id: Value,
+    pub filter: Value,
+    pub routes: Vec<(String, Option<String>)>,
+}
+
 /// A request the gateway hands to an upstream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Forward {
@@ -296,14 +300,7 @@ pub struct Forward {
     pub task: bool,
 }
 
-/// What a stateless client's retry carries for a call the gateway holds.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Continuation {
-    /// The `requestState` the gateway handed out, echoed.
-    pub request_state: String,
-    /// The client's answers, keyed as the `inputRequests` were.
-    pub input_responses: Value,
-}
+pub use crate::mcp::modern::Continuation;
 
 /// The protocol version assumed when a client sends no `MCP-Protocol-Version` header.
 pub const DEFAULT_VERSION: &str = "2025-03-26";
@@ -683,7 +680,7 @@ fn stateless(server: &ServerView, req: &RequestInfo, message: Message, gate: &dy
                     .collect()
             })
             .unwrap_or_default();
-        return Outcome::Subscribe { id, filter, routes };
+        return Outcome::Subscribe(Subscribe { id, filter, routes });
     }
     if matches!(
         method.as_str(),
@@ -984,7 +981,7 @@ mod tests {
                 Reply::json(200, &jsonrpc::result_response(&id, json!({})))
             }
             Outcome::Relay { .. } | Outcome::Notify { .. } => Reply::empty(202),
-            Outcome::Listen(_) | Outcome::Subscribe { .. } => Reply::empty(200),
+            Outcome::Listen(_) | Outcome::Subscribe(_) => Reply::empty(200),
             Outcome::Forward(f) => panic!("unexpected forward {f:?}"),
             Outcome::Task { method, .. } => panic!("unexpected task request {method}"),
             Outcome::ListTasks { .. } => panic!("unexpected tasks/list"),

@@ -11,7 +11,7 @@ pub(super) struct Record {
     pub(super) method: String,
     pub(super) tool: String,
     pub(super) upstream: String,
-    pub(super) outcome: &'static str,
+    pub(super) outcome: Served,
     pub(super) principal: String,
     /// A fingerprint of the session id (the id itself is a credential).
     pub(super) session: String,
@@ -26,7 +26,7 @@ impl Record {
             method: String::new(),
             tool: String::new(),
             upstream: String::new(),
-            outcome: "ok",
+            outcome: Served::Ok,
             principal: String::new(),
             session: String::new(),
             _in_flight: Tracked::new(&metrics().in_flight),
@@ -37,10 +37,11 @@ impl Record {
     pub(super) fn finish(&self, status: u16) {
         let m = metrics();
         let outcome = match (self.outcome, status) {
-            ("proxied", s) if s >= 400 => "error",
-            ("proxied", _) => "ok",
+            (Served::Proxied, s) if s >= 400 => Served::Error,
+            (Served::Proxied, _) => Served::Ok,
             (o, _) => o,
-        };
+        }
+        .label();
         m.requests
             .with_label_values(&[
                 self.server.as_str(),

@@ -5,7 +5,7 @@
 //! (upstream requests outside calls, `list_changed`) goes to the connection. The connection
 //! stands for the MCP session: when it ends, the session's upstream sessions end too.
 
-use super::forward::ListenFrom;
+use super::listen::ListenFrom;
 use super::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -130,7 +130,7 @@ impl Gateway {
             // first) would orphan the first session's upstream sessions.
             if channel.session().is_some() || channel.initializing.swap(true, Ordering::SeqCst) {
                 rec.method = "initialize".into();
-                rec.outcome = "error";
+                rec.outcome = Served::Error;
                 let refused = jsonrpc::error_response(
                     id,
                     &RpcError::new(
@@ -162,17 +162,13 @@ impl Gateway {
     ) -> Result<Option<Reply>> {
         let info = channel.request_info("POST", protocol_version);
         let mut out = Out::Events(&channel.tx);
+        let from = super::serve::Requester {
+            info: &info,
+            client: &channel.client,
+            client_ip: &channel.client_ip,
+        };
         let reply = self
-            .dispatch(
-                &mut out,
-                rec,
-                routes,
-                server,
-                &info,
-                &channel.client,
-                &channel.client_ip,
-                body,
-            )
+            .dispatch(&mut out, rec, routes, server, from, body)
             .await?;
         let Some(reply) = reply else {
             return Ok(None);

@@ -1,116 +1,13 @@
-//! Calls to upstreams: forwarding a request and streaming its answer back, under the
-//! upstream's circuit breaker and retry policy; opening a client's upstream sessions;
-//! fanning a request out to all of them.
+//! Calls to upstreams: forwarding a request and streaming its answer back (see `out` for
+//! where answers go and `resilience` for the circuit breaker and retries); opening a
+//! client's upstream sessions; fanning a request out to all of them; relaying a client's
+//! answer to an upstream's question.
 
-use super::held::with_side_stream;
-use super::replay::{event_with_id, Kind, Reader, Replay};
+use super::out::Events;
+use super::replay::Kind;
+use super::resilience::CallError;
 use super::*;
-use crate::policy::circuit::Transition;
-use switchboard_config::kinds::upstream::CircuitBreaker;
-use tokio::sync::mpsc;
-
-/// Where an answer goes: the HTTP response itself, or a channel (legacy HTTP+SSE stream,
-/// WebSocket), which takes each message whole.
-pub(super) enum Out<'a> {
-    Http(&'a mut Session),
-    Events(&'a mpsc::Sender<String>),
-}
-
-/// An SSE `message` event carrying `data` (one `data:` line per line of it, so nothing in
-/// it can pass for a field of its own).
-pub(super) fn message_event(data: &str) -> String {
-    let mut wire = String::from("event: message\n");
-    super::replay::data_lines(&mut wire, data);
-    wire
-}
-
-/// What a message sent to a channel whose client left comes to.
-fn gone() -> Box<Error> {
-    Error::explain(
-        ErrorType::ConnectionClosed,
-        "the client's connection is closed",
-    )
-}
-
-impl Out<'_> {
-    /// A whole answer.
-    pub(super) async fn reply(&mut self, reply: Reply) -> Result<()> {
-        match self {
-            Out::Http(session) => send(session, reply).await,
-            Out::Events(tx) => {
-                if reply.body.is_empty() {
-                    return Ok(());
-                }
-                let data = String::from_utf8_lossy(&reply.body).into_owned();
-                tx.send(data).await.map_err(|_| gone())
-            }
-        }
-    }
-
-    /// Starts a streamed answer.
-    pub(super) async fn start_stream(&mut self) -> Result<()> {
-        let Out::Http(session) = self else {
-            return Ok(());
-        };
-        let mut header = ResponseHeader::build(200, Some(3))?;
-        header.insert_header("content-type", "text/event-stream")?;
-        header.insert_header("cache-control", "no-cache")?;
-        if session.req_header().version == pingora::http::Version::HTTP_11 {
-            // Delimit the stream so the connection can be kept alive afterwards.
-            header.insert_header("transfer-encoding", "chunked")?;
-        }
-        session.write_response_header(Box::new(header), false).await
-    }
-
-    /// One event of a streamed answer: `wire` as it goes on an HTTP response, `data` its
-    /// message; `last` ends the answer.
-    pub(super) async fn event(&mut self, wire: String, data: &str, last: bool) -> Result<()> {
-        match self {
-            Out::Http(session) => {
-                session
-                    .write_response_body(Some(Bytes::from(wire)), last)
-                    .await
-            }
-            Out::Events(tx) => tx.send(data.to_string()).await.map_err(|_| gone()),
-        }
-    }
-
-    /// A comment that keeps an idle HTTP stream open (channels keep themselves alive).
-    pub(super) async fn keepalive(&mut self) -> Result<()> {
-        match self {
-            Out::Http(session) => {
-                session
-                    .write_response_body(Some(Bytes::from_static(b": keepalive\n\n")), false)
-                    .await
-            }
-            Out::Events(tx) if tx.is_closed() => Err(gone()),
-            Out::Events(_) => Ok(()),
-        }
-    }
-
-    /// Resolves when the client of a stream has gone (a closed connection or a reset
-    /// stream), so what would be written to it next is kept instead (see `outstanding`).
-    pub(super) async fn closed(&mut self) {
-        match self {
-            Out::Http(session) => loop {
-                match session.read_body_or_idle(true).await {
-                    Err(_) => return,
-                    Ok(Some(_)) => continue, // bytes after a GET: not ours to read
-                    Ok(None) => futures::future::pending::<()>().await,
-                }
-            },
-            Out::Events(tx) => tx.closed().await,
-        }
-    }
-
-    /// Ends a streamed answer that ends with no last event.
-    async fn end(&mut self) -> Result<()> {
-        match self {
-            Out::Http(session) => session.write_response_body(None, true).await,
-            Out::Events(_) => Ok(()),
-        }
-    }
-}
+use switchboard_upstream::SseEvent;
 
 impl Gateway {
     /// Sends a call upstream and streams the answer back with the client's id restored.
@@ -121,7 +18,7 @@ impl Gateway {
         server: &ServerView,
         mut f: Forward,
         resumable: Option<&str>,
-    ) -> Result<&'static str> {
+    ) -> Result<Served> {
         if f.task {
             return self.create_task(out, routes, server, f).await;
         }
@@ -156,7 +53,7 @@ impl Gateway {
         let outcome = self
             .forward_call(out, routes, server, f, resumable, (side, left))
             .await;
-        if let (Some(ender), Ok("input_required")) = (ender, &outcome) {
+        if let (Some(ender), Ok(Served::InputRequired)) = (ender, &outcome) {
             ender.disarm(); // the held call ends it now
         }
         outcome
@@ -170,7 +67,7 @@ impl Gateway {
         f: Forward,
         resumable: Option<&str>,
         (side, left): (Option<switchboard_upstream::Messages>, Option<ClientLeft>),
-    ) -> Result<&'static str> {
+    ) -> Result<Served> {
         let fail = |message: String| {
             Reply::json(
                 200,
@@ -186,11 +83,11 @@ impl Gateway {
         };
         let Some(spec) = routes.upstream(&f.upstream) else {
             let reply = fail(format!("upstream `{}` is not in this snapshot", f.upstream));
-            return out.reply(reply).await.map(|()| "upstream_error");
+            return out.reply(reply).await.map(|()| Served::UpstreamError);
         };
         if let Some(why) = routes.unhealthy(&f.upstream) {
             let reply = fail(unhealthy_message(&f.upstream, why));
-            return out.reply(reply).await.map(|()| "upstream_error");
+            return out.reply(reply).await.map(|()| Served::UpstreamError);
         }
         let timeouts = server.timeouts(&spec, &f.upstream);
         let span = if crate::tracecontext::enabled() {
@@ -210,10 +107,14 @@ impl Gateway {
             headers,
         };
         let idle = timeouts.idle.unwrap_or(DEFAULT_IDLE);
+        let how = Calling {
+            spec: &spec,
+            call: &call,
+            idle,
+            resumable,
+        };
         if let Some(c) = &f.continuation {
-            return self
-                .resume_held(out, &spec, &f, c, &call, idle, resumable)
-                .await;
+            return self.resume_held(out, &f, c, &how).await;
         }
         // In the client's own upstream session its ids are unique already: keep them, so
         // what the client later says about a request (notifications/cancelled) means the
@@ -266,7 +167,7 @@ impl Gateway {
                     let outcome = reply.outcome();
                     (reply, outcome)
                 }
-                Err(e) => (failed(e), "upstream_error"),
+                Err(e) => (failed(e), Served::UpstreamError),
             };
             return out.reply(reply).await.map(|()| outcome);
         }
@@ -279,7 +180,7 @@ impl Gateway {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) => return out.reply(failed(e)).await.map(|()| "upstream_error"),
+            Err(e) => return out.reply(failed(e)).await.map(|()| Served::UpstreamError),
         };
         if !is_event_stream(&resp) {
             let (reply, outcome) = match tokio::time::timeout(idle, resp.bytes()).await {
@@ -291,7 +192,7 @@ impl Gateway {
                     }
                     Err(e) => (
                         fail(format!("upstream `{}` sent invalid JSON: {e}", f.upstream)),
-                        "upstream_error",
+                        Served::UpstreamError,
                     ),
                 },
                 Ok(Err(e)) => (
@@ -299,14 +200,14 @@ impl Gateway {
                         "upstream `{}` broke off its answer: {e}",
                         f.upstream
                     )),
-                    "upstream_error",
+                    Served::UpstreamError,
                 ),
                 Err(_) => (
                     fail(format!(
                         "upstream `{}` sent no more of its answer for {idle:?}",
                         f.upstream
                     )),
-                    "upstream_error",
+                    Served::UpstreamError,
                 ),
             };
             return out.reply(reply).await.map(|()| outcome);
@@ -319,23 +220,25 @@ impl Gateway {
             // belongs to this call too.
             events = with_side_stream(events, side);
         }
-        self.stream_answer(out, events, answering, idle, resumable, &spec)
-            .await
+        self.stream_answer(out, events, answering, &how).await
     }
 
     /// Relays an upstream's SSE answer to a call, event by event, until its response. A
     /// request the upstream sends a stateless client meanwhile holds the call instead (the
     /// client gets an `InputRequiredResult`, see `held`).
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn stream_answer(
         &self,
         out: &mut Out<'_>,
         mut events: UpstreamEvents,
         answering: Answering<'_>,
-        idle: std::time::Duration,
-        resumable: Option<&str>,
-        spec: &Arc<UpstreamEntry>,
-    ) -> Result<&'static str> {
+        how: &Calling<'_>,
+    ) -> Result<Served> {
+        let Calling {
+            spec,
+            idle,
+            resumable,
+            ..
+        } = *how;
         let f = answering.f;
         let _streaming = Tracked::new(&metrics().sse_streams);
         let replay = resumable.and_then(|fp| self.replays.open(fp, Kind::Call));
@@ -403,7 +306,7 @@ impl Gateway {
                                                 self.drop_held(&result);
                                                 return Err(e);
                                             }
-                                            Ok("input_required")
+                                            Ok(Served::InputRequired)
                                         }
                                         None => {
                                             let msg = jsonrpc::error_response(
@@ -414,7 +317,7 @@ impl Gateway {
                                                 ),
                                             );
                                             events_out.send(&msg.to_string(), true).await?;
-                                            Ok("error")
+                                            Ok(Served::Error)
                                         }
                                     };
                                 }
@@ -432,7 +335,7 @@ impl Gateway {
                         }
                     }
                     if done {
-                        return Ok("ok");
+                        return Ok(Served::Ok);
                     }
                 }
                 end => {
@@ -448,11 +351,35 @@ impl Gateway {
                         ),
                     );
                     events_out.send(&msg.to_string(), true).await?;
-                    return Ok("upstream_error");
+                    return Ok(Served::UpstreamError);
                 }
             }
         }
     }
+}
+
+/// `events` merged with `side` (what the upstream sends on the GET stream of the call's own
+/// session), until `events` ends.
+fn with_side_stream(
+    events: UpstreamEvents,
+    side: switchboard_upstream::Messages,
+) -> UpstreamEvents {
+    let side = side.map(|m| {
+        Some(m.map(|msg| SseEvent {
+            event: "message".into(),
+            data: msg.to_string(),
+            id: String::new(),
+            retry: None,
+        }))
+    });
+    let main = events
+        .map(Some)
+        .chain(futures::stream::once(async { None }));
+    Box::pin(
+        futures::stream::select(main, side)
+            .take_while(|e| futures::future::ready(e.is_some()))
+            .filter_map(futures::future::ready),
+    )
 }
 
 /// An upstream's SSE answer, as events.
@@ -462,6 +389,16 @@ pub(super) type UpstreamEvents = std::pin::Pin<
             + Send,
     >,
 >;
+
+/// How one call is made: its upstream's entry, the options it is sent with, how long the
+/// upstream may stay silent, and the session that may resume its stream (a fingerprint).
+#[derive(Clone, Copy)]
+pub(super) struct Calling<'a> {
+    pub(super) spec: &'a Arc<UpstreamEntry>,
+    pub(super) call: &'a CallOptions,
+    pub(super) idle: std::time::Duration,
+    pub(super) resumable: Option<&'a str>,
+}
 
 /// A call being answered: what the client sent, and the id the upstream knows it by.
 pub(super) struct Answering<'f> {
@@ -531,240 +468,8 @@ impl Answering<'_> {
     }
 }
 
-/// A streamed answer's events on their way out. On a resumable stream each gets an id and
-/// a place in the stream's replay buffer, and a client that leaves does not stop the
-/// stream: it is read on into the buffer, for the client to resume.
-struct Events<'o, 'a> {
-    out: &'o mut Out<'a>,
-    replay: Option<Arc<Replay>>,
-    /// The client, while it reads the stream (a resumable stream goes on into its buffer
-    /// once it left).
-    reader: Option<Reader>,
-    /// Set while the response has not started (the first event starts it); true when an
-    /// error-only answer goes as JSON with its era's status instead.
-    unstarted: Option<bool>,
-}
-
-impl<'o, 'a> Events<'o, 'a> {
-    fn new(out: &'o mut Out<'a>, replay: Option<(Arc<Replay>, Reader)>) -> Self {
-        let (replay, reader) = replay.unzip();
-        Events {
-            out,
-            replay,
-            reader,
-            unstarted: None,
-        }
-    }
-
-    /// Starts the response before the first event, unless `data` is a whole answer that
-    /// is only an error for a stateless client: that goes as JSON with its status. Whether
-    /// the event is still to be sent.
-    async fn start(&mut self, data: &str, last: bool) -> Result<bool> {
-        let Some(json_errors) = self.unstarted.take() else {
-            return Ok(true);
-        };
-        if json_errors && last {
-            if let Ok(msg) = serde_json::from_str::<Value>(data) {
-                let code = msg.pointer("/error/code").and_then(Value::as_i64);
-                let status = code.map(crate::mcp::modern::http_status).unwrap_or(200);
-                if status != 200 {
-                    self.out.reply(Reply::json(status, &msg)).await?;
-                    return Ok(false);
-                }
-            }
-        }
-        self.out.start_stream().await?;
-        Ok(true)
-    }
-
-    /// Whether a client reads the stream.
-    fn reading(&self) -> bool {
-        self.replay.is_none() || self.reader.is_some()
-    }
-
-    /// The client left: a resumable stream goes on into its buffer; any other fails.
-    fn client_left(&mut self) -> Result<()> {
-        if self.replay.is_none() {
-            return Err(gone());
-        }
-        tracing::debug!("a client left a resumable stream; it is kept for its return");
-        self.reader = None;
-        Ok(())
-    }
-
-    /// Sends one message (`last` ends the stream); whether the client is still there. Only
-    /// a stream without replay fails when the client has left.
-    async fn send(&mut self, data: &str, last: bool) -> Result<bool> {
-        if !self.start(data, last).await? {
-            return Ok(true);
-        }
-        let Some(replay) = &self.replay else {
-            self.out.event(message_event(data), data, last).await?;
-            return Ok(true);
-        };
-        let id = replay.push(data);
-        if last {
-            replay.end();
-        }
-        if self.reader.is_none() {
-            return Ok(false); // the client left
-        }
-        let wire = event_with_id(&id, data);
-        if self.out.event(wire, data, last).await.is_err() {
-            tracing::debug!("a client left a resumable stream; it is kept for its return");
-            self.reader = None;
-            return Ok(false);
-        }
-        if last {
-            replay.delivered();
-            self.reader = None;
-        }
-        Ok(true)
-    }
-}
-
-/// Sends what a resumed stream's client missed.
-async fn replayed(out: &mut Out<'_>, missed: Vec<(String, String)>) -> Result<()> {
-    for (id, data) in missed {
-        out.event(event_with_id(&id, &data), &data, false).await?;
-    }
-    Ok(())
-}
-
-/// Where a GET stream starts: afresh (resumable when it belongs to a session, whose
-/// fingerprint this is), or where a client that lost it left off.
-pub(super) enum ListenFrom<'a> {
-    Fresh(Option<&'a str>),
-    Resumed(Reader, u64),
-}
-
-impl Gateway {
-    /// Serves a GET whose `Last-Event-ID` names a call's stream: what the client missed,
-    /// then the rest of the call as it comes, ending with its answer.
-    pub(super) async fn resume_call(
-        &self,
-        out: &mut Out<'_>,
-        reader: Reader,
-        mut seq: u64,
-    ) -> Result<&'static str> {
-        let replay = reader.replay().clone();
-        out.start_stream().await?;
-        let _streaming = Tracked::new(&metrics().sse_streams);
-        let mut progress = replay.progress();
-        let mut keepalive = tokio::time::interval(KEEPALIVE);
-        keepalive.tick().await;
-        let outcome = loop {
-            let now = *progress.borrow_and_update();
-            let missed = match replay.after(seq) {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::info!(error = %e, "a resumed call stream ran past its buffer");
-                    break "error";
-                }
-            };
-            seq += missed.len() as u64;
-            if replayed(out, missed).await.is_err() {
-                break "ok"; // the client left again
-            }
-            if now.ended && seq >= now.last {
-                let _ = out.end().await;
-                break "ok";
-            }
-            tokio::select! {
-                changed = progress.changed() => if changed.is_err() {
-                    let _ = out.end().await;
-                    break "ok";
-                },
-                _ = keepalive.tick() => if out.keepalive().await.is_err() {
-                    break "ok";
-                },
-            }
-        };
-        drop(reader);
-        Ok(outcome)
-    }
-}
-
-impl Drop for Events<'_, '_> {
-    fn drop(&mut self) {
-        // A call's writer that stops before its answer (a failure, or its task was
-        // dropped) ends the stream, so readers that resumed it are not left waiting.
-        if let Some(replay) = &self.replay {
-            if replay.kind() == Kind::Call {
-                replay.end();
-            }
-        }
-    }
-}
-
-/// Why a call to an upstream got no answer.
-enum CallError {
-    /// Its circuit is open on this data plane (for this long still).
-    Open(std::time::Duration),
-    Upstream(UpstreamError),
-}
-
-impl Gateway {
-    /// Runs one upstream call under the upstream's circuit breaker and retry policy, and
-    /// records how it went (circuit state, passive health signals).
-    async fn attempt<T, F, Fut>(
-        &self,
-        f: &Forward,
-        spec: &UpstreamEntry,
-        mut call: F,
-    ) -> std::result::Result<T, CallError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = std::result::Result<T, UpstreamError>>,
-    {
-        let breaker = &spec.circuit_breaker;
-        if let Admission::Open(left) = self.breakers.admit(&f.upstream, breaker) {
-            return Err(CallError::Open(left));
-        }
-        let safe = f.method != "tools/call"
-            || match spec.retries.tool_calls {
-                ToolCallRetries::Always => true,
-                ToolCallRetries::Never => false,
-                ToolCallRetries::WhenIdempotent => f.idempotent,
-            };
-        let m = metrics();
-        let timer = m
-            .upstream_seconds
-            .with_label_values(&[f.upstream.as_str(), method_label(&f.method)]);
-        let mut done = 0;
-        loop {
-            let started = std::time::Instant::now();
-            let result = call().await;
-            timer.observe(started.elapsed().as_secs_f64());
-            match result {
-                Ok(v) => {
-                    self.signals.success(&f.upstream);
-                    self.circuit(f, breaker, true);
-                    return Ok(v);
-                }
-                Err(e) => {
-                    if let Some(wait) = retry::next_wait(&spec.retries, &e, done, safe) {
-                        done += 1;
-                        m.retries.with_label_values(&[f.upstream.as_str()]).inc();
-                        tracing::info!(upstream = %f.upstream, method = %f.method, error = %e, retry = done, ?wait, "retrying upstream call");
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    let fault = retry::is_upstream_fault(&e);
-                    if fault {
-                        self.signals.failure(&f.upstream, &e.to_string());
-                    }
-                    self.circuit(f, breaker, !fault);
-                    tracing::warn!(upstream = %f.upstream, error = %e, retries = done, "upstream call failed");
-                    return Err(CallError::Upstream(e));
-                }
-            }
-        }
-    }
-}
-
 /// The server's MCP upstreams (streamable HTTP) that are not known to be down, with specs.
-fn mcp_upstreams<'a>(
+pub(super) fn mcp_upstreams<'a>(
     routes: &'a Routes,
     server: &'a ServerView,
 ) -> impl Iterator<Item = (&'a String, Arc<UpstreamEntry>)> + 'a {
@@ -896,319 +601,6 @@ impl Gateway {
                     jsonrpc::INTERNAL_ERROR,
                     format!("could not deliver the answer to upstream `{upstream}`: {e}"),
                 )
-            }
-        }
-    }
-
-    /// Serves a client's GET stream: the messages its upstream sessions send on their own,
-    /// merged, with the ids of upstream requests wrapped so the answers find their way
-    /// back, and the gateway's own `list_changed` notifications when a new snapshot changes
-    /// the server's listings. Ends when the client leaves.
-    pub(super) async fn listen(
-        &self,
-        out: &mut Out<'_>,
-        routes: &Routes,
-        server: &ServerView,
-        client: &ClientHeaders,
-        session: &crate::session::Session,
-        from: ListenFrom<'_>,
-    ) -> Result<&'static str> {
-        let wanted: Vec<(&String, Arc<UpstreamEntry>)> = mcp_upstreams(routes, server)
-            .filter(|(name, _)| session.upstreams.contains_key(*name))
-            .collect();
-        let opening = wanted.iter().map(|(name, spec)| async move {
-            let opened = self.open_listen(name, spec, client, server, session).await;
-            ((*name).clone(), opened)
-        });
-        let mut merged = futures::stream::SelectAll::new();
-        // Streams to try again (refused because a call holds it, or ended), and when.
-        let mut retry: std::collections::BTreeMap<
-            String,
-            (tokio::time::Instant, std::time::Duration),
-        > = Default::default();
-        // When each upstream stream was (re)opened, and the wait before it.
-        let mut opened_at: std::collections::HashMap<
-            String,
-            (tokio::time::Instant, std::time::Duration),
-        > = Default::default();
-        for (name, opened) in futures::future::join_all(opening).await {
-            match opened {
-                Listened::Open(stream) => {
-                    merged.push(stream);
-                    opened_at.insert(
-                        name,
-                        (tokio::time::Instant::now(), super::questions::FIRST_REOPEN),
-                    );
-                }
-                Listened::None => {}
-                Listened::Retry(e) => {
-                    tracing::debug!(upstream = %name, error = %e, "cannot open an upstream's stream for a client yet; trying again");
-                    let first = super::questions::FIRST_REOPEN;
-                    retry.insert(name, (tokio::time::Instant::now() + first, first));
-                }
-            }
-        }
-        // The questions this stream relays are kept until answered (see `outstanding`).
-        let asking: std::collections::HashMap<
-            &str,
-            (super::outstanding::Key, std::time::Duration),
-        > = wanted
-            .iter()
-            .filter_map(|(name, spec)| {
-                let id = super::questions::own_session_id(name, spec, session)?;
-                let patience = super::questions::patience(server, spec, name);
-                Some((name.as_str(), (((*name).clone(), id), patience)))
-            })
-            .collect();
-        let keys: Vec<super::outstanding::Key> = asking.values().map(|(k, _)| k.clone()).collect();
-        let carrier = self.question_carrier();
-        let mut waiting = self.outstanding.subscribe();
-        out.start_stream().await?;
-        let _streaming = Tracked::new(&metrics().sse_streams);
-        let replay = match from {
-            ListenFrom::Fresh(fp) => fp.and_then(|fp| self.replays.open(fp, Kind::Listen)),
-            ListenFrom::Resumed(reader, seq) => {
-                let missed = reader.replay().after(seq).unwrap_or_default();
-                for (_, data) in &missed {
-                    // Replayed here: no other stream needs to carry them again.
-                    if let Ok(msg) = serde_json::from_str::<Value>(data) {
-                        let asked = crate::mcp::relay::unwrap(&msg["id"])
-                            .and_then(|(upstream, _)| asking.get(upstream.as_str()));
-                        if let (true, Some((key, _))) = (crate::mcp::relay::is_request(&msg), asked)
-                        {
-                            carrier.claim(key, &msg["id"]);
-                        }
-                    }
-                }
-                if replayed(out, missed).await.is_err() {
-                    return Ok("ok"); // the client left again
-                }
-                Some((reader.replay().clone(), reader))
-            }
-        };
-        let mut events = Events::new(out, replay);
-        // Questions that lost their stream before the client answered go out first.
-        waiting.borrow_and_update();
-        for (upstream, mut msg) in carrier.take_waiting(&keys) {
-            msg["id"] = crate::mcp::relay::wrap(&upstream, &msg["id"]);
-            crate::mcp::relay::task_ids_out(&upstream, &mut msg, false);
-            if !matches!(events.send(&msg.to_string(), false).await, Ok(true)) {
-                return Ok("ok"); // the client left
-            }
-        }
-        let mut upstreams_open = !merged.is_empty();
-        let mut keepalive = tokio::time::interval(KEEPALIVE);
-        keepalive.tick().await;
-        let mut changes = self.changes.clone();
-        changes.borrow_and_update();
-        let mut routes_change = true;
-        let mut lists = server.lists;
-        loop {
-            let due = retry.values().map(|(at, _)| *at).min();
-            let messages = tokio::select! {
-                _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
-                    let now = tokio::time::Instant::now();
-                    let ready: Vec<String> = retry
-                        .iter()
-                        .filter(|(_, (at, _))| *at <= now)
-                        .map(|(name, _)| name.clone())
-                        .collect();
-                    for name in ready {
-                        let Some((_, wait)) = retry.remove(&name) else { continue };
-                        // The routes in force now (the upstream may have moved).
-                        let Some(spec) = self.routes.load().upstream(&name) else { continue };
-                        match self.open_listen(&name, &spec, client, server, session).await {
-                            Listened::Open(stream) => {
-                                tracing::debug!(upstream = %name, "upstream stream for a client reopened");
-                                merged.push(stream);
-                                upstreams_open = true;
-                                opened_at.insert(name, (tokio::time::Instant::now(), wait));
-                            }
-                            Listened::None => {}
-                            Listened::Retry(_) => {
-                                let next = super::questions::next_reopen(wait);
-                                retry.insert(name, (tokio::time::Instant::now() + next, next));
-                            }
-                        }
-                    }
-                    continue;
-                }
-                next = merged.next(), if upstreams_open => match next {
-                    Some((upstream, Upstreamed::Ended)) => {
-                        tracing::debug!(%upstream, "an upstream's stream to a client ended; reopening it");
-                        // A stream that ends at once is not tried again at once.
-                        let first = super::questions::FIRST_REOPEN;
-                        let wait = match opened_at.remove(&upstream) {
-                            Some((at, wait)) if at.elapsed() < std::time::Duration::from_secs(5) => {
-                                super::questions::next_reopen(wait)
-                            }
-                            _ => first,
-                        };
-                        retry.insert(upstream, (tokio::time::Instant::now() + wait, wait));
-                        continue;
-                    }
-                    Some((upstream, Upstreamed::Message(Ok(mut msg)))) => {
-                        let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
-                        if switchboard_upstream::is_list_changed(method) {
-                            // The gateway's own listing changes once discovery has the new
-                            // catalog; it says so then (below).
-                            continue;
-                        }
-                        if crate::mcp::relay::is_request(&msg) {
-                            if let Some((key, patience)) = asking.get(upstream.as_str()) {
-                                carrier.carry(key, &msg, session, *patience);
-                            }
-                            msg["id"] = crate::mcp::relay::wrap(&upstream, &msg["id"]);
-                        }
-                        crate::mcp::relay::task_ids_out(&upstream, &mut msg, false);
-                        vec![msg]
-                    }
-                    Some((upstream, Upstreamed::Message(Err(e)))) => {
-                        tracing::debug!(%upstream, error = %e, "an upstream's stream to a client broke");
-                        continue;
-                    }
-                    None => {
-                        upstreams_open = false;
-                        continue;
-                    }
-                },
-                changed = changes.changed(), if routes_change => {
-                    if changed.is_err() {
-                        routes_change = false; // fixed routes: nothing will change
-                        continue;
-                    }
-                    let Some(now) = self.routes.load().server(&server.name) else {
-                        events.out.end().await?;
-                        return Ok("ok"); // the server is gone from this data plane
-                    };
-                    let notes = list_changes(&lists, &now.lists, [true; 3]);
-                    lists = now.lists;
-                    notes
-                }
-                changed = waiting.changed() => {
-                    if changed.is_err() {
-                        continue;
-                    }
-                    carrier
-                        .take_waiting(&keys)
-                        .into_iter()
-                        .map(|(upstream, mut msg)| {
-                            msg["id"] = crate::mcp::relay::wrap(&upstream, &msg["id"]);
-                            crate::mcp::relay::task_ids_out(&upstream, &mut msg, false);
-                            msg
-                        })
-                        .collect()
-                }
-                () = events.out.closed() => return Ok("ok"), // the client left
-                _ = keepalive.tick() => {
-                    if events.out.keepalive().await.is_err() {
-                        return Ok("ok"); // the client left
-                    }
-                    continue;
-                }
-            };
-            for msg in messages {
-                if !matches!(events.send(&msg.to_string(), false).await, Ok(true)) {
-                    return Ok("ok"); // the client left
-                }
-            }
-        }
-    }
-}
-
-/// What a client's GET stream reads from one upstream session's stream.
-pub(super) enum Upstreamed {
-    Message(std::result::Result<Value, String>),
-    /// The stream is over (it is tried again while the client listens).
-    Ended,
-}
-
-/// One upstream's stream for a client's GET stream, tagged with the upstream's name.
-type Tagged = std::pin::Pin<Box<dyn futures::Stream<Item = (String, Upstreamed)> + Send>>;
-
-/// The outcome of opening an upstream's stream for a client's GET stream.
-enum Listened {
-    Open(Tagged),
-    /// The upstream offers none.
-    None,
-    /// Not now (a call holds it, or it failed): try again.
-    Retry(String),
-}
-
-impl Gateway {
-    /// Opens the GET stream of `client`'s session with `name`, noting that this data plane
-    /// holds it (see `questions`) for as long as the stream lives.
-    async fn open_listen(
-        &self,
-        name: &str,
-        spec: &Arc<UpstreamEntry>,
-        headers: &ClientHeaders,
-        server: &ServerView,
-        client: &crate::session::Session,
-    ) -> Listened {
-        let call = CallOptions {
-            headers: client_headers(headers, server, spec),
-            ..CallOptions::default()
-        };
-        match self.upstreams.listen(name, spec, client, &call).await {
-            Ok(Some(stream)) => {
-                let holding = super::questions::own_session_id(name, spec, client)
-                    .map(|id| self.listening.hold(name, &id));
-                let tag = name.to_string();
-                let ended = tag.clone();
-                let tagged = stream
-                    .map(move |m| {
-                        let _held = &holding; // released with the stream
-                        (tag.clone(), Upstreamed::Message(m))
-                    })
-                    .chain(futures::stream::once(
-                        async move { (ended, Upstreamed::Ended) },
-                    ));
-                Listened::Open(Box::pin(tagged))
-            }
-            Ok(None) => Listened::None,
-            Err(e) => Listened::Retry(e.to_string()),
-        }
-    }
-}
-
-/// The kinds of listing a server has, in the order of `ServerView::lists`.
-pub(super) const LIST_KINDS: [&str; 3] = ["tools", "prompts", "resources"];
-
-/// The gateway's `notifications/*/list_changed` for the listings (of the kinds `wanted`)
-/// whose fingerprints differ between `before` and `now`.
-pub(super) fn list_changes(before: &[u64; 3], now: &[u64; 3], wanted: [bool; 3]) -> Vec<Value> {
-    LIST_KINDS
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| wanted[*i] && before[*i] != now[*i])
-        .map(|(_, kind)| json!({"jsonrpc": "2.0", "method": format!("notifications/{kind}/list_changed")}))
-        .collect()
-}
-
-/// How often an idle client stream gets a comment, so a client that left is noticed.
-pub(super) const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
-
-impl Gateway {
-    /// Records a call's verdict in the upstream's circuit; metrics follow its transitions.
-    fn circuit(&self, f: &Forward, breaker: &CircuitBreaker, ok: bool) {
-        let m = metrics();
-        match self.breakers.record(&f.upstream, breaker, ok) {
-            Transition::Unchanged => {}
-            Transition::Opened => {
-                m.circuit_opened
-                    .with_label_values(&[f.upstream.as_str()])
-                    .inc();
-                m.circuit_open
-                    .with_label_values(&[f.upstream.as_str()])
-                    .set(1);
-                tracing::warn!(upstream = %f.upstream, open_for = ?breaker.open_duration(), "circuit opened: failing fast");
-            }
-            Transition::Closed => {
-                m.circuit_open
-                    .with_label_values(&[f.upstream.as_str()])
-                    .set(0);
-                tracing::info!(upstream = %f.upstream, "circuit closed");
             }
         }
     }

@@ -7,14 +7,13 @@
 //! JSON-RPC responses and goes on relaying the same call. A held call lives on the data
 //! plane that started it, for a few minutes.
 
-use super::forward::{Answering, UpstreamEvents};
+use super::forward::{Answering, Calling, UpstreamEvents};
 
 use super::*;
 use crate::upstreams::SessionsToEnd;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use switchboard_upstream::SseEvent;
 
 /// How long a held call waits for its client's retry.
 const WAIT_FOR_CLIENT: Duration = Duration::from_secs(300);
@@ -128,30 +127,6 @@ fn target_of(params: &Value) -> Value {
         .or_else(|| params.get("uri"))
         .cloned()
         .unwrap_or(Value::Null)
-}
-
-/// `events` merged with `side` (what the upstream sends on the GET stream of the call's own
-/// session), until `events` ends.
-pub(super) fn with_side_stream(
-    events: UpstreamEvents,
-    side: switchboard_upstream::Messages,
-) -> UpstreamEvents {
-    let side = side.map(|m| {
-        Some(m.map(|msg| SseEvent {
-            event: "message".into(),
-            data: msg.to_string(),
-            id: String::new(),
-            retry: None,
-        }))
-    });
-    let main = events
-        .map(Some)
-        .chain(futures::stream::once(async { None }));
-    Box::pin(
-        futures::stream::select(main, side)
-            .take_while(|e| futures::future::ready(e.is_some()))
-            .filter_map(futures::future::ready),
-    )
 }
 
 impl Gateway {
@@ -338,17 +313,14 @@ impl Gateway {
 
     /// Goes on with a held call: hands the client's answers to the upstream, then relays
     /// the rest of the call's answer (or its next question).
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn resume_held(
         &self,
         out: &mut Out<'_>,
-        spec: &Arc<UpstreamEntry>,
         f: &Forward,
         c: &transport::Continuation,
-        call: &CallOptions,
-        idle: Duration,
-        resumable: Option<&str>,
-    ) -> Result<&'static str> {
+        how: &Calling<'_>,
+    ) -> Result<Served> {
+        let Calling { spec, call, .. } = *how;
         let refuse = |message: String| {
             Reply::json(
                 400,
@@ -367,13 +339,13 @@ impl Gateway {
             } else {
                 "requestState is not one this gateway handed out".to_string()
             };
-            return out.reply(refuse(why)).await.map(|()| "error");
+            return out.reply(refuse(why)).await.map(|()| Served::Error);
         };
         if held.caller != f.caller || held.server != f.server {
             // Not theirs: as if it did not exist (and it stays for its owner).
             self.held.put_back(c.request_state.clone(), held);
             let why = "requestState names no call waiting for this caller on this server";
-            return out.reply(refuse(why.into())).await.map(|()| "error");
+            return out.reply(refuse(why.into())).await.map(|()| Served::Error);
         }
         if held.upstream != f.upstream
             || held.method != f.method
@@ -381,7 +353,7 @@ impl Gateway {
         {
             let why = "requestState belongs to another request: retry the same call with it";
             self.held.put_back(c.request_state.clone(), held);
-            return out.reply(refuse(why.into())).await.map(|()| "error");
+            return out.reply(refuse(why.into())).await.map(|()| Served::Error);
         }
         let missing = held
             .pending
@@ -391,7 +363,7 @@ impl Gateway {
         if let Some(key) = missing {
             self.held.put_back(c.request_state.clone(), held);
             let why = format!("inputResponses has no answer under `{key}`");
-            return out.reply(refuse(why)).await.map(|()| "error");
+            return out.reply(refuse(why)).await.map(|()| Served::Error);
         }
         let mut held = held;
         let ender = held.ender.take();
@@ -415,7 +387,7 @@ impl Gateway {
                         ),
                     ),
                 );
-                return out.reply(reply).await.map(|()| "upstream_error");
+                return out.reply(reply).await.map(|()| Served::UpstreamError);
             }
         }
         // The retry goes on in the held call's upstream session.
@@ -429,10 +401,8 @@ impl Gateway {
             left: None,
         };
         let events = std::mem::replace(&mut held.events, Box::pin(futures::stream::empty()));
-        let outcome = self
-            .stream_answer(out, events, answering, idle, resumable, spec)
-            .await;
-        if let (Some(ender), Ok("input_required")) = (ender, &outcome) {
+        let outcome = self.stream_answer(out, events, answering, how).await;
+        if let (Some(ender), Ok(Served::InputRequired)) = (ender, &outcome) {
             ender.disarm(); // held again: the new hold ends it
         }
         outcome

@@ -61,7 +61,7 @@ impl Gateway {
         let key = match new_key() {
             Some(k) if self.legacy.lock().len() < MAX_STREAMS => k,
             _ => {
-                rec.outcome = "error";
+                rec.outcome = Served::Error;
                 let reply = Reply::rpc_error(
                     503,
                     jsonrpc::INTERNAL_ERROR,
@@ -99,7 +99,7 @@ impl Gateway {
                 Some(w) => w,
                 None => tokio::select! {
                     next = rx.recv() => match next {
-                        Some(message) => super::forward::message_event(&message),
+                        Some(message) => super::out::message_event(&message),
                         None => break,
                     },
                     () = &mut listening, if !listened => {

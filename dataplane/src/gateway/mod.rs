@@ -1,8 +1,38 @@
 //! The pingora side: route each HTTP request to a virtual server, then answer it from memory
 //! or forward it to an upstream and stream the answer back (see `transport` for the rules).
+//!
+//! One request's way, in order (pingora's `request_filter` runs all of it; only pass-through
+//! goes on to pingora's own proxy phases):
+//!
+//! ```text
+//!  edge      request_filter (here)     header size; target: /healthz, /readyz, /metrics,
+//!                                      /servers/{name}/mcp | sse | ws | messages;
+//!                                      Origin and Host checks
+//!  route     Target::Server            the virtual server, from the routes in force
+//!  admit     serve::serve_server       authentication (admission), the record counted
+//!                                      in metrics and the access log (access)
+//!  read      serve::read_body          the body, within the server's limit
+//!  decide    transport::handle         sans-IO: the era, the session, authorization and
+//!                                      rate limits, and what to do: a transport::Outcome
+//!  execute   serve::dispatch           Reply, or Forward (forward), Listen (listen),
+//!                                      Subscribe (subscriptions), Task and ListTasks
+//!                                      (tasks), Relay (an answer to a question),
+//!                                      Initialize, Fanout, Notify, Terminate
+//!  call      forward / resilience      upstream sessions (upstreams), questions kept
+//!                                      and streams reopened (questions, outstanding),
+//!                                      held calls for stateless clients (held), the
+//!                                      circuit breaker and retries (resilience)
+//!  relay     out                       the answer as one reply or a stream of events,
+//!                                      resumable (replay); how it ended: metrics::Served
+//! ```
+//!
+//! Pass-through servers leave after `admit` (their per-request policies screened in
+//! `passthrough`), and pingora proxies them through `upstream_peer`. WebSocket and legacy
+//! SSE clients enter at `edge` and send each message through `dispatch` over a channel
+//! (`channel`, `websocket`, `legacy`).
 
 use crate::jsonrpc::{self, RpcError};
-use crate::metrics::{method_label, metrics, Tracked};
+use crate::metrics::{method_label, metrics, Served, Tracked};
 use crate::policy::auth::{AuthError, Authenticator, Offered, Principal};
 use crate::policy::authz::Target as Item;
 use crate::policy::circuit::{Admission, Breakers};
@@ -34,11 +64,14 @@ mod channel;
 mod forward;
 mod held;
 mod legacy;
+mod listen;
+mod out;
 mod outstanding;
 mod passthrough;
 pub use passthrough::PeerTls;
 mod questions;
 mod replay;
+mod resilience;
 mod serve;
 mod subscriptions;
 mod tasks;
@@ -47,8 +80,9 @@ mod websocket;
 use access::Record;
 use admission::{client_headers, resource_metadata, ClientHeaders, Limits};
 use channel::Channel;
-use forward::{unhealthy_message, Out};
+use forward::unhealthy_message;
 use legacy::LegacyClients;
+use out::Out;
 use passthrough::PassTarget;
 use serve::client_ip;
 

@@ -1,13 +1,22 @@
 //! Serving one request to a virtual server: authenticate, read the body, apply the
 //! transport rules and policies, then answer, forward, or hand over to the proxy.
 
-use super::forward::ListenFrom;
+use super::listen::ListenFrom;
 
 /// Most request bytes a pass-through server with per-request policies reads (pingora's
 /// retry buffer replays them to the upstream).
 const SCREENED_BODY_BYTES: usize = 64 << 10;
 use super::replay::{Kind, Unresumable};
 use super::*;
+
+/// Who a request comes from: what its headers said, the client's own headers to pass on,
+/// and its address.
+#[derive(Clone, Copy)]
+pub(super) struct Requester<'a> {
+    pub(super) info: &'a RequestInfo,
+    pub(super) client: &'a ClientHeaders,
+    pub(super) client_ip: &'a str,
+}
 
 impl Gateway {
     /// Serves one request to a virtual server (the caller answers `Step::Reply`). For a
@@ -28,7 +37,7 @@ impl Gateway {
         let client = ClientHeaders::of(session);
         if let Some(upstream) = server.passthrough.clone().filter(|_| legacy.is_none()) {
             rec.upstream = upstream.clone();
-            rec.outcome = "proxied";
+            rec.outcome = Served::Proxied;
             if let Some(refused) = self
                 .screen_passthrough(session, rec, &server, caller)
                 .await?
@@ -60,7 +69,7 @@ impl Gateway {
                     Ok(Step::Done(false))
                 }
                 Err(why) => {
-                    rec.outcome = "upstream_error";
+                    rec.outcome = Served::UpstreamError;
                     let reply = Reply::rpc_error(
                         502,
                         jsonrpc::INTERNAL_ERROR,
@@ -110,35 +119,33 @@ impl Gateway {
             caller,
         };
         let client_ip = client_ip(session);
+        let from = Requester {
+            info: &info,
+            client: &client,
+            client_ip: &client_ip,
+        };
         let reply = self
-            .dispatch(
-                &mut Out::Http(session),
-                rec,
-                routes,
-                &server,
-                &info,
-                &client,
-                &client_ip,
-                &body,
-            )
+            .dispatch(&mut Out::Http(session), rec, routes, &server, from, &body)
             .await?;
         Ok(reply.map_or(Step::Done(true), Step::Reply))
     }
 
     /// Serves one request whose body is read: what streams (a forwarded call's answer, a
     /// GET stream) goes to `out`; a whole reply is returned for the caller to deliver.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn dispatch(
         &self,
         out: &mut Out<'_>,
         rec: &mut Record,
         routes: &Routes,
         server: &Arc<ServerView>,
-        info: &RequestInfo,
-        client: &ClientHeaders,
-        client_ip: &str,
+        from: Requester<'_>,
         body: &[u8],
     ) -> Result<Option<Reply>> {
+        let Requester {
+            info,
+            client,
+            client_ip,
+        } = from;
         let gate = Limits {
             limiter: &self.limiter,
             server,
@@ -161,13 +168,9 @@ impl Gateway {
         span.record("mcp.tool", rec.tool.as_str());
         let reply = match outcome {
             Outcome::Reply(reply) => reply,
-            Outcome::Subscribe {
-                id,
-                filter,
-                routes: uris,
-            } => {
+            Outcome::Subscribe(subscribe) => {
                 rec.outcome = self
-                    .subscriptions(out, routes, server, client, id, filter, uris)
+                    .subscriptions(out, routes, server, client, subscribe)
                     .await?;
                 return Ok(None);
             }

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 
 /// The filter keys that opt in to each kind of listing, as `ServerView::lists` orders them
-/// (see `forward::LIST_KINDS`).
+/// (see `listen::LIST_KINDS`).
 const LIST_KEYS: [&str; 3] = [
     "toolsListChanged",
     "promptsListChanged",
@@ -56,24 +56,35 @@ async fn answer_of(resp: reqwest::Response) -> std::result::Result<(), String> {
 /// Sends one notification of the subscription `id`.
 async fn send(out: &mut Out<'_>, message: Value, id: &Value) -> Result<()> {
     let data = stamped(message, id).to_string();
-    let wire = super::forward::message_event(&data);
+    let wire = super::out::message_event(&data);
     out.event(wire, &data, false).await
+}
+
+/// The part of a subscription's filter the gateway honors: what its acknowledgement says,
+/// which listings' changes it wants (in the order of `LIST_KEYS`), and the resource URIs an
+/// upstream agreed to watch.
+struct Honored {
+    notifications: serde_json::Map<String, Value>,
+    lists: [bool; 3],
+    watched: HashSet<String>,
 }
 
 impl Gateway {
     /// Serves a `subscriptions/listen` stream until the client leaves (or the server is
     /// no longer served here, which ends it gracefully with its result).
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn subscriptions(
         &self,
         out: &mut Out<'_>,
         routes: &Routes,
         server: &ServerView,
         client: &ClientHeaders,
-        id: Value,
-        filter: Value,
-        uris: Vec<(String, Option<String>)>,
-    ) -> Result<&'static str> {
+        subscribe: transport::Subscribe,
+    ) -> Result<Served> {
+        let transport::Subscribe {
+            id,
+            filter,
+            routes: uris,
+        } = subscribe;
         let mut honored = serde_json::Map::new();
         let mut lists = [false; 3];
         for (i, key) in LIST_KEYS.iter().enumerate() {
@@ -137,8 +148,13 @@ impl Gateway {
             sorted.sort();
             honored.insert("resourceSubscriptions".into(), json!(sorted));
         }
+        let honored = Honored {
+            notifications: honored,
+            lists,
+            watched,
+        };
         let outcome = self
-            .subscription_stream(out, server, &id, honored, lists, &watched, streams)
+            .subscription_stream(out, server, &id, honored, streams)
             .await;
         drop(ender);
         outcome
@@ -188,22 +204,24 @@ impl Gateway {
     }
 
     /// The stream itself: the acknowledgment, then the notifications.
-    #[allow(clippy::too_many_arguments)]
     async fn subscription_stream(
         &self,
         out: &mut Out<'_>,
         server: &ServerView,
         id: &Value,
-        honored: serde_json::Map<String, Value>,
-        lists: [bool; 3],
-        watched: &HashSet<String>,
+        honored: Honored,
         streams: Vec<switchboard_upstream::Messages>,
-    ) -> Result<&'static str> {
+    ) -> Result<Served> {
+        let Honored {
+            notifications: honored,
+            lists,
+            watched,
+        } = honored;
         out.start_stream().await?;
         let _streaming = Tracked::new(&metrics().sse_streams);
         let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged", "params": {"notifications": honored}});
         if send(out, ack, id).await.is_err() {
-            return Ok("ok");
+            return Ok(Served::Ok);
         }
         let mut updates = futures::stream::select_all(streams);
         let mut upstreams_open = !updates.is_empty();
@@ -211,7 +229,7 @@ impl Gateway {
         changes.borrow_and_update();
         let mut routes_change = lists.iter().any(|l| *l);
         let mut seen = server.lists;
-        let mut keepalive = tokio::time::interval(super::forward::KEEPALIVE);
+        let mut keepalive = tokio::time::interval(super::out::KEEPALIVE);
         keepalive.tick().await;
         loop {
             let messages: Vec<Value> = tokio::select! {
@@ -239,24 +257,24 @@ impl Gateway {
                         let mut result = json!({"_meta": {SUBSCRIPTION_ID: id}});
                         crate::mcp::modern::shape_result("subscriptions/listen", &mut result, &server.name);
                         let data = jsonrpc::result_response(id, result).to_string();
-                        let wire = super::forward::message_event(&data);
+                        let wire = super::out::message_event(&data);
                         out.event(wire, &data, true).await?;
-                        return Ok("ok");
+                        return Ok(Served::Ok);
                     };
-                    let notes = super::forward::list_changes(&seen, &now.lists, lists);
+                    let notes = super::listen::list_changes(&seen, &now.lists, lists);
                     seen = now.lists;
                     notes
                 }
                 _ = keepalive.tick() => {
                     if out.keepalive().await.is_err() {
-                        return Ok("ok");
+                        return Ok(Served::Ok);
                     }
                     continue;
                 }
             };
             for message in messages {
                 if send(out, message, id).await.is_err() {
-                    return Ok("ok"); // the client left
+                    return Ok(Served::Ok); // the client left
                 }
             }
         }

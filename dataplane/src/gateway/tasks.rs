@@ -85,13 +85,13 @@ impl TaskRef {
 
 /// Questions of one task by the key `tasks/update` answers them with, and when they were
 /// read.
-type Asked = (Instant, serde_json::Map<String, Value>);
+type Questions = (Instant, serde_json::Map<String, Value>);
 
 /// What this data plane keeps about tasks.
 #[derive(Default)]
 pub(super) struct Tasks {
     /// Questions read from a task's `tasks/result` stream and not answered yet, by task.
-    asked: Mutex<HashMap<String, Asked>>,
+    asked: Mutex<HashMap<String, Questions>>,
     /// Upstream sessions opened for tasks here, and when they end.
     sessions: Mutex<Vec<(Instant, crate::session::Session)>>,
     /// Whether the sweeper runs.
@@ -159,7 +159,7 @@ impl Gateway {
         routes: &Routes,
         server: &ServerView,
         f: Forward,
-    ) -> Result<&'static str> {
+    ) -> Result<Served> {
         let reply = self.created(routes, server, &f).await;
         let outcome = reply.outcome();
         out.reply(reply).await.map(|()| outcome)
@@ -201,7 +201,17 @@ impl Gateway {
         params["task"] = json!({"ttl": TTL_MS});
         let idle = timeouts.idle.unwrap_or(DEFAULT_IDLE);
         let answer = self
-            .ask_upstream(&f.upstream, &spec, &own, "tools/call", params, &call, idle)
+            .ask_upstream(
+                &Asked {
+                    upstream: &f.upstream,
+                    spec: &spec,
+                    session: &own,
+                    call: &call,
+                    idle,
+                },
+                "tools/call",
+                params,
+            )
             .await;
         let result = match answer {
             Ok(result) => result,
@@ -519,13 +529,15 @@ impl Gateway {
             let idle = timeouts.idle.unwrap_or(DEFAULT_IDLE);
             match self
                 .ask_upstream(
-                    upstream,
-                    &spec,
-                    session,
+                    &Asked {
+                        upstream,
+                        spec: &spec,
+                        session,
+                        call: &call,
+                        idle,
+                    },
                     "tasks/list",
                     json!({}),
-                    &call,
-                    idle,
                 )
                 .await
             {
@@ -546,17 +558,19 @@ impl Gateway {
 
     /// Sends `method` with `params` to `upstream` in `session` and returns the result of
     /// its answer (read from an SSE stream if it streams), or the error it gave.
-    #[allow(clippy::too_many_arguments)]
     async fn ask_upstream(
         &self,
-        upstream: &str,
-        spec: &UpstreamEntry,
-        session: &crate::session::Session,
+        to: &Asked<'_>,
         method: &str,
         params: Value,
-        call: &CallOptions,
-        idle: std::time::Duration,
     ) -> std::result::Result<Value, RpcError> {
+        let Asked {
+            upstream,
+            spec,
+            session,
+            call,
+            idle,
+        } = *to;
         let id = self.upstreams.internal_id();
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let resp = self
@@ -609,6 +623,17 @@ impl Gateway {
     }
 }
 
+/// Where a request goes: the upstream, in which of its sessions, with which options, and
+/// how long it may stay silent.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    upstream: &'a str,
+    spec: &'a UpstreamEntry,
+    session: &'a crate::session::Session,
+    call: &'a CallOptions,
+    idle: std::time::Duration,
+}
+
 /// One task request on its way upstream.
 struct TaskCall<'a> {
     task: &'a TaskRef,
@@ -623,13 +648,15 @@ impl TaskCall<'_> {
     async fn ask(&self, gateway: &Gateway, method: &str) -> std::result::Result<Value, RpcError> {
         gateway
             .ask_upstream(
-                &self.task.upstream,
-                self.spec,
-                &self.session,
+                &Asked {
+                    upstream: &self.task.upstream,
+                    spec: self.spec,
+                    session: &self.session,
+                    call: &self.call,
+                    idle: self.idle,
+                },
                 method,
                 json!({"taskId": self.task.task}),
-                &self.call,
-                self.idle,
             )
             .await
     }

@@ -124,7 +124,7 @@ impl Gateway {
         let rec = ctx.record.insert(Record::new(&server.name));
         rec.method = "websocket".into();
         if server.passthrough.is_some() {
-            rec.outcome = "error";
+            rec.outcome = Served::Error;
             let why = "a pass-through server speaks its upstream's own transport: use /servers/{name}/mcp";
             return send(session, refuse(400, why)).await;
         }
@@ -139,7 +139,7 @@ impl Gateway {
             return Ok(());
         };
         let Some(_counted) = Open::new(&self.websockets) else {
-            rec.outcome = "error";
+            rec.outcome = Served::Error;
             let reply = Reply::rpc_error(
                 503,
                 jsonrpc::INTERNAL_ERROR,

@@ -30,6 +30,15 @@ pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 /// The request needs a client capability the client did not declare.
 pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
 
+/// What a stateless client's retry carries for a call the gateway holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Continuation {
+    /// The `requestState` the gateway handed out, echoed.
+    pub request_state: String,
+    /// The client's answers, keyed as the `inputRequests` were.
+    pub input_responses: Value,
+}
+
 /// The routing headers a 2026-07-28 request carries.
 #[derive(Debug, Clone, Default)]
 pub struct RoutingHeaders {
@@ -263,11 +272,11 @@ pub fn shape_result(method: &str, result: &mut Value, server: &str) {
 
 /// Takes a retry's `requestState` and `inputResponses` out of `params` (they are for the
 /// gateway, which holds the call; the upstream never sees them).
-pub fn take_continuation(params: &mut Value) -> Option<crate::transport::Continuation> {
+pub fn take_continuation(params: &mut Value) -> Option<Continuation> {
     let obj = params.as_object_mut()?;
     let state = obj.remove("requestState");
     let responses = obj.remove("inputResponses");
-    Some(crate::transport::Continuation {
+    Some(Continuation {
         request_state: state?.as_str()?.to_string(),
         input_responses: responses.unwrap_or(Value::Null),
     })
