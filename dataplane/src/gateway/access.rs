@@ -1,7 +1,7 @@
 //! The record of one request to a virtual server: counted in metrics and written as one
 //! access-log line when the request ends.
 
-use super::*;
+use crate::metrics::{metrics, Served, Tracked};
 
 /// What one request to a virtual server came to: counted and logged when it ends.
 #[derive(Debug)]

@@ -1,7 +1,19 @@
 //! Who is calling and what they may pass on: authentication (401 challenges and the RFC
 //! 9728 metadata document), the rate-limit gate, and client credentials for upstreams.
 
-use super::*;
+use super::access::Record;
+use super::{header, request_host, send, text, Gateway, RESOURCE_METADATA};
+use crate::jsonrpc;
+use crate::jsonrpc::RpcError;
+use crate::metrics::metrics;
+use crate::policy::auth::{AuthError, Authenticator, Offered, Principal};
+use crate::policy::authz::Target as Item;
+use crate::policy::ratelimit::{KeyParts, RateLimiter};
+use crate::routes::{ServerView, UpstreamEntry};
+use crate::transport::{Gate, Refusal, Reply};
+use pingora::prelude::Session;
+use pingora::Result;
+use serde_json::json;
 
 /// The client's credentials that policies may pass on to upstreams.
 #[derive(Clone, Default)]

@@ -5,10 +5,21 @@
 //! (upstream requests outside calls, `list_changed`) goes to the connection. The connection
 //! stands for the MCP session: when it ends, the session's upstream sessions end too.
 
+use super::access::Record;
+use super::admission::ClientHeaders;
 use super::listen::ListenFrom;
-use super::*;
+use super::out::Out;
+use super::Gateway;
+use crate::jsonrpc::RpcError;
+use crate::metrics::Served;
+use crate::policy::auth::Principal;
+use crate::routes::{Routes, ServerView};
+use crate::transport::{Outcome, Reply, RequestInfo};
+use crate::{jsonrpc, transport};
+use pingora::Result;
+use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, Notify};
 
 /// How many messages may wait for a slow client before senders wait too.

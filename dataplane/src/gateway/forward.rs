@@ -3,11 +3,24 @@
 //! client's upstream sessions; fanning a request out to all of them; relaying a client's
 //! answer to an upstream's question.
 
-use super::out::Events;
+use super::admission::{client_headers, ClientHeaders};
+use super::out::{Events, Out};
 use super::replay::Kind;
 use super::resilience::CallError;
-use super::*;
-use switchboard_upstream::SseEvent;
+use super::{Gateway, DEFAULT_IDLE};
+use crate::jsonrpc::RpcError;
+use crate::metrics::{metrics, Served, Tracked};
+use crate::routes::{Routes, ServerView, UpstreamEntry};
+use crate::transport::{Forward, Reply};
+use crate::upstreams::CallOptions;
+use crate::{jsonrpc, transport};
+use futures::StreamExt;
+use pingora::Result;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use switchboard_config::kinds::upstream::McpTransport;
+use switchboard_upstream::{is_event_stream, json_events, SseEvent};
+use tracing::Instrument;
 
 impl Gateway {
     /// Sends a call upstream and streams the answer back with the client's id restored.

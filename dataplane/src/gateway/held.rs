@@ -9,11 +9,22 @@
 
 use super::forward::{Answering, Calling, UpstreamEvents};
 
-use super::*;
-use crate::upstreams::SessionsToEnd;
+use super::out::Out;
+use super::Gateway;
+use crate::jsonrpc::RpcError;
+use crate::metrics::Served;
+use crate::routes::UpstreamEntry;
+use crate::transport::{Forward, Reply};
+use crate::upstreams::{CallOptions, SessionsToEnd};
+use crate::{jsonrpc, transport};
+use futures::StreamExt;
+use pingora::Result;
+use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use switchboard_config::kinds::upstream::McpTransport;
+use switchboard_upstream::UpstreamError;
 
 /// How long a held call waits for its client's retry.
 const WAIT_FOR_CLIENT: Duration = Duration::from_secs(300);

@@ -5,9 +5,21 @@
 //! data plane that holds the stream, so clients of this transport need their POSTs to
 //! reach the same replica (a load balancer with affinity on the `session` parameter).
 
-use super::*;
+use super::access::Record;
+use super::admission::ClientHeaders;
+use super::channel::Channel;
+use super::serve::client_ip;
+use super::{send, Ctx, Gateway};
+use crate::jsonrpc;
+use crate::metrics::{metrics, Served, Tracked};
+use crate::routes::ServerView;
+use crate::transport::Reply;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::Session;
+use pingora::Result;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Most legacy streams one data plane keeps open.
 const MAX_STREAMS: usize = 10_000;

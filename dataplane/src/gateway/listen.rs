@@ -2,10 +2,18 @@
 //! sessions send on their own, merged, and the gateway's own list changes) and a call's
 //! stream resumed with `Last-Event-ID`.
 
+use super::admission::{client_headers, ClientHeaders};
 use super::forward::mcp_upstreams;
-use super::out::{replayed, Events, KEEPALIVE};
+use super::out::{replayed, Events, Out, KEEPALIVE};
 use super::replay::{Kind, Reader};
-use super::*;
+use super::Gateway;
+use crate::metrics::{metrics, Served, Tracked};
+use crate::routes::{Routes, ServerView, UpstreamEntry};
+use crate::upstreams::CallOptions;
+use futures::StreamExt;
+use pingora::Result;
+use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// Where a GET stream starts: afresh (resumable when it belongs to a session, whose
 /// fingerprint this is), or where a client that lost it left off.

@@ -31,31 +31,24 @@
 //! SSE clients enter at `edge` and send each message through `dispatch` over a channel
 //! (`channel`, `websocket`, `legacy`).
 
-use crate::jsonrpc::{self, RpcError};
-use crate::metrics::{method_label, metrics, Served, Tracked};
-use crate::policy::auth::{AuthError, Authenticator, Offered, Principal};
-use crate::policy::authz::Target as Item;
-use crate::policy::circuit::{Admission, Breakers};
+use crate::jsonrpc;
+use crate::metrics::metrics;
+use crate::policy::circuit::Breakers;
 use crate::policy::jwks::JwksCache;
 use crate::policy::origin::OriginPolicy;
-use crate::policy::ratelimit::{KeyParts, RateLimiter};
-use crate::policy::retry;
-use crate::routes::{Routes, ServerView, UpstreamEntry};
+use crate::policy::ratelimit::RateLimiter;
+use crate::routes::{Routes, ServerView};
 use crate::signals::Signals;
-use crate::transport::{self, Forward, Gate, Outcome, Refusal, Reply, RequestInfo};
-use crate::upstreams::{CallOptions, UpstreamPool};
+use crate::transport::{self, Reply};
+use crate::upstreams::UpstreamPool;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
 use pingora::http::ResponseHeader;
 use pingora::prelude::{HttpPeer, Session};
 use pingora::proxy::ProxyHttp;
 use pingora::{Error, ErrorType, Result};
-use serde_json::{json, Value};
 use std::sync::Arc;
-use switchboard_config::kinds::upstream::{McpTransport, ToolCallRetries};
-use switchboard_upstream::{is_event_stream, json_events, UpstreamError};
 use tracing::Instrument;
 
 mod access;
@@ -78,13 +71,9 @@ mod tasks;
 mod websocket;
 
 use access::Record;
-use admission::{client_headers, resource_metadata, ClientHeaders, Limits};
-use channel::Channel;
-use forward::unhealthy_message;
+use admission::resource_metadata;
 use legacy::LegacyClients;
-use out::Out;
 use passthrough::PassTarget;
-use serve::client_ip;
 
 /// The gateway's request handler; cheap to share, reads the current routes per request.
 pub struct Gateway {

@@ -3,7 +3,14 @@
 //! replay buffer when the stream is resumable.
 
 use super::replay::{event_with_id, Kind, Reader, Replay};
-use super::*;
+use super::send;
+use crate::transport::Reply;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::Session;
+use pingora::{Error, ErrorType, Result};
+use serde_json::Value;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Where an answer goes: the HTTP response itself, or a channel (legacy HTTP+SSE stream,

@@ -1,7 +1,11 @@
 //! Pass-through servers: one upstream proxied as-is by pingora.
 
-use super::*;
+use super::forward::unhealthy_message;
+use super::Gateway;
+use crate::routes::Routes;
+use pingora::prelude::HttpPeer;
 use pingora::utils::tls::{parse_x509, CertKey, WrappedX509};
+use std::sync::Arc;
 use switchboard_upstream::TlsSettings;
 
 /// Where a pass-through request goes; decided in `request_filter`, used by pingora's proxy.

@@ -13,11 +13,18 @@
 
 use super::forward::ClientLeft;
 use super::outstanding::{self, Carrier};
-use super::*;
+use super::Gateway;
+use crate::metrics::metrics;
+use crate::routes::{Routes, ServerView, UpstreamEntry};
+use crate::transport::Forward;
+use crate::upstreams::{CallOptions, UpstreamPool};
+use futures::StreamExt;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use switchboard_config::kinds::upstream::McpTransport;
 
 /// How long a client's GET stream waits before trying an upstream's stream again, doubled
 /// up to [`MAX_REOPEN`] while it keeps failing.

@@ -1,9 +1,14 @@
 //! Calls to an upstream under its circuit breaker and retry policy, with the passive health
 //! signals and metrics they feed.
 
-use super::*;
-use crate::policy::circuit::Transition;
-use switchboard_config::kinds::upstream::CircuitBreaker;
+use super::Gateway;
+use crate::metrics::{method_label, metrics};
+use crate::policy::circuit::{Admission, Transition};
+use crate::policy::retry;
+use crate::routes::UpstreamEntry;
+use crate::transport::Forward;
+use switchboard_config::kinds::upstream::{CircuitBreaker, ToolCallRetries};
+use switchboard_upstream::UpstreamError;
 
 /// Why a call to an upstream got no answer.
 pub(super) enum CallError {

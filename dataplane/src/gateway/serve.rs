@@ -6,8 +6,21 @@ use super::listen::ListenFrom;
 /// Most request bytes a pass-through server with per-request policies reads (pingora's
 /// retry buffer replays them to the upstream).
 const SCREENED_BODY_BYTES: usize = 64 << 10;
+use super::access::Record;
+use super::admission::{client_headers, ClientHeaders, Limits};
+use super::channel::Channel;
+use super::out::Out;
 use super::replay::{Kind, Unresumable};
-use super::*;
+use super::{header, send, Ctx, Gateway, Step};
+use crate::metrics::{metrics, Served};
+use crate::policy::auth::{Authenticator, Principal};
+use crate::routes::{Routes, ServerView};
+use crate::transport::{Outcome, Reply, RequestInfo};
+use crate::{jsonrpc, transport};
+use pingora::prelude::Session;
+use pingora::Result;
+use serde_json::json;
+use std::sync::Arc;
 
 /// Who a request comes from: what its headers said, the client's own headers to pass on,
 /// and its address.

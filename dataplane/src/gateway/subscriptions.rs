@@ -6,8 +6,18 @@
 //! subscription's own, subscribes there, and passes on that session's
 //! `notifications/resources/updated`; the session ends with the stream.
 
-use super::*;
+use super::admission::{client_headers, ClientHeaders};
+use super::out::Out;
+use super::Gateway;
+use crate::metrics::{metrics, Served, Tracked};
+use crate::routes::{Routes, ServerView, UpstreamEntry};
+use crate::upstreams::CallOptions;
+use crate::{jsonrpc, transport};
+use futures::StreamExt;
+use pingora::Result;
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
+use switchboard_upstream::{is_event_stream, json_events};
 
 /// The `_meta` key that names the subscription a message belongs to.
 const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";

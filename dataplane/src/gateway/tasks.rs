@@ -13,14 +13,27 @@
 //! task with an `isError` result; only a JSON-RPC error makes a `failed` one. The task's
 //! upstream session ends once its time to live is over.
 
-use super::*;
+use super::admission::{client_headers, ClientHeaders};
+use super::forward::unhealthy_message;
+use super::out::Out;
+use super::{Gateway, DEFAULT_IDLE};
+use crate::jsonrpc;
+use crate::jsonrpc::RpcError;
 use crate::mcp::modern;
+use crate::metrics::Served;
+use crate::routes::{Routes, ServerView, UpstreamEntry};
 use crate::session::UpstreamRef;
+use crate::transport::{Forward, Reply};
+use crate::upstreams::CallOptions;
+use futures::StreamExt;
+use pingora::Result;
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use switchboard_upstream::{is_event_stream, json_events, UpstreamError};
 
 /// Prefix of the task ids this gateway hands out.
 const TASK_PREFIX: &str = "sbt1.";

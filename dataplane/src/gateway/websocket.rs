@@ -6,9 +6,24 @@
 //! sessions. After the 101, pingora hands over the connection's raw bytes; tungstenite does
 //! the framing, over an in-memory pipe the bytes are pumped through.
 
-use super::*;
+use super::access::Record;
+use super::admission::ClientHeaders;
+use super::channel::Channel;
+use super::serve::client_ip;
+use super::{header, send, Ctx, Gateway};
+use crate::jsonrpc;
+use crate::jsonrpc::RpcError;
+use crate::metrics::{metrics, Served, Tracked};
+use crate::routes::ServerView;
+use crate::transport::Reply;
+use bytes::Bytes;
 use futures::stream::FuturesUnordered;
-use futures::SinkExt;
+use futures::{SinkExt, StreamExt};
+use pingora::http::ResponseHeader;
+use pingora::prelude::Session;
+use pingora::Result;
+use serde_json::Value;
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
