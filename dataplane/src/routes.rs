@@ -313,19 +313,53 @@ impl ServerView {
     }
 }
 
+/// Why a snapshot cannot be served: the data plane refuses (NACKs) it with this and keeps
+/// serving the last good one.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error(transparent)]
+    SessionKey(#[from] crate::session::BadKey),
+    #[error(transparent)]
+    AuthProvider(#[from] crate::policy::auth::AuthConfigError),
+    #[error("virtual server `{server}` {uses} unknown {kind} `{name}`")]
+    Unknown {
+        server: String,
+        /// "uses" or "lists", as the reference reads in the virtual server.
+        uses: &'static str,
+        kind: &'static str,
+        name: String,
+    },
+    #[error("prompt `{prompt}`: template does not compile: {why}")]
+    Template {
+        prompt: String,
+        why: minijinja::Error,
+    },
+    #[error("host `{host}` is claimed by virtual servers `{first}` and `{second}`")]
+    HostClaimedTwice {
+        host: String,
+        first: String,
+        second: String,
+    },
+    #[error("upstream `{upstream}`: {why}")]
+    Upstream { upstream: String, why: String },
+}
+
 impl Routes {
     /// Compiles a snapshot; any template that does not compile rejects the whole snapshot.
-    pub fn compile(snapshot: &Snapshot) -> Result<Routes, String> {
+    pub fn compile(snapshot: &Snapshot) -> Result<Routes, CompileError> {
         Self::compile_with(snapshot, &LocalEndpoints::new())
     }
 
     /// Compiles a snapshot whose stdio upstreams this data plane serves at `local` (see
     /// [`crate::stdio`]): their calls go there, with the bridge's token.
-    pub fn compile_with(snapshot: &Snapshot, local: &LocalEndpoints) -> Result<Routes, String> {
+    pub fn compile_with(
+        snapshot: &Snapshot,
+        local: &LocalEndpoints,
+    ) -> Result<Routes, CompileError> {
         let sealer = if snapshot.session_key.is_empty() {
             Sealer::default()
         } else {
-            Sealer::from_base64(&snapshot.session_key).map_err(|e| e.to_string())?
+            Sealer::from_base64(&snapshot.session_key)?
         };
         let mut routes = Routes {
             version: snapshot.version.clone(),
@@ -339,17 +373,29 @@ impl Routes {
             authenticators.insert(name.clone(), Arc::new(a));
         }
         for (name, vs) in &snapshot.virtual_servers {
-            let auth = match &vs.auth_provider {
-                None => None,
-                Some(p) => Some(authenticators.get(p).cloned().ok_or_else(|| {
-                    format!("virtual server `{name}` uses unknown auth provider `{p}`")
-                })?),
-            };
+            let auth =
+                match &vs.auth_provider {
+                    None => None,
+                    Some(p) => Some(authenticators.get(p).cloned().ok_or_else(|| {
+                        CompileError::Unknown {
+                            server: name.clone(),
+                            uses: "uses",
+                            kind: "auth provider",
+                            name: p.clone(),
+                        }
+                    })?),
+                };
             let mut rate_limits = Vec::new();
             for r in &vs.rate_limits {
-                let spec = snapshot.rate_limits.get(r).ok_or_else(|| {
-                    format!("virtual server `{name}` uses unknown rate limit `{r}`")
-                })?;
+                let spec = snapshot
+                    .rate_limits
+                    .get(r)
+                    .ok_or_else(|| CompileError::Unknown {
+                        server: name.clone(),
+                        uses: "uses",
+                        kind: "rate limit",
+                        name: r.clone(),
+                    })?;
                 rate_limits.push(Arc::new(Limit::new(r, spec, snapshot.replicas)));
             }
             let mut view = ServerView {
@@ -378,21 +424,35 @@ impl Routes {
                 let spec = snapshot
                     .prompts
                     .get(p)
-                    .ok_or_else(|| format!("virtual server `{name}` lists unknown prompt `{p}`"))?;
+                    .ok_or_else(|| CompileError::Unknown {
+                        server: name.clone(),
+                        uses: "lists",
+                        kind: "prompt",
+                        name: p.clone(),
+                    })?;
                 let templates = spec
                     .template
                     .iter()
                     .chain(spec.messages.iter().flatten().map(|m| &m.template));
                 for t in templates {
                     env.template_from_str(t)
-                        .map_err(|e| format!("prompt `{p}`: template does not compile: {e}"))?;
+                        .map_err(|why| CompileError::Template {
+                            prompt: p.clone(),
+                            why,
+                        })?;
                 }
                 view.prompts.insert(p.clone(), spec.clone());
             }
             for r in &vs.resources {
-                let spec = snapshot.resources.get(r).ok_or_else(|| {
-                    format!("virtual server `{name}` lists unknown resource `{r}`")
-                })?;
+                let spec = snapshot
+                    .resources
+                    .get(r)
+                    .ok_or_else(|| CompileError::Unknown {
+                        server: name.clone(),
+                        uses: "lists",
+                        kind: "resource",
+                        name: r.clone(),
+                    })?;
                 view.resources.insert(spec.uri.clone(), spec.clone());
             }
             for sel in &vs.upstreams {
@@ -463,18 +523,22 @@ impl Routes {
             }
             for host in &vs.hosts {
                 if let Some(other) = routes.hosts.insert(host.to_ascii_lowercase(), name.clone()) {
-                    return Err(format!(
-                        "host `{host}` is claimed by virtual servers `{other}` and `{name}`"
-                    ));
+                    return Err(CompileError::HostClaimedTwice {
+                        host: host.clone(),
+                        first: other,
+                        second: name.clone(),
+                    });
                 }
             }
             routes.servers.insert(name.clone(), Arc::new(view));
         }
         for (name, spec) in &snapshot.upstreams {
-            let auth = spec
-                .auth
-                .resolve(&|r| snapshot.secret(r))
-                .map_err(|e| format!("upstream `{name}`: {e}"))?;
+            let auth = spec.auth.resolve(&|r| snapshot.secret(r)).map_err(|why| {
+                CompileError::Upstream {
+                    upstream: name.clone(),
+                    why,
+                }
+            })?;
             let mut spec = spec.clone();
             let mut headers = spec.headers.clone();
             if let (Some(_), Some(endpoint)) = (&spec.stdio, local.get(name)) {
@@ -492,7 +556,10 @@ impl Routes {
                 None // a stdio child's bridge, on loopback
             } else {
                 switchboard_upstream::TlsSettings::for_upstream(&spec, &|r| snapshot.secret(r))
-                    .map_err(|e| format!("upstream `{name}`: {e}"))?
+                    .map_err(|e| CompileError::Upstream {
+                        upstream: name.clone(),
+                        why: e.to_string(),
+                    })?
             };
             let creds = Credentials::new(&headers, auth).with_tls(tls);
             routes

@@ -72,10 +72,12 @@ pub enum StartError {
 /// Routes for `snap` with its stdio upstreams served by this data plane.
 fn compile(stdio: &StdioUpstreams, snap: &Snapshot) -> Result<Routes, String> {
     let local = stdio.prepare(snap).map_err(|e| e.to_string())?;
-    if local.is_empty() {
-        return Routes::compile(snap);
-    }
-    Routes::compile_with(&stdio.overlay(snap, &local), &local)
+    let compiled = if local.is_empty() {
+        Routes::compile(snap)
+    } else {
+        Routes::compile_with(&stdio.overlay(snap, &local), &local)
+    };
+    compiled.map_err(|e| e.to_string())
 }
 
 /// Runs the discovery client inside pingora's runtime.

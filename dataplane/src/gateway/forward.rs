@@ -4,11 +4,11 @@
 //! answer to an upstream's question.
 
 use super::admission::{client_headers, ClientHeaders};
+use super::errors::GatewayError;
 use super::out::{Events, Out};
 use super::replay::Kind;
 use super::resilience::CallError;
 use super::{Gateway, DEFAULT_IDLE};
-use crate::jsonrpc::RpcError;
 use crate::metrics::{metrics, Served, Tracked};
 use crate::routes::{Routes, ServerView, UpstreamEntry};
 use crate::transport::{Forward, Reply};
@@ -81,26 +81,19 @@ impl Gateway {
         resumable: Option<&str>,
         (side, left): (Option<switchboard_upstream::Messages>, Option<ClientLeft>),
     ) -> Result<Served> {
-        let fail = |message: String| {
-            Reply::json(
-                200,
-                &jsonrpc::error_response(
-                    &f.client_id,
-                    &RpcError {
-                        code: jsonrpc::INTERNAL_ERROR,
-                        message,
-                        data: Some(json!({"upstream": f.upstream})),
-                    },
-                ),
-            )
-        };
+        // The gateway's own failures (see `errors`); session-era clients get them with 200,
+        // as before the stateless era's statuses existed.
+        let fail = |e: GatewayError| e.reply(&f.client_id, false);
         let Some(spec) = routes.upstream(&f.upstream) else {
-            let reply = fail(format!("upstream `{}` is not in this snapshot", f.upstream));
-            return out.reply(reply).await.map(|()| Served::UpstreamError);
+            let e = GatewayError::NotServed(f.upstream.clone());
+            return out.reply(fail(e)).await.map(|()| Served::UpstreamError);
         };
         if let Some(why) = routes.unhealthy(&f.upstream) {
-            let reply = fail(unhealthy_message(&f.upstream, why));
-            return out.reply(reply).await.map(|()| Served::UpstreamError);
+            let e = GatewayError::Unhealthy {
+                upstream: f.upstream.clone(),
+                why: why.to_string(),
+            };
+            return out.reply(fail(e)).await.map(|()| Served::UpstreamError);
         }
         let timeouts = server.timeouts(&spec, &f.upstream);
         let span = if crate::tracecontext::enabled() {
@@ -154,16 +147,7 @@ impl Gateway {
             };
             Reply::json(status, &restore(msg))
         };
-        let failed = |e: CallError| {
-            match e {
-            CallError::Open(left) => fail(format!(
-                "upstream `{}` keeps failing on this gateway; not calling it for another {:.1}s (circuit open)",
-                f.upstream,
-                left.as_secs_f64()
-            )),
-            CallError::Upstream(e) => fail(format!("upstream `{}` failed: {e}", f.upstream)),
-        }
-        };
+        let failed = |e: CallError| fail(GatewayError::of_call(&f.upstream, e));
         if spec
             .mcp
             .as_ref()
@@ -203,23 +187,26 @@ impl Gateway {
                         let outcome = reply.outcome();
                         (reply, outcome)
                     }
-                    Err(e) => (
-                        fail(format!("upstream `{}` sent invalid JSON: {e}", f.upstream)),
+                    Err(source) => (
+                        fail(GatewayError::InvalidJson {
+                            upstream: f.upstream.clone(),
+                            source,
+                        }),
                         Served::UpstreamError,
                     ),
                 },
                 Ok(Err(e)) => (
-                    fail(format!(
-                        "upstream `{}` broke off its answer: {e}",
-                        f.upstream
-                    )),
+                    fail(GatewayError::BrokeOff {
+                        upstream: f.upstream.clone(),
+                        why: e.to_string(),
+                    }),
                     Served::UpstreamError,
                 ),
                 Err(_) => (
-                    fail(format!(
-                        "upstream `{}` sent no more of its answer for {idle:?}",
-                        f.upstream
-                    )),
+                    fail(GatewayError::Silent {
+                        upstream: f.upstream.clone(),
+                        idle,
+                    }),
                     Served::UpstreamError,
                 ),
             };
@@ -322,15 +309,10 @@ impl Gateway {
                                             Ok(Served::InputRequired)
                                         }
                                         None => {
-                                            let msg = jsonrpc::error_response(
-                                                &f.client_id,
-                                                &RpcError::new(
-                                                    jsonrpc::INTERNAL_ERROR,
-                                                    "too many calls wait for their clients' input on this data plane",
-                                                ),
-                                            );
+                                            let e = GatewayError::TooManyHeld;
+                                            let msg = e.response(&f.client_id);
                                             events_out.send(&msg.to_string(), true).await?;
-                                            Ok(Served::Error)
+                                            Ok(e.served())
                                         }
                                     };
                                 }
@@ -356,15 +338,14 @@ impl Gateway {
                         Some(Err(e)) => e,
                         _ => "the stream ended without a response".into(),
                     };
-                    let msg = jsonrpc::error_response(
-                        &f.client_id,
-                        &RpcError::new(
-                            jsonrpc::INTERNAL_ERROR,
-                            format!("upstream `{}`: {why}", f.upstream),
-                        ),
-                    );
-                    events_out.send(&msg.to_string(), true).await?;
-                    return Ok(Served::UpstreamError);
+                    let e = GatewayError::StreamEnded {
+                        upstream: f.upstream.clone(),
+                        why,
+                    };
+                    events_out
+                        .send(&e.response(&f.client_id).to_string(), true)
+                        .await?;
+                    return Ok(e.served());
                 }
             }
         }
@@ -496,15 +477,6 @@ pub(super) fn mcp_upstreams<'a>(
         }
         Some((name, spec))
     })
-}
-
-/// What a client is told when it calls an upstream the health checks found down.
-pub(super) fn unhealthy_message(upstream: &str, why: &str) -> String {
-    if why.is_empty() {
-        format!("upstream `{upstream}` is unhealthy; failing fast until it recovers")
-    } else {
-        format!("upstream `{upstream}` is unhealthy ({why}); failing fast until it recovers")
-    }
 }
 
 impl Gateway {

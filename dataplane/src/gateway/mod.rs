@@ -54,6 +54,7 @@ use tracing::Instrument;
 mod access;
 mod admission;
 mod channel;
+mod errors;
 mod forward;
 mod held;
 mod legacy;

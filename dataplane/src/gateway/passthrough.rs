@@ -1,6 +1,6 @@
 //! Pass-through servers: one upstream proxied as-is by pingora.
 
-use super::forward::unhealthy_message;
+use super::errors::unhealthy_message;
 use super::Gateway;
 use crate::routes::Routes;
 use pingora::prelude::HttpPeer;

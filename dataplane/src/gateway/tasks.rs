@@ -14,7 +14,7 @@
 //! upstream session ends once its time to live is over.
 
 use super::admission::{client_headers, ClientHeaders};
-use super::forward::unhealthy_message;
+use super::errors::GatewayError;
 use super::out::Out;
 use super::{Gateway, DEFAULT_IDLE};
 use crate::jsonrpc;
@@ -187,10 +187,16 @@ impl Gateway {
         };
         let internal = |message: String| fail(RpcError::new(jsonrpc::INTERNAL_ERROR, message));
         let Some(spec) = routes.upstream(&f.upstream) else {
-            return internal(format!("upstream `{}` is not in this snapshot", f.upstream));
+            return fail(GatewayError::NotServed(f.upstream.clone()).rpc());
         };
         if let Some(why) = routes.unhealthy(&f.upstream) {
-            return internal(unhealthy_message(&f.upstream, why));
+            return fail(
+                GatewayError::Unhealthy {
+                    upstream: f.upstream.clone(),
+                    why: why.to_string(),
+                }
+                .rpc(),
+            );
         }
         if lock(&self.tasks.sessions).len() >= MAX_TASK_SESSIONS {
             return internal("too many tasks are open on this data plane".into());
@@ -416,7 +422,7 @@ impl Gateway {
                 &on.call,
             )
             .await
-            .map_err(|e| upstream_failed(&on.task.upstream, &e))?;
+            .map_err(|e| upstream_failed(&on.task.upstream, e))?;
         let mut asked = serde_json::Map::new();
         if is_event_stream(&resp) {
             let mut events = json_events(resp.bytes_stream());
@@ -489,7 +495,7 @@ impl Gateway {
                 .upstreams
                 .send(&upstream, on.spec, &answer, Some(&on.session), &on.call)
                 .await
-                .map_err(|e| upstream_failed(&upstream, &e))?;
+                .map_err(|e| upstream_failed(&upstream, e))?;
             drop(sent.bytes().await);
             if let Some((_, asked)) = lock(&self.tasks.asked).get_mut(&key) {
                 asked.remove(k);
@@ -590,7 +596,7 @@ impl Gateway {
             .upstreams
             .send(upstream, spec, &body, Some(session), call)
             .await
-            .map_err(|e| upstream_failed(upstream, &e))?;
+            .map_err(|e| upstream_failed(upstream, e))?;
         let broke = |why: String| {
             RpcError::new(
                 jsonrpc::INTERNAL_ERROR,
@@ -676,11 +682,12 @@ impl TaskCall<'_> {
 }
 
 /// The error for an upstream that could not be asked.
-fn upstream_failed(upstream: &str, e: &UpstreamError) -> RpcError {
-    RpcError::new(
-        jsonrpc::INTERNAL_ERROR,
-        format!("upstream `{upstream}` failed: {e}"),
-    )
+fn upstream_failed(upstream: &str, source: UpstreamError) -> RpcError {
+    GatewayError::Failed {
+        upstream: upstream.to_string(),
+        source,
+    }
+    .rpc()
 }
 
 #[cfg(test)]

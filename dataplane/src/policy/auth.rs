@@ -72,9 +72,46 @@ fn bearer(authorization: Option<&str>) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Why an auth provider cannot be served: the snapshot is refused, naming the provider.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("auth provider `{0}` sets none of jwt, apiKeys and clientCertificate")]
+    NoMethod(String),
+    #[error("auth provider `{provider}` key {index}: {why}")]
+    Key {
+        provider: String,
+        index: usize,
+        why: KeyError,
+    },
+    #[error("auth provider `{provider}`: {why}")]
+    JwksTls { provider: String, why: String },
+    #[error("auth provider `{provider}`: clientCertificate.caCert: {why}")]
+    CaCert {
+        provider: String,
+        why: crate::policy::client_cert::CaCertError,
+    },
+}
+
+/// Why a JWT verification key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("not an RSA, EC or Ed25519 public key: {0}")]
+    NotAPublicKey(jsonwebtoken::errors::Error),
+    #[error("Secret `{secret}` has no key `{key}`")]
+    MissingSecret { secret: String, key: String },
+    #[error("environment variable {0} is not set")]
+    MissingEnv(String),
+    #[error("set pem, secret or secretEnv")]
+    NoSource,
+}
+
 impl Authenticator {
     /// Compiles `spec`; HMAC secrets come from the snapshot's Secrets or the environment.
-    pub fn compile(name: &str, spec: &AuthProviderSpec, snap: &Snapshot) -> Result<Self, String> {
+    pub fn compile(
+        name: &str,
+        spec: &AuthProviderSpec,
+        snap: &Snapshot,
+    ) -> Result<Self, AuthConfigError> {
         if let Some(jwt) = &spec.jwt {
             return Ok(Authenticator::Jwt(Box::new(JwtVerifier::compile(
                 name, jwt, snap,
@@ -84,13 +121,14 @@ impl Authenticator {
             return Ok(Authenticator::ApiKeys(ApiKeys::compile(keys)));
         }
         if let Some(certs) = &spec.client_certificate {
-            return Ok(Authenticator::ClientCertificates(
-                ClientCertificates::compile(name, certs)?,
-            ));
+            let certs =
+                ClientCertificates::compile(certs).map_err(|why| AuthConfigError::CaCert {
+                    provider: name.to_string(),
+                    why,
+                })?;
+            return Ok(Authenticator::ClientCertificates(certs));
         }
-        Err(format!(
-            "auth provider `{name}` sets none of jwt, apiKeys and clientCertificate"
-        ))
+        Err(AuthConfigError::NoMethod(name.to_string()))
     }
 
     /// The header an API key is read from, if this authenticator takes API keys.
@@ -215,16 +253,20 @@ fn algorithm(a: JwtAlgorithm) -> Algorithm {
 }
 
 /// A public key from PEM, whichever family it is.
-fn pem_key(pem: &str) -> Result<DecodingKey, String> {
+fn pem_key(pem: &str) -> Result<DecodingKey, KeyError> {
     let bytes = pem.as_bytes();
     DecodingKey::from_rsa_pem(bytes)
         .or_else(|_| DecodingKey::from_ec_pem(bytes))
         .or_else(|_| DecodingKey::from_ed_pem(bytes))
-        .map_err(|e| format!("not an RSA, EC or Ed25519 public key: {e}"))
+        .map_err(KeyError::NotAPublicKey)
 }
 
 impl JwtVerifier {
-    fn compile(name: &str, spec: &JwtAuth, snap: &Snapshot) -> Result<JwtVerifier, String> {
+    fn compile(
+        name: &str,
+        spec: &JwtAuth,
+        snap: &Snapshot,
+    ) -> Result<JwtVerifier, AuthConfigError> {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = spec.clock_skew.as_secs();
         validation.set_issuer(&[spec.issuer.as_str()]);
@@ -238,21 +280,27 @@ impl JwtVerifier {
         validation.validate_nbf = true;
         let mut keys = Vec::new();
         for (i, k) in spec.keys.iter().enumerate() {
-            let at = format!("auth provider `{name}` key {i}");
             let key = if let Some(pem) = &k.pem {
-                pem_key(pem).map_err(|e| format!("{at}: {e}"))?
+                pem_key(pem)
             } else if let Some(r) = &k.secret {
-                let secret = snap
-                    .secret(r)
-                    .ok_or_else(|| format!("{at}: Secret `{}` has no key `{}`", r.secret, r.key))?;
-                DecodingKey::from_secret(secret.as_bytes())
+                snap.secret(r)
+                    .map(|s| DecodingKey::from_secret(s.as_bytes()))
+                    .ok_or_else(|| KeyError::MissingSecret {
+                        secret: r.secret.clone(),
+                        key: r.key.clone(),
+                    })
             } else if let Some(env) = &k.secret_env {
-                let secret = std::env::var(env)
-                    .map_err(|_| format!("{at}: environment variable {env} is not set"))?;
-                DecodingKey::from_secret(secret.as_bytes())
+                std::env::var(env)
+                    .map(|s| DecodingKey::from_secret(s.as_bytes()))
+                    .map_err(|_| KeyError::MissingEnv(env.clone()))
             } else {
-                return Err(format!("{at}: set pem, secret or secretEnv"));
+                Err(KeyError::NoSource)
             };
+            let key = key.map_err(|why| AuthConfigError::Key {
+                provider: name.to_string(),
+                index: i,
+                why,
+            })?;
             keys.push((k.kid.clone(), key));
         }
         let validations = spec
@@ -265,16 +313,20 @@ impl JwtVerifier {
                 (alg, v)
             })
             .collect();
+        let tls_failed = |why: String| AuthConfigError::JwksTls {
+            provider: name.to_string(),
+            why,
+        };
         let jwks_tls = match spec.tls.resolve(&|r| snap.secret(r)) {
             Ok(Some(tls)) => Some(
                 switchboard_upstream::TlsSettings::new(
                     &tls,
                     spec.jwks_url.as_deref().unwrap_or_default(),
                 )
-                .map_err(|e| format!("auth provider `{name}`: {e}"))?,
+                .map_err(|e| tls_failed(e.to_string()))?,
             ),
             Ok(None) => None,
-            Err(e) => return Err(format!("auth provider `{name}`: {e}")),
+            Err(e) => return Err(tls_failed(e)),
         };
         Ok(JwtVerifier {
             spec: spec.clone(),

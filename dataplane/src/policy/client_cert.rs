@@ -23,18 +23,26 @@ impl std::fmt::Debug for ClientCertificates {
     }
 }
 
+/// Why a provider's CA certificates cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaCertError {
+    #[error("not a PEM certificate bundle: {0}")]
+    NotPem(String),
+    #[error("not a usable CA certificate: {0}")]
+    NotUsable(webpki::Error),
+}
+
 impl ClientCertificates {
     /// Reads the provider's CA certificates.
-    pub fn compile(name: &str, spec: &ClientCertificateAuth) -> Result<ClientCertificates, String> {
-        let at = format!("auth provider `{name}`: clientCertificate.caCert");
+    pub fn compile(spec: &ClientCertificateAuth) -> Result<ClientCertificates, CaCertError> {
         let certs = switchboard_config::kinds::tls::pem_certificates(&spec.ca_cert)
-            .map_err(|e| format!("{at}: not a PEM certificate bundle: {e}"))?;
+            .map_err(CaCertError::NotPem)?;
         let anchors = certs
             .iter()
             .map(|c| {
                 webpki::anchor_from_trusted_cert(c)
                     .map(|a| a.to_owned())
-                    .map_err(|e| format!("{at}: not a usable CA certificate: {e}"))
+                    .map_err(CaCertError::NotUsable)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ClientCertificates {
