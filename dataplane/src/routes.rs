@@ -373,29 +373,27 @@ impl Routes {
             authenticators.insert(name.clone(), Arc::new(a));
         }
         for (name, vs) in &snapshot.virtual_servers {
-            let auth =
-                match &vs.auth_provider {
-                    None => None,
-                    Some(p) => Some(authenticators.get(p).cloned().ok_or_else(|| {
-                        CompileError::Unknown {
-                            server: name.clone(),
-                            uses: "uses",
-                            kind: "auth provider",
-                            name: p.clone(),
-                        }
-                    })?),
-                };
+            let unknown = |uses, kind, what: &String| CompileError::Unknown {
+                server: name.clone(),
+                uses,
+                kind,
+                name: what.clone(),
+            };
+            let auth = match &vs.auth_provider {
+                None => None,
+                Some(p) => Some(
+                    authenticators
+                        .get(p)
+                        .cloned()
+                        .ok_or_else(|| unknown("uses", "auth provider", p))?,
+                ),
+            };
             let mut rate_limits = Vec::new();
             for r in &vs.rate_limits {
                 let spec = snapshot
                     .rate_limits
                     .get(r)
-                    .ok_or_else(|| CompileError::Unknown {
-                        server: name.clone(),
-                        uses: "uses",
-                        kind: "rate limit",
-                        name: r.clone(),
-                    })?;
+                    .ok_or_else(|| unknown("uses", "rate limit", r))?;
                 rate_limits.push(Arc::new(Limit::new(r, spec, snapshot.replicas)));
             }
             let mut view = ServerView {
@@ -424,12 +422,7 @@ impl Routes {
                 let spec = snapshot
                     .prompts
                     .get(p)
-                    .ok_or_else(|| CompileError::Unknown {
-                        server: name.clone(),
-                        uses: "lists",
-                        kind: "prompt",
-                        name: p.clone(),
-                    })?;
+                    .ok_or_else(|| unknown("lists", "prompt", p))?;
                 let templates = spec
                     .template
                     .iter()
@@ -447,12 +440,7 @@ impl Routes {
                 let spec = snapshot
                     .resources
                     .get(r)
-                    .ok_or_else(|| CompileError::Unknown {
-                        server: name.clone(),
-                        uses: "lists",
-                        kind: "resource",
-                        name: r.clone(),
-                    })?;
+                    .ok_or_else(|| unknown("lists", "resource", r))?;
                 view.resources.insert(spec.uri.clone(), spec.clone());
             }
             for sel in &vs.upstreams {

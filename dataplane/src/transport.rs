@@ -37,9 +37,9 @@ pub trait Gate {
 }
 
 /// A gate that admits everything.
-pub struct Open;
+pub struct AdmitAll;
 
-impl Gate for Open {
+impl Gate for AdmitAll {
     fn admit(&self, _: &str, _: Target<'_>) -> Result<(), Refusal> {
         Ok(())
     }
@@ -969,7 +969,7 @@ mod tests {
 
     /// The reply a client sees, standing in for the gateway on initialize and DELETE.
     fn handle(server: &ServerView, req: &RequestInfo, body: &[u8]) -> Reply {
-        match super::handle(server, req, body, &Open, &mut Seen::default()) {
+        match super::handle(server, req, body, &AdmitAll, &mut Seen::default()) {
             Outcome::Reply(r) => r,
             Outcome::Initialize {
                 id,
@@ -1101,7 +1101,7 @@ mod forward_tests {
             ..RequestInfo::default()
         };
         let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"everything_echo","arguments":{"message":"hi"}}}"#;
-        match handle(&view, &req, body, &Open, &mut Seen::default()) {
+        match handle(&view, &req, body, &AdmitAll, &mut Seen::default()) {
             Outcome::Forward(f) => {
                 assert_eq!(f.client_id, json!(7));
                 assert_eq!(f.upstream, "everything");

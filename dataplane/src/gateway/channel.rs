@@ -208,7 +208,7 @@ impl Gateway {
             &now,
             &info,
             b"",
-            &transport::Open,
+            &transport::AdmitAll,
             &mut transport::Seen::default(),
         );
         let Outcome::Listen(session) = outcome else {

@@ -54,7 +54,7 @@ impl GatewayError {
     pub(super) fn of_call(upstream: &str, e: CallError) -> GatewayError {
         let upstream = upstream.to_string();
         match e {
-            CallError::Open(left) => GatewayError::CircuitOpen { upstream, left },
+            CallError::CircuitOpen(left) => GatewayError::CircuitOpen { upstream, left },
             CallError::Upstream(source) => GatewayError::Failed { upstream, source },
         }
     }
@@ -122,7 +122,7 @@ mod tests {
         );
         assert_eq!(rpc.data, Some(json!({"upstream": "up"})));
         assert_eq!(silent.served(), Served::UpstreamError);
-        let open = GatewayError::of_call("up", CallError::Open(Duration::from_millis(1500)));
+        let open = GatewayError::of_call("up", CallError::CircuitOpen(Duration::from_millis(1500)));
         assert!(open.to_string().contains("another 1.5s (circuit open)"));
         let unhealthy = GatewayError::Unhealthy {
             upstream: "up".into(),

@@ -103,7 +103,7 @@ impl Gateway {
         > = Default::default();
         for (name, opened) in futures::future::join_all(opening).await {
             match opened {
-                Listened::Open(stream) => {
+                Listened::Streaming(stream) => {
                     merged.push(stream);
                     opened_at.insert(
                         name,
@@ -188,7 +188,7 @@ impl Gateway {
                         // The routes in force now (the upstream may have moved).
                         let Some(spec) = self.routes.load().upstream(&name) else { continue };
                         match self.open_listen(&name, &spec, client, server, session).await {
-                            Listened::Open(stream) => {
+                            Listened::Streaming(stream) => {
                                 tracing::debug!(upstream = %name, "upstream stream for a client reopened");
                                 merged.push(stream);
                                 upstreams_open = true;
@@ -298,7 +298,7 @@ type Tagged = std::pin::Pin<Box<dyn futures::Stream<Item = (String, Upstreamed)>
 
 /// The outcome of opening an upstream's stream for a client's GET stream.
 enum Listened {
-    Open(Tagged),
+    Streaming(Tagged),
     /// The upstream offers none.
     None,
     /// Not now (a call holds it, or it failed): try again.
@@ -334,7 +334,7 @@ impl Gateway {
                     .chain(futures::stream::once(
                         async move { (ended, Upstreamed::Ended) },
                     ));
-                Listened::Open(Box::pin(tagged))
+                Listened::Streaming(Box::pin(tagged))
             }
             Ok(None) => Listened::None,
             Err(e) => Listened::Retry(e.to_string()),

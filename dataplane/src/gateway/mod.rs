@@ -5,10 +5,10 @@
 //! goes on to pingora's own proxy phases):
 //!
 //! ```text
-//!  edge      request_filter (here)     header size; target: /healthz, /readyz, /metrics,
+//!  edge      request_filter (here)     header size; the endpoint: /healthz, /readyz, /metrics,
 //!                                      /servers/{name}/mcp | sse | ws | messages;
 //!                                      Origin and Host checks
-//!  route     Target::Server            the virtual server, from the routes in force
+//!  route     Endpoint::Server          the virtual server, from the routes in force
 //!  admit     serve::serve_server       authentication (admission), the record counted
 //!                                      in metrics and the access log (access)
 //!  read      serve::read_body          the body, within the server's limit
@@ -177,7 +177,7 @@ impl Gateway {
 pub const DEFAULT_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Where a request path points.
-enum Target {
+enum Endpoint {
     Server(Arc<ServerView>),
     /// A legacy (HTTP+SSE) client's event stream.
     LegacyStream(Arc<ServerView>),
@@ -197,38 +197,38 @@ enum Target {
 /// Where RFC 9728 puts the metadata of a resource: this prefix, then the resource's path.
 const RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource";
 
-fn target(routes: &Routes, path: &str, host: Option<&str>) -> Target {
+fn endpoint(routes: &Routes, path: &str, host: Option<&str>) -> Endpoint {
     if let Some(resource) = path.strip_prefix(RESOURCE_METADATA) {
-        return match target(routes, resource, host) {
-            Target::Server(s) => Target::ResourceMetadata(s),
-            other @ Target::UnknownServer(_) => other,
-            _ => Target::NotFound,
+        return match endpoint(routes, resource, host) {
+            Endpoint::Server(s) => Endpoint::ResourceMetadata(s),
+            other @ Endpoint::UnknownServer(_) => other,
+            _ => Endpoint::NotFound,
         };
     }
     if let Some(rest) = path.strip_prefix("/servers/") {
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         let Some((name, endpoint)) = rest.split_once('/').filter(|(n, _)| !n.is_empty()) else {
-            return Target::NotFound;
+            return Endpoint::NotFound;
         };
-        let make: fn(Arc<ServerView>) -> Target = match endpoint {
-            "mcp" => Target::Server,
-            "sse" => Target::LegacyStream,
-            "messages" => Target::LegacyPost,
-            "ws" => Target::WebSocket,
-            _ => return Target::NotFound,
+        let make: fn(Arc<ServerView>) -> Endpoint = match endpoint {
+            "mcp" => Endpoint::Server,
+            "sse" => Endpoint::LegacyStream,
+            "messages" => Endpoint::LegacyPost,
+            "ws" => Endpoint::WebSocket,
+            _ => return Endpoint::NotFound,
         };
         return routes
             .server(name)
-            .map_or_else(|| Target::UnknownServer(name.to_string()), make);
+            .map_or_else(|| Endpoint::UnknownServer(name.to_string()), make);
     }
     match path {
         "/mcp" | "/mcp/" => host
             .and_then(|h| routes.server_for_host(h))
-            .map_or(Target::NotFound, Target::Server),
-        "/healthz" => Target::Health,
-        "/readyz" => Target::Ready,
-        "/metrics" => Target::Metrics,
-        _ => Target::NotFound,
+            .map_or(Endpoint::NotFound, Endpoint::Server),
+        "/healthz" => Endpoint::Health,
+        "/readyz" => Endpoint::Ready,
+        "/metrics" => Endpoint::Metrics,
+        _ => Endpoint::NotFound,
     }
 }
 
@@ -316,16 +316,16 @@ impl ProxyHttp for Gateway {
         let routes = self.routes.load_full();
         let path = session.req_header().uri.path().to_string();
         let host = request_host(session).map(str::to_string);
-        let target = match target(&routes, &path, host.as_deref()) {
-            t @ (Target::Health | Target::Ready | Target::Metrics) if self.admin_only => t,
-            _ if self.admin_only => Target::NotFound,
-            Target::Metrics if !self.metrics_here => Target::NotFound,
+        let endpoint = match endpoint(&routes, &path, host.as_deref()) {
+            t @ (Endpoint::Health | Endpoint::Ready | Endpoint::Metrics) if self.admin_only => t,
+            _ if self.admin_only => Endpoint::NotFound,
+            Endpoint::Metrics if !self.metrics_here => Endpoint::NotFound,
             t => t,
         };
-        if let Target::Server(server)
-        | Target::LegacyStream(server)
-        | Target::LegacyPost(server)
-        | Target::WebSocket(server) = &target
+        if let Endpoint::Server(server)
+        | Endpoint::LegacyStream(server)
+        | Endpoint::LegacyPost(server)
+        | Endpoint::WebSocket(server) = &endpoint
         {
             let claimed = |h: &str| routes.server_for_host(h).is_some();
             let checked = self
@@ -341,28 +341,28 @@ impl ProxyHttp for Gateway {
                 return Ok(true);
             }
         }
-        let reply = match target {
-            Target::Health => text(200, "ok\n"),
-            Target::Metrics => Reply {
+        let reply = match endpoint {
+            Endpoint::Health => text(200, "ok\n"),
+            Endpoint::Metrics => Reply {
                 status: 200,
                 headers: vec![("content-type", "text/plain; version=0.0.4".into())],
                 body: metrics().render(),
                 error_code: None,
             },
-            Target::Ready if routes.version.is_empty() => text(503, "no snapshot yet\n"),
-            Target::Ready => text(200, &format!("ready, snapshot {}\n", routes.version)),
-            Target::NotFound => text(404, "not found: MCP endpoints are /servers/{name}/mcp (streamable HTTP), /servers/{name}/sse (HTTP+SSE) and /servers/{name}/ws (WebSocket)\n"),
-            Target::UnknownServer(name) => transport::unknown_server(&name),
-            Target::ResourceMetadata(server) => resource_metadata(session, &server),
-            Target::LegacyStream(server) => {
+            Endpoint::Ready if routes.version.is_empty() => text(503, "no snapshot yet\n"),
+            Endpoint::Ready => text(200, &format!("ready, snapshot {}\n", routes.version)),
+            Endpoint::NotFound => text(404, "not found: MCP endpoints are /servers/{name}/mcp (streamable HTTP), /servers/{name}/sse (HTTP+SSE) and /servers/{name}/ws (WebSocket)\n"),
+            Endpoint::UnknownServer(name) => transport::unknown_server(&name),
+            Endpoint::ResourceMetadata(server) => resource_metadata(session, &server),
+            Endpoint::LegacyStream(server) => {
                 self.legacy_stream(session, ctx, &server).await?;
                 return Ok(true);
             }
-            Target::WebSocket(server) => {
+            Endpoint::WebSocket(server) => {
                 self.websocket(session, ctx, &server).await?;
                 return Ok(true);
             }
-            Target::LegacyPost(server) => {
+            Endpoint::LegacyPost(server) => {
                 let client =
                     legacy::key_of(session).and_then(|k| self.legacy.get(&k, &server.name));
                 let Some(client) = client else {
@@ -382,7 +382,7 @@ impl ProxyHttp for Gateway {
                     Step::Reply(reply) => reply,
                 }
             }
-            Target::Server(server) => {
+            Endpoint::Server(server) => {
                 let span = if crate::tracecontext::enabled() {
                     let span = tracing::info_span!(
                         "mcp.request",
@@ -485,25 +485,31 @@ mod tests {
     fn paths_route_to_servers() {
         let routes = Routes::default();
         assert!(
-            matches!(target(&routes, "/servers/demo/mcp", None), Target::UnknownServer(n) if n == "demo")
+            matches!(endpoint(&routes, "/servers/demo/mcp", None), Endpoint::UnknownServer(n) if n == "demo")
         );
         assert!(matches!(
-            target(&routes, "/servers/demo/mcp/", None),
-            Target::UnknownServer(_)
+            endpoint(&routes, "/servers/demo/mcp/", None),
+            Endpoint::UnknownServer(_)
         ));
         assert!(matches!(
-            target(&routes, "/servers//mcp", None),
-            Target::NotFound
+            endpoint(&routes, "/servers//mcp", None),
+            Endpoint::NotFound
         ));
         assert!(matches!(
-            target(&routes, "/servers/a/b/mcp", None),
-            Target::NotFound
+            endpoint(&routes, "/servers/a/b/mcp", None),
+            Endpoint::NotFound
         ));
-        assert!(matches!(target(&routes, "/healthz", None), Target::Health));
         assert!(matches!(
-            target(&routes, "/mcp", Some("x.example")),
-            Target::NotFound
+            endpoint(&routes, "/healthz", None),
+            Endpoint::Health
         ));
-        assert!(matches!(target(&routes, "/other", None), Target::NotFound));
+        assert!(matches!(
+            endpoint(&routes, "/mcp", Some("x.example")),
+            Endpoint::NotFound
+        ));
+        assert!(matches!(
+            endpoint(&routes, "/other", None),
+            Endpoint::NotFound
+        ));
     }
 }

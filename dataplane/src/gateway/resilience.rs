@@ -13,7 +13,7 @@ use switchboard_upstream::UpstreamError;
 /// Why a call to an upstream got no answer.
 pub(super) enum CallError {
     /// Its circuit is open on this data plane (for this long still).
-    Open(std::time::Duration),
+    CircuitOpen(std::time::Duration),
     Upstream(UpstreamError),
 }
 
@@ -32,7 +32,7 @@ impl Gateway {
     {
         let breaker = &spec.circuit_breaker;
         if let Admission::Open(left) = self.breakers.admit(&f.upstream, breaker) {
-            return Err(CallError::Open(left));
+            return Err(CallError::CircuitOpen(left));
         }
         let safe = f.method != "tools/call"
             || match spec.retries.tool_calls {

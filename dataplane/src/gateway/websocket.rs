@@ -48,22 +48,22 @@ const MAX_IN_FLIGHT: usize = 64;
 const MAX_CONNECTIONS: usize = 10_000;
 
 /// Counts an open connection while it lives.
-struct Open<'a>(&'a std::sync::atomic::AtomicUsize);
+struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
 
-impl<'a> Open<'a> {
+impl<'a> Counted<'a> {
     /// Counts one more, unless `count` is at the limit.
-    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Option<Open<'a>> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Option<Counted<'a>> {
         use std::sync::atomic::Ordering::SeqCst;
         let was = count.fetch_add(1, SeqCst);
         if was >= MAX_CONNECTIONS {
             count.fetch_sub(1, SeqCst);
             return None;
         }
-        Some(Open(count))
+        Some(Counted(count))
     }
 }
 
-impl Drop for Open<'_> {
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
@@ -153,7 +153,7 @@ impl Gateway {
         let Some(caller) = self.caller(session, rec, server).await? else {
             return Ok(());
         };
-        let Some(_counted) = Open::new(&self.websockets) else {
+        let Some(_counted) = Counted::new(&self.websockets) else {
             rec.outcome = Served::Error;
             let reply = Reply::rpc_error(
                 503,
