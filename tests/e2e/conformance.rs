@@ -10,8 +10,7 @@
 
 use std::collections::BTreeSet;
 
-mod common;
-use common::*;
+use crate::common::*;
 
 fn suite() -> std::path::PathBuf {
     switchboard_testkit::npm_module_dir("@modelcontextprotocol/conformance")

@@ -10,8 +10,7 @@ use switchboard_testkit::{
     free_port, python_bin, wait_for_tcp, Etcd, ManagedProcess, McpHttpClient, ServerEverything,
 };
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// The growing test server (official Python SDK) on a free port.
 async fn growing_server(port: u16) -> ManagedProcess {

@@ -8,8 +8,7 @@ use serde_json::{json, Value};
 use std::process::Command;
 use switchboard_testkit::{free_port, node22_bin, npm_module_dir, wait_for_tcp, ManagedProcess};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// Sequential sessions per question kind and client.
 const SESSIONS: &str = "50";

@@ -8,8 +8,7 @@ use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 use switchboard_testkit::{free_port, python_bin, McpHttpClient, ServerEverything};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const ISSUER: &str = "https://issuer.test";
 

@@ -8,8 +8,7 @@ use switchboard_testkit::{
     free_port, wait_for_http_ok, wait_for_tcp, ManagedProcess, McpHttpClient, ServerEverything,
 };
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 

@@ -6,8 +6,7 @@ use serde_json::json;
 use std::process::{Command, Stdio};
 use switchboard_testkit::{McpHttpClient, ServerEverything};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// `promtool check metrics` on `text`; Err with what it said.
 fn promtool(text: &str) -> Result<(), String> {

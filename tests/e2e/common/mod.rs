@@ -1,6 +1,5 @@
 //! Helpers the end-to-end tests share: our binaries as real processes (control planes on
 //! the embedded store or etcd, data planes), the CLI, YAML builders, and polling.
-#![allow(dead_code)] // each test crate uses its own subset
 
 use serde_json::json;
 use std::path::Path;
@@ -225,7 +224,6 @@ pub async fn peer(script: &str, args: &[&str]) -> (ManagedProcess, String) {
 pub struct GatewayStack {
     /// `demo`'s MCP URL on the data plane.
     pub url: String,
-    pub admin: String,
     _processes: (ManagedProcess, ManagedProcess),
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
@@ -254,7 +252,6 @@ pub async fn gateway_stack(
     .await;
     GatewayStack {
         url,
-        admin,
         _processes: (cp, dp),
         _dirs: (data, state),
     }

@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use switchboard_testkit::{free_port, wait_for_tcp, ManagedProcess, TestCa};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// A standalone data plane (`-f config`) serving MCP over TLS with `pairs` on 127.0.0.1;
 /// ready once /readyz answers over https.

@@ -9,8 +9,7 @@ use switchboard_testkit::{
     free_port, python_bin, wait_for_tcp, ManagedProcess, McpHttpClient, TestCa,
 };
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// `pem` as the lines of a YAML block scalar indented by `spaces`.
 fn block(pem: &str, spaces: usize) -> String {

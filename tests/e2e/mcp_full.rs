@@ -5,8 +5,7 @@
 
 use serde_json::Value;
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// The TypeScript SDK client that answers sampling and roots requests with `tag` in them,
 /// over streamable HTTP.

@@ -5,8 +5,7 @@
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// A stateless request to `url` from a client that follows tasks: (HTTP status, JSON-RPC
 /// response).

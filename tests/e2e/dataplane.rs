@@ -7,8 +7,7 @@ use switchboard_testkit::{
     free_port, python_bin, wait_for_http_ok, ManagedProcess, McpHttpClient, ServerEverything,
 };
 
-mod common;
-use common::{node_peer, root, BIN, WAIT};
+use crate::common::{node_peer, root, BIN, WAIT};
 
 fn quickstart() -> String {
     root()

@@ -9,8 +9,7 @@ use switchboard_testkit::{
     free_port, python_bin, tail_of_file, wait_for_http_ok, ManagedProcess, McpHttpClient,
 };
 
-mod common;
-use common::{
+use crate::common::{
     apply, cli, control_plane, control_plane_with_key, data_plane_in, python_peer, root, BIN, WAIT,
 };
 
