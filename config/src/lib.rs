@@ -21,6 +21,6 @@ pub use clashes::{clashes, Clash};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use object::{Kind, Metadata, Object, Resource, API_VERSION};
 pub use parse::{parse_source, Located, Origin};
-pub use set::{load_sources, parse_sources, read_sources, ResourceSet, Source};
+pub use set::{parse_sources, read_sources, ResourceSet, Source};
 pub use snapshot::{NodeGroup, Snapshot, SnapshotError};
-pub use validate::{cautions, validate};
+pub use validate::{cautions, load_sources, validate};

@@ -4,7 +4,6 @@
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::object::{Kind, Resource};
 use crate::parse::{parse_source, Located};
-use crate::validate::validate;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -86,7 +85,7 @@ impl ResourceSet {
 }
 
 /// Parses several files into one set, reporting every syntax, schema and duplicate-name
-/// error (but not semantic ones: see [`validate`]).
+/// error (but not semantic ones: see [`crate::validate()`]).
 pub fn parse_sources(sources: &[Source]) -> (ResourceSet, Vec<Diagnostic>) {
     let mut set = ResourceSet::new();
     let mut errors = Vec::new();
@@ -116,20 +115,6 @@ pub fn parse_sources(sources: &[Source]) -> (ResourceSet, Vec<Diagnostic>) {
         }
     }
     (set, errors)
-}
-
-/// Parses and validates files: the whole of `switchboard validate`.
-pub fn load_sources(sources: &[Source]) -> Result<ResourceSet, Diagnostics> {
-    let (set, mut errors) = parse_sources(sources);
-    errors.extend(validate(&set));
-    // Report in reading order: files as given, then document, line and column.
-    let file_order = |name: &str| sources.iter().position(|s| s.name == name);
-    errors.sort_by_key(|d| (file_order(&d.file), d.document, d.line, d.column));
-    if errors.is_empty() {
-        Ok(set)
-    } else {
-        Err(Diagnostics(errors))
-    }
 }
 
 /// Reads files, or every `*.yaml`/`*.yml` file (sorted) in a directory; `-` is stdin.

@@ -15,7 +15,8 @@ use crate::kinds::{
 };
 use crate::object::{Kind, Resource};
 use crate::parse::Located;
-use crate::set::ResourceSet;
+use crate::set::{parse_sources, ResourceSet, Source};
+use crate::Diagnostics;
 use base64::Engine;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -27,6 +28,20 @@ pub const PROTOCOL_VERSIONS: [&str; 5] = [
     "2025-11-25",
     "2026-07-28",
 ];
+
+/// Parses and validates files: the whole of `switchboard validate`.
+pub fn load_sources(sources: &[Source]) -> Result<ResourceSet, Diagnostics> {
+    let (set, mut errors) = parse_sources(sources);
+    errors.extend(validate(&set));
+    // Report in reading order: files as given, then document, line and column.
+    let file_order = |name: &str| sources.iter().position(|s| s.name == name);
+    errors.sort_by_key(|d| (file_order(&d.file), d.document, d.line, d.column));
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(Diagnostics(errors))
+    }
+}
 
 /// Every semantic error in the set (empty when it is consistent).
 pub fn validate(set: &ResourceSet) -> Vec<Diagnostic> {
