@@ -11,7 +11,7 @@ use crate::policy::authz::Target as Item;
 use crate::policy::ratelimit::{KeyParts, RateLimiter};
 use crate::routes::{ServerView, UpstreamEntry};
 use crate::transport::{Gate, Refusal, Reply};
-use pingora::prelude::Session;
+use pingora::prelude::Session as Downstream;
 use pingora::Result;
 use serde_json::json;
 
@@ -24,7 +24,7 @@ pub(super) struct ClientHeaders {
 
 impl ClientHeaders {
     /// The credentials `session`'s request carries.
-    pub(super) fn of(session: &Session) -> ClientHeaders {
+    pub(super) fn of(session: &Downstream) -> ClientHeaders {
         ClientHeaders {
             authorization: header(session, "authorization").map(str::to_string),
             upstream_authorization: header(session, "x-upstream-authorization").map(str::to_string),
@@ -102,7 +102,7 @@ impl Gate for Limits<'_> {
 
 /// The URL clients reach this request's host at (`X-Forwarded-Proto` says the scheme a
 /// proxy in front terminated).
-fn base_url(session: &Session) -> String {
+fn base_url(session: &Downstream) -> String {
     let over_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let scheme = header(session, "x-forwarded-proto")
         .filter(|p| *p == "https" || *p == "http")
@@ -112,14 +112,14 @@ fn base_url(session: &Session) -> String {
 }
 
 /// The server's endpoint path as this request addressed it (by name, or by host on /mcp).
-fn endpoint_path(session: &Session) -> String {
+fn endpoint_path(session: &Downstream) -> String {
     let path = session.req_header().uri.path();
     let path = path.strip_prefix(RESOURCE_METADATA).unwrap_or(path);
     path.trim_end_matches('/').to_string()
 }
 
 /// RFC 9728 metadata for a server that takes OAuth bearer tokens (404 for the others).
-pub(super) fn resource_metadata(session: &Session, server: &ServerView) -> Reply {
+pub(super) fn resource_metadata(session: &Downstream, server: &ServerView) -> Reply {
     let Some(jwt) = server.auth.as_deref().and_then(Authenticator::jwt) else {
         return text(404, "this server takes no OAuth tokens\n");
     };
@@ -155,7 +155,7 @@ impl Gateway {
     /// been sent.
     pub(super) async fn caller(
         &self,
-        session: &mut Session,
+        session: &mut Downstream,
         rec: &mut Record,
         server: &ServerView,
     ) -> Result<Option<Principal>> {
@@ -175,7 +175,7 @@ impl Gateway {
     /// Who is calling `server`, or the 401 (503 when keys cannot be fetched) to answer.
     pub(super) async fn authenticate(
         &self,
-        session: &Session,
+        session: &Downstream,
         server: &ServerView,
     ) -> std::result::Result<Principal, Reply> {
         let Some(auth) = &server.auth else {

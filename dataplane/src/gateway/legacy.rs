@@ -16,7 +16,7 @@ use crate::routes::ServerView;
 use crate::transport::Reply;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::prelude::Session;
+use pingora::prelude::Session as Downstream;
 use pingora::Result;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -50,7 +50,7 @@ fn new_key() -> Option<String> {
 }
 
 /// The `session` query parameter of a legacy POST.
-pub(super) fn key_of(session: &Session) -> Option<String> {
+pub(super) fn key_of(session: &Downstream) -> Option<String> {
     let query = session.req_header().uri.query()?;
     query
         .split('&')
@@ -62,7 +62,7 @@ impl Gateway {
     /// Serves `GET /servers/{name}/sse` until the client leaves.
     pub(super) async fn legacy_stream(
         &self,
-        session: &mut Session,
+        session: &mut Downstream,
         ctx: &mut Ctx,
         server: &ServerView,
     ) -> Result<()> {

@@ -45,7 +45,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::prelude::{HttpPeer, Session};
+use pingora::prelude::{HttpPeer, Session as Downstream};
 use pingora::proxy::ProxyHttp;
 use pingora::{Error, ErrorType, Result};
 use std::sync::Arc;
@@ -232,7 +232,7 @@ fn endpoint(routes: &Routes, path: &str, host: Option<&str>) -> Endpoint {
     }
 }
 
-fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
+fn header<'a>(session: &'a Downstream, name: &str) -> Option<&'a str> {
     session
         .req_header()
         .headers
@@ -242,11 +242,11 @@ fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
 
 /// The host the request names: its `Host` header, or on HTTP/2 its `:authority` (which
 /// pingora keeps in the URI).
-fn request_host(session: &Session) -> Option<&str> {
+fn request_host(session: &Downstream) -> Option<&str> {
     header(session, "host").or_else(|| session.req_header().uri.authority().map(|a| a.as_str()))
 }
 
-async fn send(session: &mut Session, reply: Reply) -> Result<()> {
+async fn send(session: &mut Downstream, reply: Reply) -> Result<()> {
     let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
     for (name, value) in reply.headers {
         resp.insert_header(name, value)?;
@@ -294,7 +294,7 @@ impl ProxyHttp for Gateway {
         Ctx::default()
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Downstream, ctx: &mut Self::CTX) -> Result<bool> {
         let header_bytes: usize = session
             .req_header()
             .headers
@@ -410,7 +410,7 @@ impl ProxyHttp for Gateway {
         Ok(true)
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+    async fn logging(&self, session: &mut Downstream, _e: Option<&Error>, ctx: &mut Self::CTX) {
         if let Some(rec) = ctx.record.take() {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             rec.finish(status);
@@ -419,7 +419,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        _session: &mut Downstream,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         // Only pass-through requests get here; the rest are answered in request_filter.
@@ -440,7 +440,7 @@ impl ProxyHttp for Gateway {
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        _session: &mut Downstream,
         _peer: &HttpPeer,
         ctx: &mut Self::CTX,
         mut e: Box<Error>,
@@ -454,7 +454,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        _session: &mut Downstream,
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {

@@ -7,7 +7,7 @@ use super::send;
 use crate::transport::Reply;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::prelude::Session;
+use pingora::prelude::Session as Downstream;
 use pingora::{Error, ErrorType, Result};
 use serde_json::Value;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 /// Where an answer goes: the HTTP response itself, or a channel (legacy HTTP+SSE stream,
 /// WebSocket), which takes each message whole.
 pub(super) enum Out<'a> {
-    Http(&'a mut Session),
+    Http(&'a mut Downstream),
     Events(&'a mpsc::Sender<String>),
 }
 

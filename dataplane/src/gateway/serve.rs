@@ -17,7 +17,7 @@ use crate::policy::auth::{Authenticator, Principal};
 use crate::routes::{Routes, ServerView};
 use crate::transport::{Outcome, Reply, RequestInfo};
 use crate::{jsonrpc, transport};
-use pingora::prelude::Session;
+use pingora::prelude::Session as Downstream;
 use pingora::Result;
 use serde_json::json;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ impl Gateway {
     /// and the POST itself gets 202.
     pub(super) async fn serve_server(
         &self,
-        session: &mut Session,
+        session: &mut Downstream,
         ctx: &mut Ctx,
         routes: &Routes,
         server: Arc<ServerView>,
@@ -296,7 +296,7 @@ impl Gateway {
     /// without such policies are not read at all.
     async fn screen_passthrough(
         &self,
-        session: &mut Session,
+        session: &mut Downstream,
         rec: &mut Record,
         server: &ServerView,
         caller: Principal,
@@ -373,7 +373,7 @@ impl Gateway {
     /// Content-Length up front, and against what arrives for chunked bodies).
     async fn read_body(
         &self,
-        session: &mut Session,
+        session: &mut Downstream,
         max: usize,
     ) -> Result<std::result::Result<Vec<u8>, Reply>> {
         let too_large = || {
@@ -399,7 +399,7 @@ impl Gateway {
 }
 
 /// The client's address, as rate limits by IP see it.
-pub(super) fn client_ip(session: &Session) -> String {
+pub(super) fn client_ip(session: &Downstream) -> String {
     session
         .client_addr()
         .and_then(|a| a.as_inet())
@@ -408,7 +408,7 @@ pub(super) fn client_ip(session: &Session) -> String {
 }
 
 /// The request's `Mcp-Param-*` headers: (the name after the prefix, lowercase; the value).
-fn mcp_params(session: &Session) -> Vec<(String, String)> {
+fn mcp_params(session: &Downstream) -> Vec<(String, String)> {
     session
         .req_header()
         .headers

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{SinkExt, StreamExt};
 use pingora::http::ResponseHeader;
-use pingora::prelude::Session;
+use pingora::prelude::Session as Downstream;
 use pingora::Result;
 use serde_json::Value;
 use std::sync::Arc;
@@ -80,7 +80,7 @@ fn refuse(status: u16, why: &str) -> Reply {
 
 /// Checks an upgrade request, yielding its `Sec-WebSocket-Accept` and whether the client
 /// offered the `mcp` subprotocol (clients that offer none are served too).
-fn handshake(session: &Session) -> std::result::Result<(String, bool), Reply> {
+fn handshake(session: &Downstream) -> std::result::Result<(String, bool), Reply> {
     let req = session.req_header();
     let upgrade = header(session, "upgrade").unwrap_or_default();
     if !upgrade.eq_ignore_ascii_case("websocket") {
@@ -132,7 +132,7 @@ impl Gateway {
     /// Serves `GET /servers/{name}/ws` until either side closes the connection.
     pub(super) async fn websocket(
         &self,
-        session: &mut Session,
+        session: &mut Downstream,
         ctx: &mut Ctx,
         server: &Arc<ServerView>,
     ) -> Result<()> {
@@ -308,7 +308,7 @@ impl Gateway {
 /// Moves bytes between the upgraded connection and the framing's end of the pipe until
 /// either side closes. Client bytes wait in a bounded buffer, so a busy framing side never
 /// stops answers from flowing out.
-async fn pump(session: &mut Session, pipe: DuplexStream) {
+async fn pump(session: &mut Downstream, pipe: DuplexStream) {
     let (mut from_ws, mut to_ws) = tokio::io::split(pipe);
     let mut inbound = bytes::BytesMut::new();
     let mut buf = vec![0u8; 16 << 10];
