@@ -38,6 +38,25 @@ pub(super) enum GatewayError {
     StreamEnded { upstream: String, why: String },
     #[error("too many calls wait for their clients' input on this data plane")]
     TooManyHeld,
+    #[error("could not hand the answer to upstream `{upstream}`: {source}")]
+    AnswerNotDelivered {
+        upstream: String,
+        source: UpstreamError,
+    },
+    /// A stateless client's retry whose `requestState` names no call held here.
+    #[error("{0}")]
+    NoHeldCall(String),
+    #[error("request body is larger than {max} bytes")]
+    BodyTooLarge { max: usize },
+    #[error("a pass-through server with authorization rules, argument limits or rate limits reads each request, and takes at most {limit} bytes")]
+    PassThroughTooLarge { limit: usize },
+    #[error("pass-through to `{upstream}`: {why}")]
+    PassThroughFailed { upstream: String, why: String },
+    #[error("this stream was opened by another principal")]
+    OtherPrincipal,
+    /// A call's stream that cannot be resumed (with why).
+    #[error("{0}")]
+    Unresumable(String),
 }
 
 /// What a client is told when it calls an upstream the health checks found down.
@@ -70,20 +89,52 @@ impl GatewayError {
             | GatewayError::InvalidJson { upstream, .. }
             | GatewayError::BrokeOff { upstream, .. }
             | GatewayError::Silent { upstream, .. } => Some(upstream),
-            GatewayError::StreamEnded { .. } | GatewayError::TooManyHeld => None,
+            _ => None,
+        };
+        let code = match self {
+            GatewayError::NoHeldCall(_) => jsonrpc::INVALID_PARAMS,
+            GatewayError::BodyTooLarge { .. }
+            | GatewayError::PassThroughTooLarge { .. }
+            | GatewayError::OtherPrincipal
+            | GatewayError::Unresumable(_) => jsonrpc::INVALID_REQUEST,
+            _ => jsonrpc::INTERNAL_ERROR,
         };
         RpcError {
-            code: jsonrpc::INTERNAL_ERROR,
+            code,
             message: self.to_string(),
             data: upstream.map(|u| json!({"upstream": u})),
+        }
+    }
+
+    /// The HTTP status: refusals carry their own; a call's failure is 200 for a session-era
+    /// client and what its code maps to for a stateless one.
+    pub(super) fn status(&self, stateless: bool) -> u16 {
+        match self {
+            GatewayError::NoHeldCall(_) => 400,
+            GatewayError::BodyTooLarge { .. } | GatewayError::PassThroughTooLarge { .. } => 413,
+            GatewayError::PassThroughFailed { .. } => 502,
+            GatewayError::OtherPrincipal => 403,
+            GatewayError::Unresumable(_) => 404,
+            _ if stateless => crate::mcp::modern::http_status(self.rpc().code),
+            _ => 200,
         }
     }
 
     /// How metrics and the access log count it.
     pub(super) fn served(&self) -> Served {
         match self {
-            GatewayError::TooManyHeld => Served::Error,
-            _ => Served::UpstreamError,
+            GatewayError::NotServed(_)
+            | GatewayError::Unhealthy { .. }
+            | GatewayError::CircuitOpen { .. }
+            | GatewayError::Failed { .. }
+            | GatewayError::InvalidJson { .. }
+            | GatewayError::BrokeOff { .. }
+            | GatewayError::Silent { .. }
+            | GatewayError::StreamEnded { .. }
+            | GatewayError::AnswerNotDelivered { .. }
+            | GatewayError::PassThroughFailed { .. } => Served::UpstreamError,
+            GatewayError::OtherPrincipal => Served::Forbidden,
+            _ => Served::Error,
         }
     }
 
@@ -94,13 +145,15 @@ impl GatewayError {
 
     /// The whole answer to request `id`, with the HTTP status its era gives the error.
     pub(super) fn reply(&self, id: &Value, stateless: bool) -> Reply {
-        let rpc = self.rpc();
-        let status = if stateless {
-            crate::mcp::modern::http_status(rpc.code)
-        } else {
-            200
-        };
-        Reply::json(status, &jsonrpc::error_response(id, &rpc))
+        Reply::json(
+            self.status(stateless),
+            &jsonrpc::error_response(id, &self.rpc()),
+        )
+    }
+
+    /// The answer to a request refused before its id was read.
+    pub(super) fn refusal(&self) -> Reply {
+        self.reply(&Value::Null, false)
     }
 }
 
@@ -136,5 +189,16 @@ mod tests {
         assert_eq!(held.rpc().data, None);
         assert_eq!(held.served(), Served::Error);
         assert_eq!(held.reply(&json!(1), true).status, 200);
+        let large = GatewayError::BodyTooLarge { max: 10 };
+        assert_eq!(large.refusal().status, 413);
+        assert_eq!(large.rpc().code, jsonrpc::INVALID_REQUEST);
+        assert_eq!(large.to_string(), "request body is larger than 10 bytes");
+        assert_eq!(GatewayError::OtherPrincipal.served(), Served::Forbidden);
+        assert_eq!(
+            GatewayError::NoHeldCall("x".into())
+                .reply(&json!(2), true)
+                .status,
+            400
+        );
     }
 }

@@ -7,14 +7,14 @@
 //! JSON-RPC responses and goes on relaying the same call. A held call lives on the data
 //! plane that started it, for a few minutes.
 
+use super::errors::GatewayError;
 use super::forward::{Answering, Calling, UpstreamEvents};
 
 use super::out::Out;
 use super::Gateway;
-use crate::jsonrpc::RpcError;
 use crate::metrics::Served;
 use crate::routes::UpstreamEntry;
-use crate::transport::{Forward, Reply};
+use crate::transport::Forward;
 use crate::upstreams::{CallOptions, SessionsToEnd};
 use crate::{jsonrpc, transport};
 use futures::StreamExt;
@@ -332,15 +332,7 @@ impl Gateway {
         how: &Calling<'_>,
     ) -> Result<Served> {
         let Calling { spec, call, .. } = *how;
-        let refuse = |message: String| {
-            Reply::json(
-                400,
-                &jsonrpc::error_response(
-                    &f.client_id,
-                    &RpcError::new(jsonrpc::INVALID_PARAMS, message),
-                ),
-            )
-        };
+        let refuse = |why: String| GatewayError::NoHeldCall(why).reply(&f.client_id, true);
         let Some(held) = self.held.take(&c.request_state) else {
             let why = if c.request_state.starts_with(STATE_PREFIX) {
                 format!(
@@ -384,21 +376,15 @@ impl Gateway {
             let sent = self
                 .answer_upstream(&f.upstream, spec, held.session.as_ref(), &answer, call)
                 .await;
-            if let Err(e) = sent {
-                let reply = Reply::json(
-                    200,
-                    &jsonrpc::error_response(
-                        &f.client_id,
-                        &RpcError::new(
-                            jsonrpc::INTERNAL_ERROR,
-                            format!(
-                                "could not hand the answer to upstream `{}`: {e}",
-                                f.upstream
-                            ),
-                        ),
-                    ),
-                );
-                return out.reply(reply).await.map(|()| Served::UpstreamError);
+            if let Err(source) = sent {
+                let e = GatewayError::AnswerNotDelivered {
+                    upstream: f.upstream.clone(),
+                    source,
+                };
+                return out
+                    .reply(e.reply(&f.client_id, false))
+                    .await
+                    .map(|()| e.served());
             }
         }
         // The retry goes on in the held call's upstream session.

@@ -9,6 +9,7 @@ const SCREENED_BODY_BYTES: usize = 64 << 10;
 use super::access::Record;
 use super::admission::{client_headers, ClientHeaders, Limits};
 use super::channel::Channel;
+use super::errors::GatewayError;
 use super::out::Out;
 use super::replay::{Kind, Unresumable};
 use super::{header, send, Ctx, Gateway, Step};
@@ -83,11 +84,11 @@ impl Gateway {
                 }
                 Err(why) => {
                     rec.outcome = Served::UpstreamError;
-                    let reply = Reply::rpc_error(
-                        502,
-                        jsonrpc::INTERNAL_ERROR,
-                        format!("pass-through to `{upstream}`: {why}"),
-                    );
+                    let reply = GatewayError::PassThroughFailed {
+                        upstream: upstream.clone(),
+                        why,
+                    }
+                    .refusal();
                     send(session, reply).await?;
                     Ok(Step::Done(true))
                 }
@@ -106,11 +107,7 @@ impl Gateway {
         };
         if let Some(c) = legacy {
             if !c.belongs_to(&caller) {
-                let reply = Reply::rpc_error(
-                    403,
-                    jsonrpc::INVALID_REQUEST,
-                    "this stream was opened by another principal",
-                );
+                let reply = GatewayError::OtherPrincipal.refusal();
                 return Ok(Step::Reply(reply));
             }
             // The legacy transport has no session header: the stream's key stands for it.
@@ -245,7 +242,7 @@ impl Gateway {
                     Some(Err(
                         e @ (Unresumable::Unknown(Kind::Call) | Unresumable::Overrun(Kind::Call)),
                     )) => {
-                        let reply = Reply::rpc_error(404, jsonrpc::INVALID_REQUEST, e.to_string());
+                        let reply = GatewayError::Unresumable(e.to_string()).refusal();
                         rec.outcome = reply.outcome();
                         return Ok(Some(reply));
                     }
@@ -314,11 +311,7 @@ impl Gateway {
             Ok(b) => b,
             Err(_) => {
                 session.set_keepalive(None);
-                return Ok(Some(Reply::rpc_error(
-                    413,
-                    jsonrpc::INVALID_REQUEST,
-                    format!("a pass-through server with authorization rules, argument limits or rate limits reads each request, and takes at most {limit} bytes"),
-                )));
+                return Ok(Some(GatewayError::PassThroughTooLarge { limit }.refusal()));
             }
         };
         let info = RequestInfo {
@@ -376,13 +369,7 @@ impl Gateway {
         session: &mut Downstream,
         max: usize,
     ) -> Result<std::result::Result<Vec<u8>, Reply>> {
-        let too_large = || {
-            Reply::rpc_error(
-                413,
-                jsonrpc::INVALID_REQUEST,
-                format!("request body is larger than {max} bytes"),
-            )
-        };
+        let too_large = || GatewayError::BodyTooLarge { max }.refusal();
         let declared = header(session, "content-length").and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > max) {
             return Ok(Err(too_large()));
