@@ -8,21 +8,30 @@ use serde_json::Value;
 
 const PREFIX: &str = "sb1.";
 
+/// `prefix`, the upstream's name, and `original` in base64: an id that names its upstream.
+fn tagged(prefix: &str, upstream: &str, original: &[u8]) -> String {
+    let original = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(original);
+    format!("{prefix}{upstream}.{original}")
+}
+
+/// The upstream and the original bytes of an id [`tagged`] with `prefix`.
+fn untagged(prefix: &str, id: &str) -> Option<(String, Vec<u8>)> {
+    let (upstream, original) = id.strip_prefix(prefix)?.split_once('.')?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(original)
+        .ok()?;
+    Some((upstream.to_string(), bytes))
+}
+
 /// The id the client sees for `upstream`'s request `id`.
 pub fn wrap(upstream: &str, id: &Value) -> Value {
-    let original = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_string());
-    Value::String(format!("{PREFIX}{upstream}.{original}"))
+    Value::String(tagged(PREFIX, upstream, id.to_string().as_bytes()))
 }
 
 /// The upstream and its own id, if `id` came from [`wrap`].
 pub fn unwrap(id: &Value) -> Option<(String, Value)> {
-    let rest = id.as_str()?.strip_prefix(PREFIX)?;
-    let (upstream, original) = rest.split_once('.')?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(original)
-        .ok()?;
-    let id = serde_json::from_slice(&bytes).ok()?;
-    Some((upstream.to_string(), id))
+    let (upstream, bytes) = untagged(PREFIX, id.as_str()?)?;
+    Some((upstream, serde_json::from_slice(&bytes).ok()?))
 }
 
 /// Prefix of the task ids session-era clients see.
@@ -34,18 +43,23 @@ const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 /// The task id a session-era client sees for `upstream`'s task `id` (its session says
 /// which upstream session the task belongs to, as for requests).
 pub fn wrap_task(upstream: &str, id: &str) -> String {
-    let original = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id);
-    format!("{TASK_PREFIX}{upstream}.{original}")
+    tagged(TASK_PREFIX, upstream, id.as_bytes())
 }
 
 /// The upstream and its own task id, if `id` came from [`wrap_task`].
 pub fn unwrap_task(id: &str) -> Option<(String, String)> {
-    let rest = id.strip_prefix(TASK_PREFIX)?;
-    let (upstream, original) = rest.split_once('.')?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(original)
-        .ok()?;
-    Some((upstream.to_string(), String::from_utf8(bytes).ok()?))
+    let (upstream, bytes) = untagged(TASK_PREFIX, id)?;
+    Some((upstream, String::from_utf8(bytes).ok()?))
+}
+
+/// Where a message's `_meta` may be: a request's or notification's, or a result's.
+const META: [&str; 2] = ["/params/_meta", "/result/_meta"];
+
+/// The task id of the related-task marker in the `_meta` at `at`, if there is one.
+fn related_task<'m>(msg: &'m mut Value, at: &str) -> Option<&'m mut Value> {
+    msg.pointer_mut(at)?
+        .get_mut(RELATED_TASK)?
+        .get_mut("taskId")
 }
 
 /// Rewrites the task ids in a message from `upstream` to a session-era client: a created
@@ -58,12 +72,8 @@ pub fn task_ids_out(upstream: &str, msg: &mut Value, tasks_result: bool) {
             *v = Value::String(wrap_task(upstream, id));
         }
     };
-    for at in ["/params/_meta", "/result/_meta"] {
-        if let Some(id) = msg
-            .pointer_mut(at)
-            .and_then(|m| m.get_mut(RELATED_TASK))
-            .and_then(|t| t.get_mut("taskId"))
-        {
+    for at in META {
+        if let Some(id) = related_task(msg, at) {
             wrap(id);
         }
     }
@@ -95,12 +105,8 @@ pub fn task_ids_out(upstream: &str, msg: &mut Value, tasks_result: bool) {
 /// Puts the upstream's own task id back into the related-task marker of a client's
 /// message to it.
 pub fn task_ids_in(msg: &mut Value) {
-    for at in ["/params/_meta", "/result/_meta"] {
-        if let Some(id) = msg
-            .pointer_mut(at)
-            .and_then(|m| m.get_mut(RELATED_TASK))
-            .and_then(|t| t.get_mut("taskId"))
-        {
+    for at in META {
+        if let Some(id) = related_task(msg, at) {
             if let Some((_, original)) = id.as_str().and_then(unwrap_task) {
                 *id = Value::String(original);
             }
