@@ -238,8 +238,9 @@ impl McpHttp {
         Ok(resp)
     }
 
-    /// The JSON-RPC response with `id` inside a JSON or SSE body.
-    async fn response_for(
+    /// The JSON-RPC response with `id` inside a JSON or SSE body (what else an SSE body
+    /// carries first, notifications and requests, is passed over).
+    pub async fn response_for(
         url: &str,
         resp: reqwest::Response,
         id: &Value,

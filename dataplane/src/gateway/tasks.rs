@@ -597,31 +597,23 @@ impl Gateway {
             .send(upstream, spec, &body, Some(session), call)
             .await
             .map_err(|e| upstream_failed(upstream, e))?;
-        let broke = |why: String| {
-            RpcError::new(
-                jsonrpc::INTERNAL_ERROR,
-                format!("upstream `{upstream}` {why}"),
-            )
-        };
-        let msg = if is_event_stream(&resp) {
-            let mut events = json_events(resp.bytes_stream());
-            loop {
-                match tokio::time::timeout(idle, events.next()).await {
-                    Ok(Some(Ok(event))) => match serde_json::from_str::<Value>(&event.data) {
-                        Ok(msg) if msg.get("id") == Some(&id) => break msg,
-                        _ => continue,
-                    },
-                    Ok(Some(Err(e))) => return Err(broke(format!("broke off its answer: {e}"))),
-                    Ok(None) => return Err(broke("ended its stream without an answer".into())),
-                    Err(_) => return Err(broke(format!("sent nothing for {idle:?}"))),
-                }
+        // The upstream crate reads the response wherever it is (a JSON body, or an SSE
+        // stream after the notifications and requests before it), within `idle`.
+        let url = session
+            .upstreams
+            .get(upstream)
+            .map_or(upstream, |r| r.url.as_str());
+        let read = switchboard_upstream::McpHttp::response_for(url, resp, &id);
+        let msg = match tokio::time::timeout(idle, read).await {
+            Ok(Ok(msg)) => msg,
+            Ok(Err(source)) => return Err(upstream_failed(upstream, source)),
+            Err(_) => {
+                let e = GatewayError::Silent {
+                    upstream: upstream.to_string(),
+                    idle,
+                };
+                return Err(e.rpc());
             }
-        } else {
-            let bytes = tokio::time::timeout(idle, resp.bytes())
-                .await
-                .map_err(|_| broke(format!("sent nothing for {idle:?}")))?
-                .map_err(|e| broke(format!("broke off its answer: {e}")))?;
-            serde_json::from_slice(&bytes).map_err(|e| broke(format!("sent invalid JSON: {e}")))?
         };
         if let Some(result) = msg.get("result") {
             return Ok(result.clone());
