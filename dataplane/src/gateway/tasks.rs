@@ -47,8 +47,11 @@ const SESSION_GRACE: Duration = Duration::from_secs(60);
 const MAX_SESSION_LIFE: Duration = Duration::from_secs(3600);
 /// How long a `tasks/result` stream is read for the first question it carries...
 const FIRST_QUESTION: Duration = Duration::from_secs(2);
-/// ...and for more once one came (questions queued together arrive together).
+/// ...and for more once one came (questions queued together arrive together)...
 const MORE_QUESTIONS: Duration = Duration::from_millis(300);
+/// ...but never longer than this in all, nor for more than this many questions.
+const READ_QUESTIONS_FOR: Duration = Duration::from_secs(5);
+const MAX_TASK_QUESTIONS: usize = 64;
 /// At most this many tasks' questions are kept here.
 const MAX_ASKED: usize = 10_000;
 /// How often task sessions are checked for their end.
@@ -426,13 +429,15 @@ impl Gateway {
         let mut asked = serde_json::Map::new();
         if is_event_stream(&resp) {
             let mut events = json_events(resp.bytes_stream());
-            loop {
+            let until = tokio::time::Instant::now() + READ_QUESTIONS_FOR;
+            while asked.len() < MAX_TASK_QUESTIONS {
                 let wait = if asked.is_empty() {
                     FIRST_QUESTION
                 } else {
                     MORE_QUESTIONS
                 };
-                let Ok(Some(Ok(event))) = tokio::time::timeout(wait, events.next()).await else {
+                let by = until.min(tokio::time::Instant::now() + wait);
+                let Ok(Some(Ok(event))) = tokio::time::timeout_at(by, events.next()).await else {
                     break;
                 };
                 let Ok(msg) = serde_json::from_str::<Value>(&event.data) else {
