@@ -17,7 +17,6 @@ use futures::StreamExt;
 use pingora::Result;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
-use switchboard_upstream::{is_event_stream, json_events};
 
 /// The `_meta` key that names the subscription a message belongs to.
 const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
@@ -41,26 +40,6 @@ fn stamped(mut message: Value, id: &Value) -> Value {
         message["params"] = json!({"_meta": {SUBSCRIPTION_ID: id}});
     }
     message
-}
-
-/// Whether an upstream's answer (JSON or SSE) to a request is a result, not an error.
-async fn answer_of(resp: reqwest::Response) -> std::result::Result<(), String> {
-    let answer = if is_event_stream(&resp) {
-        let mut events = Box::pin(json_events(resp.bytes_stream()));
-        loop {
-            let event = events.next().await.ok_or("no answer")??;
-            match serde_json::from_str::<Value>(&event.data) {
-                Ok(m) if m.get("result").is_some() || m.get("error").is_some() => break m,
-                _ => continue,
-            }
-        }
-    } else {
-        resp.json::<Value>().await.map_err(|e| e.to_string())?
-    };
-    match answer.get("error") {
-        None => Ok(()),
-        Some(e) => Err(e.to_string()),
-    }
 }
 
 /// Sends one notification of the subscription `id`.
@@ -200,7 +179,14 @@ impl Gateway {
                 .send(upstream, spec, &body, Some(own), call)
                 .await
             {
-                Ok(resp) => answer_of(resp).await,
+                Ok(resp) => {
+                    let url = own.upstreams.get(upstream).map_or(upstream, |r| &r.url);
+                    match switchboard_upstream::McpHttp::response_for(url, resp, &body["id"]).await
+                    {
+                        Ok(answer) => answer.get("error").map_or(Ok(()), |e| Err(e.to_string())),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
                 Err(e) => Err(e.to_string()),
             };
             match answer {
