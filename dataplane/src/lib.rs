@@ -1,7 +1,9 @@
 //! Switchboard's data plane: the MCP gateway and the discovery client that feeds it
 //! snapshots from the control plane.
 
+pub mod backends;
 pub mod discovery;
+mod errors;
 pub mod gateway;
 pub mod jsonrpc;
 pub mod listener_tls;

@@ -1,6 +1,7 @@
 //! The streamable-HTTP rules for one virtual-server endpoint, independent of the HTTP server
 //! that carries them: which status, headers and body answer which request.
 
+use crate::errors::GatewayError;
 use crate::jsonrpc::{self, Message, RpcError};
 use crate::mcp::modern::{self, RoutingHeaders};
 use crate::mcp::{local, versions};
@@ -346,38 +347,18 @@ fn wants_stream(req: &RequestInfo) -> bool {
 
 fn other_method(req: &RequestInfo) -> Reply {
     match req.method.as_str() {
-        "GET" => {
-            let mut r = Reply::rpc_error(
-                405,
-                jsonrpc::INVALID_REQUEST,
-                "this endpoint offers no server-initiated SSE stream; use POST",
-            );
-            r.headers.push(("allow", "POST, DELETE".into()));
-            r
-        }
-        _ => {
-            let mut r = Reply::rpc_error(405, jsonrpc::INVALID_REQUEST, "method not allowed");
-            r.headers.push(("allow", "POST, DELETE".into()));
-            r
-        }
+        "GET" => GatewayError::NoServerStream.refusal(),
+        _ => GatewayError::MethodNotAllowed.refusal(),
     }
 }
 
 fn session_of(server: &ServerView, req: &RequestInfo) -> Result<Session, Reply> {
     let Some(id) = &req.session_id else {
-        return Err(Reply::rpc_error(
-            400,
-            jsonrpc::INVALID_REQUEST,
-            "missing Mcp-Session-Id header: send initialize first",
-        ));
+        return Err(GatewayError::MissingSession.refusal());
     };
     match server.sealer.open(id) {
         Some(s) if s.server == server.name => Ok(s),
-        _ => Err(Reply::rpc_error(
-            404,
-            jsonrpc::INVALID_REQUEST,
-            "unknown session: initialize a new one",
-        )),
+        _ => Err(GatewayError::UnknownSession.refusal()),
     }
 }
 
@@ -407,22 +388,14 @@ fn post_checked(
             .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
     });
     if !is_json {
-        return Err(Reply::rpc_error(
-            415,
-            jsonrpc::INVALID_REQUEST,
-            "Content-Type must be application/json",
-        ));
+        return Err(GatewayError::NotJson.refusal());
     }
     if let Some(accept) = &req.accept {
         let ok = accept.contains("application/json")
             || accept.contains("*/*")
             || accept.contains("application/*");
         if !ok {
-            return Err(Reply::rpc_error(
-                406,
-                jsonrpc::INVALID_REQUEST,
-                "Accept must include application/json",
-            ));
+            return Err(GatewayError::NotAcceptable.refusal());
         }
     }
     let max_depth = server
@@ -431,11 +404,11 @@ fn post_checked(
         .unwrap_or(switchboard_config::kinds::virtual_server::RequestLimits::DEFAULT_JSON_DEPTH);
     let depth = jsonrpc::nesting_depth(body);
     if depth > max_depth {
-        return Err(Reply::rpc_error(
-            400,
-            jsonrpc::INVALID_REQUEST,
-            format!("JSON nests {depth} levels deep; this server takes at most {max_depth}"),
-        ));
+        return Err(GatewayError::TooDeep {
+            depth,
+            max: max_depth,
+        }
+        .refusal());
     }
     let message = match jsonrpc::parse(body) {
         Ok(m) => m,
@@ -519,11 +492,9 @@ fn post_checked(
                     .and_then(crate::mcp::relay::unwrap_task)
                     .filter(|(upstream, _)| session.upstreams.contains_key(upstream));
                 let Some((upstream, task)) = task else {
-                    let e = RpcError::new(jsonrpc::INVALID_PARAMS, "unknown task");
-                    return Ok(Outcome::Reply(Reply::json(
-                        200,
-                        &jsonrpc::error_response(&id, &e),
-                    )));
+                    return Ok(Outcome::Reply(
+                        GatewayError::UnknownSessionTask.reply(&id, false),
+                    ));
                 };
                 let mut params = params.clone();
                 params["taskId"] = Value::String(task);
@@ -644,10 +615,7 @@ fn stateless(server: &ServerView, req: &RequestInfo, message: Message, gate: &dy
             | "resources/subscribe"
             | "resources/unsubscribe"
     ) {
-        return fail(RpcError::new(
-            jsonrpc::METHOD_NOT_FOUND,
-            format!("method not found: {method} (not part of protocol version 2026-07-28)"),
-        ));
+        return fail(GatewayError::RemovedInEra(method).rpc());
     }
     if let Err(refusal) = admit(server, req, gate, &method, &params) {
         return Outcome::Reply(refusal.reply(&id, true));
@@ -655,10 +623,7 @@ fn stateless(server: &ServerView, req: &RequestInfo, message: Message, gate: &dy
     if method == "subscriptions/listen" {
         let filter = params.get("notifications").cloned().unwrap_or_default();
         if !filter.is_object() {
-            return fail(RpcError::new(
-                jsonrpc::INVALID_PARAMS,
-                "subscriptions/listen needs params.notifications, an object",
-            ));
+            return fail(GatewayError::ListenWithoutFilter.rpc());
         }
         let routes = filter
             .get("resourceSubscriptions")

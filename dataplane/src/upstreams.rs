@@ -27,39 +27,32 @@ pub const INITIALIZE_TIMEOUT: Duration = Duration::from_secs(10);
 /// request with an old id just opens another session).
 const MAX_REPLACED: usize = 10_000;
 
-/// How one call goes out: its time limit until the first byte, and extra headers (a
-/// forwarded client token) over the session's own credentials.
-#[derive(Debug, Clone, Default)]
-pub struct CallOptions {
-    pub timeout: Option<Duration>,
-    pub headers: Vec<(String, String)>,
+pub use switchboard_upstream::backend::CallOptions;
+
+/// A call's time limit until the first byte: its own, else its upstream's, else the default.
+fn timeout_for(call: &CallOptions, spec: &UpstreamEntry) -> Duration {
+    call.timeout
+        .or(spec.timeouts.request)
+        .unwrap_or(DEFAULT_REQUEST_TIMEOUT)
 }
 
-impl CallOptions {
-    fn timeout_for(&self, spec: &UpstreamEntry) -> Duration {
-        self.timeout
-            .or(spec.timeouts.request)
-            .unwrap_or(DEFAULT_REQUEST_TIMEOUT)
+/// `base` with a call's extra headers over it.
+fn creds_for(call: &CallOptions, base: &Credentials) -> Credentials {
+    let mut creds = base.clone();
+    for (k, v) in &call.headers {
+        creds.headers.insert(k.clone(), v.clone());
     }
+    creds
+}
 
-    /// `base` with this call's extra headers over it.
-    fn creds(&self, base: &Credentials) -> Credentials {
-        let mut creds = base.clone();
-        for (k, v) in &self.headers {
-            creds.headers.insert(k.clone(), v.clone());
-        }
-        creds
+/// `session` carrying a call's extra headers.
+fn dress(call: &CallOptions, session: Arc<UpstreamSession>) -> Arc<UpstreamSession> {
+    if call.headers.is_empty() {
+        return session;
     }
-
-    /// `session` carrying this call's extra headers.
-    fn dress(&self, session: Arc<UpstreamSession>) -> Arc<UpstreamSession> {
-        if self.headers.is_empty() {
-            return session;
-        }
-        let mut dressed = (*session).clone();
-        dressed.creds = self.creds(&session.creds);
-        Arc::new(dressed)
-    }
+    let mut dressed = (*session).clone();
+    dressed.creds = creds_for(call, &session.creds);
+    Arc::new(dressed)
 }
 
 /// The client's own session with `name`, if it has one at the upstream's current URL.
@@ -239,10 +232,15 @@ impl UpstreamPool {
         call: &CallOptions,
     ) -> Result<UpstreamRef, UpstreamError> {
         let mcp = mcp_of(name, spec)?;
-        let timeout = call.timeout_for(spec).min(INITIALIZE_TIMEOUT);
+        let timeout = timeout_for(call, spec).min(INITIALIZE_TIMEOUT);
         let s = self
             .mcp_for(spec)
-            .initialize_as(mcp, &call.creds(&spec.creds), timeout, &client.capabilities)
+            .initialize_as(
+                mcp,
+                &creds_for(call, &spec.creds),
+                timeout,
+                &client.capabilities,
+            )
             .await?;
         Ok(UpstreamRef {
             id: s.session_id,
@@ -383,7 +381,7 @@ impl UpstreamPool {
         client: Option<&Session>,
         call: &CallOptions,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let timeout = call.timeout_for(spec);
+        let timeout = timeout_for(call, spec);
         let mut attempt = 0;
         loop {
             let (session, own) = self.session(name, spec, client).await?;
@@ -391,7 +389,7 @@ impl UpstreamPool {
             let own = client.filter(|_| own);
             match self
                 .mcp_for(spec)
-                .send(&call.dress(session.clone()), body, timeout)
+                .send(&dress(call, session.clone()), body, timeout)
                 .await
             {
                 Err(UpstreamError::SessionExpired { .. }) if attempt == 0 => {
@@ -431,12 +429,12 @@ impl UpstreamPool {
             .session_id
             .as_deref()
             .map(|id| self.cursors.get(name, id));
-        let session = call.dress(session);
+        let session = dress(call, session);
         Ok(self
             .mcp_for(spec)
             .listen(
                 &session,
-                call.timeout_for(spec).min(INITIALIZE_TIMEOUT),
+                timeout_for(call, spec).min(INITIALIZE_TIMEOUT),
                 cursor,
             )
             .await?
@@ -455,7 +453,7 @@ impl UpstreamPool {
     ) -> Result<serde_json::Value, UpstreamError> {
         let mcp = mcp_of(name, spec)?;
         let key = (name.to_string(), mcp.url.clone());
-        let timeout = call.timeout_for(spec);
+        let timeout = timeout_for(call, spec);
         let mut attempt = 0;
         loop {
             let existing = lock(&self.legacy)

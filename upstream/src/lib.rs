@@ -3,6 +3,7 @@
 //! and listing everything an upstream offers (its catalog). Used by the control plane to
 //! discover catalogs and by the data plane to forward calls.
 
+pub mod backend;
 mod client;
 mod connection;
 mod credentials;

@@ -4,7 +4,7 @@
 
 use super::follow::Status;
 use super::records::{catalog_key, health_key, refresh_key, signal_key, LeaderRecord, LEADER_KEY};
-use super::worker::{Command, Worker};
+use super::worker::{Command, Worker, DEFAULT_TIMEOUT};
 use crate::dataplanes::now_ms;
 use crate::secrets::SecretBox;
 use crate::state::RegistryState;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_config::kinds::upstream::UpstreamSpec;
 use switchboard_config::{Kind, Resource};
+use switchboard_upstream::backend::discovery_for;
 use switchboard_upstream::{Credentials, McpHttp};
 use tokio::sync::{mpsc, watch};
 
@@ -196,18 +197,17 @@ impl Lead {
             if self.workers.contains_key(name) {
                 continue;
             }
-            let Some(mcp_spec) = spec.mcp.clone() else {
+            let timeout = spec.timeouts.request.unwrap_or(DEFAULT_TIMEOUT);
+            let Some(discovery) = discovery_for(spec, creds.clone(), &self.mcp, timeout) else {
                 continue;
             };
             let (tx, rx) = mpsc::channel(8);
             let worker = Worker {
                 name: name.clone(),
                 spec: spec.clone(),
-                mcp_spec,
-                creds: creds.clone(),
+                discovery,
                 store: self.store.clone(),
                 fence: self.fence.clone(),
-                mcp: self.mcp.clone(),
                 known_hash: status.catalogs.get(name).map(|c| c.hash.clone()),
                 health: status.health.get(name).cloned().unwrap_or_default(),
             };

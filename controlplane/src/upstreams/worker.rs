@@ -1,5 +1,6 @@
-//! One upstream under the discovery leader: a session kept open, its catalog listed on an
-//! interval, on list_changed and on demand, its health checked, results written (fenced).
+//! One upstream under the discovery leader: its catalog listed (by its kind's
+//! [`Discovery`]) on an interval, when the upstream says it changed and on demand, its
+//! health checked, results written (fenced).
 
 use super::records::{
     catalog_key, health_key, refresh_key, signal_key, CatalogRecord, HealthRecord, HealthState,
@@ -7,18 +8,16 @@ use super::records::{
 use crate::dataplanes::now_ms;
 use crate::store::{Fence, Store, StoreError};
 use futures::StreamExt;
-use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_config::kinds::upstream::{McpUpstream, UpstreamSpec};
-use switchboard_upstream::{
-    discovery_reply, is_list_changed, Connection, Credentials, McpHttp, UpstreamError,
-};
+use switchboard_config::kinds::upstream::UpstreamSpec;
+use switchboard_upstream::backend::{Checked, Discovery, Listing};
+use switchboard_upstream::UpstreamError;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 /// Time allowed for each discovery request when the upstream sets none.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// First retry after a failed listing or check; doubled each failure up to `MAX_RETRY` (or
 /// the health interval, if shorter), so an upstream that comes up after the gateway is found
@@ -57,12 +56,10 @@ enum Note {
 pub(super) struct Worker {
     pub name: String,
     pub spec: UpstreamSpec,
-    pub mcp_spec: McpUpstream,
-    /// Headers and credentials for every request.
-    pub creds: Credentials,
+    /// How this upstream's kind is listed and checked.
+    pub discovery: Box<dyn Discovery>,
     pub store: Arc<dyn Store>,
     pub fence: Fence,
-    pub mcp: McpHttp,
     /// Hash of the catalog stored now, if any.
     pub known_hash: Option<String>,
     /// The health stored now.
@@ -71,25 +68,20 @@ pub(super) struct Worker {
 
 struct Running {
     w: Worker,
-    session: Option<Connection>,
     listener: Option<tokio::task::JoinHandle<()>>,
     notes_tx: mpsc::Sender<Note>,
-    timeout: Duration,
 }
 
 impl Worker {
     /// Runs until the supervisor drops the command channel or leadership is fenced off.
     pub(super) async fn run(self, mut commands: mpsc::Receiver<Command>) {
         let (notes_tx, mut notes) = mpsc::channel(16);
-        let timeout = self.spec.timeouts.request.unwrap_or(DEFAULT_TIMEOUT);
         let refresh_every = self.spec.discovery.refresh();
         let check_every = self.spec.health.every();
         let mut r = Running {
             w: self,
-            session: None,
             listener: None,
             notes_tx,
-            timeout,
         };
         let mut next_refresh = Instant::now();
         let mut next_check = Instant::now() + check_every;
@@ -151,29 +143,15 @@ impl Worker {
 }
 
 impl Running {
-    async fn open(&mut self) -> Result<Connection, UpstreamError> {
-        if let Some(s) = &self.session {
-            return Ok(s.clone());
-        }
-        let session = self
-            .w
-            .mcp
-            .open(&self.w.mcp_spec, &self.w.creds, self.timeout)
-            .await?;
-        self.session = Some(session.clone());
-        Ok(session)
-    }
-
-    /// Lists the catalog (re-opening a session the upstream forgot) and records the result.
+    /// Lists the catalog and records the result.
     async fn refresh(&mut self) -> Result<(), StoreError> {
-        let mut listed = self.list().await;
-        if matches!(listed, Err(UpstreamError::SessionExpired { .. })) {
-            self.drop_session();
-            listed = self.list().await;
-        }
+        let listed = self.w.discovery.list().await;
         self.count("refresh", listed.is_ok());
         match listed {
-            Ok((catalog, session)) => {
+            Ok(Listing {
+                catalog,
+                protocol_version,
+            }) => {
                 let hash = catalog.content_hash();
                 if self.w.known_hash.as_deref() != Some(hash.as_str()) {
                     let record = CatalogRecord {
@@ -189,43 +167,30 @@ impl Running {
                     tracing::info!(upstream = %self.w.name, %hash, tools = record.catalog.tools.len(), "catalog changed");
                     self.w.known_hash = Some(hash);
                 }
-                self.w.health.protocol_version = session.protocol_version().to_string();
+                self.w.health.protocol_version = protocol_version;
                 self.w.health.last_refresh_unix_ms = now_ms();
-                self.listen(&session);
+                self.listen();
                 self.succeeded(true).await
             }
             Err(e) => self.failed(e).await,
         }
     }
 
-    async fn list(&mut self) -> Result<(switchboard_config::Catalog, Connection), UpstreamError> {
-        let session = self.open().await?;
-        let catalog = self.w.mcp.catalog(&session, self.timeout).await?;
-        Ok((catalog, session))
-    }
-
-    /// A ping on the open session (a fresh listing when there is none).
+    /// A liveness check (a fresh listing when there is nothing to check, or the upstream
+    /// forgot us).
     async fn check(&mut self) -> Result<(), StoreError> {
-        let Some(session) = self.session.clone() else {
-            return self.refresh().await;
-        };
         let limit = self.w.spec.health.time_limit();
-        let pinged = self
-            .w
-            .mcp
-            .request_on(&session, "ping", json!({}), limit)
-            .await;
-        if !matches!(pinged, Err(UpstreamError::SessionExpired { .. })) {
-            self.count("check", pinged.is_ok());
+        let checked = self.w.discovery.check(limit).await;
+        if !matches!(checked, Ok(Checked::Relist)) {
+            self.count("check", checked.is_ok());
         }
-        match pinged {
-            Ok(_) => {
-                self.listen(&session);
+        match checked {
+            Ok(Checked::Alive) => {
+                self.listen();
                 self.succeeded(false).await
             }
-            Err(UpstreamError::SessionExpired { .. }) => {
-                // Restarted upstream: a new session, and a catalog that may have changed.
-                self.drop_session();
+            Ok(Checked::Relist) => {
+                self.stop_listening();
                 self.refresh().await
             }
             Err(e) => self.failed(e).await,
@@ -283,64 +248,39 @@ impl Running {
     }
 
     fn drop_session(&mut self) {
+        self.stop_listening();
+        self.w.discovery.reset();
+    }
+
+    fn stop_listening(&mut self) {
         if let Some(l) = self.listener.take() {
             l.abort();
         }
         self.w.health.listening = false;
-        if let Some(s) = self.session.take() {
-            let mcp = self.w.mcp.clone();
-            tokio::spawn(async move { mcp.close(&s, Duration::from_secs(2)).await });
-        }
     }
 
-    /// Opens the session's notification stream if the upstream announces list changes and
-    /// none is open.
-    fn listen(&mut self, session: &Connection) {
-        if !session.announces_list_changes()
-            || self.listener.as_ref().is_some_and(|l| !l.is_finished())
-        {
+    /// Follows the upstream's word of catalog changes, if it gives any and nothing follows
+    /// it now.
+    fn listen(&mut self) {
+        if self.listener.as_ref().is_some_and(|l| !l.is_finished()) {
             return;
         }
+        let Some(mut changes) = self.w.discovery.changes() else {
+            return;
+        };
         self.w.health.listening = true;
-        let (mcp, session, notes, timeout) = (
-            self.w.mcp.clone(),
-            session.clone(),
-            self.notes_tx.clone(),
-            self.timeout,
-        );
+        let notes = self.notes_tx.clone();
         self.listener = Some(tokio::spawn(async move {
-            let why = match mcp.messages(&session, timeout).await {
-                Ok(Some(mut stream)) => loop {
-                    match stream.next().await {
-                        Some(Ok(msg)) => on_message(&mcp, &session, &notes, msg, timeout).await,
-                        Some(Err(e)) => break e,
-                        None => break "the upstream closed it".to_string(),
+            let why = loop {
+                match changes.next().await {
+                    Some(Ok(what)) => {
+                        let _ = notes.send(Note::ListChanged(what)).await;
                     }
-                },
-                Ok(None) => "the upstream offers no notification stream".to_string(),
-                Err(e) => e.to_string(),
+                    Some(Err(why)) => break why,
+                    None => break "the upstream closed it".to_string(),
+                }
             };
             let _ = notes.send(Note::Ended(why)).await;
         }));
-    }
-}
-
-/// Handles one message from the notification stream: list changes go to the worker, pings
-/// and roots/list are answered, other requests refused (discovery never calls tools, so
-/// nothing should ask it to sample or elicit).
-async fn on_message(
-    mcp: &McpHttp,
-    session: &Connection,
-    notes: &mpsc::Sender<Note>,
-    msg: Value,
-    timeout: Duration,
-) {
-    let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
-    if is_list_changed(method) {
-        let _ = notes.send(Note::ListChanged(method.to_string())).await;
-        return;
-    }
-    if let Some(reply) = discovery_reply(&msg) {
-        let _ = mcp.reply(session, &reply, timeout).await;
     }
 }

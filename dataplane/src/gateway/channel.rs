@@ -10,12 +10,12 @@ use super::admission::ClientHeaders;
 use super::listen::ListenFrom;
 use super::out::Out;
 use super::Gateway;
-use crate::jsonrpc::RpcError;
+use crate::errors::GatewayError;
 use crate::metrics::Served;
 use crate::policy::auth::Principal;
 use crate::routes::{Routes, ServerView};
+use crate::transport;
 use crate::transport::{Outcome, Reply, RequestInfo};
-use crate::{jsonrpc, transport};
 use pingora::Result;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -142,13 +142,7 @@ impl Gateway {
             if channel.session().is_some() || channel.initializing.swap(true, Ordering::SeqCst) {
                 rec.method = "initialize".into();
                 rec.outcome = Served::Error;
-                let refused = jsonrpc::error_response(
-                    id,
-                    &RpcError::new(
-                        jsonrpc::INVALID_REQUEST,
-                        "this connection has its session already: open another connection for a new one",
-                    ),
-                );
+                let refused = GatewayError::ConnectionHasSession.response(id);
                 let _ = channel.tx.send(refused.to_string()).await;
                 return Ok(None);
             }

@@ -4,22 +4,24 @@
 //! answer to an upstream's question.
 
 use super::admission::{client_headers, ClientHeaders};
-use super::errors::GatewayError;
 use super::out::{Events, Out};
 use super::replay::Kind;
 use super::resilience::CallError;
 use super::{Gateway, DEFAULT_IDLE};
+use crate::backends::caller_for;
+use crate::errors::GatewayError;
 use crate::metrics::{metrics, Served, Tracked};
 use crate::routes::{Routes, ServerView, UpstreamEntry};
+use crate::transport;
 use crate::transport::{Forward, Reply};
 use crate::upstreams::CallOptions;
-use crate::{jsonrpc, transport};
 use futures::StreamExt;
 use pingora::Result;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use switchboard_config::kinds::upstream::McpTransport;
-use switchboard_upstream::{is_event_stream, json_events, SseEvent};
+use switchboard_upstream::backend::{Answer, AnswerError, AnswerEvents};
+use switchboard_upstream::SseEvent;
 use tracing::Instrument;
 
 impl Gateway {
@@ -147,74 +149,58 @@ impl Gateway {
             };
             Reply::json(status, &restore(msg))
         };
-        let failed = |e: CallError| fail(GatewayError::of_call(&f.upstream, e));
-        if spec
-            .mcp
-            .as_ref()
-            .is_some_and(|m| m.transport == McpTransport::Sse)
-        {
-            let answer = self
-                .attempt(&f, &spec, || {
-                    self.upstreams.call_legacy(&f.upstream, &spec, &body, &call)
-                })
-                .await;
-            let (reply, outcome) = match answer {
-                Ok(msg) => {
-                    let reply = json_reply(msg);
-                    let outcome = reply.outcome();
-                    (reply, outcome)
-                }
-                Err(e) => (failed(e), Served::UpstreamError),
-            };
-            return out.reply(reply).await.map(|()| outcome);
-        }
+        let failed = |e: CallError| fail(e.into_gateway_error(&f.upstream));
+        // The upstream's kind executes the call (see `backends`); everything around it is
+        // the same for every kind.
+        let caller = match caller_for(&self.upstreams, &f.upstream, &spec, f.session.as_ref()) {
+            Ok(caller) => caller,
+            Err(kind) => {
+                let e = GatewayError::KindNotCalled {
+                    upstream: f.upstream.clone(),
+                    kind,
+                };
+                return out.reply(fail(e)).await.map(|()| Served::UpstreamError);
+            }
+        };
         let sent = self
-            .attempt(&f, &spec, || {
-                self.upstreams
-                    .send(&f.upstream, &spec, &body, f.session.as_ref(), &call)
-            })
+            .attempt(&f, &spec, || caller.call(&body, &call))
             .instrument(span.clone())
             .await;
-        let resp = match sent {
-            Ok(r) => r,
+        let events = match sent {
             Err(e) => return out.reply(failed(e)).await.map(|()| Served::UpstreamError),
-        };
-        if !is_event_stream(&resp) {
-            let (reply, outcome) = match tokio::time::timeout(idle, resp.bytes()).await {
-                Ok(Ok(b)) => match serde_json::from_slice::<Value>(&b) {
-                    Ok(msg) => {
+            Ok(Answer::Events(events)) => events,
+            Ok(Answer::Ready(msg)) => {
+                let reply = json_reply(msg);
+                let outcome = reply.outcome();
+                return out.reply(reply).await.map(|()| outcome);
+            }
+            Ok(Answer::Body(body)) => {
+                let upstream = f.upstream.clone();
+                let (reply, outcome) = match tokio::time::timeout(idle, body).await {
+                    Ok(Ok(msg)) => {
                         let reply = json_reply(msg);
                         let outcome = reply.outcome();
                         (reply, outcome)
                     }
-                    Err(source) => (
-                        fail(GatewayError::InvalidJson {
-                            upstream: f.upstream.clone(),
-                            source,
-                        }),
+                    Ok(Err(AnswerError::InvalidJson(source))) => (
+                        fail(GatewayError::InvalidJson { upstream, source }),
                         Served::UpstreamError,
                     ),
-                },
-                Ok(Err(e)) => (
-                    fail(GatewayError::BrokeOff {
-                        upstream: f.upstream.clone(),
-                        why: e.to_string(),
-                    }),
-                    Served::UpstreamError,
-                ),
-                Err(_) => (
-                    fail(GatewayError::Silent {
-                        upstream: f.upstream.clone(),
-                        idle,
-                    }),
-                    Served::UpstreamError,
-                ),
-            };
-            return out.reply(reply).await.map(|()| outcome);
-        }
+                    Ok(Err(AnswerError::BrokeOff(why))) => (
+                        fail(GatewayError::BrokeOff { upstream, why }),
+                        Served::UpstreamError,
+                    ),
+                    Err(_) => (
+                        fail(GatewayError::Silent { upstream, idle }),
+                        Served::UpstreamError,
+                    ),
+                };
+                return out.reply(reply).await.map(|()| outcome);
+            }
+        };
         // SSE: pass every event on as it arrives (progress notifications included), ending
         // the stream with the response.
-        let mut events: UpstreamEvents = Box::pin(json_events(resp.bytes_stream()));
+        let mut events = events;
         if let Some(side) = side {
             // The call's own session: what the upstream sends on its GET stream meanwhile
             // belongs to this call too.
@@ -377,12 +363,7 @@ fn with_side_stream(
 }
 
 /// An upstream's SSE answer, as events.
-pub(super) type UpstreamEvents = std::pin::Pin<
-    Box<
-        dyn futures::Stream<Item = std::result::Result<switchboard_upstream::SseEvent, String>>
-            + Send,
-    >,
->;
+pub(super) type UpstreamEvents = AnswerEvents;
 
 /// How one call is made: its upstream's entry, the options it is sent with, how long the
 /// upstream may stay silent, and the session that may resume its stream (a fingerprint).
@@ -557,11 +538,7 @@ impl Gateway {
         session: &crate::session::Session,
     ) -> Reply {
         let Some(spec) = routes.upstream(upstream) else {
-            return Reply::rpc_error(
-                404,
-                jsonrpc::INVALID_REQUEST,
-                format!("upstream `{upstream}` is not in this snapshot"),
-            );
+            return GatewayError::AnswerForUnknown(upstream.to_string()).refusal();
         };
         let call = CallOptions {
             headers: client_headers(client, server, &spec),
@@ -581,11 +558,11 @@ impl Gateway {
             Ok(_) => Reply::empty(202),
             Err(e) => {
                 tracing::warn!(%upstream, error = %e, "could not deliver a client's answer upstream");
-                Reply::rpc_error(
-                    502,
-                    jsonrpc::INTERNAL_ERROR,
-                    format!("could not deliver the answer to upstream `{upstream}`: {e}"),
-                )
+                GatewayError::AnswerNotRelayed {
+                    upstream: upstream.to_string(),
+                    source: e,
+                }
+                .refusal()
             }
         }
     }

@@ -7,8 +7,8 @@
 //! JSON-RPC responses and goes on relaying the same call. A held call lives on the data
 //! plane that started it, for a few minutes.
 
-use super::errors::GatewayError;
 use super::forward::{Answering, Calling, UpstreamEvents};
+use crate::errors::GatewayError;
 
 use super::out::Out;
 use super::Gateway;

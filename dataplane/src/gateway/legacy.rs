@@ -10,10 +10,9 @@ use super::admission::ClientHeaders;
 use super::channel::Channel;
 use super::serve::client_ip;
 use super::{send, Ctx, Gateway};
-use crate::jsonrpc;
+use crate::errors::GatewayError;
 use crate::metrics::{metrics, Served, Tracked};
 use crate::routes::ServerView;
-use crate::transport::Reply;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::Session as Downstream;
@@ -74,12 +73,7 @@ impl Gateway {
             Some(k) if self.legacy.lock().len() < MAX_STREAMS => k,
             _ => {
                 rec.outcome = Served::Error;
-                let reply = Reply::rpc_error(
-                    503,
-                    jsonrpc::INTERNAL_ERROR,
-                    "too many legacy SSE streams are open on this data plane",
-                );
-                return send(session, reply).await;
+                return send(session, GatewayError::TooManyLegacyStreams.refusal()).await;
             }
         };
         let (channel, mut rx) = Channel::new(

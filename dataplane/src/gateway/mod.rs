@@ -18,20 +18,26 @@
 //!                                      Subscribe (subscriptions), Task and ListTasks
 //!                                      (tasks), Relay (an answer to a question),
 //!                                      Initialize, Fanout, Notify, Terminate
-//!  call      forward / resilience      upstream sessions (upstreams), questions kept
-//!                                      and streams reopened (questions, outstanding),
-//!                                      held calls for stateless clients (held), the
-//!                                      circuit breaker and retries (resilience)
+//!  call      forward / resilience      the upstream kind's Caller (crate::backends; MCP
+//!                                      through its session pool, upstreams), under the
+//!                                      circuit breaker and retries (resilience); for MCP
+//!                                      also questions kept and streams reopened
+//!                                      (questions, outstanding) and held calls for
+//!                                      stateless clients (held)
 //!  relay     out                       the answer as one reply or a stream of events,
 //!                                      resumable (replay); how it ended: metrics::Served
 //! ```
+//!
+//! Every refusal and failure the gateway makes itself, at any phase, is a row of one table,
+//! `crate::errors::GatewayError`: its words, JSON-RPC code, HTTP status per era, headers and
+//! metric label.
 //!
 //! Pass-through servers leave after `admit` (their per-request policies screened in
 //! `passthrough`), and pingora proxies them through `upstream_peer`. WebSocket and legacy
 //! SSE clients enter at `edge` and send each message through `dispatch` over a channel
 //! (`channel`, `websocket`, `legacy`).
 
-use crate::jsonrpc;
+use crate::errors::GatewayError;
 use crate::metrics::metrics;
 use crate::policy::circuit::Breakers;
 use crate::policy::jwks::JwksCache;
@@ -54,7 +60,6 @@ use tracing::Instrument;
 mod access;
 mod admission;
 mod channel;
-mod errors;
 mod forward;
 mod held;
 mod legacy;
@@ -333,11 +338,7 @@ impl ProxyHttp for Gateway {
                 .check(header(session, "origin"), host.as_deref(), &claimed);
             if let Err(why) = checked {
                 tracing::info!(server = %server.name, %why, "request refused");
-                send(
-                    session,
-                    Reply::rpc_error(403, jsonrpc::INVALID_REQUEST, why),
-                )
-                .await?;
+                send(session, GatewayError::OriginRefused(why).refusal()).await?;
                 return Ok(true);
             }
         }
@@ -366,12 +367,7 @@ impl ProxyHttp for Gateway {
                 let client =
                     legacy::key_of(session).and_then(|k| self.legacy.get(&k, &server.name));
                 let Some(client) = client else {
-                    let reply = Reply::rpc_error(
-                        404,
-                        jsonrpc::INVALID_REQUEST,
-                        "unknown session: open GET /servers/{name}/sse on this data plane first",
-                    );
-                    send(session, reply).await?;
+                    send(session, GatewayError::UnknownLegacyClient.refusal()).await?;
                     return Ok(true);
                 };
                 match self

@@ -1,7 +1,7 @@
 //! Pass-through servers: one upstream proxied as-is by pingora.
 
-use super::errors::unhealthy_message;
 use super::Gateway;
+use crate::errors::unhealthy_message;
 use crate::routes::Routes;
 use pingora::prelude::HttpPeer;
 use pingora::utils::tls::{parse_x509, CertKey, WrappedX509};

@@ -2,6 +2,7 @@
 //! signals and metrics they feed.
 
 use super::Gateway;
+use crate::errors::GatewayError;
 use crate::metrics::{method_label, metrics};
 use crate::policy::circuit::{Admission, Transition};
 use crate::policy::retry;
@@ -15,6 +16,17 @@ pub(super) enum CallError {
     /// Its circuit is open on this data plane (for this long still).
     CircuitOpen(std::time::Duration),
     Upstream(UpstreamError),
+}
+
+impl CallError {
+    /// The gateway's error for a call to `upstream` that got no answer.
+    pub(super) fn into_gateway_error(self, upstream: &str) -> GatewayError {
+        let upstream = upstream.to_string();
+        match self {
+            CallError::CircuitOpen(left) => GatewayError::CircuitOpen { upstream, left },
+            CallError::Upstream(source) => GatewayError::Failed { upstream, source },
+        }
+    }
 }
 
 impl Gateway {

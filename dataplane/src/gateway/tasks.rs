@@ -14,9 +14,9 @@
 //! upstream session ends once its time to live is over.
 
 use super::admission::{client_headers, ClientHeaders};
-use super::errors::GatewayError;
 use super::out::Out;
 use super::{Gateway, DEFAULT_IDLE};
+use crate::errors::GatewayError;
 use crate::jsonrpc;
 use crate::jsonrpc::RpcError;
 use crate::mcp::modern;
@@ -182,27 +182,19 @@ impl Gateway {
     }
 
     async fn created(&self, routes: &Routes, server: &ServerView, f: &Forward) -> Reply {
-        let fail = |e: RpcError| {
-            Reply::json(
-                modern::http_status(e.code),
-                &jsonrpc::error_response(&f.client_id, &e),
-            )
-        };
-        let internal = |message: String| fail(RpcError::new(jsonrpc::INTERNAL_ERROR, message));
+        // Task requests come from stateless clients only.
+        let fail = |e: GatewayError| e.reply(&f.client_id, true);
         let Some(spec) = routes.upstream(&f.upstream) else {
-            return fail(GatewayError::NotServed(f.upstream.clone()).rpc());
+            return fail(GatewayError::NotServed(f.upstream.clone()));
         };
         if let Some(why) = routes.unhealthy(&f.upstream) {
-            return fail(
-                GatewayError::Unhealthy {
-                    upstream: f.upstream.clone(),
-                    why: why.to_string(),
-                }
-                .rpc(),
-            );
+            return fail(GatewayError::Unhealthy {
+                upstream: f.upstream.clone(),
+                why: why.to_string(),
+            });
         }
         if lock(&self.tasks.sessions).len() >= MAX_TASK_SESSIONS {
-            return internal("too many tasks are open on this data plane".into());
+            return fail(GatewayError::TooManyTasks);
         }
         // The task's own upstream session, offering what the client can answer.
         let timeouts = server.timeouts(&spec, &f.upstream);
@@ -212,10 +204,15 @@ impl Gateway {
         };
         let own = match self.own_session(f, &spec, &call).await {
             Ok(own) => own,
-            Err(e) => return internal(format!("upstream `{}` failed: {e}", f.upstream)),
+            Err(source) => {
+                return fail(GatewayError::Failed {
+                    upstream: f.upstream.clone(),
+                    source,
+                })
+            }
         };
         let Some(session) = own.upstreams.get(&f.upstream).cloned() else {
-            return internal(format!("upstream `{}` opened no session", f.upstream));
+            return fail(GatewayError::NoSessionOpened(f.upstream.clone()));
         };
         // Ended unless a task was created in it.
         let ender = self.call_session_ender(&own, &spec);
@@ -237,7 +234,7 @@ impl Gateway {
             .await;
         let result = match answer {
             Ok(result) => result,
-            Err(e) => return fail(e),
+            Err(e) => return error_reply(&f.client_id, &e),
         };
         let Some(task) = result.get("task") else {
             // Run at once after all: its plain result.
@@ -246,10 +243,7 @@ impl Gateway {
             return Reply::json(200, &jsonrpc::result_response(&f.client_id, result));
         };
         let Some(upstream_task) = task.get("taskId").and_then(Value::as_str) else {
-            return internal(format!(
-                "upstream `{}` created a task without a taskId",
-                f.upstream
-            ));
+            return fail(GatewayError::TaskWithoutId(f.upstream.clone()));
         };
         let task_ref = TaskRef {
             server: f.server.clone(),
@@ -308,36 +302,22 @@ impl Gateway {
         caller: &str,
         (id, method, params): (Value, String, Value),
     ) -> Reply {
-        let fail = |e: RpcError| {
-            Reply::json(
-                modern::http_status(e.code),
-                &jsonrpc::error_response(&id, &e),
-            )
-        };
+        let fail = |e: GatewayError| e.reply(&id, true);
         let Some(task_id) = params.get("taskId").and_then(Value::as_str) else {
-            return fail(RpcError::new(
-                jsonrpc::INVALID_PARAMS,
-                "params.taskId (a string) is required",
-            ));
+            return fail(GatewayError::MissingParam("params.taskId (a string)"));
         };
         let task = server
             .sealer
             .open_as::<TaskRef>(TASK_PREFIX, task_id)
             .filter(|t| t.server == server.name && t.caller == caller);
         let Some(task) = task else {
-            return fail(RpcError::new(
-                jsonrpc::INVALID_PARAMS,
-                format!("unknown task `{task_id}`"),
-            ));
+            return fail(GatewayError::UnknownTask(task_id.to_string()));
         };
         let Some(spec) = routes.upstream(&task.upstream) else {
-            return fail(RpcError::new(
-                jsonrpc::INVALID_PARAMS,
-                format!(
-                    "the upstream of task `{task_id}` (`{}`) is not in this snapshot",
-                    task.upstream
-                ),
-            ));
+            return fail(GatewayError::TaskUpstreamGone {
+                task: task_id.to_string(),
+                upstream: task.upstream.clone(),
+            });
         };
         let timeouts = server.timeouts(&spec, &task.upstream);
         let call = CallOptions {
@@ -361,7 +341,7 @@ impl Gateway {
                 result["resultType"] = json!("complete");
                 Reply::json(200, &jsonrpc::result_response(&id, result))
             }
-            Err(e) => fail(e),
+            Err(e) => error_reply(&id, &e),
         }
     }
 
@@ -477,10 +457,7 @@ impl Gateway {
         params: &Value,
     ) -> std::result::Result<Value, RpcError> {
         let Some(responses) = params.get("inputResponses").and_then(Value::as_object) else {
-            return Err(RpcError::new(
-                jsonrpc::INVALID_PARAMS,
-                "params.inputResponses (an object) is required",
-            ));
+            return Err(GatewayError::MissingParam("params.inputResponses (an object)").rpc());
         };
         let key = on.task.key();
         for (k, response) in responses {
@@ -676,6 +653,12 @@ impl TaskCall<'_> {
             )
             .await
     }
+}
+
+/// An error answered to a stateless client's task request: the upstream's own, passed on,
+/// or the gateway's (see `errors`), with the HTTP status the era gives its code.
+fn error_reply(id: &Value, e: &RpcError) -> Reply {
+    Reply::json(modern::http_status(e.code), &jsonrpc::error_response(id, e))
 }
 
 /// The error for an upstream that could not be asked.

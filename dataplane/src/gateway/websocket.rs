@@ -11,8 +11,7 @@ use super::admission::ClientHeaders;
 use super::channel::Channel;
 use super::serve::client_ip;
 use super::{header, send, Ctx, Gateway};
-use crate::jsonrpc;
-use crate::jsonrpc::RpcError;
+use crate::errors::GatewayError;
 use crate::metrics::{metrics, Served, Tracked};
 use crate::routes::ServerView;
 use crate::transport::Reply;
@@ -71,11 +70,11 @@ impl Drop for Counted<'_> {
 
 /// Why an upgrade request is refused, as its answer.
 fn refuse(status: u16, why: &str) -> Reply {
-    let mut reply = Reply::rpc_error(status, jsonrpc::INVALID_REQUEST, why);
-    if status == 426 {
-        reply.headers.push(("upgrade", "websocket".into()));
+    GatewayError::UpgradeRefused {
+        status,
+        why: why.to_string(),
     }
-    reply
+    .refusal()
 }
 
 /// Checks an upgrade request, yielding its `Sec-WebSocket-Accept` and whether the client
@@ -118,13 +117,7 @@ fn handshake(session: &Downstream) -> std::result::Result<(String, bool), Reply>
 fn too_busy(body: &[u8]) -> Option<String> {
     let msg: Value = serde_json::from_slice(body).ok()?;
     let id = msg.get("id").filter(|_| msg.get("method").is_some())?;
-    let refused = jsonrpc::error_response(
-        id,
-        &RpcError::new(
-            jsonrpc::INTERNAL_ERROR,
-            format!("this connection has {MAX_IN_FLIGHT} requests in flight already; retry when one is answered"),
-        ),
-    );
+    let refused = GatewayError::ConnectionBusy { max: MAX_IN_FLIGHT }.response(id);
     Some(refused.to_string())
 }
 
@@ -155,12 +148,7 @@ impl Gateway {
         };
         let Some(_counted) = Counted::new(&self.websockets) else {
             rec.outcome = Served::Error;
-            let reply = Reply::rpc_error(
-                503,
-                jsonrpc::INTERNAL_ERROR,
-                "too many WebSocket connections are open on this data plane",
-            );
-            return send(session, reply).await;
+            return send(session, GatewayError::TooManyWebSockets.refusal()).await;
         };
         let (channel, rx) = Channel::new(
             &server.name,
@@ -269,16 +257,7 @@ impl Gateway {
     async fn ws_message(&self, channel: &Channel, body: Vec<u8>) {
         let routes = self.routes.load_full();
         let Some(server) = routes.server(&channel.server) else {
-            let gone = jsonrpc::error_response(
-                &Value::Null,
-                &RpcError::new(
-                    jsonrpc::INVALID_REQUEST,
-                    format!(
-                        "virtual server `{}` is no longer served here",
-                        channel.server
-                    ),
-                ),
-            );
+            let gone = GatewayError::ServerGone(channel.server.clone()).response(&Value::Null);
             let _ = channel.tx.send(gone.to_string()).await;
             return;
         };

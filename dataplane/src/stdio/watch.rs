@@ -1,17 +1,16 @@
-//! Follows one locally run stdio upstream: keeps a session with its bridge, lists the
-//! catalog (again on list_changed, on an interval, and whenever the child restarts), checks
-//! health, and records what it finds for the routes and the control plane.
+//! Follows one locally run stdio upstream through MCP discovery (see
+//! `switchboard_upstream::backend`): keeps a session with its bridge, lists the catalog
+//! (again on list_changed, on an interval, and whenever the child restarts), checks health,
+//! and records what it finds for the routes and the control plane.
 
 use super::{lock, InstanceKey, LocalEndpoint, LocalStatus};
 use futures::StreamExt;
-use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_config::kinds::upstream::{McpTransport, McpUpstream, UpstreamSpec};
-use switchboard_upstream::{
-    discovery_reply, is_list_changed, Connection, Credentials, McpHttp, UpstreamError,
-};
+use switchboard_upstream::backend::{Changes, Checked, Discovery, Listing, McpDiscovery};
+use switchboard_upstream::{Credentials, McpHttp};
 use tokio::sync::watch;
 
 /// First retry after a failure; doubled up to `MAX_RETRY` (or the health interval).
@@ -48,7 +47,6 @@ impl Watcher {
     }
 
     async fn follow(&self) {
-        let mcp = McpHttp::new(Duration::from_secs(3));
         let spec = McpUpstream {
             url: self.endpoint.url.clone(),
             transport: McpTransport::StreamableHttp,
@@ -58,21 +56,17 @@ impl Watcher {
             "authorization".to_string(),
             format!("Bearer {}", self.endpoint.bearer),
         )]));
+        let http = McpHttp::new(Duration::from_secs(3));
+        let mut discovery = McpDiscovery::new(http, spec, creds, REQUEST_TIMEOUT);
         let check_every = self.spec.health.every();
         let refresh_every = self.spec.discovery.refresh();
         let threshold = self.spec.health.threshold();
         let mut failures: u32 = 0;
         loop {
-            let why = match mcp.open(&spec, &creds, REQUEST_TIMEOUT).await {
-                Ok(conn) => {
-                    let why = self
-                        .serve(&mcp, &conn, check_every, refresh_every, &mut failures)
-                        .await;
-                    mcp.close(&conn, Duration::from_secs(2)).await;
-                    why
-                }
-                Err(e) => e.to_string(),
-            };
+            let why = self
+                .serve(&mut discovery, check_every, refresh_every, &mut failures)
+                .await;
+            discovery.reset();
             failures = failures.saturating_add(1);
             self.record(|s| {
                 s.listening = false;
@@ -93,26 +87,28 @@ impl Watcher {
     /// Lists and follows one session until it fails; returns why.
     async fn serve(
         &self,
-        mcp: &McpHttp,
-        conn: &Connection,
+        discovery: &mut McpDiscovery,
         check_every: Duration,
         refresh_every: Duration,
         failures: &mut u32,
     ) -> String {
         loop {
-            let catalog = match mcp.catalog(conn, REQUEST_TIMEOUT).await {
-                Ok(c) => c,
+            let Listing {
+                catalog,
+                protocol_version,
+            } = match discovery.list().await {
+                Ok(l) => l,
                 Err(e) => return e.to_string(),
             };
             *failures = 0;
-            let version = conn.protocol_version().to_string();
-            let listening = conn.announces_list_changes();
+            let changes = discovery.changes();
+            let listening = changes.is_some();
             let tools = catalog.tools.len();
             let fresh = self.record(|s| {
                 s.catalog = Some(catalog);
                 s.healthy = true;
                 s.error.clear();
-                s.protocol_version = version;
+                s.protocol_version = protocol_version;
                 s.listening = listening;
                 s.refreshed_unix_ms = crate::metrics::now_ms();
             });
@@ -120,7 +116,7 @@ impl Watcher {
                 tracing::info!(upstream = %self.key.0, tools, "stdio upstream listed");
             }
             match self
-                .wait(mcp, conn, listening, check_every, refresh_every)
+                .wait(discovery, changes, check_every, refresh_every)
                 .await
             {
                 Next::Relist => continue,
@@ -129,50 +125,33 @@ impl Watcher {
         }
     }
 
-    /// Waits for a reason to list again: list_changed, the refresh interval, or a failed
-    /// health check / ended stream (then the session is opened anew).
+    /// Waits for a reason to list again: word of a change, the refresh interval, or a
+    /// failed health check / ended stream (then the session is opened anew).
     async fn wait(
         &self,
-        mcp: &McpHttp,
-        conn: &Connection,
-        listening: bool,
+        discovery: &mut McpDiscovery,
+        mut changes: Option<Changes>,
         check_every: Duration,
         refresh_every: Duration,
     ) -> Next {
-        let mut messages = if listening {
-            match mcp.messages(conn, REQUEST_TIMEOUT).await {
-                Ok(m) => m,
-                Err(e) => return Next::Reopen(e.to_string()),
-            }
-        } else {
-            None
-        };
         let refresh_at = tokio::time::Instant::now() + refresh_every;
         loop {
-            let message = async {
-                match messages.as_mut() {
-                    Some(m) => m.next().await,
+            let change = async {
+                match changes.as_mut() {
+                    Some(c) => c.next().await,
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
-                m = message => match m {
-                    Some(Ok(msg)) => {
-                        let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
-                        if is_list_changed(method) {
-                            return Next::Relist;
-                        }
-                        if let Some(reply) = discovery_reply(&msg) {
-                            let _ = mcp.reply(conn, &reply, REQUEST_TIMEOUT).await;
-                        }
-                    }
+                c = change => match c {
+                    Some(Ok(_)) => return Next::Relist,
                     Some(Err(e)) => return Next::Reopen(e),
                     None => return Next::Reopen("the stdio server's stream ended (did it restart?)".into()),
                 },
                 _ = tokio::time::sleep(check_every) => {
-                    match mcp.request_on(conn, "ping", json!({}), self.spec.health.time_limit()).await {
-                        Ok(_) => {}
-                        Err(UpstreamError::SessionExpired { .. }) => {
+                    match discovery.check(self.spec.health.time_limit()).await {
+                        Ok(Checked::Alive) => {}
+                        Ok(Checked::Relist) => {
                             return Next::Reopen("the stdio server restarted".into())
                         }
                         Err(e) => return Next::Reopen(e.to_string()),

@@ -1,0 +1,167 @@
+//! Discovery of an MCP upstream (streamable HTTP or HTTP+SSE): a session kept open between
+//! listings, pings as the liveness check, and `notifications/*/list_changed` on the
+//! session's own stream as word of changes.
+
+use super::{Changes, Checked, Discovery, Listing};
+use crate::client::{McpHttp, UpstreamError};
+use crate::connection::{discovery_reply, is_list_changed, Connection, Messages};
+use crate::credentials::Credentials;
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::time::Duration;
+use switchboard_config::kinds::upstream::McpUpstream;
+
+/// Time allowed to end a dropped session.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One MCP upstream's discovery session.
+pub struct McpDiscovery {
+    http: McpHttp,
+    spec: McpUpstream,
+    creds: Credentials,
+    /// Time allowed for each request.
+    timeout: Duration,
+    session: Option<Connection>,
+}
+
+impl McpDiscovery {
+    /// Discovery of the upstream at `spec`, each request allowed `timeout`.
+    pub fn new(
+        http: McpHttp,
+        spec: McpUpstream,
+        creds: Credentials,
+        timeout: Duration,
+    ) -> McpDiscovery {
+        McpDiscovery {
+            http,
+            spec,
+            creds,
+            timeout,
+            session: None,
+        }
+    }
+
+    async fn open(&mut self) -> Result<Connection, UpstreamError> {
+        if let Some(s) = &self.session {
+            return Ok(s.clone());
+        }
+        let session = self
+            .http
+            .open(&self.spec, &self.creds, self.timeout)
+            .await?;
+        self.session = Some(session.clone());
+        Ok(session)
+    }
+
+    async fn list_once(&mut self) -> Result<Listing, UpstreamError> {
+        let session = self.open().await?;
+        let catalog = self.http.catalog(&session, self.timeout).await?;
+        Ok(Listing {
+            catalog,
+            protocol_version: session.protocol_version().to_string(),
+        })
+    }
+}
+
+#[async_trait]
+impl Discovery for McpDiscovery {
+    async fn list(&mut self) -> Result<Listing, UpstreamError> {
+        match self.list_once().await {
+            // A restarted upstream forgot the session: once more in a new one.
+            Err(UpstreamError::SessionExpired { .. }) => {
+                self.reset();
+                self.list_once().await
+            }
+            listed => listed,
+        }
+    }
+
+    async fn check(&mut self, limit: Duration) -> Result<Checked, UpstreamError> {
+        let Some(session) = self.session.clone() else {
+            return Ok(Checked::Relist);
+        };
+        match self
+            .http
+            .request_on(&session, "ping", json!({}), limit)
+            .await
+        {
+            Ok(_) => Ok(Checked::Alive),
+            Err(UpstreamError::SessionExpired { .. }) => {
+                self.reset();
+                Ok(Checked::Relist)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn changes(&mut self) -> Option<Changes> {
+        let session = self.session.clone()?;
+        if !session.announces_list_changes() {
+            return None;
+        }
+        let (http, timeout) = (self.http.clone(), self.timeout);
+        Some(Box::pin(
+            futures::stream::unfold(Watch::Opening, move |state| {
+                let (http, session) = (http.clone(), session.clone());
+                async move { watch_step(&http, &session, timeout, state).await }
+            })
+            .fuse(),
+        ))
+    }
+
+    fn reset(&mut self) {
+        if let Some(s) = self.session.take() {
+            let http = self.http.clone();
+            tokio::spawn(async move { http.close(&s, CLOSE_TIMEOUT).await });
+        }
+    }
+}
+
+/// Where the stream of changes is.
+enum Watch {
+    Opening,
+    Open(Messages),
+    Ended,
+}
+
+/// The next word of change: the session's stream is opened first; pings and `roots/list`
+/// on it are answered, other requests refused (discovery never calls tools, so nothing
+/// should ask it to sample or elicit), other notifications passed over.
+async fn watch_step(
+    http: &McpHttp,
+    session: &Connection,
+    timeout: Duration,
+    state: Watch,
+) -> Option<(Result<String, String>, Watch)> {
+    let mut messages = match state {
+        Watch::Ended => return None,
+        Watch::Open(m) => m,
+        Watch::Opening => match http.messages(session, timeout).await {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                let why = "the upstream offers no notification stream".to_string();
+                return Some((Err(why), Watch::Ended));
+            }
+            Err(e) => return Some((Err(e.to_string()), Watch::Ended)),
+        },
+    };
+    loop {
+        match messages.next().await {
+            Some(Ok(msg)) => {
+                let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
+                if is_list_changed(method) {
+                    return Some((Ok(method.to_string()), Watch::Open(messages)));
+                }
+                if let Some(reply) = discovery_reply(&msg) {
+                    let _ = http.reply(session, &reply, timeout).await;
+                }
+            }
+            Some(Err(e)) => return Some((Err(e), Watch::Ended)),
+            None => {
+                let why = "the upstream closed it".to_string();
+                return Some((Err(why), Watch::Ended));
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! What an upstream kind must provide, so the gateway can serve it without knowing which
+//! kind it is. A kind is a backend with two halves:
+//!
+//! - [`Discovery`], run by the control plane (and by a data plane for the stdio upstreams it
+//!   runs): the catalog of what the upstream offers, a liveness check, and the upstream's own
+//!   word that the catalog changed. Catalogs are stored, hashed and pushed the same way
+//!   whatever their kind.
+//! - [`Caller`], run by the data plane: one JSON-RPC request (a `tools/call`, and whatever
+//!   else the kind serves) executed against the upstream, its answer returned as it begins
+//!   to arrive ([`Answer`]), so streamed progress is relayed as it comes.
+//!
+//! Federation, naming, authorization, rate limits, retries, circuit breaking, metrics and
+//! relaying sit above these two traits and do not change per kind. MCP over streamable HTTP
+//! and over HTTP+SSE is the first backend ([`McpDiscovery`] here; its caller is the data
+//! plane's session pool). A new kind implements both traits and is added to
+//! [`discovery_for`] and to the data plane's caller registry.
+
+mod mcp;
+
+pub use mcp::McpDiscovery;
+
+use crate::client::{McpHttp, UpstreamError};
+use crate::credentials::Credentials;
+use crate::sse::SseEvent;
+use async_trait::async_trait;
+use futures::Stream;
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+use switchboard_config::kinds::upstream::UpstreamSpec;
+use switchboard_config::Catalog;
+
+/// What a listing found.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub catalog: Catalog,
+    /// The protocol (and version) the upstream speaks, shown in its health.
+    pub protocol_version: String,
+}
+
+/// What a liveness check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// The upstream answered.
+    Alive,
+    /// There is nothing to check yet, or the upstream forgot the connection (it restarted):
+    /// list again, since its catalog may have changed too.
+    Relist,
+}
+
+/// The upstream's word that its catalog changed: each item names what changed (for logs);
+/// an `Err` or the end of the stream says why no more word can come.
+pub type Changes = Pin<Box<dyn Stream<Item = Result<String, String>> + Send>>;
+
+/// The control plane's half of a backend: keeping one upstream's catalog and health.
+/// Implementations hold their connection between calls; every call may (re)connect.
+#[async_trait]
+pub trait Discovery: Send + Sync {
+    /// Everything the upstream offers now.
+    async fn list(&mut self) -> Result<Listing, UpstreamError>;
+
+    /// Whether the upstream is alive, within `limit`.
+    async fn check(&mut self, limit: Duration) -> Result<Checked, UpstreamError>;
+
+    /// Word of catalog changes, for upstreams that give it over the current connection;
+    /// `None` when they give none (then only the refresh interval lists again). The stream
+    /// connects on its first poll, so asking for it never blocks.
+    fn changes(&mut self) -> Option<Changes>;
+
+    /// Drops the current connection after a failure (closing it in the background).
+    fn reset(&mut self);
+}
+
+/// The discovery of `spec`'s kind, or `None` for kinds the control plane does not list
+/// (stdio upstreams are listed by the data planes that run them).
+pub fn discovery_for(
+    spec: &UpstreamSpec,
+    creds: Credentials,
+    http: &McpHttp,
+    timeout: Duration,
+) -> Option<Box<dyn Discovery>> {
+    let mcp = spec.mcp.clone()?;
+    Some(Box::new(McpDiscovery::new(
+        http.clone(),
+        mcp,
+        creds,
+        timeout,
+    )))
+}
+
+/// How one call goes out: its time limit until the first byte, and extra headers (a
+/// forwarded client token, trace context) over the upstream's own credentials.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    pub timeout: Option<Duration>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Why a JSON answer could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error("invalid JSON: {0}")]
+    InvalidJson(#[from] serde_json::Error),
+    #[error("{0}")]
+    BrokeOff(String),
+}
+
+/// A JSON answer still being read.
+pub type AnswerBody = Pin<Box<dyn Future<Output = Result<Value, AnswerError>> + Send>>;
+
+/// A streamed answer: events whose data are JSON-RPC messages (notifications and requests
+/// first, the response last); an `Err` says why the stream broke off.
+pub type AnswerEvents = Pin<Box<dyn Stream<Item = Result<SseEvent, String>> + Send>>;
+
+/// A call's answer as it begins to arrive. The caller bounds how long it may take.
+pub enum Answer {
+    /// The JSON-RPC response, complete.
+    Ready(Value),
+    /// One JSON-RPC response, still to be read.
+    Body(AnswerBody),
+    /// A stream of messages ending with the response.
+    Events(AnswerEvents),
+}
+
+impl Answer {
+    /// An answer of messages produced one by one (by a backend that does not speak SSE):
+    /// each becomes one event, in order.
+    pub fn of_messages<S>(messages: S) -> Answer
+    where
+        S: Stream<Item = Result<Value, String>> + Send + 'static,
+    {
+        use futures::StreamExt;
+        Answer::Events(Box::pin(messages.map(|m| {
+            m.map(|msg| SseEvent {
+                event: "message".into(),
+                data: msg.to_string(),
+                id: String::new(),
+                retry: None,
+            })
+        })))
+    }
+}
+
+/// The data plane's half of a backend: executing one request against an upstream.
+#[async_trait]
+pub trait Caller: Send + Sync {
+    /// Sends `request` (a JSON-RPC request whose id the answer must carry) and returns the
+    /// answer as it begins: the error is for a call that got no answer at all (retries and
+    /// the circuit breaker count these).
+    async fn call(&self, request: &Value, options: &CallOptions) -> Result<Answer, UpstreamError>;
+}
