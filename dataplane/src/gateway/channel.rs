@@ -7,6 +7,7 @@
 
 use super::access::Record;
 use super::admission::ClientHeaders;
+use super::forwarder::Scope;
 use super::listen::ListenFrom;
 use super::out::Out;
 use super::Gateway;
@@ -210,11 +211,14 @@ impl Gateway {
         };
         let mut out = Out::Events(&channel.tx);
         if let Err(e) = self
+            .calls
             .listen(
                 &mut out,
-                &routes,
-                &now,
-                &channel.client,
+                Scope {
+                    routes: &routes,
+                    server: &now,
+                    client: &channel.client,
+                },
                 &session,
                 ListenFrom::Fresh(None),
             )

@@ -3,11 +3,12 @@
 //! client's upstream sessions; fanning a request out to all of them; relaying a client's
 //! answer to an upstream's question.
 
-use super::admission::{client_headers, ClientHeaders};
+use super::admission::client_headers;
+use super::forwarder::{Forwarder, Scope};
 use super::out::{Events, Out};
 use super::replay::Kind;
 use super::resilience::CallError;
-use super::{Gateway, DEFAULT_IDLE};
+use super::DEFAULT_IDLE;
 use crate::backends::caller_for;
 use crate::errors::GatewayError;
 use crate::metrics::{metrics, Served, Tracked};
@@ -24,19 +25,19 @@ use switchboard_upstream::backend::{Answer, AnswerError, AnswerEvents};
 use switchboard_upstream::SseEvent;
 use tracing::Instrument;
 
-impl Gateway {
+impl Forwarder {
     /// Sends a call upstream and streams the answer back with the client's id restored.
     pub(super) async fn forward(
         &self,
         out: &mut Out<'_>,
-        routes: &Routes,
-        server: &ServerView,
+        at: Scope<'_>,
         mut f: Forward,
         resumable: Option<&str>,
     ) -> Result<Served> {
         if f.task {
-            return self.create_task(out, routes, server, f).await;
+            return self.create_task(out, at, f).await;
         }
+        let Scope { routes, server, .. } = at;
         // A stateless client that can be asked things gets an upstream session of its own
         // for the call (see `held`), ended with the call unless the call waits for input.
         let spec = routes.upstream(&f.upstream);
@@ -65,9 +66,7 @@ impl Gateway {
                 left = Some(gone);
             }
         }
-        let outcome = self
-            .forward_call(out, routes, server, f, resumable, (side, left))
-            .await;
+        let outcome = self.forward_call(out, at, f, resumable, (side, left)).await;
         if let (Some(ender), Ok(Served::InputRequired)) = (ender, &outcome) {
             ender.disarm(); // the held call ends it now
         }
@@ -77,8 +76,7 @@ impl Gateway {
     async fn forward_call(
         &self,
         out: &mut Out<'_>,
-        routes: &Routes,
-        server: &ServerView,
+        Scope { routes, server, .. }: Scope<'_>,
         f: Forward,
         resumable: Option<&str>,
         (side, left): (Option<switchboard_upstream::Messages>, Option<ClientLeft>),
@@ -460,15 +458,17 @@ pub(super) fn mcp_upstreams<'a>(
     })
 }
 
-impl Gateway {
+impl Forwarder {
     /// Answers a client's initialize: opens its sessions with every upstream of the server
     /// (in parallel; one that fails is opened on first use instead) and seals them into the
     /// id, so whichever replica gets the next request can use them.
     pub(super) async fn open_session(
         &self,
-        routes: &Routes,
-        server: &ServerView,
-        headers: &ClientHeaders,
+        Scope {
+            routes,
+            server,
+            client: headers,
+        }: Scope<'_>,
         id: Value,
         result: Value,
         mut session: crate::session::Session,
@@ -502,8 +502,7 @@ impl Gateway {
     /// still applies to the others).
     pub(super) async fn fanout(
         &self,
-        routes: &Routes,
-        server: &ServerView,
+        Scope { routes, server, .. }: Scope<'_>,
         method: &str,
         params: &Value,
         session: &crate::session::Session,
@@ -530,9 +529,11 @@ impl Gateway {
     /// Delivers a client's answer to a request `upstream` sent it, in the client's session.
     pub(super) async fn relay(
         &self,
-        routes: &Routes,
-        server: &ServerView,
-        client: &ClientHeaders,
+        Scope {
+            routes,
+            server,
+            client,
+        }: Scope<'_>,
         upstream: &str,
         message: &Value,
         session: &crate::session::Session,

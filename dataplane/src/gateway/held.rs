@@ -10,8 +10,8 @@
 use super::forward::{Answering, Calling, UpstreamEvents};
 use crate::errors::GatewayError;
 
+use super::forwarder::Forwarder;
 use super::out::Out;
-use super::Gateway;
 use crate::metrics::Served;
 use crate::routes::UpstreamEntry;
 use crate::transport::Forward;
@@ -140,7 +140,7 @@ fn target_of(params: &Value) -> Value {
         .unwrap_or(Value::Null)
 }
 
-impl Gateway {
+impl Forwarder {
     /// An upstream session of its own for a stateless client's call, when the client can
     /// be asked things: it offers the client's capabilities, so the upstream asks only what
     /// the client can answer, keeps per-session state (roots) for this client alone, and may

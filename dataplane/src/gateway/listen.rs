@@ -4,11 +4,11 @@
 
 use super::admission::{client_headers, ClientHeaders};
 use super::forward::mcp_upstreams;
+use super::forwarder::{Forwarder, Scope};
 use super::out::{replayed, Events, Out, KEEPALIVE};
 use super::replay::{Kind, Reader};
-use super::Gateway;
 use crate::metrics::{metrics, Served, Tracked};
-use crate::routes::{Routes, ServerView, UpstreamEntry};
+use crate::routes::{ServerView, UpstreamEntry};
 use crate::upstreams::CallOptions;
 use futures::StreamExt;
 use pingora::Result;
@@ -22,7 +22,7 @@ pub(super) enum ListenFrom<'a> {
     Resumed(Reader, u64),
 }
 
-impl Gateway {
+impl Forwarder {
     /// Serves a GET whose `Last-Event-ID` names a call's stream: what the client missed,
     /// then the rest of the call as it comes, ending with its answer.
     pub(super) async fn resume_call(
@@ -69,7 +69,7 @@ impl Gateway {
     }
 }
 
-impl Gateway {
+impl Forwarder {
     /// Serves a client's GET stream: the messages its upstream sessions send on their own,
     /// merged, with the ids of upstream requests wrapped so the answers find their way
     /// back, and the gateway's own `list_changed` notifications when a new snapshot changes
@@ -77,9 +77,11 @@ impl Gateway {
     pub(super) async fn listen(
         &self,
         out: &mut Out<'_>,
-        routes: &Routes,
-        server: &ServerView,
-        client: &ClientHeaders,
+        Scope {
+            routes,
+            server,
+            client,
+        }: Scope<'_>,
         session: &crate::session::Session,
         from: ListenFrom<'_>,
     ) -> Result<Served> {
@@ -305,7 +307,7 @@ enum Listened {
     Retry(String),
 }
 
-impl Gateway {
+impl Forwarder {
     /// Opens the GET stream of `client`'s session with `name`, noting that this data plane
     /// holds it (see `questions`) for as long as the stream lives.
     async fn open_listen(

@@ -2,7 +2,9 @@
 //! or forward it to an upstream and stream the answer back (see `transport` for the rules).
 //!
 //! One request's way, in order (pingora's `request_filter` runs all of it; only pass-through
-//! goes on to pingora's own proxy phases):
+//! goes on to pingora's own proxy phases). `Gateway` is the edge and runs the phases up to
+//! `decide`; from `execute` on the work goes to its `Forwarder` (`forwarder`), the upstream
+//! side, with the request's `Scope` (its routes, virtual server and client headers):
 //!
 //! ```text
 //!  edge      request_filter (here)     header size; the endpoint: /healthz, /readyz, /metrics,
@@ -39,14 +41,12 @@
 
 use crate::errors::GatewayError;
 use crate::metrics::metrics;
-use crate::policy::circuit::Breakers;
 use crate::policy::jwks::JwksCache;
 use crate::policy::origin::OriginPolicy;
 use crate::policy::ratelimit::RateLimiter;
 use crate::routes::{Routes, ServerView};
 use crate::signals::Signals;
 use crate::transport::{self, Reply};
-use crate::upstreams::UpstreamPool;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -61,6 +61,7 @@ mod access;
 mod admission;
 mod channel;
 mod forward;
+mod forwarder;
 mod held;
 mod legacy;
 mod listen;
@@ -78,72 +79,54 @@ mod websocket;
 
 use access::Record;
 use admission::resource_metadata;
+use forwarder::Forwarder;
 use legacy::LegacyClients;
 use passthrough::PassTarget;
 
-/// The gateway's request handler; cheap to share, reads the current routes per request.
+/// The gateway's request handler: the edge (what the pipeline's edge, route, admit, read
+/// and decide phases need), and the forwarder that executes what was decided. Cheap to
+/// share; reads the current routes per request.
 pub struct Gateway {
     routes: Arc<ArcSwap<Routes>>,
     max_body_bytes: usize,
     max_header_bytes: usize,
-    upstreams: Arc<UpstreamPool>,
-    signals: Arc<Signals>,
     jwks: JwksCache,
     limiter: RateLimiter,
-    breakers: Breakers,
     /// Serves /metrics on this listener.
     metrics_here: bool,
     /// Serves only /metrics, /healthz and /readyz (a separate admin listener).
     admin_only: bool,
     /// Origin and Host checks for MCP endpoints.
     origins: OriginPolicy,
-    /// Bumped whenever new routes are swapped in (client streams then say what changed).
-    changes: tokio::sync::watch::Receiver<u64>,
     /// Legacy HTTP+SSE client streams open here.
     legacy: LegacyClients,
-    /// Buffers of resumable SSE streams.
-    replays: replay::Replays,
-    /// Calls waiting for a stateless client's input.
-    held: Arc<held::HeldCalls>,
     /// WebSocket connections open here.
     websockets: std::sync::atomic::AtomicUsize,
-    /// Upstream GET streams held here for clients' GET streams (see `questions`).
-    listening: Arc<questions::Listening>,
-    /// Upstream questions relayed to clients and not yet answered (see `outstanding`).
-    outstanding: Arc<outstanding::Outstanding>,
-    /// Tasks of stateless clients (see `tasks`).
-    tasks: Arc<tasks::Tasks>,
+    /// The upstream side: calls and everything that outlives one.
+    calls: Forwarder,
 }
 
 impl Gateway {
     /// A gateway over `routes` (swapped whole when a snapshot arrives).
     pub fn new(routes: Arc<ArcSwap<Routes>>, max_body_bytes: usize) -> Self {
         Gateway {
-            routes,
+            routes: routes.clone(),
             max_body_bytes,
             max_header_bytes: 64 << 10,
-            upstreams: Arc::default(),
-            signals: Arc::default(),
             jwks: JwksCache::default(),
             limiter: RateLimiter::default(),
-            breakers: Breakers::default(),
             metrics_here: true,
             admin_only: false,
             origins: OriginPolicy::default(),
-            changes: tokio::sync::watch::channel(0).1,
             legacy: LegacyClients::default(),
-            replays: replay::Replays::default(),
-            held: Arc::default(),
             websockets: Default::default(),
-            listening: Arc::default(),
-            outstanding: Arc::default(),
-            tasks: Arc::default(),
+            calls: Forwarder::new(routes),
         }
     }
 
     /// Tells client streams about route changes `changes` announces.
     pub fn with_changes(mut self, changes: tokio::sync::watch::Receiver<u64>) -> Self {
-        self.changes = changes;
+        self.calls.changes = changes;
         self
     }
 
@@ -173,7 +156,7 @@ impl Gateway {
 
     /// Records what upstream calls did into `signals` (reported to the control plane).
     pub fn with_signals(mut self, signals: Arc<Signals>) -> Self {
-        self.signals = signals;
+        self.calls.signals = signals;
         self
     }
 }

@@ -193,6 +193,7 @@ impl Gateway {
                 .creds
                 .current(
                     &self
+                        .calls
                         .upstreams
                         .http_for(&spec)
                         .map_err(|e| format!("credentials: {e}"))?,

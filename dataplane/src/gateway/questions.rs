@@ -12,8 +12,8 @@
 //! reaches the client while a call may ask something.
 
 use super::forward::ClientLeft;
+use super::forwarder::Forwarder;
 use super::outstanding::{self, Carrier};
-use super::Gateway;
 use crate::metrics::metrics;
 use crate::routes::{Routes, ServerView, UpstreamEntry};
 use crate::transport::Forward;
@@ -113,7 +113,7 @@ pub(super) fn patience(server: &ServerView, spec: &UpstreamEntry, upstream: &str
 /// How long a question may wait for a client stream when the upstream sets no timeout.
 const DEFAULT_PATIENCE: Duration = Duration::from_secs(60);
 
-impl Gateway {
+impl Forwarder {
     /// A carrier for the questions one client stream relays; starts the sweeper that tells
     /// upstreams about questions no stream took in time.
     pub(super) fn question_carrier(&self) -> Carrier {

@@ -1,7 +1,7 @@
 //! Calls to an upstream under its circuit breaker and retry policy, with the passive health
 //! signals and metrics they feed.
 
-use super::Gateway;
+use super::forwarder::Forwarder;
 use crate::errors::GatewayError;
 use crate::metrics::{method_label, metrics};
 use crate::policy::circuit::{Admission, Transition};
@@ -29,7 +29,7 @@ impl CallError {
     }
 }
 
-impl Gateway {
+impl Forwarder {
     /// Runs one upstream call under the upstream's circuit breaker and retry policy, and
     /// records how it went (circuit state, passive health signals).
     pub(super) async fn attempt<T, F, Fut>(
@@ -88,7 +88,7 @@ impl Gateway {
     }
 }
 
-impl Gateway {
+impl Forwarder {
     /// Records a call's verdict in the upstream's circuit; metrics follow its transitions.
     fn circuit(&self, f: &Forward, breaker: &CircuitBreaker, ok: bool) {
         let m = metrics();

@@ -9,6 +9,7 @@ const SCREENED_BODY_BYTES: usize = 64 << 10;
 use super::access::Record;
 use super::admission::{client_headers, ClientHeaders, Limits};
 use super::channel::Channel;
+use super::forwarder::Scope;
 use super::out::Out;
 use super::replay::{Kind, Unresumable};
 use super::{header, send, Ctx, Gateway, Step};
@@ -169,6 +170,11 @@ impl Gateway {
             Out::Http(_) => fingerprint,
             Out::Events(_) => None,
         };
+        let at = Scope {
+            routes,
+            server,
+            client,
+        };
         let mut seen = transport::Seen::default();
         let outcome = transport::handle(server, info, body, &gate, &mut seen);
         rec.method = seen.method.unwrap_or_default();
@@ -179,9 +185,7 @@ impl Gateway {
         let reply = match outcome {
             Outcome::Reply(reply) => reply,
             Outcome::Subscribe(subscribe) => {
-                rec.outcome = self
-                    .subscriptions(out, routes, server, client, subscribe)
-                    .await?;
+                rec.outcome = self.calls.subscriptions(out, at, subscribe).await?;
                 return Ok(None);
             }
             Outcome::Initialize {
@@ -193,8 +197,7 @@ impl Gateway {
                     .sessions_opened
                     .with_label_values(&[server.name.as_str()])
                     .inc();
-                self.open_session(routes, server, client, id, result, session)
-                    .await
+                self.calls.open_session(at, id, result, session).await
             }
             Outcome::Fanout {
                 id,
@@ -202,8 +205,7 @@ impl Gateway {
                 params,
                 session,
             } => {
-                self.fanout(routes, server, &method, &params, &session)
-                    .await;
+                self.calls.fanout(at, &method, &params, &session).await;
                 Reply::json(200, &jsonrpc::result_response(&id, json!({})))
             }
             Outcome::Notify {
@@ -211,8 +213,7 @@ impl Gateway {
                 params,
                 session,
             } => {
-                self.fanout(routes, server, &method, &params, &session)
-                    .await;
+                self.calls.fanout(at, &method, &params, &session).await;
                 Reply::empty(202)
             }
             Outcome::Relay {
@@ -221,8 +222,7 @@ impl Gateway {
                 session,
             } => {
                 rec.upstream = upstream.clone();
-                self.relay(routes, server, client, &upstream, &message, &session)
-                    .await
+                self.calls.relay(at, &upstream, &message, &session).await
             }
             Outcome::Listen(mcp_session) => {
                 let last_event_id = match out {
@@ -230,10 +230,10 @@ impl Gateway {
                     Out::Events(_) => None,
                 };
                 let fp = resumable.as_deref().unwrap_or_default();
-                let from = match last_event_id.map(|id| self.replays.resume(&id, fp)) {
+                let from = match last_event_id.map(|id| self.calls.replays.resume(&id, fp)) {
                     None => ListenFrom::Fresh(resumable.as_deref()),
                     Some(Ok((reader, seq))) if reader.replay().kind() == Kind::Call => {
-                        rec.outcome = self.resume_call(out, reader, seq).await?;
+                        rec.outcome = self.calls.resume_call(out, reader, seq).await?;
                         return Ok(None);
                     }
                     Some(Ok((reader, seq))) => ListenFrom::Resumed(reader, seq),
@@ -249,21 +249,18 @@ impl Gateway {
                     // A GET stream this data plane no longer has: a fresh one is the best offer.
                     Some(Err(_)) => ListenFrom::Fresh(resumable.as_deref()),
                 };
-                rec.outcome = self
-                    .listen(out, routes, server, client, &mcp_session, from)
-                    .await?;
+                rec.outcome = self.calls.listen(out, at, &mcp_session, from).await?;
                 return Ok(None);
             }
             Outcome::Terminate(session) => {
                 self.end_session(routes, server, &session);
                 Reply::empty(200)
             }
-            Outcome::ListTasks { id, session } => {
-                self.list_tasks(routes, server, client, id, &session).await
-            }
+            Outcome::ListTasks { id, session } => self.calls.list_tasks(at, id, &session).await,
             Outcome::Task { id, method, params } => {
                 let caller = info.caller.subject.clone();
-                self.task_request(routes, server, client, &caller, (id, method, params))
+                self.calls
+                    .task_request(at, &caller, (id, method, params))
                     .await
             }
             Outcome::Forward(mut f) => {
@@ -273,7 +270,8 @@ impl Gateway {
                 }
                 rec.upstream = f.upstream.clone();
                 rec.outcome = self
-                    .forward(out, routes, server, *f, resumable.as_deref())
+                    .calls
+                    .forward(out, at, *f, resumable.as_deref())
                     .await?;
                 return Ok(None);
             }
@@ -357,8 +355,9 @@ impl Gateway {
             .iter()
             .filter_map(|(name, r)| Some((name.clone(), r.id.clone()?)))
             .collect();
-        self.outstanding.forget(&keys);
-        self.upstreams
+        self.calls.outstanding.forget(&keys);
+        self.calls
+            .upstreams
             .close_for(session, &|name| routes.upstream(name));
     }
 

@@ -6,11 +6,11 @@
 //! subscription's own, subscribes there, and passes on that session's
 //! `notifications/resources/updated`; the session ends with the stream.
 
-use super::admission::{client_headers, ClientHeaders};
+use super::admission::client_headers;
+use super::forwarder::{Forwarder, Scope};
 use super::out::Out;
-use super::Gateway;
 use crate::metrics::{metrics, Served, Tracked};
-use crate::routes::{Routes, ServerView, UpstreamEntry};
+use crate::routes::{ServerView, UpstreamEntry};
 use crate::upstreams::CallOptions;
 use crate::{jsonrpc, transport};
 use futures::StreamExt;
@@ -58,15 +58,17 @@ struct Honored {
     watched: HashSet<String>,
 }
 
-impl Gateway {
+impl Forwarder {
     /// Serves a `subscriptions/listen` stream until the client leaves (or the server is
     /// no longer served here, which ends it gracefully with its result).
     pub(super) async fn subscriptions(
         &self,
         out: &mut Out<'_>,
-        routes: &Routes,
-        server: &ServerView,
-        client: &ClientHeaders,
+        Scope {
+            routes,
+            server,
+            client,
+        }: Scope<'_>,
         subscribe: transport::Subscribe,
     ) -> Result<Served> {
         let transport::Subscribe {

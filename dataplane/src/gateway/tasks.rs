@@ -13,9 +13,10 @@
 //! task with an `isError` result; only a JSON-RPC error makes a `failed` one. The task's
 //! upstream session ends once its time to live is over.
 
-use super::admission::{client_headers, ClientHeaders};
+use super::admission::client_headers;
+use super::forwarder::{Forwarder, Scope};
 use super::out::Out;
-use super::{Gateway, DEFAULT_IDLE};
+use super::DEFAULT_IDLE;
 use crate::errors::GatewayError;
 use crate::jsonrpc;
 use crate::jsonrpc::RpcError;
@@ -165,18 +166,17 @@ fn session_end(task: &Value) -> Instant {
     Instant::now() + life
 }
 
-impl Gateway {
+impl Forwarder {
     /// Calls a tool as a task for a stateless client that follows tasks: the upstream's
     /// `CreateTaskResult` as the tasks extension shapes it (or the tool's plain result, if
     /// the upstream ran it at once).
     pub(super) async fn create_task(
         &self,
         out: &mut Out<'_>,
-        routes: &Routes,
-        server: &ServerView,
+        at: Scope<'_>,
         f: Forward,
     ) -> Result<Served> {
-        let reply = self.created(routes, server, &f).await;
+        let reply = self.created(at.routes, at.server, &f).await;
         let outcome = reply.outcome();
         out.reply(reply).await.map(|()| outcome)
     }
@@ -296,9 +296,11 @@ impl Gateway {
     /// Answers a stateless client's `tasks/get`, `tasks/update` or `tasks/cancel`.
     pub(super) async fn task_request(
         &self,
-        routes: &Routes,
-        server: &ServerView,
-        client: &ClientHeaders,
+        Scope {
+            routes,
+            server,
+            client,
+        }: Scope<'_>,
         caller: &str,
         (id, method, params): (Value, String, Value),
     ) -> Reply {
@@ -504,9 +506,11 @@ impl Gateway {
     /// by. An upstream that fails is left out and logged.
     pub(super) async fn list_tasks(
         &self,
-        routes: &Routes,
-        server: &ServerView,
-        client: &ClientHeaders,
+        Scope {
+            routes,
+            server,
+            client,
+        }: Scope<'_>,
         id: Value,
         session: &crate::session::Session,
     ) -> Reply {
@@ -638,7 +642,7 @@ struct TaskCall<'a> {
 
 impl TaskCall<'_> {
     /// `method` for this task (its only parameter the upstream's task id).
-    async fn ask(&self, gateway: &Gateway, method: &str) -> std::result::Result<Value, RpcError> {
+    async fn ask(&self, gateway: &Forwarder, method: &str) -> std::result::Result<Value, RpcError> {
         gateway
             .ask_upstream(
                 &Asked {
