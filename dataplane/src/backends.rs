@@ -18,14 +18,20 @@ use switchboard_config::kinds::upstream::McpTransport;
 use switchboard_upstream::backend::{Answer, AnswerError, CallOptions, Caller};
 use switchboard_upstream::{is_event_stream, json_events, UpstreamError};
 
-/// The caller for a call to `name` (in `client`'s session, when it has one), or the name of
-/// the upstream's kind when this data plane cannot call that kind.
+/// An upstream of a kind this data plane cannot call (named by the kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this data plane cannot call upstreams of kind `{kind}`")]
+pub struct NoCaller {
+    pub kind: &'static str,
+}
+
+/// The caller for a call to `name` (in `client`'s session, when it has one).
 pub fn caller_for<'a>(
     pool: &'a UpstreamPool,
     name: &'a str,
     spec: &'a UpstreamEntry,
     client: Option<&'a Session>,
-) -> Result<Box<dyn Caller + 'a>, &'static str> {
+) -> Result<Box<dyn Caller + 'a>, NoCaller> {
     match spec.mcp.as_ref().map(|m| &m.transport) {
         Some(McpTransport::StreamableHttp) => Ok(Box::new(McpStreamable {
             pool,
@@ -34,7 +40,9 @@ pub fn caller_for<'a>(
             client,
         })),
         Some(McpTransport::Sse) => Ok(Box::new(McpLegacy { pool, name, spec })),
-        None => Err(kind_of(spec)),
+        None => Err(NoCaller {
+            kind: kind_of(spec),
+        }),
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use switchboard_config::kinds::upstream::{
     McpTransport, McpUpstream, OpenApiUpstream, StdioUpstream, UpstreamSpec,
 };
-use switchboard_dataplane::backends::caller_for;
+use switchboard_dataplane::backends::{caller_for, NoCaller};
 use switchboard_dataplane::routes::UpstreamEntry;
 use switchboard_dataplane::upstreams::UpstreamPool;
 use switchboard_testkit::ServerEverything;
@@ -138,7 +138,7 @@ fn kinds_this_data_plane_cannot_call_are_named() {
     });
     assert_eq!(
         caller_for(&pool, "api", &openapi, None).err(),
-        Some("openapi")
+        Some(NoCaller { kind: "openapi" })
     );
     // A stdio upstream this data plane does not run has no local endpoint (no `mcp`).
     let stdio = UpstreamEntry::plain(UpstreamSpec {
@@ -147,8 +147,10 @@ fn kinds_this_data_plane_cannot_call_are_named() {
         ),
         ..UpstreamSpec::default()
     });
+    let refused = caller_for(&pool, "child", &stdio, None).err();
+    assert_eq!(refused, Some(NoCaller { kind: "stdio" }));
     assert_eq!(
-        caller_for(&pool, "child", &stdio, None).err(),
-        Some("stdio")
+        refused.map(|e| e.to_string()).unwrap_or_default(),
+        "this data plane cannot call upstreams of kind `stdio`"
     );
 }

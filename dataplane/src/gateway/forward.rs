@@ -9,7 +9,7 @@ use super::out::{Events, Out};
 use super::replay::Kind;
 use super::resilience::CallError;
 use super::DEFAULT_IDLE;
-use crate::backends::caller_for;
+use crate::backends::{caller_for, NoCaller};
 use crate::errors::GatewayError;
 use crate::metrics::{metrics, Served, Tracked};
 use crate::routes::{Routes, ServerView, UpstreamEntry};
@@ -152,7 +152,7 @@ impl Forwarder {
         // the same for every kind.
         let caller = match caller_for(&self.upstreams, &f.upstream, &spec, f.session.as_ref()) {
             Ok(caller) => caller,
-            Err(kind) => {
+            Err(NoCaller { kind }) => {
                 let e = GatewayError::KindNotCalled {
                     upstream: f.upstream.clone(),
                     kind,
