@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod clashes;
 pub mod diagnostic;
+pub mod duration;
 pub mod kinds;
 pub mod object;
 pub mod parse;

@@ -71,9 +71,29 @@ struct Head {
     kind: Option<serde_yaml::Value>,
 }
 
-/// Parses every document of one file; returns what parsed and every error found.
+/// Largest YAML source read (one file, or one apply's text): far beyond any real
+/// configuration, and small enough that parsing it cannot exhaust memory.
+pub const MAX_SOURCE_BYTES: usize = 16 << 20;
+
+/// Parses every document of one file; returns what parsed and every error found. Sources
+/// larger than [`MAX_SOURCE_BYTES`] or nested deeper than
+/// [`crate::positions::MAX_NESTING`] are refused before anything walks them.
 pub fn parse_source(file: &str, text: &str) -> (Vec<Located>, Vec<Diagnostic>) {
     let file: Arc<str> = Arc::from(file);
+    if text.len() > MAX_SOURCE_BYTES {
+        let d = Diagnostic {
+            file: file.to_string(),
+            document: None,
+            line: None,
+            column: None,
+            field: String::new(),
+            message: format!(
+                "the source is {} bytes; at most {MAX_SOURCE_BYTES} are read",
+                text.len()
+            ),
+        };
+        return (Vec::new(), vec![d]);
+    }
     let spans = match index_documents(text) {
         Ok(spans) => spans,
         Err(e) => {

@@ -84,10 +84,17 @@ enum Frame {
     },
 }
 
+/// Deepest nesting of mappings and sequences read. Resources nest a dozen levels at most;
+/// what is deeper is refused before any recursive walk (serde's, or a drop of the value)
+/// could exhaust the stack, and it keeps every path in the index short.
+pub const MAX_NESTING: usize = 64;
+
 #[derive(Default)]
 struct Builder {
     docs: Vec<DocumentSpan>,
     stack: Vec<Frame>,
+    /// Where the nesting first went past [`MAX_NESTING`], and in which document.
+    too_deep: Option<(usize, Position)>,
 }
 
 impl Builder {
@@ -119,6 +126,12 @@ impl Builder {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let pos = Position::from(mark);
+        let opens = matches!(ev, Event::MappingStart(..) | Event::SequenceStart(..));
+        if opens && self.stack.len() >= MAX_NESTING {
+            let doc = self.docs.len().saturating_sub(1);
+            self.too_deep.get_or_insert((doc, pos));
+            return;
+        }
         match ev {
             Event::DocumentStart => {
                 self.docs.push(DocumentSpan {
@@ -181,17 +194,36 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
-/// Splits a YAML stream into documents and indexes each one's node positions.
+/// Splits a YAML stream into documents and indexes each one's node positions. The events
+/// are read one by one (yaml-rust2's `load` recurses once per level, so a deep enough
+/// document would exhaust the stack), and reading stops where the nesting passes
+/// [`MAX_NESTING`].
 pub fn index_documents(text: &str) -> Result<Vec<DocumentSpan>, SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    match parser.load(&mut builder, true) {
-        Ok(()) => Ok(builder.docs),
-        Err(e) => Err(SyntaxError {
-            document: builder.docs.len().saturating_sub(1),
-            position: Position::from(*e.marker()),
-            message: e.info().to_string(),
-        }),
+    loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) => return Ok(builder.docs),
+            Ok((ev, mark)) => {
+                builder.on_event(ev, mark);
+                if let Some((document, position)) = builder.too_deep {
+                    return Err(SyntaxError {
+                        document,
+                        position,
+                        message: format!(
+                            "mappings and sequences nest deeper than {MAX_NESTING} levels here"
+                        ),
+                    });
+                }
+            }
+            Err(e) => {
+                return Err(SyntaxError {
+                    document: builder.docs.len().saturating_sub(1),
+                    position: Position::from(*e.marker()),
+                    message: e.info().to_string(),
+                })
+            }
+        }
     }
 }
 
@@ -221,6 +253,24 @@ mod tests {
         assert_eq!(docs[1].index.locate("kind").map(|p| p.line), Some(7));
         // A mapping in a sequence is positioned at its first key, not at its first `:`.
         assert_eq!(ix.locate("b.d[0]"), Some(Position { line: 5, column: 7 }));
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_refused_where_it_starts() {
+        // 100 000 nested block sequences (200 KB): refused at once, with little memory.
+        let bomb = "- ".repeat(100_000) + "x\n";
+        let err = index_documents(&bomb).expect_err("too deep");
+        assert_eq!(err.position.line, 1);
+        assert_eq!(err.position.column, 2 * MAX_NESTING + 1, "{err:?}");
+        assert!(err.message.contains("deeper than 64 levels"), "{err:?}");
+        // Flow style, and in a later document.
+        let flow = format!("a: 1\n---\nb: {}{}\n", "[".repeat(500), "]".repeat(500));
+        let err = index_documents(&flow).expect_err("too deep");
+        assert_eq!((err.document, err.position.line), (1, 3), "{err:?}");
+        // The limit itself is fine.
+        let deepest = "- ".repeat(MAX_NESTING) + "x\n";
+        let docs = index_documents(&deepest).expect("64 levels are read");
+        assert!(docs[0].index.locate(&"[0]".repeat(MAX_NESTING)).is_some());
     }
 
     #[test]

@@ -231,6 +231,34 @@ fn bad_duration() {
 }
 
 #[test]
+fn durations_past_a_year_are_refused_where_they_are_written() {
+    // Big enough to overflow the clock of whoever schedules by it.
+    let text = "kind: RateLimitPolicy\nmetadata:\n  name: rl\nspec:\n  requests: 10\n  per: 10000000000d\n";
+    one_error(
+        text,
+        0,
+        6,
+        "spec.per",
+        "`10000000000d` is longer than the longest duration accepted (365 days)",
+    );
+    let text = "kind: Upstream\nmetadata:\n  name: u\nspec:\n  mcp:\n    url: http://127.0.0.1:1/mcp\n  circuitBreaker:\n    openFor: 500000000000000s\n";
+    one_error(
+        text,
+        0,
+        8,
+        "spec.circuitBreaker.openFor",
+        "longer than the longest duration",
+    );
+    // A year itself is fine.
+    let text = "kind: RateLimitPolicy\nmetadata:\n  name: rl\nspec:\n  requests: 10\n  per: 365d\n";
+    assert!(switchboard_config::load_sources(&[Source {
+        name: "f.yaml".into(),
+        text: text.into()
+    }])
+    .is_ok());
+}
+
+#[test]
 fn wrong_api_version() {
     let text = format!("apiVersion: v2\n{UPSTREAM}");
     one_error(&text, 0, 1, "apiVersion", "unsupported apiVersion `v2`");
@@ -456,4 +484,31 @@ fn a_listener_secret_needs_a_certificate_and_key() {
         "needs `tls.key`",
     );
     assert!(e.message.contains("PEM"), "{e}");
+}
+
+#[test]
+fn oversized_and_overnested_sources_are_refused_before_parsing() {
+    let big = "#".repeat(switchboard_config::parse::MAX_SOURCE_BYTES + 1);
+    let (parsed, errors) = switchboard_config::parse_source("big.yaml", &big);
+    assert!(parsed.is_empty());
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].message.contains("at most 16777216 are read"),
+        "{}",
+        errors[0]
+    );
+    // A document nested past the limit inside a valid resource.
+    let deep = format!(
+        "apiVersion: switchboard.dev/v1\nkind: Prompt\nmetadata:\n  name: p\nspec:\n  template: x\n  description: {}{}\n",
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    let (parsed, errors) = switchboard_config::parse_source("deep.yaml", &deep);
+    assert!(parsed.is_empty());
+    assert_eq!(
+        (errors[0].line, errors[0].column),
+        (Some(7), Some(15 + 63)),
+        "{}",
+        errors[0]
+    );
 }

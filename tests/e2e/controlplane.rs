@@ -14,18 +14,18 @@ use tokio::sync::watch;
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 const WAIT: Duration = Duration::from_secs(20);
 
-fn examples() -> std::path::PathBuf {
+pub(crate) fn examples() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
 /// One control-plane replica process.
-struct ControlPlane {
-    process: ManagedProcess,
+pub(crate) struct ControlPlane {
+    pub(crate) process: ManagedProcess,
     port: u16,
 }
 
 impl ControlPlane {
-    async fn start(port: u16, store_args: &[&str]) -> ControlPlane {
+    pub(crate) async fn start(port: u16, store_args: &[&str]) -> ControlPlane {
         let mut cmd = switchboard_testkit::switchboard(BIN);
         cmd.args(["controlplane", "--listen", &format!("127.0.0.1:{port}")])
             .args(store_args)
@@ -42,7 +42,7 @@ impl ControlPlane {
     }
 
     /// Runs a CLI command against this replica.
-    fn cli(&self, args: &[&str]) -> Output {
+    pub(crate) fn cli(&self, args: &[&str]) -> Output {
         let out = switchboard_testkit::switchboard(BIN)
             .args(args)
             .args(["--server", &self.url()])
@@ -51,7 +51,7 @@ impl ControlPlane {
         out
     }
 
-    fn cli_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
         assert!(
             out.status.success(),

@@ -9,6 +9,7 @@ mod controlplane;
 mod controlplane_tls;
 mod dataplane;
 mod discovery;
+mod hardening;
 mod mcp_full;
 mod observability;
 mod policies;

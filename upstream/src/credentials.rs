@@ -17,6 +17,24 @@ const RENEW_EARLY: Duration = Duration::from_secs(30);
 /// Assumed lifetime when the token endpoint gives none.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 
+/// Longest a token is kept, whatever the token endpoint says (an `expires_in` of any size
+/// must not overflow the clock).
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// When a token issued at `now` with the token response `parsed` is fetched again: a little
+/// before its `expires_in` (bounded), and not sooner than a second from now.
+fn renew_at(now: Instant, parsed: &serde_json::Value) -> Instant {
+    let lifetime = parsed
+        .get("expires_in")
+        .and_then(serde_json::Value::as_u64)
+        .map_or(DEFAULT_LIFETIME, |secs| {
+            Duration::from_secs(secs.min(MAX_LIFETIME.as_secs()))
+        });
+    now + lifetime
+        .saturating_sub(RENEW_EARLY)
+        .max(Duration::from_secs(1))
+}
+
 /// Headers and an optional OAuth2 grant; `Debug` never shows values.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
@@ -182,15 +200,28 @@ async fn token(http: &reqwest::Client, grant: &OAuth2Grant) -> Result<String, Up
             reason: "OAuth2 token response has no access_token".into(),
         })?
         .to_string();
-    let lifetime = parsed
-        .get("expires_in")
-        .and_then(|e| e.as_u64())
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_LIFETIME);
-    let until = Instant::now()
-        + lifetime
-            .saturating_sub(RENEW_EARLY)
-            .max(Duration::from_secs(1));
+    let until = renew_at(Instant::now(), &parsed);
     lock().insert(key, (token.clone(), until));
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn any_expires_in_gives_a_renewal_time_without_overflow() {
+        let now = Instant::now();
+        let at = |v| renew_at(now, &v) - now;
+        assert_eq!(at(json!({"expires_in": 3600})), Duration::from_secs(3570));
+        assert_eq!(at(json!({})), Duration::from_secs(270));
+        assert_eq!(at(json!({"expires_in": 0})), Duration::from_secs(1));
+        // Once enough to panic adding it to the clock.
+        assert_eq!(
+            at(json!({"expires_in": u64::MAX})),
+            MAX_LIFETIME - RENEW_EARLY
+        );
+        assert_eq!(at(json!({"expires_in": -5})), Duration::from_secs(270));
+    }
 }

@@ -73,7 +73,7 @@ pub struct JwtAuth {
     /// Keys given inline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<JwtKey>,
-    #[serde(default = "default_clock_skew", with = "humantime_serde")]
+    #[serde(default = "default_clock_skew", with = "crate::duration")]
     pub clock_skew: Duration,
     /// Forward the client's token to upstreams (off: tokens stop at the gateway).
     #[serde(default)]
@@ -82,7 +82,7 @@ pub struct JwtAuth {
     /// unknown fetches it at once (at most once a second), so rotations need no restart.
     #[serde(
         default,
-        with = "humantime_serde::option",
+        with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub jwks_refresh: Option<Duration>,

@@ -8,7 +8,7 @@ use std::time::Duration;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RateLimitPolicySpec {
     pub requests: u64,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration")]
     pub per: Duration,
     /// Extra requests allowed in a burst (default: `requests`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

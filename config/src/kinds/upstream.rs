@@ -66,13 +66,13 @@ pub struct RetryPolicy {
     /// First backoff (default 100ms), doubled each retry up to `maxBackoff` (default 2s).
     #[serde(
         default,
-        with = "humantime_serde::option",
+        with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub backoff: Option<Duration>,
     #[serde(
         default,
-        with = "humantime_serde::option",
+        with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub max_backoff: Option<Duration>,
@@ -131,7 +131,7 @@ pub struct CircuitBreaker {
     /// How long it stays open before a trial call (default 10s).
     #[serde(
         default,
-        with = "humantime_serde::option",
+        with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub open_for: Option<Duration>,
@@ -161,7 +161,7 @@ pub struct DiscoverySettings {
     /// Periodic re-listing (default 5m); list_changed notifications refresh at once anyway.
     #[serde(
         default,
-        with = "humantime_serde::option",
+        with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub refresh_interval: Option<Duration>,
@@ -189,14 +189,14 @@ pub struct HealthCheck {
     /// Time between checks (default 10s).
     #[serde(
         default,
-        with = "humantime_serde::option",
+        with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub interval: Option<Duration>,
     /// Longest a check may take (default 5s).
     #[serde(
         default,
-        with = "humantime_serde::option",
+        with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
@@ -343,7 +343,7 @@ pub struct StdioUpstream {
     /// (default 10m); the session's next request starts a new one.
     #[serde(
         default,
-        with = "humantime_serde::option",
+        with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub idle_timeout: Option<Duration>,
@@ -429,21 +429,21 @@ pub struct GrpcUpstream {
 pub struct Timeouts {
     #[serde(
         default,
-        with = "humantime_serde::option",
+        with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub connect: Option<Duration>,
     /// Until the first response byte.
     #[serde(
         default,
-        with = "humantime_serde::option",
+        with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub request: Option<Duration>,
     /// Longest silence inside a streamed response.
     #[serde(
         default,
-        with = "humantime_serde::option",
+        with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub idle: Option<Duration>,
