@@ -1,28 +1,40 @@
 //! Which [`Caller`] executes a call to an upstream, by the upstream's kind: the data plane's
 //! half of the backend registry (the control plane's is
-//! `switchboard_upstream::backend::discovery_for`). The gateway forwards every call through
-//! the caller found here, so a new kind plugs in with a `Caller` and one arm below, and
-//! everything around the call (routing, policies, retries, circuit breaking, relaying,
-//! metrics) stays as it is.
+//! `switchboard_upstream::backend::discovery_for`). The gateway sends every forwarded
+//! request (a tool call, a prompt, a resource read, a listing) through the caller found
+//! here, so a new kind plugs in with a `Caller` and one arm below, and everything around the
+//! call (routing, policies, retries, circuit breaking, relaying, metrics) stays as it is.
 //!
 //! MCP is the first kind: its callers use the session pool (`upstreams`), in the client's
-//! own upstream session when it has one. MCP-only features (questions on GET streams, held
-//! calls, tasks, subscriptions) are layered on top by the gateway for MCP upstreams only.
+//! own upstream session when it has one. What lives in MCP sessions (questions on GET
+//! streams, held calls, tasks, subscriptions, answers relayed to an upstream's questions)
+//! is layered on top by the gateway for MCP upstreams only, and uses the pool directly.
 
 use crate::routes::UpstreamEntry;
 use crate::session::Session;
 use crate::upstreams::UpstreamPool;
 use async_trait::async_trait;
 use serde_json::Value;
-use switchboard_config::kinds::upstream::McpTransport;
+use switchboard_config::kinds::upstream::{McpTransport, UpstreamKind};
 use switchboard_upstream::backend::{Answer, AnswerError, CallOptions, Caller};
 use switchboard_upstream::{is_event_stream, json_events, UpstreamError};
 
-/// An upstream of a kind this data plane cannot call (named by the kind).
+/// An upstream of a kind this data plane cannot call (a stdio upstream it does not run, or
+/// a kind no backend serves yet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("this data plane cannot call upstreams of kind `{kind}`")]
+#[error("{}", no_caller_message(*.kind))]
 pub struct NoCaller {
-    pub kind: &'static str,
+    /// None for a spec that declares no kind (validation refuses those).
+    pub kind: Option<UpstreamKind>,
+}
+
+/// What [`NoCaller`] says.
+pub fn no_caller_message(kind: Option<UpstreamKind>) -> String {
+    match kind {
+        Some(UpstreamKind::Stdio) => "a stdio upstream this data plane does not run".into(),
+        Some(kind) => format!("of kind `{kind}`, which this data plane cannot call"),
+        None => "of no kind this data plane knows".into(),
+    }
 }
 
 /// The caller for a call to `name` (in `client`'s session, when it has one).
@@ -40,24 +52,8 @@ pub fn caller_for<'a>(
             client,
         })),
         Some(McpTransport::Sse) => Ok(Box::new(McpLegacy { pool, name, spec })),
-        None => Err(NoCaller {
-            kind: kind_of(spec),
-        }),
-    }
-}
-
-/// The kind an upstream declares, for errors.
-fn kind_of(spec: &UpstreamEntry) -> &'static str {
-    if spec.openapi.is_some() {
-        "openapi"
-    } else if spec.a2a.is_some() {
-        "a2a"
-    } else if spec.grpc.is_some() {
-        "grpc"
-    } else if spec.stdio.is_some() {
-        "stdio"
-    } else {
-        "unknown"
+        // A stdio upstream this data plane runs has its local bridge as `mcp`.
+        None => Err(NoCaller { kind: spec.kind() }),
     }
 }
 

@@ -9,15 +9,18 @@
 
 use crate::jsonrpc::{self, RpcError};
 use crate::metrics::Served;
-use crate::transport::Reply;
+use crate::reply::Reply;
 use serde_json::{json, Value};
 use std::time::Duration;
+use switchboard_config::kinds::upstream::UpstreamKind;
 use switchboard_upstream::UpstreamError;
 
 /// Why the gateway refused a request or could not get a call answered.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum GatewayError {
     // The edge: transport rules, origins and connections.
+    #[error("no virtual server named `{0}`")]
+    UnknownServer(String),
     #[error("this endpoint offers no server-initiated SSE stream; use POST")]
     NoServerStream,
     #[error("method not allowed")]
@@ -69,10 +72,10 @@ pub(crate) enum GatewayError {
     Unhealthy { upstream: String, why: String },
     #[error("upstream `{upstream}` keeps failing on this gateway; not calling it for another {:.1}s (circuit open)", .left.as_secs_f64())]
     CircuitOpen { upstream: String, left: Duration },
-    #[error("{}", kind_not_called(.upstream, .kind))]
+    #[error("upstream `{upstream}` is {}", crate::backends::no_caller_message(*.kind))]
     KindNotCalled {
         upstream: String,
-        kind: &'static str,
+        kind: Option<UpstreamKind>,
     },
     #[error("upstream `{upstream}` failed: {source}")]
     Failed {
@@ -119,6 +122,8 @@ pub(crate) enum GatewayError {
     NoSessionOpened(String),
     #[error("upstream `{0}` created a task without a taskId")]
     TaskWithoutId(String),
+    #[error("upstream `{0}` answered neither a result nor an error")]
+    NeitherResultNorError(String),
     /// A parameter a request needs (named with its type).
     #[error("{0} is required")]
     MissingParam(&'static str),
@@ -145,24 +150,12 @@ pub(crate) fn unhealthy_message(upstream: &str, why: &str) -> String {
     }
 }
 
-/// What a client is told when it calls an upstream of a kind this data plane cannot call.
-fn kind_not_called(upstream: &str, kind: &str) -> String {
-    match kind {
-        "stdio" => {
-            format!("upstream `{upstream}` is a stdio upstream this data plane does not run")
-        }
-        _ => {
-            format!("upstream `{upstream}` is of kind `{kind}`, which this data plane cannot call")
-        }
-    }
-}
-
 impl GatewayError {
     /// The JSON-RPC error the client gets. Errors about an upstream name it in `data`,
     /// except where a stream already carried that upstream's events.
     pub(crate) fn rpc(&self) -> RpcError {
         let upstream = match self {
-            GatewayError::NotServed(u) => Some(u),
+            GatewayError::NotServed(u) | GatewayError::NeitherResultNorError(u) => Some(u),
             GatewayError::Unhealthy { upstream, .. }
             | GatewayError::CircuitOpen { upstream, .. }
             | GatewayError::KindNotCalled { upstream, .. }
@@ -181,7 +174,8 @@ impl GatewayError {
             | E::MissingParam(_)
             | E::UnknownTask(_)
             | E::TaskUpstreamGone { .. } => jsonrpc::INVALID_PARAMS,
-            E::NoServerStream
+            E::UnknownServer(_)
+            | E::NoServerStream
             | E::MethodNotAllowed
             | E::MissingSession
             | E::UnknownSession
@@ -214,7 +208,10 @@ impl GatewayError {
         match self {
             E::NoServerStream | E::MethodNotAllowed => 405,
             E::MissingSession | E::TooDeep { .. } => 400,
-            E::UnknownSession | E::UnknownLegacyClient | E::AnswerForUnknown(_) => 404,
+            E::UnknownServer(_)
+            | E::UnknownSession
+            | E::UnknownLegacyClient
+            | E::AnswerForUnknown(_) => 404,
             E::NotJson => 415,
             E::NotAcceptable => 406,
             E::OriginRefused(_) => 403,
@@ -247,6 +244,7 @@ impl GatewayError {
             | GatewayError::AnswerNotRelayed { .. }
             | GatewayError::NoSessionOpened(_)
             | GatewayError::TaskWithoutId(_)
+            | GatewayError::NeitherResultNorError(_)
             | GatewayError::PassThroughFailed { .. } => Served::UpstreamError,
             GatewayError::OtherPrincipal | GatewayError::OriginRefused(_) => Served::Forbidden,
             _ => Served::Error,
@@ -341,6 +339,12 @@ mod tests {
             after: Duration::from_secs(1),
         };
         let rows: Vec<(E, u16, i64, &str)> = vec![
+            (
+                E::UnknownServer("x".into()),
+                404,
+                jsonrpc::INVALID_REQUEST,
+                "no virtual server named `x`",
+            ),
             (
                 E::NoServerStream,
                 405,
@@ -542,7 +546,7 @@ mod tests {
         assert_eq!(E::TooManyTasks.status(true), 200);
         let kind = E::KindNotCalled {
             upstream: "api".into(),
-            kind: "openapi",
+            kind: Some(UpstreamKind::OpenApi),
         };
         assert_eq!(
             kind.to_string(),

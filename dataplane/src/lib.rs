@@ -10,6 +10,7 @@ pub mod listener_tls;
 pub mod mcp;
 pub mod metrics;
 pub mod policy;
+pub mod reply;
 pub mod routes;
 pub mod server;
 pub mod session;

@@ -5,9 +5,9 @@ use crate::errors::GatewayError;
 use crate::jsonrpc::{self, Message, RpcError};
 use crate::mcp::modern::{self, RoutingHeaders};
 use crate::mcp::{local, versions};
-use crate::metrics::Served;
 use crate::policy::auth::Principal;
 use crate::policy::authz::{target_of, Target};
+pub use crate::reply::Reply;
 use crate::routes::{ServerView, TaskSupport};
 use crate::session::Session;
 use serde_json::{json, Value};
@@ -154,57 +154,9 @@ pub fn screen(
         .map(|refusal| refusal.reply(&id, stateless))
 }
 
-/// A complete HTTP answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
-    /// The JSON-RPC error code the body carries, if any (for metrics and logs).
-    pub error_code: Option<i64>,
-}
-
-impl Reply {
-    /// A JSON body with a status.
-    pub fn json(status: u16, body: &Value) -> Reply {
-        Reply {
-            status,
-            headers: vec![("content-type", "application/json".into())],
-            body: body.to_string().into_bytes(),
-            error_code: body.pointer("/error/code").and_then(Value::as_i64),
-        }
-    }
-
-    /// A status with no body.
-    pub fn empty(status: u16) -> Reply {
-        Reply {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-            error_code: None,
-        }
-    }
-
-    /// How this answer reads in metrics and the access log.
-    pub fn outcome(&self) -> Served {
-        match (self.status, self.error_code) {
-            (401, _) => Served::Unauthorized,
-            (429, _) | (_, Some(jsonrpc::RATE_LIMITED)) => Served::RateLimited,
-            (403, _) | (_, Some(jsonrpc::FORBIDDEN)) => Served::Forbidden,
-            (_, Some(_)) => Served::Error,
-            (s, None) if s >= 400 => Served::Error,
-            _ => Served::Ok,
-        }
-    }
-
-    /// A JSON-RPC error carried with an HTTP error status (for transport-level failures).
-    pub fn rpc_error(status: u16, code: i64, message: impl Into<String>) -> Reply {
-        Reply::json(
-            status,
-            &jsonrpc::error_response(&Value::Null, &RpcError::new(code, message)),
-        )
-    }
-}
+/// Most resource URIs one `subscriptions/listen` may name; each costs an upstream
+/// subscription, so the rest are not honored.
+pub const MAX_LISTEN_URIS: usize = 64;
 
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -625,12 +577,22 @@ fn stateless(server: &ServerView, req: &RequestInfo, message: Message, gate: &dy
         if !filter.is_object() {
             return fail(GatewayError::ListenWithoutFilter.rpc());
         }
+        // Resources the caller may not subscribe to are not honored, like those no one
+        // serves; past MAX_LISTEN_URIS none are (each costs an upstream subscription).
         let routes = filter
             .get("resourceSubscriptions")
             .and_then(Value::as_array)
             .map(|uris| {
                 uris.iter()
                     .filter_map(Value::as_str)
+                    .take(MAX_LISTEN_URIS)
+                    .filter(|uri| {
+                        server.authz.allows(
+                            &req.caller,
+                            "resources/subscribe",
+                            Target::Resource(uri),
+                        )
+                    })
                     .map(|uri| {
                         let upstream = (!server.resources.contains_key(uri))
                             .then(|| {
@@ -816,14 +778,6 @@ pub fn initialized(server: &ServerView, id: &Value, result: Value, session: &Ses
     reply
 }
 
-/// The body of a 404 for a path that names no virtual server.
-pub fn unknown_server(name: &str) -> Reply {
-    Reply::json(
-        404,
-        &json!({"jsonrpc": "2.0", "id": null, "error": {"code": jsonrpc::INVALID_REQUEST, "message": format!("no virtual server named `{name}`")}}),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -864,6 +818,39 @@ mod tests {
             format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{{{META}}}}}"#)
                 .as_bytes(),
         )
+    }
+
+    #[test]
+    fn a_listen_names_only_resources_the_caller_may_subscribe_to_and_not_too_many() {
+        let mut s = view();
+        s.authz = crate::policy::authz::Rules::compile(
+            &serde_yaml::from_str("rules:\n  - action: deny\n    resources: ['docs://secret/*', 'file:///secret/*']\n")
+                .expect("rules"),
+        );
+        let listen = |uris: Vec<String>| {
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen",
+                "params": {"notifications": {"resourceSubscriptions": uris},
+                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                          "io.modelcontextprotocol/clientCapabilities": {}}}});
+            let req = stateless_req("subscriptions/listen");
+            let bytes = body.to_string();
+            match super::handle(&s, &req, bytes.as_bytes(), &AdmitAll, &mut Seen::default()) {
+                Outcome::Subscribe(sub) => {
+                    sub.routes.into_iter().map(|(u, _)| u).collect::<Vec<_>>()
+                }
+                other => panic!("not a subscription: {other:?}"),
+            }
+        };
+        let named = listen(vec![
+            "docs://open/a".into(),
+            "docs://secret/key".into(),
+            "DOCS://SECRET/key".into(),
+            "file:///open/../secret/key".into(),
+            "file:///open/readme".into(),
+        ]);
+        assert_eq!(named, ["docs://open/a", "file:///open/readme"]);
+        let many = listen((0..500).map(|i| format!("docs://open/{i}")).collect());
+        assert_eq!(many.len(), MAX_LISTEN_URIS);
     }
 
     #[test]

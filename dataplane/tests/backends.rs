@@ -7,7 +7,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use std::time::Duration;
 use switchboard_config::kinds::upstream::{
-    McpTransport, McpUpstream, OpenApiUpstream, StdioUpstream, UpstreamSpec,
+    McpTransport, McpUpstream, OpenApiUpstream, StdioUpstream, UpstreamKind, UpstreamSpec,
 };
 use switchboard_dataplane::backends::{caller_for, NoCaller};
 use switchboard_dataplane::routes::UpstreamEntry;
@@ -138,7 +138,9 @@ fn kinds_this_data_plane_cannot_call_are_named() {
     });
     assert_eq!(
         caller_for(&pool, "api", &openapi, None).err(),
-        Some(NoCaller { kind: "openapi" })
+        Some(NoCaller {
+            kind: Some(UpstreamKind::OpenApi)
+        })
     );
     // A stdio upstream this data plane does not run has no local endpoint (no `mcp`).
     let stdio = UpstreamEntry::plain(UpstreamSpec {
@@ -148,9 +150,14 @@ fn kinds_this_data_plane_cannot_call_are_named() {
         ..UpstreamSpec::default()
     });
     let refused = caller_for(&pool, "child", &stdio, None).err();
-    assert_eq!(refused, Some(NoCaller { kind: "stdio" }));
+    assert_eq!(
+        refused,
+        Some(NoCaller {
+            kind: Some(UpstreamKind::Stdio)
+        })
+    );
     assert_eq!(
         refused.map(|e| e.to_string()).unwrap_or_default(),
-        "this data plane cannot call upstreams of kind `stdio`"
+        "a stdio upstream this data plane does not run"
     );
 }

@@ -40,15 +40,27 @@ async fn mcp_discovery_lists_checks_follows_changes_and_notices_the_end() {
     );
     assert_eq!(d.check(T).await.expect("alive"), Checked::Alive);
 
-    // server-everything announces listChanged: its session's stream is followed.
-    let mut changes = d
+    // server-everything announces listChanged: its session's stream is followed, and only
+    // one stream is handed out while it is.
+    let first = d
         .changes()
         .expect("server-everything announces list changes");
+    assert!(
+        d.changes().is_none(),
+        "the stream handed out is still followed"
+    );
+    // A new session (after a failure, or an upstream that forgot the old one) is followed
+    // by a new stream.
+    d.reset();
+    d.list().await.expect("listed in a new session");
+    let mut changes = d.changes().expect("a stream for the new session");
+    drop(first);
     server.process().kill();
     let ended = tokio::time::timeout(T, changes.next())
         .await
         .expect("the stream ends once the server is gone");
     assert!(matches!(ended, Some(Err(_)) | None), "{ended:?}");
+    drop(changes);
     let err = d.check(T).await.expect_err("the server is gone");
     assert!(
         matches!(err, UpstreamError::Unreachable { .. }),

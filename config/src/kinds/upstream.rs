@@ -53,6 +53,55 @@ pub struct UpstreamSpec {
     pub circuit_breaker: CircuitBreaker,
 }
 
+/// Which kind of upstream a spec declares (by the field it sets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpstreamKind {
+    Mcp,
+    Stdio,
+    OpenApi,
+    A2a,
+    Grpc,
+}
+
+impl UpstreamKind {
+    /// The kind as its field is spelled in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamKind::Mcp => "mcp",
+            UpstreamKind::Stdio => "stdio",
+            UpstreamKind::OpenApi => "openapi",
+            UpstreamKind::A2a => "a2a",
+            UpstreamKind::Grpc => "grpc",
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl UpstreamSpec {
+    /// The kind this spec declares (validation makes it exactly one); the first set, in the
+    /// order above, when several are.
+    pub fn kind(&self) -> Option<UpstreamKind> {
+        if self.mcp.is_some() {
+            Some(UpstreamKind::Mcp)
+        } else if self.stdio.is_some() {
+            Some(UpstreamKind::Stdio)
+        } else if self.openapi.is_some() {
+            Some(UpstreamKind::OpenApi)
+        } else if self.a2a.is_some() {
+            Some(UpstreamKind::A2a)
+        } else if self.grpc.is_some() {
+            Some(UpstreamKind::Grpc)
+        } else {
+            None
+        }
+    }
+}
+
 /// Retries with exponential backoff and full jitter. A call that never reached the upstream
 /// (connect failure) is always retried; other failures (timeouts before the first byte,
 /// HTTP 502/503/504) only for calls that are safe to repeat. Nothing is retried once any of

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_config::kinds::upstream::UpstreamSpec;
-use switchboard_upstream::backend::{Checked, Discovery, Listing};
+use switchboard_upstream::backend::{Change, Checked, Discovery, Listing};
 use switchboard_upstream::UpstreamError;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
@@ -49,7 +49,10 @@ pub(super) enum Command {
 /// What the GET-stream listener tells its worker.
 enum Note {
     ListChanged(String),
+    /// The stream of changes broke (why): check the upstream now.
     Ended(String),
+    /// The upstream gives no word of changes on this connection (why).
+    Unavailable(String),
 }
 
 /// Everything a worker starts from.
@@ -117,6 +120,14 @@ impl Worker {
                             tracing::info!(upstream = %r.w.name, %method, "upstream says its list changed; refreshing");
                             r.refresh().await?;
                             next_refresh = Instant::now() + refresh_every;
+                        }
+                        Note::Unavailable(why) => {
+                            tracing::debug!(upstream = %r.w.name, %why, "upstream gives no word of changes; listing on the interval");
+                            r.listener = None;
+                            if r.w.health.listening {
+                                r.w.health.listening = false;
+                                r.write_health().await?;
+                            }
                         }
                         Note::Ended(why) => {
                             tracing::debug!(upstream = %r.w.name, %why, "upstream notification stream ended");
@@ -259,28 +270,29 @@ impl Running {
         self.w.health.listening = false;
     }
 
-    /// Follows the upstream's word of catalog changes, if it gives any and nothing follows
-    /// it now.
+    /// Follows the upstream's word of catalog changes when its discovery has a new stream
+    /// of it (a new connection, or the last stream ended), in place of the one followed.
     fn listen(&mut self) {
-        if self.listener.as_ref().is_some_and(|l| !l.is_finished()) {
-            return;
-        }
         let Some(mut changes) = self.w.discovery.changes() else {
             return;
         };
+        if let Some(old) = self.listener.take() {
+            old.abort();
+        }
         self.w.health.listening = true;
         let notes = self.notes_tx.clone();
         self.listener = Some(tokio::spawn(async move {
-            let why = loop {
+            let last = loop {
                 match changes.next().await {
-                    Some(Ok(what)) => {
+                    Some(Ok(Change::Changed(what))) => {
                         let _ = notes.send(Note::ListChanged(what)).await;
                     }
-                    Some(Err(why)) => break why,
-                    None => break "the upstream closed it".to_string(),
+                    Some(Ok(Change::Unavailable(why))) => break Note::Unavailable(why),
+                    Some(Err(why)) => break Note::Ended(why),
+                    None => break Note::Ended("the upstream closed it".to_string()),
                 }
             };
-            let _ = notes.send(Note::Ended(why)).await;
+            let _ = notes.send(last).await;
         }));
     }
 }

@@ -3,41 +3,49 @@
 //!
 //! One request's way, in order (pingora's `request_filter` runs all of it; only pass-through
 //! goes on to pingora's own proxy phases). `Gateway` is the edge and runs the phases up to
-//! `decide`; from `execute` on the work goes to its `Forwarder` (`forwarder`), the upstream
+//! `decide`; `execute` hands what was decided to its `Forwarder` (`forwarder`), the upstream
 //! side, with the request's `Scope` (its routes, virtual server and client headers):
 //!
 //! ```text
-//!  edge      request_filter (here)     header size; the endpoint: /healthz, /readyz, /metrics,
-//!                                      /servers/{name}/mcp | sse | ws | messages;
-//!                                      Origin and Host checks
-//!  route     Endpoint::Server          the virtual server, from the routes in force
+//!  edge      request_filter (here)     header size (431)
+//!  route     endpoint()                the path: /healthz, /readyz, /metrics, or
+//!                                      /servers/{name}/mcp | sse | ws | messages and
+//!                                      the virtual server, from the routes in force
+//!  edge      request_filter            Origin and Host checks of MCP endpoints
 //!  admit     serve::serve_server       authentication (admission), the record counted
 //!                                      in metrics and the access log (access)
 //!  read      serve::read_body          the body, within the server's limit
-//!  decide    transport::handle         sans-IO: the era, the session, authorization and
-//!                                      rate limits, and what to do: a transport::Outcome
-//!  execute   serve::dispatch           Reply, or Forward (forward), Listen (listen),
-//!                                      Subscribe (subscriptions), Task and ListTasks
-//!                                      (tasks), Relay (an answer to a question),
-//!                                      Initialize, Fanout, Notify, Terminate
-//!  call      forward / resilience      the upstream kind's Caller (crate::backends; MCP
-//!                                      through its session pool, upstreams), under the
-//!                                      circuit breaker and retries (resilience); for MCP
-//!                                      also questions kept and streams reopened
-//!                                      (questions, outstanding) and held calls for
-//!                                      stateless clients (held)
-//!  relay     out                       the answer as one reply or a stream of events,
-//!                                      resumable (replay); how it ended: metrics::Served
+//!  decide    transport::handle         sans-IO, called by dispatch: the era, the
+//!                                      session, authorization and rate limits, and what
+//!                                      to do: a transport::Outcome
+//!  execute   serve::dispatch           a Reply, or the Forwarder's forward (forward),
+//!                                      listen (listen), subscriptions (subscriptions),
+//!                                      create_task, task_request and list_tasks (tasks),
+//!                                      relay, open_session and fanout (forward)
+//!  call      forward / resilience      a call goes through its upstream kind's Caller
+//!                                      (crate::backends; MCP through the session pool,
+//!                                      upstreams) under the circuit breaker and retries
+//!                                      (resilience). MCP upstreams add what lives in
+//!                                      their sessions: questions kept and streams
+//!                                      reopened (questions, outstanding), held calls of
+//!                                      stateless clients (held), tasks, and answers
+//!                                      relayed to questions, which use the pool directly
+//!  relay     out                       a streamed answer as events, resumable (replay);
+//!                                      a whole one as a Reply (send here, or a channel's
+//!                                      message); how it ended: metrics::Served
 //! ```
 //!
 //! Every refusal and failure the gateway makes itself, at any phase, is a row of one table,
 //! `crate::errors::GatewayError`: its words, JSON-RPC code, HTTP status per era, headers and
-//! metric label.
+//! metric label. Authentication refusals (`admission`) and policy refusals
+//! (`transport::Refusal`) carry their own codes and challenges; the plain-text answers of
+//! the edge (431, 404 for unknown paths, /healthz and /readyz) are not JSON-RPC.
 //!
-//! Pass-through servers leave after `admit` (their per-request policies screened in
-//! `passthrough`), and pingora proxies them through `upstream_peer`. WebSocket and legacy
-//! SSE clients enter at `edge` and send each message through `dispatch` over a channel
-//! (`channel`, `websocket`, `legacy`).
+//! Pass-through servers leave after `admit` (their per-request policies screened by
+//! `serve::screen_passthrough` with `transport::screen`), and pingora proxies them to the
+//! peer `passthrough` builds, through `upstream_peer`. WebSocket and legacy SSE clients
+//! enter at `edge` and send each message through `dispatch` over a channel (`channel`,
+//! `websocket`, `legacy`).
 
 use crate::errors::GatewayError;
 use crate::metrics::metrics;
@@ -46,7 +54,7 @@ use crate::policy::origin::OriginPolicy;
 use crate::policy::ratelimit::RateLimiter;
 use crate::routes::{Routes, ServerView};
 use crate::signals::Signals;
-use crate::transport::{self, Reply};
+use crate::transport::Reply;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -336,7 +344,7 @@ impl ProxyHttp for Gateway {
             Endpoint::Ready if routes.version.is_empty() => text(503, "no snapshot yet\n"),
             Endpoint::Ready => text(200, &format!("ready, snapshot {}\n", routes.version)),
             Endpoint::NotFound => text(404, "not found: MCP endpoints are /servers/{name}/mcp (streamable HTTP), /servers/{name}/sse (HTTP+SSE) and /servers/{name}/ws (WebSocket)\n"),
-            Endpoint::UnknownServer(name) => transport::unknown_server(&name),
+            Endpoint::UnknownServer(name) => GatewayError::UnknownServer(name).refusal(),
             Endpoint::ResourceMetadata(server) => resource_metadata(session, &server),
             Endpoint::LegacyStream(server) => {
                 self.legacy_stream(session, ctx, &server).await?;

@@ -108,8 +108,9 @@ impl Gateway {
         };
         if let Some(c) = legacy {
             if !c.belongs_to(&caller) {
-                let reply = GatewayError::OtherPrincipal.refusal();
-                return Ok(Step::Reply(reply));
+                let e = GatewayError::OtherPrincipal;
+                rec.outcome = e.served();
+                return Ok(Step::Reply(e.refusal()));
             }
             // The legacy transport has no session header: the stream's key stands for it.
             let version = header(session, "mcp-protocol-version").map(str::to_string);

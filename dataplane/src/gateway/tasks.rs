@@ -176,14 +176,18 @@ impl Forwarder {
         at: Scope<'_>,
         f: Forward,
     ) -> Result<Served> {
-        let reply = self.created(at.routes, at.server, &f).await;
-        let outcome = reply.outcome();
+        let (reply, outcome) = self.created(at.routes, at.server, &f).await;
         out.reply(reply).await.map(|()| outcome)
     }
 
-    async fn created(&self, routes: &Routes, server: &ServerView, f: &Forward) -> Reply {
+    /// The answer to a task-creating call, and how metrics count it.
+    async fn created(&self, routes: &Routes, server: &ServerView, f: &Forward) -> (Reply, Served) {
         // Task requests come from stateless clients only.
-        let fail = |e: GatewayError| e.reply(&f.client_id, true);
+        let fail = |e: GatewayError| (e.reply(&f.client_id, true), e.served());
+        let answered = |reply: Reply| {
+            let outcome = reply.outcome();
+            (reply, outcome)
+        };
         let Some(spec) = routes.upstream(&f.upstream) else {
             return fail(GatewayError::NotServed(f.upstream.clone()));
         };
@@ -191,6 +195,13 @@ impl Forwarder {
             return fail(GatewayError::Unhealthy {
                 upstream: f.upstream.clone(),
                 why: why.to_string(),
+            });
+        }
+        if spec.mcp.is_none() {
+            // Tasks live in an MCP session of their own: only MCP upstreams run them.
+            return fail(GatewayError::KindNotCalled {
+                upstream: f.upstream.clone(),
+                kind: spec.kind(),
             });
         }
         if lock(&self.tasks.sessions).len() >= MAX_TASK_SESSIONS {
@@ -234,13 +245,14 @@ impl Forwarder {
             .await;
         let result = match answer {
             Ok(result) => result,
-            Err(e) => return error_reply(&f.client_id, &e),
+            Err(e) => return answered(error_reply(&f.client_id, &e)),
         };
         let Some(task) = result.get("task") else {
             // Run at once after all: its plain result.
             let mut result = result;
             modern::shape_result(&f.method, &mut result, &f.server);
-            return Reply::json(200, &jsonrpc::result_response(&f.client_id, result));
+            let reply = Reply::json(200, &jsonrpc::result_response(&f.client_id, result));
+            return answered(reply);
         };
         let Some(upstream_task) = task.get("taskId").and_then(Value::as_str) else {
             return fail(GatewayError::TaskWithoutId(f.upstream.clone()));
@@ -258,7 +270,10 @@ impl Forwarder {
         tracing::debug!(upstream = %f.upstream, tool = %f.params["name"], "a stateless call runs as a task");
         let mut created = shown(&task_id, task);
         created["resultType"] = json!("task");
-        Reply::json(200, &jsonrpc::result_response(&f.client_id, created))
+        answered(Reply::json(
+            200,
+            &jsonrpc::result_response(&f.client_id, created),
+        ))
     }
 
     /// Keeps a task's upstream session open until `until`, then ends it.
@@ -604,7 +619,10 @@ impl Forwarder {
         if let Some(result) = msg.get("result") {
             return Ok(result.clone());
         }
-        let error = msg.get("error").cloned().unwrap_or_default();
+        let Some(error) = msg.get("error").cloned() else {
+            return Err(GatewayError::NeitherResultNorError(upstream.to_string()).rpc());
+        };
+        // The upstream's own error, passed on.
         Err(RpcError {
             code: error
                 .get("code")
@@ -613,7 +631,7 @@ impl Forwarder {
             message: error
                 .get("message")
                 .and_then(Value::as_str)
-                .unwrap_or("the upstream answered neither a result nor an error")
+                .unwrap_or_default()
                 .to_string(),
             data: error.get("data").cloned(),
         })

@@ -1,6 +1,12 @@
 //! Authorization rules of a virtual server, compiled: the first rule whose selectors all
 //! match decides, the default action otherwise. Listings use the same rules, so a caller
 //! never sees a tool, prompt or resource it may not use.
+//!
+//! Resource URIs are matched as the URI they name, not as the text sent: scheme and host
+//! lowercased, `.` and `..` segments (also percent-encoded) resolved, so
+//! `file:///public/../secret` is `file:///secret`. Allow rules then match exactly; deny
+//! rules also match the text as sent, and ignore case, so neither a spelling nor a case
+//! change slips past a deny.
 
 use super::auth::Principal;
 use switchboard_config::kinds::virtual_server::{Action, Authorization, AuthorizationRule};
@@ -34,12 +40,22 @@ pub fn target_of<'a>(method: &str, params: &'a serde_json::Value) -> Target<'a> 
     }
 }
 
+/// The URI `uri` names, for matching: parsed and serialized again (scheme and host
+/// lowercased, dot segments resolved), or as sent when it does not parse as a URI.
+pub fn resource_named(uri: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => uri.to_string(),
+    }
+}
+
 #[derive(Debug)]
 struct Rule {
     action: Action,
     methods: Vec<WildMatch>,
     tools: Vec<WildMatch>,
     prompts: Vec<WildMatch>,
+    /// Case-sensitive for allow rules, case-insensitive for deny rules.
     resources: Vec<WildMatch>,
     subjects: Vec<WildMatch>,
     groups: Vec<WildMatch>,
@@ -62,7 +78,14 @@ impl Rule {
             methods: patterns(&r.methods),
             tools: patterns(&r.tools),
             prompts: patterns(&r.prompts),
-            resources: patterns(&r.resources),
+            resources: match r.action {
+                Action::Allow => patterns(&r.resources),
+                Action::Deny => r
+                    .resources
+                    .iter()
+                    .map(|p| WildMatch::new_case_insensitive(p))
+                    .collect(),
+            },
             subjects: patterns(&r.subjects),
             groups: patterns(&r.groups),
             scopes: patterns(&r.scopes),
@@ -80,7 +103,13 @@ impl Rule {
             let matched = match target {
                 Target::Tool(n) => hit(&self.tools, n),
                 Target::Prompt(n) => hit(&self.prompts, n),
-                Target::Resource(u) => hit(&self.resources, u),
+                Target::Resource(u) => {
+                    let named = resource_named(u);
+                    match self.action {
+                        Action::Allow => hit(&self.resources, &named),
+                        Action::Deny => hit(&self.resources, &named) || hit(&self.resources, u),
+                    }
+                }
                 Target::Nothing => false,
             };
             if !matched {
@@ -176,6 +205,43 @@ mod tests {
         let no_resources = rules("rules:\n  - action: deny\n    methods: ['resources/*']\n");
         assert!(!no_resources.allows(&admin, "resources/list", Target::Nothing));
         assert!(Rules::default().is_open());
+    }
+
+    #[test]
+    fn resource_rules_match_the_uri_named_not_its_spelling() {
+        let r = rules(
+            "defaultAction: deny\nrules:\n  - action: deny\n    resources: ['file:///public/private/*']\n  - action: allow\n    resources: ['file:///public/*', 'docs://handbook/guide/*']\n",
+        );
+        let anyone = who("a", &[]);
+        let read = |uri| r.allows(&anyone, "resources/read", Target::Resource(uri));
+        assert!(read("file:///public/notes.txt"));
+        assert!(read("docs://handbook/guide/intro"));
+        // Traversal out of the allowed tree, plain and percent-encoded.
+        assert!(!read("file:///public/../secret"));
+        assert!(!read("file:///public/%2e%2e/secret"));
+        assert!(!read("file:///public/x/../../secret"));
+        assert!(!read("docs://handbook/guide/../admin"));
+        assert!(!read("docs://handbook/guide/%2E%2E/admin"));
+        // A case change does not pass a deny (nor widen an allow).
+        assert!(!read("file:///public/private/key"));
+        assert!(!read("file:///public/PRIVATE/key"));
+        assert!(!read("FILE:///public/Private/key"));
+        assert!(!read("file:///PUBLIC/notes.txt"));
+        // Dot segments inside the allowed tree are fine.
+        assert!(read("file:///public/a/../notes.txt"));
+        assert_eq!(resource_named("FILE:///a/./b/../c"), "file:///a/c");
+        assert_eq!(resource_named("not a uri"), "not a uri");
+        let open = rules(
+            "rules:\n  - action: deny\n    resources: ['docs://secret/*', 'file:///secret/*']\n",
+        );
+        assert!(
+            !open.allows(
+                &anyone,
+                "resources/subscribe",
+                Target::Resource("file:///open/../secret/key")
+            ),
+            "{open:?}"
+        );
     }
 
     #[test]

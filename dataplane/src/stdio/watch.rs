@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_config::kinds::upstream::{McpTransport, McpUpstream, UpstreamSpec};
-use switchboard_upstream::backend::{Changes, Checked, Discovery, Listing, McpDiscovery};
+use switchboard_upstream::backend::{Change, Changes, Checked, Discovery, Listing, McpDiscovery};
 use switchboard_upstream::{Credentials, McpHttp};
 use tokio::sync::watch;
 
@@ -92,6 +92,8 @@ impl Watcher {
         refresh_every: Duration,
         failures: &mut u32,
     ) -> String {
+        // Followed across listings: a new stream comes only with a new session.
+        let mut changes: Option<Changes> = None;
         loop {
             let Listing {
                 catalog,
@@ -101,7 +103,9 @@ impl Watcher {
                 Err(e) => return e.to_string(),
             };
             *failures = 0;
-            let changes = discovery.changes();
+            if let Some(new) = discovery.changes() {
+                changes = Some(new);
+            }
             let listening = changes.is_some();
             let tools = catalog.tools.len();
             let fresh = self.record(|s| {
@@ -116,7 +120,7 @@ impl Watcher {
                 tracing::info!(upstream = %self.key.0, tools, "stdio upstream listed");
             }
             match self
-                .wait(discovery, changes, check_every, refresh_every)
+                .wait(discovery, &mut changes, check_every, refresh_every)
                 .await
             {
                 Next::Relist => continue,
@@ -130,7 +134,7 @@ impl Watcher {
     async fn wait(
         &self,
         discovery: &mut McpDiscovery,
-        mut changes: Option<Changes>,
+        changes: &mut Option<Changes>,
         check_every: Duration,
         refresh_every: Duration,
     ) -> Next {
@@ -144,7 +148,12 @@ impl Watcher {
             };
             tokio::select! {
                 c = change => match c {
-                    Some(Ok(_)) => return Next::Relist,
+                    Some(Ok(Change::Changed(_))) => return Next::Relist,
+                    Some(Ok(Change::Unavailable(_))) => {
+                        // Only the interval lists again on this session.
+                        *changes = None;
+                        self.record(|s| s.listening = false);
+                    }
                     Some(Err(e)) => return Next::Reopen(e),
                     None => return Next::Reopen("the stdio server's stream ended (did it restart?)".into()),
                 },

@@ -2,13 +2,15 @@
 //! listings, pings as the liveness check, and `notifications/*/list_changed` on the
 //! session's own stream as word of changes.
 
-use super::{Changes, Checked, Discovery, Listing};
+use super::{Change, Changes, Checked, Discovery, Listing};
 use crate::client::{McpHttp, UpstreamError};
 use crate::connection::{discovery_reply, is_list_changed, Connection, Messages};
 use crate::credentials::Credentials;
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use switchboard_config::kinds::upstream::McpUpstream;
 
@@ -23,6 +25,25 @@ pub struct McpDiscovery {
     /// Time allowed for each request.
     timeout: Duration,
     session: Option<Connection>,
+    /// The stream of changes handed out for this session, if any (see [`Watched`]).
+    watched: Option<Arc<AtomicU8>>,
+}
+
+/// Where the stream of changes handed out for a session is.
+const WATCH_ENDED: u8 = 0;
+const WATCH_LIVE: u8 = 1;
+const WATCH_UNAVAILABLE: u8 = 2;
+
+/// Held by a stream of changes: marks it ended when dropped, unless the upstream said it
+/// gives no word (then none is asked for again on this session).
+struct Watched(Arc<AtomicU8>);
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ =
+            self.0
+                .compare_exchange(WATCH_LIVE, WATCH_ENDED, Ordering::SeqCst, Ordering::SeqCst);
+    }
 }
 
 impl McpDiscovery {
@@ -39,6 +60,7 @@ impl McpDiscovery {
             creds,
             timeout,
             session: None,
+            watched: None,
         }
     }
 
@@ -51,6 +73,7 @@ impl McpDiscovery {
             .open(&self.spec, &self.creds, self.timeout)
             .await?;
         self.session = Some(session.clone());
+        self.watched = None;
         Ok(session)
     }
 
@@ -100,17 +123,28 @@ impl Discovery for McpDiscovery {
         if !session.announces_list_changes() {
             return None;
         }
+        if self
+            .watched
+            .as_ref()
+            .is_some_and(|w| w.load(Ordering::SeqCst) != WATCH_ENDED)
+        {
+            return None; // still followed, or the upstream gives no word on this session
+        }
+        let state = Arc::new(AtomicU8::new(WATCH_LIVE));
+        self.watched = Some(state.clone());
         let (http, timeout) = (self.http.clone(), self.timeout);
+        let watched = Arc::new(Watched(state));
         Some(Box::pin(
-            futures::stream::unfold(Watch::Opening, move |state| {
-                let (http, session) = (http.clone(), session.clone());
-                async move { watch_step(&http, &session, timeout, state).await }
+            futures::stream::unfold(Watch::Opening, move |step| {
+                let (http, session, watched) = (http.clone(), session.clone(), watched.clone());
+                async move { watch_step(&http, &session, timeout, step, &watched).await }
             })
             .fuse(),
         ))
     }
 
     fn reset(&mut self) {
+        self.watched = None;
         if let Some(s) = self.session.take() {
             let http = self.http.clone();
             tokio::spawn(async move { http.close(&s, CLOSE_TIMEOUT).await });
@@ -133,15 +167,17 @@ async fn watch_step(
     session: &Connection,
     timeout: Duration,
     state: Watch,
-) -> Option<(Result<String, String>, Watch)> {
+    watched: &Watched,
+) -> Option<(Result<Change, String>, Watch)> {
     let mut messages = match state {
         Watch::Ended => return None,
         Watch::Open(m) => m,
         Watch::Opening => match http.messages(session, timeout).await {
             Ok(Some(m)) => m,
             Ok(None) => {
+                watched.0.store(WATCH_UNAVAILABLE, Ordering::SeqCst);
                 let why = "the upstream offers no notification stream".to_string();
-                return Some((Err(why), Watch::Ended));
+                return Some((Ok(Change::Unavailable(why)), Watch::Ended));
             }
             Err(e) => return Some((Err(e.to_string()), Watch::Ended)),
         },
@@ -151,7 +187,8 @@ async fn watch_step(
             Some(Ok(msg)) => {
                 let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
                 if is_list_changed(method) {
-                    return Some((Ok(method.to_string()), Watch::Open(messages)));
+                    let change = Change::Changed(method.to_string());
+                    return Some((Ok(change), Watch::Open(messages)));
                 }
                 if let Some(reply) = discovery_reply(&msg) {
                     let _ = http.reply(session, &reply, timeout).await;

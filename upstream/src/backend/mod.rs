@@ -49,9 +49,19 @@ pub enum Checked {
     Relist,
 }
 
-/// The upstream's word that its catalog changed: each item names what changed (for logs);
-/// an `Err` or the end of the stream says why no more word can come.
-pub type Changes = Pin<Box<dyn Stream<Item = Result<String, String>> + Send>>;
+/// Word from an upstream about its catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The catalog changed (what changed, for logs): list again.
+    Changed(String),
+    /// The upstream gives no such word over this connection (why): only the refresh interval
+    /// lists again, and no word is asked for again until the connection changes.
+    Unavailable(String),
+}
+
+/// The upstream's word that its catalog changed, as it comes; an `Err` or the end of the
+/// stream says why no more word can come over this connection.
+pub type Changes = Pin<Box<dyn Stream<Item = Result<Change, String>> + Send>>;
 
 /// The control plane's half of a backend: keeping one upstream's catalog and health.
 /// Implementations hold their connection between calls; every call may (re)connect.
@@ -63,9 +73,11 @@ pub trait Discovery: Send + Sync {
     /// Whether the upstream is alive, within `limit`.
     async fn check(&mut self, limit: Duration) -> Result<Checked, UpstreamError>;
 
-    /// Word of catalog changes, for upstreams that give it over the current connection;
-    /// `None` when they give none (then only the refresh interval lists again). The stream
-    /// connects on its first poll, so asking for it never blocks.
+    /// A new stream of word of catalog changes over the current connection, or `None` when
+    /// there is nothing new to follow: no connection, an upstream that gives no such word,
+    /// or a stream handed out for this connection that is still followed. Callers ask
+    /// after every listing and check, and replace what they follow by what they get. The
+    /// stream connects on its first poll, so asking never blocks.
     fn changes(&mut self) -> Option<Changes>;
 
     /// Drops the current connection after a failure (closing it in the background).
@@ -73,7 +85,9 @@ pub trait Discovery: Send + Sync {
 }
 
 /// The discovery of `spec`'s kind, or `None` for kinds the control plane does not list
-/// (stdio upstreams are listed by the data planes that run them).
+/// (stdio upstreams are listed by the data planes that run them). `http` is the shared
+/// HTTP client (connect timeout, TLS and credentials per upstream) that every HTTP-based
+/// kind builds on.
 pub fn discovery_for(
     spec: &UpstreamSpec,
     creds: Credentials,
@@ -142,7 +156,12 @@ impl Answer {
     }
 }
 
-/// The data plane's half of a backend: executing one request against an upstream.
+/// The data plane's half of a backend: executing one request against an upstream. Requests
+/// and answers are JSON-RPC messages in MCP's shapes (a `tools/call` in, its progress
+/// notifications and `CallToolResult` out), whatever the upstream speaks: a backend for
+/// another protocol translates both ways, so federation, policies and relaying above it
+/// stay the same. Failures are [`UpstreamError`]s, whose kinds (unreachable, timed out, an
+/// HTTP status, a protocol error) decide retries and the circuit breaker for every kind.
 #[async_trait]
 pub trait Caller: Send + Sync {
     /// Sends `request` (a JSON-RPC request whose id the answer must carry) and returns the
