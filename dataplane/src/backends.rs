@@ -16,7 +16,8 @@ use crate::upstreams::UpstreamPool;
 use async_trait::async_trait;
 use serde_json::Value;
 use switchboard_config::kinds::upstream::{McpTransport, UpstreamKind};
-use switchboard_upstream::backend::{Answer, AnswerError, CallOptions, Caller};
+use switchboard_upstream::backend::{Answer, CallOptions, Caller};
+use switchboard_upstream::body::{read_bounded, MAX_ANSWER_BYTES};
 use switchboard_upstream::{is_event_stream, json_events, UpstreamError};
 
 /// An upstream of a kind this data plane cannot call (a stdio upstream it does not run, or
@@ -77,10 +78,7 @@ impl Caller for McpStreamable<'_> {
             return Ok(Answer::Events(Box::pin(json_events(resp.bytes_stream()))));
         }
         Ok(Answer::Body(Box::pin(async move {
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| AnswerError::BrokeOff(e.to_string()))?;
+            let bytes = read_bounded(resp, MAX_ANSWER_BYTES).await?;
             Ok(serde_json::from_slice(&bytes)?)
         })))
     }

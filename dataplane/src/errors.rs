@@ -87,6 +87,8 @@ pub(crate) enum GatewayError {
         upstream: String,
         source: serde_json::Error,
     },
+    #[error("upstream `{upstream}` sent an answer larger than {max} bytes")]
+    AnswerTooLarge { upstream: String, max: usize },
     #[error("upstream `{upstream}` broke off its answer: {why}")]
     BrokeOff { upstream: String, why: String },
     #[error("upstream `{upstream}` sent no more of its answer for {idle:?}")]
@@ -162,6 +164,7 @@ impl GatewayError {
             | GatewayError::Failed { upstream, .. }
             | GatewayError::InvalidJson { upstream, .. }
             | GatewayError::BrokeOff { upstream, .. }
+            | GatewayError::AnswerTooLarge { upstream, .. }
             | GatewayError::Silent { upstream, .. } => Some(upstream),
             _ => None,
         };
@@ -238,6 +241,7 @@ impl GatewayError {
             | GatewayError::Failed { .. }
             | GatewayError::InvalidJson { .. }
             | GatewayError::BrokeOff { .. }
+            | GatewayError::AnswerTooLarge { .. }
             | GatewayError::Silent { .. }
             | GatewayError::StreamEnded { .. }
             | GatewayError::AnswerNotDelivered { .. }

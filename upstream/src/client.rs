@@ -223,7 +223,7 @@ impl McpHttp {
             return Err(UpstreamError::SessionExpired { url: url.into() });
         }
         if !(200..300).contains(&status) {
-            let body = resp.text().await.unwrap_or_default();
+            let body = crate::body::error_text(resp).await;
             // Some servers (the TypeScript SDK's) answer a session they no longer know with
             // 400 "No valid session ID provided" instead of the spec's 404.
             if status == 400 && in_session && body.to_ascii_lowercase().contains("session") {
@@ -250,7 +250,9 @@ impl McpHttp {
             reason,
         };
         if !is_event_stream(&resp) {
-            let bytes = resp.bytes().await.map_err(|e| protocol(e.to_string()))?;
+            let bytes = crate::body::read_bounded(resp, crate::body::MAX_ANSWER_BYTES)
+                .await
+                .map_err(|e| protocol(e.to_string()))?;
             return serde_json::from_slice(&bytes)
                 .map_err(|e| protocol(format!("invalid JSON: {e}")));
         }
@@ -437,7 +439,7 @@ impl McpHttp {
                 return Err(UpstreamError::Status {
                     url,
                     status: s,
-                    body: resp.text().await.unwrap_or_default(),
+                    body: crate::body::error_text(resp).await,
                 })
             }
             _ => {}

@@ -176,7 +176,11 @@ async fn token(http: &reqwest::Client, grant: &OAuth2Grant) -> Result<String, Up
             connect: false,
         })?;
     let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
+    // A token response is small: more than this is not one.
+    let read = crate::body::read_bounded(resp, 64 << 10).await;
+    let text = read
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     if !(200..300).contains(&status) {
         return Err(UpstreamError::Status {
             url,

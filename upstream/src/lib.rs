@@ -4,6 +4,7 @@
 //! discover catalogs and by the data plane to forward calls.
 
 pub mod backend;
+pub mod body;
 mod client;
 mod connection;
 mod credentials;

@@ -1,5 +1,7 @@
 //! Server-Sent Events from an upstream response, parsed by `eventsource-stream`.
 
+use crate::body::{bounded_events, MAX_ANSWER_BYTES};
+use bytes::Bytes;
 use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
 
@@ -31,14 +33,17 @@ impl SseEvent {
     }
 }
 
-/// The events of a byte stream, in order; a stream error ends it with that error's text.
+/// The events of a byte stream, in order; a stream error ends it with that error's text, and
+/// so does an event larger than [`MAX_ANSWER_BYTES`] (the parser's buffer stays bounded).
 pub fn json_events<S, B, E>(bytes: S) -> impl Stream<Item = Result<SseEvent, String>>
 where
-    S: Stream<Item = Result<B, E>> + Unpin,
-    B: AsRef<[u8]>,
-    E: std::fmt::Display,
+    S: Stream<Item = Result<B, E>> + Send + 'static,
+    B: Into<Bytes> + 'static,
+    E: std::fmt::Display + 'static,
 {
-    bytes.eventsource().map(|r| {
+    let bounded: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>> =
+        Box::pin(bounded_events(bytes, MAX_ANSWER_BYTES));
+    bounded.eventsource().map(|r| {
         r.map(|e| SseEvent {
             event: e.event,
             data: e.data,

@@ -188,6 +188,10 @@ impl Forwarder {
                         fail(GatewayError::BrokeOff { upstream, why }),
                         Served::UpstreamError,
                     ),
+                    Ok(Err(AnswerError::TooLarge { max })) => (
+                        fail(GatewayError::AnswerTooLarge { upstream, max }),
+                        Served::UpstreamError,
+                    ),
                     Err(_) => (
                         fail(GatewayError::Silent { upstream, idle }),
                         Served::UpstreamError,

@@ -118,6 +118,17 @@ pub enum AnswerError {
     InvalidJson(#[from] serde_json::Error),
     #[error("{0}")]
     BrokeOff(String),
+    #[error("the answer is larger than {max} bytes")]
+    TooLarge { max: usize },
+}
+
+impl From<crate::body::BodyError> for AnswerError {
+    fn from(e: crate::body::BodyError) -> AnswerError {
+        match e {
+            crate::body::BodyError::TooLarge { max } => AnswerError::TooLarge { max },
+            crate::body::BodyError::Broken(why) => AnswerError::BrokeOff(why),
+        }
+    }
 }
 
 /// A JSON answer still being read.

@@ -1,0 +1,141 @@
+//! What a hostile upstream sends is read within bounds: real HTTP servers on loopback that
+//! answer with an oversized body (with and without a length), an SSE event that never
+//! ends, and an error body that never finishes. Each read fails cleanly and soon instead of
+//! growing without limit or hanging.
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use futures::StreamExt;
+use std::time::Duration;
+use switchboard_config::kinds::upstream::{McpTransport, McpUpstream};
+use switchboard_upstream::body::{
+    error_text, read_bounded, BodyError, ERROR_BODY_WAIT, MAX_ANSWER_BYTES, MAX_ERROR_BODY_BYTES,
+};
+use switchboard_upstream::{json_events, Credentials, McpHttp, UpstreamError};
+
+/// Serves `app` on a loopback port; returns its base URL.
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// 1 MiB chunks of `x`, `n` of them, then (when `hang`) nothing more and no end.
+fn chunks(n: usize, hang: bool) -> Body {
+    let chunk = Bytes::from(vec![b'x'; 1 << 20]);
+    let body = futures::stream::iter((0..n).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    if hang {
+        Body::from_stream(body.chain(futures::stream::pending()))
+    } else {
+        Body::from_stream(body)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_answers_endless_events_and_stalled_error_bodies_are_cut_off() {
+    let over = MAX_ANSWER_BYTES / (1 << 20) + 1;
+    let base = serve(
+        Router::new()
+            .route(
+                "/sized",
+                get(|| async { vec![b' '; MAX_ANSWER_BYTES + 1].into_response() }),
+            )
+            .route("/chunked", get(move || async move { chunks(over, false) }))
+            .route(
+                "/endless-event",
+                get(move || async move {
+                    let head = futures::stream::once(async {
+                        Ok::<_, std::io::Error>(Bytes::from_static(b"data: "))
+                    });
+                    let rest = chunks(over, true)
+                        .into_data_stream()
+                        .map(|c| c.map_err(std::io::Error::other));
+                    (
+                        [("content-type", "text/event-stream")],
+                        Body::from_stream(head.chain(rest)),
+                    )
+                }),
+            )
+            .route(
+                "/stalled-error",
+                get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, chunks(1, true)) }),
+            ),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let fetch = |path: &str| http.get(format!("{base}{path}")).send();
+
+    let sized = read_bounded(fetch("/sized").await.expect("GET"), MAX_ANSWER_BYTES).await;
+    assert_eq!(
+        sized,
+        Err(BodyError::TooLarge {
+            max: MAX_ANSWER_BYTES
+        })
+    );
+    let chunked = read_bounded(fetch("/chunked").await.expect("GET"), MAX_ANSWER_BYTES).await;
+    assert_eq!(
+        chunked,
+        Err(BodyError::TooLarge {
+            max: MAX_ANSWER_BYTES
+        })
+    );
+
+    let resp = fetch("/endless-event").await.expect("GET");
+    let mut events = Box::pin(json_events(resp.bytes_stream()));
+    let first = tokio::time::timeout(Duration::from_secs(20), events.next())
+        .await
+        .expect("the event is cut off, not waited for");
+    assert!(
+        matches!(&first, Some(Err(e)) if e.contains("larger than")),
+        "{first:?}"
+    );
+    assert!(events.next().await.is_none(), "the stream ends there");
+
+    let text = error_text(fetch("/stalled-error").await.expect("GET")).await;
+    assert_eq!(text.len(), MAX_ERROR_BODY_BYTES, "the start of it, bounded");
+
+    // Through the MCP client: an error body that stops coming ends the call with its
+    // status and what came, once ERROR_BODY_WAIT is over.
+    let mcp_base = serve(Router::new().route(
+        "/mcp",
+        axum::routing::post(|| async {
+            let said = futures::stream::once(async {
+                Ok::<_, std::io::Error>(Bytes::from_static(b"upstream down"))
+            });
+            (
+                StatusCode::BAD_GATEWAY,
+                Body::from_stream(said.chain(futures::stream::pending())),
+            )
+        }),
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let spec = McpUpstream {
+        url: format!("{mcp_base}/mcp"),
+        transport: McpTransport::StreamableHttp,
+        protocol_version: None,
+    };
+    let mcp = McpHttp::new(Duration::from_secs(2));
+    let refused = tokio::time::timeout(
+        Duration::from_secs(20),
+        mcp.initialize(&spec, &Credentials::default(), Duration::from_secs(10)),
+    )
+    .await
+    .expect("no hang");
+    assert!(
+        matches!(&refused, Err(UpstreamError::Status { status: 502, body, .. }) if body == "upstream down"),
+        "{:?}",
+        refused.err()
+    );
+    assert!(started.elapsed() >= ERROR_BODY_WAIT);
+    assert!(started.elapsed() < ERROR_BODY_WAIT + Duration::from_secs(5));
+}
