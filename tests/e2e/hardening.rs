@@ -2,9 +2,13 @@
 //! binaries (the hardening issue's findings): every one must be refused cleanly, and what
 //! was attacked must keep serving.
 
+use crate::common::{apply, cli, control_plane, data_plane, peer, server, upstream};
 use crate::controlplane::{examples, ControlPlane};
-use std::time::Duration;
-use switchboard_testkit::free_port;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use switchboard_testkit::{free_port, McpHttpClient};
+
+const WAIT: Duration = Duration::from_secs(20);
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
@@ -65,4 +69,76 @@ async fn a_yaml_nesting_bomb_is_refused_where_it_starts_at_every_entry_point() {
         examples().join("quickstart.yaml").to_str().expect("utf-8"),
     ]);
     assert!(applied.contains("virtualserver/demo created"), "{applied}");
+}
+
+/// The status `switchboard get upstreams` reports for `name`.
+fn upstream_status(admin: &str, name: &str) -> serde_json::Value {
+    let (code, out, err) = cli(&["get", "upstreams", name, "-o", "json", "--server", admin]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    list[0]["status"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_whose_catalog_no_snapshot_could_carry_cannot_freeze_config() {
+    // A tool schema 124 levels deep: readable in the upstream's answer, not once a snapshot
+    // wraps it. Accepted, it made every data plane NACK every later snapshot.
+    let (_deep, base) = peer("deep_schema_server.py", &[]).await;
+    let (_cp, admin, _data) = control_plane(None).await;
+    let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
+    apply(
+        &admin,
+        &format!(
+            "{}{}",
+            upstream("deep", &format!("{base}/mcp"), ""),
+            server(&[("deep", "d_")])
+        ),
+    );
+    // Once discovery has listed the upstream (and kept or refused its catalog)...
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        let status = upstream_status(&admin, "deep");
+        let listed = status["tools"].as_u64().unwrap_or(0) > 0;
+        if listed || !status["lastError"].as_str().unwrap_or_default().is_empty() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "never listed: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // ...later changes still reach the data plane: a prompt applied now is served.
+    apply(
+        &admin,
+        &format!(
+            "apiVersion: switchboard.dev/v1\nkind: Prompt\nmetadata:\n  name: later\nspec:\n  template: still here\n---\n{}  prompts: [later]\n",
+            server(&[("deep", "d_")])
+        ),
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut client = McpHttpClient::new(&url);
+        let prompts = match client.initialize().await {
+            Ok(_) => client.request("prompts/list", json!({})).await.ok(),
+            Err(_) => None,
+        };
+        let names: Vec<String> = prompts
+            .and_then(|p| p["prompts"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p["name"].as_str().map(str::to_string))
+            .collect();
+        if names.iter().any(|n| n == "later") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the later change never arrived: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The upstream is told why its catalog was refused.
+    let refused = status["lastError"].as_str().unwrap_or_default();
+    assert!(
+        refused.contains("catalog refused: tools item 1 (`deep`) nests 124 levels deep"),
+        "{refused}"
+    );
 }

@@ -35,6 +35,9 @@ pub enum UpstreamError {
     SessionExpired { url: String },
     #[error("{url} sent something that is not MCP: {reason}")]
     Protocol { url: String, reason: String },
+    /// What the upstream offers cannot be carried in snapshots (see `Catalog::check`).
+    #[error("catalog refused: {reason}")]
+    CatalogRefused { reason: String },
     #[error("{url} answered with JSON-RPC error {code}: {message}")]
     Rpc {
         url: String,
