@@ -18,11 +18,10 @@ async fn a_session_call_streams_progress_in_order_under_the_clients_id() {
         &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
     )
     .await;
-    let names: Vec<&str> = listed.last()["result"]["tools"]
-        .as_array()
-        .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
-        .unwrap_or_default();
-    assert_eq!(names, ["rs_echo", "rs_progress", "rs_ask", "rs_announce"]);
+    assert_eq!(
+        listed.tool_names(),
+        ["rs_echo", "rs_progress", "rs_ask", "rs_announce"]
+    );
 
     let called = post(
         &url,

@@ -158,6 +158,14 @@ impl Answer {
         self.messages.last().expect("at least one message")
     }
 
+    /// The names a `tools/list` answer lists, in order.
+    pub fn tool_names(&self) -> Vec<&str> {
+        self.last()["result"]["tools"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
+            .unwrap_or_default()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }

@@ -1,7 +1,7 @@
 //! Pass-through: a virtual server that proxies one upstream as it is (pingora's proxy
 //! phases): the upstream's own session, names and streamed answers.
 
-use crate::harness::{post, InProcessGateway};
+use crate::harness::{in_session, initialize, post, InProcessGateway};
 use crate::upstream::RustUpstream;
 use serde_json::json;
 
@@ -14,41 +14,18 @@ async fn a_pass_through_server_is_the_upstream_as_it_is() {
     );
     let gateway = InProcessGateway::start(&yaml).await;
     let url = gateway.url("raw");
-    let opened = post(
-        &url,
-        &[],
-        &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {},
-            "clientInfo": {"name": "raw-client", "version": "1"}}}),
-    )
-    .await;
-    assert_eq!(opened.status, 200, "{:?}", opened.messages);
-    let session = opened
-        .header("mcp-session-id")
-        .expect("the upstream's session id")
-        .to_string();
-    assert!(
-        !session.starts_with("sb"),
-        "the upstream's own session id, not one the gateway sealed: {session}"
-    );
-    let headers = vec![
-        ("mcp-session-id".to_string(), session.clone()),
-        ("mcp-protocol-version".to_string(), "2025-11-25".to_string()),
-    ];
-    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    assert_eq!(post(&url, &headers, &initialized).await.status, 202);
+    // The upstream's own session id, not one the gateway sealed.
+    let session = initialize(&url).await;
+    assert!(!session.starts_with("sb"), "{session}");
+    let headers = in_session(&session);
     let listed = post(
         &url,
         &headers,
         &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
     )
     .await;
-    let names: Vec<&str> = listed.last()["result"]["tools"]
-        .as_array()
-        .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
-        .unwrap_or_default();
     assert_eq!(
-        names,
+        listed.tool_names(),
         ["echo", "progress", "ask", "announce"],
         "no prefixes"
     );

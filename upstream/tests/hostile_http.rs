@@ -1,15 +1,17 @@
-//! What a hostile upstream sends is read within bounds: real HTTP servers on loopback that
-//! answer with an oversized body (with and without a length), an SSE event that never
-//! ends, and an error body that never finishes. Each read fails cleanly and soon instead of
-//! growing without limit or hanging.
+//! Hostile upstreams, as real HTTP servers on loopback. Redirects never carry an upstream's
+//! credentials to another server. What an upstream sends is read within bounds: an
+//! oversized body (with and without a length), an SSE event that never ends and an error
+//! body that never finishes each fail cleanly and soon instead of growing or hanging.
 
 use axum::body::Body;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{any, get, post};
 use axum::Router;
 use bytes::Bytes;
 use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_config::kinds::upstream::{McpTransport, McpUpstream};
 use switchboard_upstream::body::{
@@ -27,6 +29,57 @@ async fn serve(app: Router) -> String {
         let _ = axum::serve(listener, app).await;
     });
     format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_origin_is_not_followed_and_leaks_nothing() {
+    // The other server notes every Authorization header it is sent.
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let noted = seen.clone();
+    let elsewhere = serve(Router::new().route(
+        "/mcp",
+        any(move |headers: HeaderMap| {
+            let noted = noted.clone();
+            async move {
+                if let Some(v) = headers.get("authorization") {
+                    noted
+                        .lock()
+                        .expect("lock")
+                        .push(v.to_str().unwrap_or("").into());
+                }
+                StatusCode::OK
+            }
+        }),
+    ))
+    .await;
+    let target = format!("{elsewhere}/mcp");
+    let upstream = serve(Router::new().route(
+        "/mcp",
+        post(move || {
+            let target = target.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", target)]) }
+        }),
+    ))
+    .await;
+
+    let creds = Credentials::from_headers(&BTreeMap::from([(
+        "authorization".to_string(),
+        "Bearer upstream-secret".to_string(),
+    )]));
+    let spec = McpUpstream {
+        url: format!("{upstream}/mcp"),
+        transport: McpTransport::StreamableHttp,
+        protocol_version: None,
+    };
+    let err = McpHttp::new(Duration::from_secs(2))
+        .initialize(&spec, &creds, Duration::from_secs(5))
+        .await
+        .expect_err("a redirect to another origin fails");
+    assert!(err.to_string().contains("another origin"), "{err}");
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "the token reached the other server"
+    );
 }
 
 /// 1 MiB chunks of `x`, `n` of them, then (when `hang`) nothing more and no end.
@@ -107,7 +160,7 @@ async fn oversized_answers_endless_events_and_stalled_error_bodies_are_cut_off()
     // status and what came, once ERROR_BODY_WAIT is over.
     let mcp_base = serve(Router::new().route(
         "/mcp",
-        axum::routing::post(|| async {
+        post(|| async {
             let said = futures::stream::once(async {
                 Ok::<_, std::io::Error>(Bytes::from_static(b"upstream down"))
             });
