@@ -218,6 +218,11 @@ pub struct BridgeArgs {
     /// With --per-session: stop a child whose session sent nothing for this long.
     #[arg(long, default_value = "10m")]
     pub idle_timeout: humantime::Duration,
+    /// Origins browsers may send MCP requests from (comma-separated, `*` for any); without
+    /// it only the request's own host and loopback origins are accepted (403 otherwise).
+    /// On a loopback address the `Host` must name this machine too.
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 }
 
 /// `switchboard connect URL`.

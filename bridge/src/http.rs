@@ -64,6 +64,26 @@ fn session(
     }
 }
 
+/// Refuses MCP requests whose `Origin` or `Host` the policy does not accept (403): without
+/// it a web page whose domain resolves to 127.0.0.1 could call the child's tools.
+pub async fn check_origin(
+    State(policy): State<Arc<crate::origin::OriginPolicy>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    let host = header(headers, "host")
+        .map(str::to_string)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()));
+    match policy.check(header(headers, "origin"), host.as_deref(), &|_| false) {
+        Ok(()) => next.run(request).await,
+        Err(why) => {
+            tracing::info!(%why, "bridge request refused");
+            error(StatusCode::FORBIDDEN, &Value::Null, -32600, why)
+        }
+    }
+}
+
 /// Refuses MCP requests without the configured bearer token (when one is configured).
 pub async fn require_bearer(
     State(expected): State<Arc<Option<String>>>,

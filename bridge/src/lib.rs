@@ -6,6 +6,7 @@
 pub mod child;
 pub mod connect;
 pub mod http;
+pub mod origin;
 pub mod sessions;
 
 use axum::routing::get;
@@ -28,6 +29,8 @@ pub struct BridgeConfig {
     pub path: String,
     /// When set, every MCP request must carry `Authorization: Bearer <this>` (401 otherwise).
     pub bearer: Option<String>,
+    /// Origin and Host checks of MCP requests (403 otherwise).
+    pub origins: origin::OriginPolicy,
 }
 
 /// Why the bridge stopped.
@@ -71,6 +74,10 @@ pub fn spawn(config: BridgeConfig, listener: tokio::net::TcpListener) -> Running
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::new(config.bearer.clone()),
             http::require_bearer,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(config.origins.clone()),
+            http::check_origin,
         ));
     let app = mcp.route("/healthz", get(http::health)).with_state(bridge);
     tracing::info!(addr = ?listener.local_addr().ok(), path = %config.path, server = %config.child.label, "bridge serving");

@@ -4,6 +4,7 @@ use crate::cli::BridgeArgs;
 use crate::commands::controlplane::shutdown_signal;
 use anyhow::Context;
 use switchboard_bridge::child::{ChildSpec, Environment};
+use switchboard_bridge::origin::OriginPolicy;
 use switchboard_bridge::sessions::Isolation;
 use switchboard_bridge::{serve, BridgeConfig};
 
@@ -40,6 +41,10 @@ pub fn run(args: &BridgeArgs) -> anyhow::Result<i32> {
                         .with_context(|| format!("--bearer-env {var}: the variable is not set"))?,
                 ),
                 None => None,
+            },
+            origins: OriginPolicy {
+                allowed_origins: args.allowed_origins.clone(),
+                loopback: switchboard_dataplane::server::is_loopback(&args.listen),
             },
         };
         serve(config, listener, shutdown_signal())

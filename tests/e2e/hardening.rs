@@ -2,7 +2,7 @@
 //! binaries (the hardening issue's findings): every one must be refused cleanly, and what
 //! was attacked must keep serving.
 
-use crate::common::{apply, cli, control_plane, data_plane, peer, server, upstream};
+use crate::common::{apply, cli, control_plane, data_plane, peer, server, time_bridge, upstream};
 use crate::controlplane::{examples, ControlPlane};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -141,4 +141,46 @@ async fn an_upstream_whose_catalog_no_snapshot_could_carry_cannot_freeze_config(
         refused.contains("catalog refused: tools item 1 (`deep`) nests 124 levels deep"),
         "{refused}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_on_loopback_refuses_foreign_hosts_and_origins() {
+    // A web page whose domain resolves to 127.0.0.1 (DNS rebinding) sends its own Host;
+    // a cross-site page sends its Origin. Either once reached the child's tools.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _bridge = time_bridge(&listen).await;
+    let url = format!("http://{listen}/mcp");
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "page", "version": "1"}}});
+    let post = |extra: Vec<(&'static str, String)>| {
+        let mut req = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize);
+        for (k, v) in extra {
+            req = req.header(k, v);
+        }
+        async move {
+            let resp = req.send().await.expect("POST");
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap_or_default())
+        }
+    };
+    let port = listen.rsplit(':').next().unwrap_or_default().to_string();
+    let (status, body) = post(vec![("host", format!("rebound.example:{port}"))]).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("DNS-rebinding protection"), "{body}");
+    let (status, body) = post(vec![("origin", "https://evil.example".into())]).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("Origin `https://evil.example` is not allowed"),
+        "{body}"
+    );
+    // This machine's own clients still get in.
+    let (status, body) = post(vec![("origin", "http://localhost:5173".into())]).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(vec![]).await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -7,6 +7,7 @@ pub mod authz;
 pub mod circuit;
 pub mod client_cert;
 pub mod jwks;
-pub mod origin;
+/// Origin and Host checks, shared with the stdio bridge (which serves MCP too).
+pub use switchboard_bridge::origin;
 pub mod ratelimit;
 pub mod retry;

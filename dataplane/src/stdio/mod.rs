@@ -211,6 +211,11 @@ impl StdioUpstreams {
             isolation,
             path: "/mcp".into(),
             bearer: Some(bearer),
+            // Its own loopback port: only this data plane calls it.
+            origins: switchboard_bridge::origin::OriginPolicy {
+                allowed_origins: Vec::new(),
+                loopback: true,
+            },
         };
         let (stop, stopped) = tokio_watch::channel(false);
         let watcher = watch::Watcher {

@@ -1,4 +1,5 @@
-//! Origin and Host checks against DNS rebinding and cross-site requests from browsers. A
+//! Origin and Host checks against DNS rebinding and cross-site requests from browsers, for
+//! every MCP listener: the data plane's and the stdio bridge's. A
 //! request with an `Origin` is refused (403) unless the origin is allowed: listed in
 //! `--allowed-origins`, or, with no list, on the same host as the request or a loopback
 //! host. On a loopback listener the `Host` must also name this machine (or a host a virtual
