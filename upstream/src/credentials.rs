@@ -142,13 +142,37 @@ fn lock() -> std::sync::MutexGuard<'static, HashMap<TokenKey, (String, Instant)>
     cache().lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// One fetch at a time per grant: requests that find no valid token wait for the fetch
+/// already under way instead of each asking the token endpoint.
+fn fetch_lock(key: &TokenKey) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    type Locks = Mutex<HashMap<TokenKey, std::sync::Arc<tokio::sync::Mutex<()>>>>;
+    static LOCKS: OnceLock<Locks> = OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    locks.entry(key.clone()).or_default().clone()
+}
+
+/// The cached token for `key`, while it is valid.
+fn cached(key: &TokenKey) -> Option<String> {
+    lock()
+        .get(key)
+        .filter(|(_, until)| Instant::now() < *until)
+        .map(|(token, _)| token.clone())
+}
+
 /// A cached token for `grant`, or a fresh one from its token endpoint.
 async fn token(http: &reqwest::Client, grant: &OAuth2Grant) -> Result<String, UpstreamError> {
     let key = key_of(grant);
-    if let Some((token, until)) = lock().get(&key) {
-        if Instant::now() < *until {
-            return Ok(token.clone());
-        }
+    if let Some(token) = cached(&key) {
+        return Ok(token);
+    }
+    let fetching = fetch_lock(&key);
+    let _one = fetching.lock().await;
+    // Whoever held the lock before may have fetched it.
+    if let Some(token) = cached(&key) {
+        return Ok(token);
     }
     let url = grant.token_url.clone();
     let mut form = vec![("grant_type", "client_credentials".to_string())];

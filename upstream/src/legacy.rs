@@ -68,14 +68,15 @@ impl LegacySession {
             })?
             .map_err(|e| UpstreamError::unreachable(&url, &e))?;
         let status = resp.status().as_u16();
+        if status == 401 {
+            creds.forget_token();
+        }
         if !(200..300).contains(&status) {
             return Err(UpstreamError::Status {
                 url,
                 status,
-                body: resp
-                    .text()
+                body: crate::body::error_text(resp)
                     .await
-                    .unwrap_or_default()
                     .chars()
                     .take(500)
                     .collect(),

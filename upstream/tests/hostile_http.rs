@@ -192,3 +192,85 @@ async fn oversized_answers_endless_events_and_stalled_error_bodies_are_cut_off()
     assert!(started.elapsed() >= ERROR_BODY_WAIT);
     assert!(started.elapsed() < ERROR_BODY_WAIT + Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_fetched_anew_and_concurrent_requests_fetch_it_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use switchboard_config::kinds::upstream::OAuth2Grant;
+    // The token endpoint hands out t1, t2, ... and counts the fetches; the upstream takes
+    // only t2 (t1 was revoked).
+    let fetched = Arc::new(AtomicUsize::new(0));
+    let count = fetched.clone();
+    let issuer = serve(Router::new().route(
+        "/token",
+        post(move || {
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                // Slow enough that every concurrent request arrives while it runs.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                axum::Json(serde_json::json!({
+                    "access_token": format!("t{n}"), "token_type": "Bearer", "expires_in": 3600}))
+            }
+        }),
+    ))
+    .await;
+    let upstream = serve(Router::new().route(
+        "/mcp",
+        post(|headers: HeaderMap| async move {
+            match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                Some("Bearer t2") => (StatusCode::OK, "{}"),
+                _ => (StatusCode::UNAUTHORIZED, "token revoked"),
+            }
+        }),
+    ))
+    .await;
+    let creds = Credentials {
+        oauth2: Some(OAuth2Grant {
+            token_url: format!("{issuer}/token"),
+            // A grant of its own: the token cache is per process.
+            client_id: format!("single-flight-{}", std::process::id()),
+            client_secret: "secret".into(),
+            scopes: vec![],
+            audience: None,
+        }),
+        ..Credentials::default()
+    };
+    let http = reqwest::Client::new();
+    let all = futures::future::join_all((0..10).map(|_| creds.current(&http))).await;
+    assert!(all.iter().all(|h| h
+        .as_ref()
+        .ok()
+        .and_then(|h| h.get("authorization"))
+        .map(String::as_str)
+        == Some("Bearer t1")));
+    assert_eq!(
+        fetched.load(Ordering::SeqCst),
+        1,
+        "one fetch for ten requests"
+    );
+
+    let spec = McpUpstream {
+        url: format!("{upstream}/mcp"),
+        transport: McpTransport::StreamableHttp,
+        protocol_version: None,
+    };
+    let mcp = McpHttp::new(Duration::from_secs(2));
+    let refused = mcp
+        .initialize(&spec, &creds, Duration::from_secs(10))
+        .await
+        .expect_err("t1 is refused");
+    assert!(
+        matches!(refused, UpstreamError::Status { status: 401, .. }),
+        "{refused}"
+    );
+    let now = creds.current(&http).await.expect("a new token");
+    assert_eq!(
+        now.get("authorization").map(String::as_str),
+        Some("Bearer t2")
+    );
+    assert_eq!(
+        fetched.load(Ordering::SeqCst),
+        2,
+        "fetched again after the refusal"
+    );
+}
