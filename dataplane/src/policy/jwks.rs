@@ -1,7 +1,9 @@
 //! JWKS documents, fetched on first use and cached for the whole process (a new snapshot
 //! does not fetch them again): re-fetched after the provider's refresh interval, and at once
 //! (at most once a second) when a token names a `kid` the cached set lacks, so key rotation
-//! needs no restart. A failed fetch keeps serving the keys it had.
+//! needs no restart. A failed fetch keeps serving the keys it had, and while one request
+//! refreshes a set, the others go on with the keys there are instead of queueing behind it
+//! (only a request for a `kid` the set lacks, or the very first fetch, waits for it).
 
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -132,7 +134,15 @@ impl JwksCache {
         if !needs_fetch(&current) {
             return current.map(|(_, _, s)| s).ok_or_else(|| "no keys".into());
         }
-        let _one = entry.fetching.lock().await;
+        let _one = match (&current, entry.fetching.try_lock()) {
+            (_, Ok(guard)) => guard,
+            // A refresh is under way: the keys there are still verify what they verified,
+            // unless this token needs a key they lack.
+            (Some((_, _, set)), Err(_)) if kid.is_none_or(|k| set.has(k)) => {
+                return Ok(set.clone());
+            }
+            (_, Err(_)) => entry.fetching.lock().await,
+        };
         // Someone else may have fetched while we waited.
         let current = entry.current();
         if !needs_fetch(&current) {
@@ -186,5 +196,72 @@ impl JwksCache {
             .map_err(|_| format!("no answer within {FETCH_TIMEOUT:?}"))?
             .map_err(|e| format!("not JSON: {e}"))?;
         KeySet::parse(&doc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_refresh_holds_up_one_request_not_all() {
+        // The provider answers the first fetch at once and holds every later one until told.
+        let served = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (count, held) = (served.clone(), release.clone());
+        let app = axum::Router::new().route(
+            "/jwks",
+            get(move || {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let held = held.clone();
+                async move {
+                    if n > 0 {
+                        held.notified().await;
+                    }
+                    axum::Json(serde_json::json!({"keys": []}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/jwks", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let cache = Arc::new(JwksCache::default());
+        // Refreshed on every use from now on.
+        cache
+            .keys(&url, None, Duration::ZERO, None)
+            .await
+            .expect("first fetch");
+        let (done, mut finished) = tokio::sync::mpsc::unbounded_channel();
+        for _ in 0..10 {
+            let (cache, url, done) = (cache.clone(), url.clone(), done.clone());
+            tokio::spawn(async move {
+                let got = cache.keys(&url, None, Duration::ZERO, None).await;
+                let _ = done.send(got.is_ok());
+            });
+        }
+        // Nine answer with the keys there are while the tenth waits for the provider.
+        for _ in 0..9 {
+            let ok = tokio::time::timeout(Duration::from_secs(10), finished.recv())
+                .await
+                .expect("not queued behind the refresh");
+            assert_eq!(ok, Some(true));
+        }
+        assert!(finished.try_recv().is_err(), "the refreshing one waits");
+        release.notify_one();
+        let last = tokio::time::timeout(Duration::from_secs(10), finished.recv())
+            .await
+            .expect("the refresh ends once the provider answers");
+        assert_eq!(last, Some(true));
+        assert_eq!(
+            served.load(Ordering::SeqCst),
+            2,
+            "one refresh for ten requests"
+        );
     }
 }
