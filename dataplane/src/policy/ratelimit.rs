@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchboard_config::kinds::rate_limit::{RateLimitKey, RateLimitMode, RateLimitPolicySpec};
 
-/// Beyond this many buckets, full (idle) ones are dropped.
+/// Most buckets one policy keeps; beyond it, full ones are dropped, and while none is, new
+/// keys of that policy are refused.
 const MAX_BUCKETS: usize = 100_000;
 
 /// One policy as this replica enforces it.
@@ -85,6 +86,9 @@ fn bucket_key(limit: &Limit, parts: &KeyParts<'_>) -> String {
 struct Bucket {
     tokens: f64,
     at: Instant,
+    /// When it is full again if nothing takes from it: from then on it is no different
+    /// from a new bucket, and may be dropped.
+    full_at: Instant,
 }
 
 impl Bucket {
@@ -92,6 +96,13 @@ impl Bucket {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.tokens = (self.tokens + elapsed * limit.rate).min(limit.capacity);
         self.at = now;
+    }
+
+    /// Takes a token, and notes when the bucket is full again.
+    fn take(&mut self, limit: &Limit) {
+        self.tokens -= 1.0;
+        let missing = (limit.capacity - self.tokens).max(0.0) / limit.rate.max(1e-9);
+        self.full_at = self.at + Duration::from_secs_f64(missing.min(86_400.0 * 365.0));
     }
 }
 
@@ -102,15 +113,40 @@ pub struct Limited {
     pub retry_after: Duration,
 }
 
-/// Every bucket of this data plane.
-#[derive(Default)]
+/// One policy's buckets, by key.
+#[derive(Debug, Default)]
+struct PolicyBuckets {
+    buckets: HashMap<String, Bucket>,
+    /// When full buckets were last dropped (at most once a second: it walks them all).
+    swept: Option<Instant>,
+}
+
+/// Every bucket of this data plane, kept apart per policy: keys of one policy (say, client
+/// addresses an attacker rotates) can never push out another policy's buckets.
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<String, Bucket>>,
+    policies: Mutex<HashMap<String, PolicyBuckets>>,
+    /// Most buckets one policy keeps.
+    per_policy: usize,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        RateLimiter::with_capacity(MAX_BUCKETS)
+    }
 }
 
 impl RateLimiter {
+    /// A limiter keeping at most `per_policy` buckets per policy.
+    pub fn with_capacity(per_policy: usize) -> RateLimiter {
+        RateLimiter {
+            policies: Mutex::default(),
+            per_policy,
+        }
+    }
+
     /// Takes one token from every bucket of `limits` that applies, or none when any is
-    /// empty (so a refused request costs nothing).
+    /// empty (so a refused request costs nothing). A policy whose buckets are all in use
+    /// refuses new keys until some are full again: its limit holds, and nothing resets.
     pub fn check(
         &self,
         limits: &[Arc<Limit>],
@@ -124,43 +160,61 @@ impl RateLimiter {
             return Ok(());
         }
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= MAX_BUCKETS {
-            evict(&mut buckets, now);
-        }
+        let mut policies = self.policies.lock().unwrap_or_else(|p| p.into_inner());
         let keys: Vec<String> = applying.iter().map(|l| bucket_key(l, parts)).collect();
+        // First check every bucket, then take from all: a refusal costs nothing. A key
+        // with no bucket has a full one; it is stored only once it gives a token, so
+        // refused requests fill nothing.
         for (limit, key) in applying.iter().zip(&keys) {
-            let b = buckets.entry(key.clone()).or_insert(Bucket {
+            let policy = policies.entry(limit.name.clone()).or_default();
+            if let Some(b) = policy.buckets.get_mut(key) {
+                b.refill(limit, now);
+                if b.tokens < 1.0 {
+                    let wait = (1.0 - b.tokens) / limit.rate.max(1e-9);
+                    return Err(Limited {
+                        policy: limit.name.clone(),
+                        retry_after: Duration::from_secs_f64(wait.min(86_400.0)),
+                    });
+                }
+            } else if policy.buckets.len() >= self.per_policy {
+                sweep(policy, now);
+                if policy.buckets.len() >= self.per_policy {
+                    return Err(Limited {
+                        policy: limit.name.clone(),
+                        retry_after: Duration::from_secs(1),
+                    });
+                }
+            }
+        }
+        for (limit, key) in applying.iter().zip(&keys) {
+            let policy = policies.entry(limit.name.clone()).or_default();
+            let b = policy.buckets.entry(key.clone()).or_insert(Bucket {
                 tokens: limit.capacity,
                 at: now,
+                full_at: now,
             });
-            b.refill(limit, now);
-            if b.tokens < 1.0 {
-                let wait = (1.0 - b.tokens) / limit.rate.max(1e-9);
-                return Err(Limited {
-                    policy: limit.name.clone(),
-                    retry_after: Duration::from_secs_f64(wait.min(86_400.0)),
-                });
-            }
-        }
-        for key in &keys {
-            if let Some(b) = buckets.get_mut(key) {
-                b.tokens -= 1.0;
-            }
+            b.take(limit);
         }
         Ok(())
     }
 }
 
-/// Drops buckets that have been idle long enough to be full again (they would start
-/// full anyway); if that frees nothing, starts over.
-fn evict(buckets: &mut HashMap<String, Bucket>, now: Instant) {
-    let before = buckets.len();
-    buckets.retain(|_, b| now.saturating_duration_since(b.at) < Duration::from_secs(3600));
-    if buckets.len() == before {
-        tracing::warn!(buckets = before, "rate-limit buckets full; starting over");
-        buckets.clear();
+/// Drops the buckets of `policy` that are full again (a new bucket would be the same), at
+/// most once a second.
+fn sweep(policy: &mut PolicyBuckets, now: Instant) {
+    if policy
+        .swept
+        .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1))
+    {
+        return;
     }
+    policy.swept = Some(now);
+    let before = policy.buckets.len();
+    policy.buckets.retain(|_, b| b.full_at > now);
+    tracing::debug!(
+        dropped = before - policy.buckets.len(),
+        "rate-limit buckets swept"
+    );
 }
 
 #[cfg(test)]
@@ -209,6 +263,67 @@ mod tests {
             .is_ok());
         let local = Limit::new("l", &spec(30, hour, RateLimitMode::Local), 3);
         assert!((local.capacity - 30.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn rotating_keys_of_one_policy_reset_no_other_limit() {
+        let hour = Duration::from_secs(3600);
+        let per_ip = Arc::new(Limit::new(
+            "per-ip",
+            &RateLimitPolicySpec {
+                key: vec![RateLimitKey::ClientIp],
+                ..spec(100, hour, RateLimitMode::Local)
+            },
+            1,
+        ));
+        let per_user = Arc::new(Limit::new(
+            "per-user",
+            &spec(2, hour, RateLimitMode::Local),
+            1,
+        ));
+        let limiter = RateLimiter::with_capacity(50);
+        let both = [per_ip, per_user];
+        let from = |ip: &'static str| KeyParts {
+            principal: "mallory",
+            client_ip: ip,
+            ..KeyParts::default()
+        };
+        assert!(limiter
+            .check(&both, "tools/call", &from("10.0.0.1"))
+            .is_ok());
+        assert!(limiter
+            .check(&both, "tools/call", &from("10.0.0.1"))
+            .is_ok());
+        // Mallory's own limit is spent; addresses rotated past every bucket there is must
+        // not reset it (they did: a full map was cleared wholesale).
+        let ips: Vec<String> = (0..200)
+            .map(|i| format!("10.1.{}.{}", i / 256, i % 256))
+            .collect();
+        for ip in &ips {
+            let parts = KeyParts {
+                principal: "mallory",
+                client_ip: ip,
+                ..KeyParts::default()
+            };
+            let refused = limiter.check(&both, "tools/call", &parts);
+            assert!(refused.is_err(), "{ip}");
+        }
+        // Other principals' new addresses: up to the cap, then refused until buckets refill.
+        let fresh: Vec<String> = (0..60).map(|i| format!("10.2.0.{i}")).collect();
+        let admitted = fresh
+            .iter()
+            .enumerate()
+            .filter(|(i, ip)| {
+                let who = format!("u{i}");
+                let parts = KeyParts {
+                    principal: &who,
+                    client_ip: ip,
+                    ..KeyParts::default()
+                };
+                limiter.check(&both, "tools/call", &parts).is_ok()
+            })
+            .count();
+        assert_eq!(admitted, 49, "50 buckets per policy, one of them Mallory's");
     }
 
     #[test]
