@@ -487,6 +487,11 @@ pub struct LimitArgs {
     /// it only the request's own host and loopback origins are accepted (403 otherwise).
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Proxies in front of the data plane whose `X-Forwarded-For` names the client, for
+    /// rate limits by `clientIp` (comma-separated addresses or CIDRs); without it the TCP
+    /// peer is the client.
+    #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// TLS on the MCP listener, and permission to serve plain HTTP beyond loopback.

@@ -34,6 +34,9 @@ pub struct DataPlaneConfig {
     pub metrics_listen: Option<String>,
     /// Origins browsers may call from (`*` for any); empty: same host or loopback only.
     pub allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` names the client (rate limits by `clientIp`); none:
+    /// the TCP peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub source: Source,
     /// For pingora's pid and upgrade-socket files.
     pub state_dir: PathBuf,
@@ -41,6 +44,19 @@ pub struct DataPlaneConfig {
     pub tls: Option<crate::listener_tls::ListenerTls>,
     /// Allow plain HTTP on addresses beyond loopback (something in front terminates TLS).
     pub insecure: bool,
+}
+
+/// `--trusted-proxies` as networks: CIDRs (`10.0.0.0/8`) or single addresses.
+pub fn parse_trusted_proxies(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+    list.iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("--trusted-proxies: `{s}` is neither an address nor a CIDR"))
+        })
+        .collect()
 }
 
 /// Whether `addr` (`host:port`) is a loopback address.
@@ -235,7 +251,8 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
             allowed_origins: config.allowed_origins.clone(),
             loopback,
         })
-        .with_signals(signals);
+        .with_signals(signals)
+        .with_trusted_proxies(config.trusted_proxies.clone());
     let gateway = match &config.metrics_listen {
         Some(addr) => {
             let taken = std::net::TcpListener::bind(addr)
@@ -278,4 +295,23 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
     }
     tracing::info!(listen = %config.listen, tls = config.tls.is_some(), "data plane listening");
     server.run_forever();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_trusted_proxies;
+
+    #[test]
+    fn trusted_proxies_are_networks_or_addresses() {
+        let parsed =
+            parse_trusted_proxies(&["10.0.0.0/8".into(), " 127.0.0.1".into(), "::1".into()])
+                .expect("valid");
+        assert_eq!(parsed.len(), 3);
+        assert!(parsed[1].contains(&"127.0.0.1".parse::<std::net::IpAddr>().expect("ip")));
+        let err = parse_trusted_proxies(&["10.0.0.0/33".into()]).expect_err("bad prefix");
+        assert_eq!(
+            err,
+            "--trusted-proxies: `10.0.0.0/33` is neither an address nor a CIDR"
+        );
+    }
 }

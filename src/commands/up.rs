@@ -109,6 +109,10 @@ pub fn run_command(args: &UpArgs) -> anyhow::Result<i32> {
         read_buffer_bytes: args.limits.read_buffer_bytes,
         metrics_listen: args.telemetry.metrics_listen.clone(),
         allowed_origins: args.limits.allowed_origins.clone(),
+        trusted_proxies: switchboard_dataplane::server::parse_trusted_proxies(
+            &args.limits.trusted_proxies,
+        )
+        .map_err(anyhow::Error::msg)?,
         source: Source::ControlPlane(ClientConfig {
             control_planes: vec![control_plane_url(&admin.to_string())],
             node: Node {

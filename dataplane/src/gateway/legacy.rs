@@ -80,7 +80,7 @@ impl Gateway {
             &server.name,
             caller,
             ClientHeaders::of(session),
-            client_ip(session),
+            client_ip(session, &self.trusted_proxies),
         );
         self.legacy.lock().insert(key.clone(), channel.clone());
         let mut header = ResponseHeader::build(200, Some(3))?;

@@ -110,6 +110,8 @@ pub struct Gateway {
     legacy: LegacyClients,
     /// WebSocket connections open here.
     websockets: std::sync::atomic::AtomicUsize,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    trusted_proxies: Vec<ipnet::IpNet>,
     /// The upstream side: calls and everything that outlives one.
     calls: Forwarder,
 }
@@ -128,6 +130,7 @@ impl Gateway {
             origins: OriginPolicy::default(),
             legacy: LegacyClients::default(),
             websockets: Default::default(),
+            trusted_proxies: Vec::new(),
             calls: Forwarder::new(routes),
         }
     }
@@ -159,6 +162,13 @@ impl Gateway {
     /// Refuses requests whose headers add up to more than `n` bytes (431).
     pub fn with_max_header_bytes(mut self, n: usize) -> Self {
         self.max_header_bytes = n;
+        self
+    }
+
+    /// Takes the client's address from `X-Forwarded-For` when the peer is one of `proxies`
+    /// (see `serve::client_address`).
+    pub fn with_trusted_proxies(mut self, proxies: Vec<ipnet::IpNet>) -> Self {
+        self.trusted_proxies = proxies;
         self
     }
 

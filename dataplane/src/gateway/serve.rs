@@ -130,7 +130,7 @@ impl Gateway {
             mcp_params: mcp_params(session),
             caller,
         };
-        let client_ip = client_ip(session);
+        let client_ip = client_ip(session, &self.trusted_proxies);
         let from = Requester {
             info: &info,
             client: &client,
@@ -318,7 +318,7 @@ impl Gateway {
             caller,
             ..RequestInfo::default()
         };
-        let client_ip = client_ip(session);
+        let client_ip = client_ip(session, &self.trusted_proxies);
         let gate = Limits {
             limiter: &self.limiter,
             server,
@@ -385,13 +385,52 @@ impl Gateway {
     }
 }
 
-/// The client's address, as rate limits by IP see it.
-pub(super) fn client_ip(session: &Downstream) -> String {
-    session
+/// The client's address, as rate limits by IP see it (see [`client_address`]).
+pub(super) fn client_ip(session: &Downstream, trusted: &[ipnet::IpNet]) -> String {
+    let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default()
+        .map(|a| a.ip());
+    let forwarded: Vec<&str> = session
+        .req_header()
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    client_address(peer, &forwarded, trusted)
+}
+
+/// The client of a request from `peer`: the peer itself, unless it is a trusted proxy;
+/// then the last address of `X-Forwarded-For` (its values in order) that is not a trusted
+/// proxy, since each proxy appends the address it saw and only trusted ones are honest. An
+/// entry that is not an address ends the walk at the one after it, so a client cannot
+/// pick an address by sending garbage.
+pub(crate) fn client_address(
+    peer: Option<std::net::IpAddr>,
+    forwarded_for: &[&str],
+    trusted: &[ipnet::IpNet],
+) -> String {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let Some(peer) = peer else {
+        return String::new();
+    };
+    if !is_trusted(&peer) {
+        return peer.to_string();
+    }
+    let mut client = peer;
+    for entry in forwarded_for.iter().flat_map(|v| v.split(',')).rev() {
+        match entry.trim().parse::<std::net::IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client.to_string()
 }
 
 /// The request's `Mcp-Param-*` headers: (the name after the prefix, lowercase; the value).
@@ -405,4 +444,49 @@ fn mcp_params(session: &Downstream) -> Vec<(String, String)> {
             Some((suffix.to_string(), value.to_str().ok()?.to_string()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_address;
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_says_otherwise() {
+        let nets = |list: &[&str]| -> Vec<ipnet::IpNet> {
+            list.iter().map(|n| n.parse().expect("net")).collect()
+        };
+        let ip = |s: &str| Some(s.parse().expect("ip"));
+        let proxies = nets(&["10.0.0.0/8", "127.0.0.1/32"]);
+        // No trusted proxies, or an untrusted peer: the header is the client's own words.
+        assert_eq!(
+            client_address(ip("10.0.0.5"), &["1.2.3.4"], &[]),
+            "10.0.0.5"
+        );
+        assert_eq!(
+            client_address(ip("192.0.2.9"), &["1.2.3.4"], &proxies),
+            "192.0.2.9"
+        );
+        // Through trusted proxies: the last address none of them is.
+        assert_eq!(
+            client_address(
+                ip("10.0.0.5"),
+                &["6.6.6.6, 198.51.100.7, 10.1.2.3"],
+                &proxies
+            ),
+            "198.51.100.7",
+            "a spoofed first entry is passed over"
+        );
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &["6.6.6.6", "198.51.100.7"], &proxies),
+            "198.51.100.7",
+            "several headers read in order"
+        );
+        // Garbage stops the walk: the client cannot choose what comes before it.
+        assert_eq!(
+            client_address(ip("10.0.0.5"), &["6.6.6.6, not-an-ip, 10.1.2.3"], &proxies),
+            "10.1.2.3"
+        );
+        assert_eq!(client_address(ip("10.0.0.5"), &[], &proxies), "10.0.0.5");
+        assert_eq!(client_address(None, &["1.2.3.4"], &proxies), "");
+    }
 }

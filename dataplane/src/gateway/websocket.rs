@@ -154,7 +154,7 @@ impl Gateway {
             &server.name,
             caller,
             ClientHeaders::of(session),
-            client_ip(session),
+            client_ip(session, &self.trusted_proxies),
         );
         let mut resp = ResponseHeader::build(101, Some(4))?;
         resp.insert_header("upgrade", "websocket")?;
