@@ -716,6 +716,12 @@ impl Checker<'_> {
             if jwt.algorithms.is_empty() {
                 self.err("spec.jwt.algorithms", "list at least one algorithm");
             }
+            if jwt.audiences.iter().all(|a| a.trim().is_empty()) {
+                self.err(
+                    "spec.jwt.audiences",
+                    "list at least one audience (this gateway's): without one, a token the issuer made for any other service would pass",
+                );
+            }
             if let Some(u) = &jwt.jwks_url {
                 self.url("spec.jwt.jwksUrl", u, &["http", "https"]);
             }

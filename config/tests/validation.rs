@@ -266,11 +266,11 @@ fn wrong_api_version() {
 
 #[test]
 fn jwt_none_algorithm_is_not_a_choice() {
-    let text = "kind: AuthProvider\nmetadata:\n  name: a\nspec:\n  jwt:\n    issuer: https://issuer.example\n    jwksUrl: https://issuer.example/jwks.json\n    algorithms: [RS256, none]\n";
+    let text = "kind: AuthProvider\nmetadata:\n  name: a\nspec:\n  jwt:\n    issuer: https://issuer.example\n    audiences: [gw]\n    jwksUrl: https://issuer.example/jwks.json\n    algorithms: [RS256, none]\n";
     one_error(
         text,
         0,
-        8,
+        9,
         "spec.jwt.algorithms[1]",
         "unknown variant `none`",
     );
@@ -285,6 +285,18 @@ fn api_key_must_be_a_hash() {
         8,
         "spec.apiKeys.keys[0].sha256",
         "64 lower-case hex digits",
+    );
+}
+
+#[test]
+fn jwt_providers_must_name_an_audience() {
+    let text = "kind: AuthProvider\nmetadata:\n  name: a\nspec:\n  jwt:\n    issuer: https://issuer.example\n    jwksUrl: https://issuer.example/jwks.json\n";
+    one_error(
+        text,
+        0,
+        6,
+        "spec.jwt.audiences",
+        "without one, a token the issuer made for any other service would pass",
     );
 }
 
