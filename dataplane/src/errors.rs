@@ -13,6 +13,7 @@ use crate::reply::Reply;
 use serde_json::{json, Value};
 use std::time::Duration;
 use switchboard_config::kinds::upstream::UpstreamKind;
+use switchboard_upstream::backend::AnswerError;
 use switchboard_upstream::UpstreamError;
 
 /// Why the gateway refused a request or could not get a call answered.
@@ -153,6 +154,16 @@ pub(crate) fn unhealthy_message(upstream: &str, why: &str) -> String {
 }
 
 impl GatewayError {
+    /// An answer from `upstream` that could not be read.
+    pub(crate) fn of_answer(upstream: &str, e: AnswerError) -> GatewayError {
+        let upstream = upstream.to_string();
+        match e {
+            AnswerError::InvalidJson(source) => GatewayError::InvalidJson { upstream, source },
+            AnswerError::BrokeOff(why) => GatewayError::BrokeOff { upstream, why },
+            AnswerError::TooLarge { max } => GatewayError::AnswerTooLarge { upstream, max },
+        }
+    }
+
     /// The JSON-RPC error the client gets. Errors about an upstream name it in `data`,
     /// except where a stream already carried that upstream's events.
     pub(crate) fn rpc(&self) -> RpcError {

@@ -221,12 +221,8 @@ impl McpHttp {
             Ok(Ok(r)) => r,
         };
         let status = resp.status().as_u16();
-        if status == 401 {
-            // A token the upstream refuses (revoked, rotated) is not sent again: the next
-            // request fetches a new one.
-            if let Some(s) = session {
-                s.creds.forget_token();
-            }
+        if let Some(s) = session {
+            s.creds.note_status(status);
         }
         let in_session = session.is_some_and(|s| s.session_id.is_some());
         if status == 404 && in_session {
@@ -442,15 +438,9 @@ impl McpHttp {
                 after: timeout,
             })?
             .map_err(|e| UpstreamError::unreachable(&url, &e))?;
-        match resp.status().as_u16() {
-            401 => {
-                session.creds.forget_token();
-                return Err(UpstreamError::Status {
-                    url,
-                    status: 401,
-                    body: crate::body::error_text(resp).await,
-                });
-            }
+        let status = resp.status().as_u16();
+        session.creds.note_status(status);
+        match status {
             405 => return Ok(None),
             404 => return Err(UpstreamError::SessionExpired { url }),
             s if !(200..300).contains(&s) => {

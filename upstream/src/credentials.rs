@@ -130,6 +130,14 @@ impl Credentials {
         Ok(req)
     }
 
+    /// Notes the status an upstream answered with these credentials: a token it refuses
+    /// (401: revoked, rotated) is dropped, so the next request fetches a new one.
+    pub fn note_status(&self, status: u16) {
+        if status == 401 {
+            self.forget_token();
+        }
+    }
+
     /// Drops a cached OAuth2 token the upstream refused, so the next request fetches a new one.
     pub fn forget_token(&self) {
         if let Some(g) = &self.oauth2 {

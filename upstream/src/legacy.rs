@@ -68,9 +68,7 @@ impl LegacySession {
             })?
             .map_err(|e| UpstreamError::unreachable(&url, &e))?;
         let status = resp.status().as_u16();
-        if status == 401 {
-            creds.forget_token();
-        }
+        creds.note_status(status);
         if !(200..300).contains(&status) {
             return Err(UpstreamError::Status {
                 url,

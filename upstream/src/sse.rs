@@ -16,6 +16,17 @@ pub struct SseEvent {
 }
 
 impl SseEvent {
+    /// A message event carrying `msg`, for messages that did not arrive as SSE (an
+    /// upstream's GET stream merged into a call's answer, say).
+    pub fn of_message(msg: &serde_json::Value) -> SseEvent {
+        SseEvent {
+            event: "message".into(),
+            data: msg.to_string(),
+            id: String::new(),
+            retry: None,
+        }
+    }
+
     /// The event in wire form, ready to forward (with its data replaced by `data`).
     pub fn to_wire(&self, data: &str) -> String {
         let mut out = String::new();
@@ -37,21 +48,21 @@ impl SseEvent {
 /// so does an event larger than [`MAX_ANSWER_BYTES`] (the parser's buffer stays bounded).
 pub fn json_events<S, B, E>(bytes: S) -> impl Stream<Item = Result<SseEvent, String>>
 where
-    S: Stream<Item = Result<B, E>> + Send + 'static,
-    B: Into<Bytes> + 'static,
-    E: std::fmt::Display + 'static,
+    S: Stream<Item = Result<B, E>>,
+    B: Into<Bytes>,
+    E: std::fmt::Display,
 {
-    let bounded: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>> =
-        Box::pin(bounded_events(bytes, MAX_ANSWER_BYTES));
-    bounded.eventsource().map(|r| {
-        r.map(|e| SseEvent {
-            event: e.event,
-            data: e.data,
-            id: e.id,
-            retry: e.retry,
+    bounded_events(bytes, MAX_ANSWER_BYTES)
+        .eventsource()
+        .map(|r| {
+            r.map(|e| SseEvent {
+                event: e.event,
+                data: e.data,
+                id: e.id,
+                retry: e.retry,
+            })
+            .map_err(|e| e.to_string())
         })
-        .map_err(|e| e.to_string())
-    })
 }
 
 #[cfg(test)]

@@ -157,14 +157,7 @@ impl Running {
     /// Lists the catalog and records the result. A catalog no snapshot could carry is a
     /// failure of this upstream: its previous catalog stays.
     async fn refresh(&mut self) -> Result<(), StoreError> {
-        let listed =
-            self.w.discovery.list().await.and_then(|listing| {
-                listing.catalog.check().map(|()| listing).map_err(|e| {
-                    UpstreamError::CatalogRefused {
-                        reason: e.to_string(),
-                    }
-                })
-            });
+        let listed = self.w.discovery.list().await.and_then(Listing::checked);
         self.count("refresh", listed.is_ok());
         match listed {
             Ok(Listing {

@@ -7,7 +7,6 @@ use super::admission::client_headers;
 use super::forwarder::{Forwarder, Scope};
 use super::out::{Events, Out};
 use super::replay::Kind;
-use super::resilience::CallError;
 use super::DEFAULT_IDLE;
 use crate::backends::{caller_for, NoCaller};
 use crate::errors::GatewayError;
@@ -21,7 +20,7 @@ use pingora::Result;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use switchboard_config::kinds::upstream::McpTransport;
-use switchboard_upstream::backend::{Answer, AnswerError, AnswerEvents};
+use switchboard_upstream::backend::{Answer, AnswerEvents};
 use switchboard_upstream::SseEvent;
 use tracing::Instrument;
 
@@ -147,7 +146,18 @@ impl Forwarder {
             };
             Reply::json(status, &restore(msg))
         };
-        let failed = |e: CallError| fail(e.into_gateway_error(&f.upstream));
+        // A whole answer, or the gateway's failure, as the reply and how metrics count it.
+        let finish = |answer: std::result::Result<Value, GatewayError>| match answer {
+            Ok(msg) => {
+                let reply = json_reply(msg);
+                let outcome = reply.outcome();
+                (reply, outcome)
+            }
+            Err(e) => {
+                let outcome = e.served();
+                (fail(e), outcome)
+            }
+        };
         // The upstream's kind executes the call (see `backends`); everything around it is
         // the same for every kind.
         let caller = match caller_for(&self.upstreams, &f.upstream, &spec, f.session.as_ref()) {
@@ -157,58 +167,37 @@ impl Forwarder {
                     upstream: f.upstream.clone(),
                     kind,
                 };
-                return out.reply(fail(e)).await.map(|()| Served::UpstreamError);
+                let (reply, outcome) = finish(Err(e));
+                return out.reply(reply).await.map(|()| outcome);
             }
         };
         let sent = self
             .attempt(&f, &spec, || caller.call(&body, &call))
             .instrument(span.clone())
             .await;
-        let events = match sent {
-            Err(e) => return out.reply(failed(e)).await.map(|()| Served::UpstreamError),
-            Ok(Answer::Events(events)) => events,
-            Ok(Answer::Ready(msg)) => {
-                let reply = json_reply(msg);
-                let outcome = reply.outcome();
-                return out.reply(reply).await.map(|()| outcome);
+        let answer = match sent {
+            Ok(Answer::Events(mut events)) => {
+                // SSE: pass every event on as it arrives (progress notifications included),
+                // ending the stream with the response.
+                if let Some(side) = side {
+                    // The call's own session: what the upstream sends on its GET stream
+                    // meanwhile belongs to this call too.
+                    events = with_side_stream(events, side);
+                }
+                return self.stream_answer(out, events, answering, &how).await;
             }
-            Ok(Answer::Body(body)) => {
-                let upstream = f.upstream.clone();
-                let (reply, outcome) = match tokio::time::timeout(idle, body).await {
-                    Ok(Ok(msg)) => {
-                        let reply = json_reply(msg);
-                        let outcome = reply.outcome();
-                        (reply, outcome)
-                    }
-                    Ok(Err(AnswerError::InvalidJson(source))) => (
-                        fail(GatewayError::InvalidJson { upstream, source }),
-                        Served::UpstreamError,
-                    ),
-                    Ok(Err(AnswerError::BrokeOff(why))) => (
-                        fail(GatewayError::BrokeOff { upstream, why }),
-                        Served::UpstreamError,
-                    ),
-                    Ok(Err(AnswerError::TooLarge { max })) => (
-                        fail(GatewayError::AnswerTooLarge { upstream, max }),
-                        Served::UpstreamError,
-                    ),
-                    Err(_) => (
-                        fail(GatewayError::Silent { upstream, idle }),
-                        Served::UpstreamError,
-                    ),
-                };
-                return out.reply(reply).await.map(|()| outcome);
-            }
+            Ok(Answer::Ready(msg)) => Ok(msg),
+            Ok(Answer::Body(body)) => match tokio::time::timeout(idle, body).await {
+                Ok(read) => read.map_err(|e| GatewayError::of_answer(&f.upstream, e)),
+                Err(_) => Err(GatewayError::Silent {
+                    upstream: f.upstream.clone(),
+                    idle,
+                }),
+            },
+            Err(e) => Err(e.into_gateway_error(&f.upstream)),
         };
-        // SSE: pass every event on as it arrives (progress notifications included), ending
-        // the stream with the response.
-        let mut events = events;
-        if let Some(side) = side {
-            // The call's own session: what the upstream sends on its GET stream meanwhile
-            // belongs to this call too.
-            events = with_side_stream(events, side);
-        }
-        self.stream_answer(out, events, answering, &how).await
+        let (reply, outcome) = finish(answer);
+        out.reply(reply).await.map(|()| outcome)
     }
 
     /// Relays an upstream's SSE answer to a call, event by event, until its response. A
@@ -217,7 +206,7 @@ impl Forwarder {
     pub(super) async fn stream_answer(
         &self,
         out: &mut Out<'_>,
-        mut events: UpstreamEvents,
+        mut events: AnswerEvents,
         answering: Answering<'_>,
         how: &Calling<'_>,
     ) -> Result<Served> {
@@ -342,18 +331,8 @@ impl Forwarder {
 
 /// `events` merged with `side` (what the upstream sends on the GET stream of the call's own
 /// session), until `events` ends.
-fn with_side_stream(
-    events: UpstreamEvents,
-    side: switchboard_upstream::Messages,
-) -> UpstreamEvents {
-    let side = side.map(|m| {
-        Some(m.map(|msg| SseEvent {
-            event: "message".into(),
-            data: msg.to_string(),
-            id: String::new(),
-            retry: None,
-        }))
-    });
+fn with_side_stream(events: AnswerEvents, side: switchboard_upstream::Messages) -> AnswerEvents {
+    let side = side.map(|m| Some(m.map(|msg| SseEvent::of_message(&msg))));
     let main = events
         .map(Some)
         .chain(futures::stream::once(async { None }));
@@ -363,9 +342,6 @@ fn with_side_stream(
             .filter_map(futures::future::ready),
     )
 }
-
-/// An upstream's SSE answer, as events.
-pub(super) type UpstreamEvents = AnswerEvents;
 
 /// How one call is made: its upstream's entry, the options it is sent with, how long the
 /// upstream may stay silent, and the session that may resume its stream (a fingerprint).

@@ -7,8 +7,9 @@
 //! JSON-RPC responses and goes on relaying the same call. A held call lives on the data
 //! plane that started it, for a few minutes.
 
-use super::forward::{Answering, Calling, UpstreamEvents};
+use super::forward::{Answering, Calling};
 use crate::errors::GatewayError;
+use switchboard_upstream::backend::AnswerEvents;
 
 use super::forwarder::Forwarder;
 use super::out::Out;
@@ -39,7 +40,7 @@ const STATE_PREFIX: &str = "sbh1.";
 
 /// A call waiting for its client.
 pub(super) struct Held {
-    events: UpstreamEvents,
+    events: AnswerEvents,
     /// The id the upstream knows the call by.
     gateway_id: Value,
     upstream: String,
@@ -230,7 +231,7 @@ impl Forwarder {
     /// upstream asks together are gathered into one result.
     pub(super) async fn hold(
         &self,
-        mut events: UpstreamEvents,
+        mut events: AnswerEvents,
         answering: Answering<'_>,
         request: Value,
         spec: &Arc<UpstreamEntry>,

@@ -391,6 +391,10 @@ pub(super) fn client_ip(session: &Downstream, trusted: &[ipnet::IpNet]) -> Strin
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip());
+    if trusted.is_empty() {
+        // No proxy is trusted (the default): the headers are not worth reading.
+        return peer.map(|ip| ip.to_string()).unwrap_or_default();
+    }
     let forwarded: Vec<&str> = session
         .req_header()
         .headers

@@ -98,14 +98,10 @@ impl Watcher {
             let Listing {
                 catalog,
                 protocol_version,
-            } = match discovery.list().await {
+            } = match discovery.list().await.and_then(Listing::checked) {
                 Ok(l) => l,
                 Err(e) => return e.to_string(),
             };
-            // A catalog no snapshot could carry is this upstream's failure.
-            if let Err(e) = catalog.check() {
-                return format!("catalog refused: {e}");
-            }
             *failures = 0;
             if let Some(new) = discovery.changes() {
                 changes = Some(new);

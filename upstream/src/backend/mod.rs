@@ -39,6 +39,19 @@ pub struct Listing {
     pub protocol_version: String,
 }
 
+impl Listing {
+    /// This listing, if its catalog can be carried in snapshots (see `Catalog::check`); an
+    /// upstream whose catalog cannot is failing, and its previous catalog stays.
+    pub fn checked(self) -> Result<Listing, UpstreamError> {
+        self.catalog
+            .check()
+            .map_err(|e| UpstreamError::CatalogRefused {
+                reason: e.to_string(),
+            })?;
+        Ok(self)
+    }
+}
+
 /// What a liveness check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Checked {
@@ -146,25 +159,6 @@ pub enum Answer {
     Body(AnswerBody),
     /// A stream of messages ending with the response.
     Events(AnswerEvents),
-}
-
-impl Answer {
-    /// An answer of messages produced one by one (by a backend that does not speak SSE):
-    /// each becomes one event, in order.
-    pub fn of_messages<S>(messages: S) -> Answer
-    where
-        S: Stream<Item = Result<Value, String>> + Send + 'static,
-    {
-        use futures::StreamExt;
-        Answer::Events(Box::pin(messages.map(|m| {
-            m.map(|msg| SseEvent {
-                event: "message".into(),
-                data: msg.to_string(),
-                id: String::new(),
-                retry: None,
-            })
-        })))
-    }
 }
 
 /// The data plane's half of a backend: executing one request against an upstream. Requests
