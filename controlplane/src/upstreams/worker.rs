@@ -123,19 +123,11 @@ impl Worker {
                         }
                         Note::Unavailable(why) => {
                             tracing::debug!(upstream = %r.w.name, %why, "upstream gives no word of changes; listing on the interval");
-                            r.listener = None;
-                            if r.w.health.listening {
-                                r.w.health.listening = false;
-                                r.write_health().await?;
-                            }
+                            r.listener_ended().await?;
                         }
                         Note::Ended(why) => {
                             tracing::debug!(upstream = %r.w.name, %why, "upstream notification stream ended");
-                            r.listener = None;
-                            if r.w.health.listening {
-                                r.w.health.listening = false;
-                                r.write_health().await?;
-                            }
+                            r.listener_ended().await?;
                             // Find out now whether the upstream itself is gone.
                             next_check = Instant::now();
                         }
@@ -262,6 +254,16 @@ impl Running {
     fn drop_session(&mut self) {
         self.stop_listening();
         self.w.discovery.reset();
+    }
+
+    /// The stream of changes ended on its own: health says nothing follows it now.
+    async fn listener_ended(&mut self) -> Result<(), StoreError> {
+        self.listener = None;
+        if self.w.health.listening {
+            self.w.health.listening = false;
+            self.write_health().await?;
+        }
+        Ok(())
     }
 
     fn stop_listening(&mut self) {
