@@ -41,14 +41,6 @@ fn any_file_contains(dir: &Path, needle: &[u8]) -> bool {
     })
 }
 
-/// `get upstreams NAME -o json` as the status block.
-fn upstream_status(server: &str, name: &str) -> Value {
-    let (code, out, err) = cli(&["get", "upstreams", name, "-o", "json", "--server", server]);
-    assert_eq!(code, 0, "{out}\n{err}");
-    let list: Value = serde_json::from_str(&out).expect("JSON");
-    list[0]["status"].clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstreams_are_discovered_refreshed_on_list_changed_and_health_checked() {
     let grow_port = free_port();

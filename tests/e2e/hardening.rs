@@ -2,7 +2,9 @@
 //! binaries (the hardening issue's findings): every one must be refused cleanly, and what
 //! was attacked must keep serving.
 
-use crate::common::{apply, cli, control_plane, data_plane, peer, server, time_bridge, upstream};
+use crate::common::{
+    apply, control_plane, data_plane, peer, server, time_bridge, upstream, upstream_status,
+};
 use crate::controlplane::{examples, ControlPlane};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -69,14 +71,6 @@ async fn a_yaml_nesting_bomb_is_refused_where_it_starts_at_every_entry_point() {
         examples().join("quickstart.yaml").to_str().expect("utf-8"),
     ]);
     assert!(applied.contains("virtualserver/demo created"), "{applied}");
-}
-
-/// The status `switchboard get upstreams` reports for `name`.
-fn upstream_status(admin: &str, name: &str) -> serde_json::Value {
-    let (code, out, err) = cli(&["get", "upstreams", name, "-o", "json", "--server", admin]);
-    assert_eq!(code, 0, "{out}\n{err}");
-    let list: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-    list[0]["status"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

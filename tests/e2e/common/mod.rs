@@ -163,6 +163,14 @@ pub async fn wait_for_tools_as(
     }
 }
 
+/// `get upstreams NAME -o json` as the status block.
+pub fn upstream_status(server: &str, name: &str) -> serde_json::Value {
+    let (code, out, err) = cli(&["get", "upstreams", name, "-o", "json", "--server", server]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    list[0]["status"].clone()
+}
+
 pub fn upstream(name: &str, url: &str, extra: &str) -> String {
     format!(
         "apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: {name}\nspec:\n  mcp:\n    url: {url}\n  health:\n    interval: 500ms\n    timeout: 1s\n    unhealthyThreshold: 2\n{extra}---\n"
