@@ -1,7 +1,9 @@
 //! One stdio server process, initialized by the bridge and used by one or more HTTP
 //! sessions. Requests get bridge-unique ids (and progress tokens) on the way in, so answers
 //! and progress find their way back to the HTTP request that asked; everything else the
-//! server says goes to every open GET stream of its sessions. Its stderr goes to the log.
+//! server says goes to every open GET stream of its sessions, except its questions: those
+//! go to its one session, or are answered by the bridge when it is shared. Its stderr goes
+//! to the log.
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -136,6 +138,20 @@ pub fn bridge_initialize_params() -> Value {
     })
 }
 
+/// Who answers the requests a child sends its client (elicitation, sampling, roots, ping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answerer {
+    /// The bridge: the child serves every session, so no one client may see or answer its
+    /// questions. `ping` gets an empty result, anything else an error naming why.
+    Bridge,
+    /// The one session the child serves: questions go to its GET stream, and only answers
+    /// to questions asked are passed back.
+    Session,
+}
+
+/// Most questions a child may have waiting for answers; beyond it the bridge refuses more.
+const MAX_OPEN_QUESTIONS: usize = 1024;
+
 /// What can go wrong with the stdio server.
 #[derive(Debug, thiserror::Error)]
 pub enum ChildError {
@@ -152,6 +168,8 @@ pub enum ChildError {
     Initialize(String),
     #[error("cannot write to the stdio server: {0}")]
     Write(std::io::Error),
+    #[error("the stdio server asked this session no question with id {0}")]
+    NotAsked(String),
 }
 
 /// A request waiting for its answer.
@@ -181,6 +199,9 @@ pub struct Child {
     /// Set once the child is reaped: from then on its id may belong to someone else.
     reaped: std::sync::atomic::AtomicBool,
     label: String,
+    answerer: Answerer,
+    /// Ids (as JSON text) of the questions relayed to the session and not yet answered.
+    questions: Mutex<std::collections::HashSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -189,8 +210,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Child {
     /// Starts the server and completes the MCP handshake with it, initializing with
-    /// `params` (see [`bridge_initialize_params`]).
-    pub async fn start(spec: &ChildSpec, params: Value) -> Result<Arc<Child>, ChildError> {
+    /// `params` (see [`bridge_initialize_params`]); its questions go to `answerer`.
+    pub async fn start(
+        spec: &ChildSpec,
+        params: Value,
+        answerer: Answerer,
+    ) -> Result<Arc<Child>, ChildError> {
         let mut process = spec
             .build()
             .stdin(Stdio::piped())
@@ -245,13 +270,22 @@ impl Child {
             group,
             reaped: std::sync::atomic::AtomicBool::new(false),
             label: spec.label.clone(),
+            answerer,
+            questions: Mutex::new(std::collections::HashSet::new()),
         });
         let reader = child.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             loop {
                 match lines.next_line().await {
-                    Ok(Some(line)) => reader.route(&line),
+                    Ok(Some(line)) => {
+                        if let Some(reply) = reader.route(&line) {
+                            // Written by a task of its own: the child may be blocked writing
+                            // to us while its stdin is full.
+                            let writer = reader.clone();
+                            tokio::spawn(async move { writer.write(&reply).await });
+                        }
+                    }
                     Ok(None) => break reader.ended("its stdout closed".into()),
                     Err(e) => break reader.ended(format!("reading its stdout failed: {e}")),
                 }
@@ -364,9 +398,17 @@ impl Child {
         Some(p)
     }
 
-    /// Passes on a client notification or response; cancellations name the bridge's id.
+    /// Passes on a client notification or response; cancellations name the bridge's id, and
+    /// a response must answer a question the child asked this session.
     pub async fn notify(&self, session: &str, mut msg: Value) -> Result<(), ChildError> {
         match msg.get("method").and_then(Value::as_str) {
+            None => {
+                let id = msg.get("id").map(Value::to_string).unwrap_or_default();
+                let asked = self.answerer == Answerer::Session && lock(&self.questions).remove(&id);
+                if !asked {
+                    return Err(ChildError::NotAsked(id));
+                }
+            }
             // The bridge already told the server it is initialized.
             Some("notifications/initialized") => return Ok(()),
             Some("notifications/cancelled") => {
@@ -387,13 +429,14 @@ impl Child {
         self.write(&msg).await
     }
 
-    /// Delivers one line the server wrote.
-    fn route(&self, line: &str) {
+    /// Delivers one line the server wrote; what the bridge must write back itself (its
+    /// answer to a question no client may see), if anything.
+    fn route(&self, line: &str) -> Option<Value> {
         let Ok(mut msg) = serde_json::from_str::<Value>(line) else {
             if !line.trim().is_empty() {
                 tracing::warn!(line = %line.chars().take(200).collect::<String>(), "stdio server wrote a line that is not JSON");
             }
-            return;
+            return None;
         };
         let is_response = msg.get("method").is_none()
             && (msg.get("result").is_some() || msg.get("error").is_some());
@@ -404,11 +447,15 @@ impl Child {
                 .and_then(|id| self.forget(id))
             else {
                 tracing::warn!(id = %msg["id"], "stdio server answered a request nobody is waiting for");
-                return;
+                return None;
             };
             msg["id"] = p.client_id;
             let _ = p.tx.send(msg);
-            return;
+            return None;
+        }
+        if let (Some(method), Some(id)) = (msg.get("method").and_then(Value::as_str), msg.get("id"))
+        {
+            return self.ask(method, id, msg.clone());
         }
         if msg.get("method").and_then(Value::as_str) == Some("notifications/progress") {
             let stand_in = msg
@@ -422,12 +469,41 @@ impl Child {
                         msg["params"]["progressToken"] = token.clone();
                     }
                     let _ = p.tx.send(msg);
-                    return;
+                    return None;
                 }
             }
         }
-        // Logging, list_changed, and requests to the client: for the GET streams.
+        // Logging, list_changed and the like: for the GET streams.
         let _ = self.broadcast.send(msg);
+        None
+    }
+
+    /// A question of the child's: relayed to its session's GET stream, or answered by the
+    /// bridge (returned) when no client may or can answer it.
+    fn ask(&self, method: &str, id: &Value, msg: Value) -> Option<Value> {
+        let refuse = |code: i64, message: String| {
+            Some(json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}))
+        };
+        if method == "ping" {
+            return Some(json!({"jsonrpc": "2.0", "id": id, "result": {}}));
+        }
+        if self.answerer == Answerer::Bridge {
+            tracing::warn!(server = %self.label, %method, "a shared stdio server asked a question; refused (no single client may answer it)");
+            return refuse(-32601, format!("`{method}` cannot be answered: this server is shared by every session of the bridge (isolation: shared), so no one client may be asked; use isolation: perSession"));
+        }
+        let key = id.to_string();
+        {
+            let mut questions = lock(&self.questions);
+            if questions.len() >= MAX_OPEN_QUESTIONS {
+                return refuse(-32603, format!("`{method}` refused: {MAX_OPEN_QUESTIONS} questions are already waiting for the client"));
+            }
+            questions.insert(key.clone());
+        }
+        if self.broadcast.send(msg).is_err() {
+            lock(&self.questions).remove(&key);
+            return refuse(-32603, format!("`{method}` cannot be answered: the client has no GET stream open to be asked on"));
+        }
+        None
     }
 
     fn ended(&self, why: String) {

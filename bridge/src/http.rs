@@ -173,6 +173,9 @@ pub async fn post(State(bridge): State<Arc<Bridge>>, headers: HeaderMap, body: B
         // A notification, or the client's answer to a server request.
         return match child.notify(&session, msg).await {
             Ok(()) => StatusCode::ACCEPTED.into_response(),
+            Err(e @ crate::child::ChildError::NotAsked(_)) => {
+                error(StatusCode::BAD_REQUEST, &Value::Null, -32600, e.to_string())
+            }
             Err(e) => error(StatusCode::BAD_GATEWAY, &Value::Null, -32603, e.to_string()),
         };
     };

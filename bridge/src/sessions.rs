@@ -10,7 +10,7 @@
 //! session ends (DELETE), when it has been idle too long, or on its own (then the session is
 //! gone, as above).
 
-use crate::child::{bridge_initialize_params, Child, ChildError, ChildSpec};
+use crate::child::{bridge_initialize_params, Answerer, Child, ChildError, ChildSpec};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -145,7 +145,7 @@ impl Sessions {
         loop {
             let started = Instant::now();
             let attempt = tokio::select! {
-                r = Child::start(&self.spec, bridge_initialize_params()) => r,
+                r = Child::start(&self.spec, bridge_initialize_params(), Answerer::Bridge) => r,
                 _ = stop.wait_for(|s| *s) => return,
             };
             let why = match attempt {
@@ -261,7 +261,7 @@ impl Sessions {
                     return Err(OpenError::AtCapacity(max));
                 }
                 let starting = Starting(&self.starting);
-                let child = Child::start(&self.spec, params.clone()).await?;
+                let child = Child::start(&self.spec, params.clone(), Answerer::Session).await?;
                 // Counted as a session before it stops counting as a start.
                 lock(&self.sessions).insert(id.clone(), entry(child.clone()));
                 drop(starting);

@@ -178,3 +178,166 @@ async fn a_bridge_on_loopback_refuses_foreign_hosts_and_origins() {
     let (status, body) = post(vec![]).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// `switchboard bridge` over tests/peers/pid_server.py (a Python SDK server whose
+/// `ask_roots` asks its client whatever it declared), shared or one child per session.
+async fn pid_bridge(listen: &str, per_session: bool) -> switchboard_testkit::ManagedProcess {
+    let python = switchboard_testkit::python_bin().expect("PyPI mcp installed");
+    let mut cmd = switchboard_testkit::switchboard(BIN);
+    cmd.args(["bridge", "--listen", listen]);
+    if per_session {
+        cmd.arg("--per-session");
+    }
+    cmd.arg("--stdio")
+        .arg(&python)
+        .arg("--")
+        .arg(crate::common::root().join("tests/peers/pid_server.py"));
+    let p = switchboard_testkit::ManagedProcess::spawn(cmd).expect("bridge");
+    if let Err(e) =
+        switchboard_testkit::wait_for_http_ok(&format!("http://{listen}/healthz"), WAIT).await
+    {
+        panic!("bridge did not start: {e}\n{}", p.log_tail(20));
+    }
+    p
+}
+
+/// A session's GET stream on the bridge: its body, read as it comes.
+async fn get_stream(
+    url: &str,
+    session: &str,
+) -> impl futures::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin {
+    let resp = reqwest::Client::new()
+        .get(url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session)
+        .send()
+        .await
+        .expect("GET stream");
+    assert_eq!(resp.status().as_u16(), 200, "GET stream refused");
+    Box::pin(resp.bytes_stream())
+}
+
+/// Reads `stream` until a message `stop` accepts; every message seen before it.
+async fn read_until(
+    stream: &mut (impl futures::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin),
+    stop: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    use futures::StreamExt;
+    let mut seen = String::new();
+    let found = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            let messages: Vec<serde_json::Value> = switchboard_testkit::parse_sse_events(&seen)
+                .iter()
+                .filter_map(|d| serde_json::from_str(d).ok())
+                .collect();
+            if messages.iter().any(&stop) {
+                return Some(messages);
+            }
+        }
+        None
+    })
+    .await;
+    found
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the stream never carried what was awaited; it carried: {seen}"))
+}
+
+/// POSTs one raw message in `session`: (status, body).
+async fn post_raw(url: &str, session: &str, msg: serde_json::Value) -> (u16, String) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", session)
+        .json(&msg)
+        .send()
+        .await
+        .expect("POST");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_bridge_child_cannot_ask_one_session_and_be_answered_by_another() {
+    // A shared child's question once went to every session's GET stream, and any session
+    // could answer it: one client's roots (or an elicited secret) for another to read, or
+    // to forge.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _bridge = pid_bridge(&listen, false).await;
+    let url = format!("http://{listen}/mcp");
+    let mut asker = McpHttpClient::new(&url);
+    asker.initialize().await.expect("initialize the asker");
+    let mut listener = McpHttpClient::new(&url);
+    listener
+        .initialize()
+        .await
+        .expect("initialize the listener");
+    let listener_id = listener.session_id().expect("a session").to_string();
+    let mut stream = get_stream(&url, &listener_id).await;
+
+    // The SDK passes the bridge's refusal on as the call's error.
+    let asked = asker
+        .request("tools/call", json!({"name": "ask_roots", "arguments": {}}))
+        .await
+        .expect_err("no session may be asked");
+    assert!(
+        asked
+            .to_string()
+            .contains("shared by every session of the bridge"),
+        "{asked}"
+    );
+    // Something every session hears, after the question would have been broadcast.
+    asker
+        .request(
+            "tools/call",
+            json!({"name": "say", "arguments": {"text": "marker"}}),
+        )
+        .await
+        .expect("say");
+    let heard = read_until(&mut stream, |m| m.to_string().contains("marker")).await;
+    assert!(
+        heard.iter().all(|m| m["method"] != "roots/list"),
+        "another session heard the question: {heard:?}"
+    );
+    // An answer no one asked for is refused, not written to the child.
+    let forged =
+        json!({"jsonrpc": "2.0", "id": 0, "result": {"roots": [{"uri": "file:///forged"}]}});
+    let (status, body) = post_raw(&url, &listener_id, forged).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("asked this session no question"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_session_child_asks_its_own_session_and_takes_only_answers_to_what_it_asked() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _bridge = pid_bridge(&listen, true).await;
+    let url = format!("http://{listen}/mcp");
+    let mut client = McpHttpClient::new(&url);
+    client.initialize().await.expect("initialize");
+    let session = client.session_id().expect("a session").to_string();
+    let mut stream = get_stream(&url, &session).await;
+    let call = tokio::spawn(async move {
+        client
+            .request("tools/call", json!({"name": "ask_roots", "arguments": {}}))
+            .await
+    });
+    let heard = read_until(&mut stream, |m| m["method"] == "roots/list").await;
+    let question = heard
+        .into_iter()
+        .find(|m| m["method"] == "roots/list")
+        .expect("the question");
+    let wrong =
+        json!({"jsonrpc": "2.0", "id": format!("not-{}", question["id"]), "result": {"roots": []}});
+    let (status, body) = post_raw(&url, &session, wrong).await;
+    assert_eq!(status, 400, "{body}");
+    let answer = json!({"jsonrpc": "2.0", "id": question["id"], "result": {"roots": [{"uri": "file:///mine"}]}});
+    let (status, body) = post_raw(&url, &session, answer.clone()).await;
+    assert_eq!(status, 202, "{body}");
+    let result = call.await.expect("join").expect("ask_roots answers");
+    assert_eq!(result["content"][0]["text"], "file:///mine", "{result}");
+    // The same answer twice is refused: the question is spent.
+    let (status, body) = post_raw(&url, &session, answer).await;
+    assert_eq!(status, 400, "{body}");
+}

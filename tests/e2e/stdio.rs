@@ -271,7 +271,7 @@ async fn a_child_sees_its_env_and_secrets_only_and_its_catalog_reaches_data_plan
         !tail_of_file(&dp.log_path(), 10_000).contains(TOKEN),
         "the secret is logged"
     );
-    let status = wait_status(&admin, "pids", "reported", |s| s["tools"] == 3).await;
+    let status = wait_status(&admin, "pids", "reported", |s| s["tools"] == 5).await;
     assert_eq!(status["state"], "healthy", "{status}");
 
     // A data plane whose machine cannot run the command (here: the script is not where it
