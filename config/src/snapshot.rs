@@ -57,6 +57,10 @@ pub struct Snapshot {
     /// a client session keeps working on any replica; empty when the builder has none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub session_key: String,
+    /// Keys that sealed session ids before `session_key` took over (newest first): they
+    /// still open ids, so a key rotation ends no session before its time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_session_keys: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -91,6 +95,7 @@ impl Default for Snapshot {
             listener_secrets: Vec::new(),
             replicas: 1,
             session_key: String::new(),
+            previous_session_keys: Vec::new(),
         }
     }
 }
@@ -247,8 +252,14 @@ impl Snapshot {
     }
 
     /// The same snapshot carrying the registry's session key.
-    pub fn with_session_key(mut self, key: &str) -> Snapshot {
-        self.session_key = key.to_string();
+    pub fn with_session_key(self, key: &str) -> Snapshot {
+        self.with_session_keys(key, &[])
+    }
+
+    /// The same snapshot sealing with `current` and still opening what `previous` sealed.
+    pub fn with_session_keys(mut self, current: &str, previous: &[String]) -> Snapshot {
+        self.session_key = current.to_string();
+        self.previous_session_keys = previous.to_vec();
         self.version = self.content_version();
         self
     }

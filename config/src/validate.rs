@@ -475,6 +475,14 @@ impl Checker<'_> {
                 self.err(&format!("spec.limits.{field}"), "must be at least 1");
             }
         }
+        use crate::kinds::virtual_server::SessionSettings;
+        if let Some(d) = spec.sessions.max_lifetime {
+            if d < SessionSettings::MIN_LIFETIME {
+                self.err("spec.sessions.maxLifetime", "must be at least 1m");
+            } else if d > SessionSettings::MAX_LIFETIME {
+                self.err("spec.sessions.maxLifetime", "must be at most 30 days");
+            }
+        }
         let mut seen_upstreams = BTreeMap::new();
         for (i, sel) in spec.upstreams.iter().enumerate() {
             let at = format!("spec.upstreams[{i}]");

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_config::Discovered;
 use switchboard_proto::v1::discovery_server::Discovery;
-use switchboard_proto::v1::{DiscoveryRequest, DiscoveryResponse, StdioReport, UpstreamSignal};
+use switchboard_proto::v1::{
+    DiscoveryRequest, DiscoveryResponse, EndedSession, StdioReport, UpstreamSignal,
+};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -19,6 +21,12 @@ use tonic::{Request, Response, Status, Streaming};
 /// After a registry change, wait this long for more changes before pushing, so a burst of
 /// applies becomes a few pushes of the final state.
 pub const COALESCE: Duration = Duration::from_millis(50);
+
+/// Where reports of ended sessions go, and where the whole set comes from.
+pub type EndedFeeds = (
+    mpsc::Sender<(String, EndedSession)>,
+    watch::Receiver<crate::ended_sessions::Ended>,
+);
 
 /// What every discovery stream of this replica shares.
 pub struct Hub {
@@ -31,12 +39,14 @@ pub struct Hub {
     pub signals: Option<mpsc::Sender<(String, UpstreamSignal)>>,
     /// What data planes found running stdio upstreams, to its relay.
     pub stdio_reports: Option<mpsc::Sender<(String, Option<StdioReport>)>>,
+    /// Sessions data planes ended, to their relay; and every ended session, to send.
+    pub ended: Option<EndedFeeds>,
     nonces: AtomicU64,
 }
 
 impl Hub {
-    /// A hub for replica `control_plane_id` following `state`; its snapshots carry
-    /// `session_key` (see [`SnapshotCache::new`]).
+    /// A hub for replica `control_plane_id` following `state`; its snapshots carry keys
+    /// derived from the master `session_key` (see [`SnapshotCache::new`]).
     pub fn new(
         control_plane_id: String,
         state: watch::Receiver<Arc<RegistryState>>,
@@ -49,10 +59,17 @@ impl Hub {
             control_plane_id,
             state,
             discovered,
-            snapshots: SnapshotCache::new(session_key, secret_box),
+            snapshots: SnapshotCache::new(
+                crate::session_keys::SessionKeys::new(
+                    &session_key,
+                    crate::session_keys::ROTATE_EVERY,
+                ),
+                secret_box,
+            ),
             dataplanes,
             signals: None,
             stdio_reports: None,
+            ended: None,
             nonces: AtomicU64::new(1),
         }
     }
@@ -69,6 +86,17 @@ impl Hub {
         reports: mpsc::Sender<(String, Option<StdioReport>)>,
     ) -> Self {
         self.stdio_reports = Some(reports);
+        self
+    }
+
+    /// Relays the sessions data planes end to `relay`, and sends each data plane every
+    /// session `ended` holds.
+    pub fn with_ended_sessions(
+        mut self,
+        relay: mpsc::Sender<(String, EndedSession)>,
+        ended: watch::Receiver<crate::ended_sessions::Ended>,
+    ) -> Self {
+        self.ended = Some((relay, ended));
         self
     }
 
@@ -196,7 +224,26 @@ impl Session {
         let mut pushed_at = std::time::Instant::now();
         // The upstreams this data plane's group serves: it may report on those only.
         let mut served: crate::snapshots::Served = Default::default();
+        let mut ended = hub.ended.as_ref().map(|(_, e)| e.clone());
+        let mut ended_sent = std::collections::HashSet::new();
+        let mut ended_dirty = ended.is_some();
         loop {
+            if ended_dirty {
+                ended_dirty = false;
+                if let Some(all) = ended.as_mut().map(|e| e.borrow_and_update().clone()) {
+                    let news = crate::ended_sessions::unsent(&all, &mut ended_sent);
+                    if !news.is_empty() {
+                        let notice = DiscoveryResponse {
+                            control_plane_id: hub.control_plane_id.clone(),
+                            ended_sessions: news,
+                            ..Default::default()
+                        };
+                        if self.tx.send(Ok(notice)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
             if dirty {
                 dirty = false;
                 let current = state.borrow_and_update().clone();
@@ -218,6 +265,7 @@ impl Session {
                         nonce: nonce.clone(),
                         snapshot: Some(snap.as_ref().clone()),
                         control_plane_id: hub.control_plane_id.clone(),
+                        ended_sessions: Vec::new(),
                     };
                     if self.tx.send(Ok(response)).await.is_err() {
                         break;
@@ -244,6 +292,17 @@ impl Session {
                             for signal in std::mem::take(&mut msg.upstream_signals) {
                                 // A full relay already has news of failures to pass on.
                                 let _ = relay.try_send((self.reporter(), signal));
+                            }
+                        }
+                        if let Some((relay, _)) = &hub.ended {
+                            if msg.ended_sessions.len() > crate::ended_sessions::MAX_PER_MESSAGE {
+                                tracing::warn!(node = %self.node.id, count = msg.ended_sessions.len(), "ignored a message reporting too many ended sessions");
+                            } else {
+                                for e in std::mem::take(&mut msg.ended_sessions) {
+                                    if relay.send((self.reporter(), e)).await.is_err() {
+                                        break;
+                                    }
+                                }
                             }
                         }
                         if let Some(relay) = &hub.stdio_reports {
@@ -291,6 +350,21 @@ impl Session {
                         break;
                     }
                     dirty = true;
+                }
+                () = tokio::time::sleep(hub.snapshots.until_keys_rotate()) => {
+                    // A new period: the same config with the next session keys.
+                    dirty = true;
+                }
+                changed = async {
+                    match ended.as_mut() {
+                        Some(e) => e.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if !changed {
+                        ended = None;
+                    }
+                    ended_dirty = changed;
                 }
             }
         }

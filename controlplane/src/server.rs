@@ -218,6 +218,8 @@ pub async fn serve_with(
     );
     let session_key = session_key(store.as_ref(), secret_box.as_deref()).await?;
     let replicas = crate::replicas::publish(store.clone(), dataplanes.clone(), id.clone());
+    let ended = crate::ended_sessions::follow(status.clone());
+    let pruning = crate::ended_sessions::prune(store.clone(), ended.clone());
     let (exit_store, exit_key) = (store.clone(), crate::replicas::replicas_key(&id));
     let probe = Probe {
         store: store.clone(),
@@ -247,7 +249,8 @@ pub async fn serve_with(
             store.clone(),
             state.clone(),
             status.clone(),
-        )),
+        ))
+        .with_ended_sessions(crate::ended_sessions::relay(store.clone()), ended.clone()),
     );
     let discovery = DiscoveryServer::new(DiscoveryService::new(hub).gated(gate.clone()))
         .max_decoding_message_size(64 << 20)
@@ -283,6 +286,7 @@ pub async fn serve_with(
         .await?;
     discovery_leader.abort();
     replicas.abort();
+    pruning.abort();
     if let Some(side) = side {
         side.abort();
     }

@@ -3,6 +3,7 @@
 
 use crate::dataplanes::now_ms;
 use crate::secrets::{open_set, Opened, SecretBox};
+use crate::session_keys::SessionKeys;
 use crate::state::RegistryState;
 use crate::store::Revision;
 use std::collections::HashMap;
@@ -16,13 +17,15 @@ pub type WireSnapshot = Arc<v1::Snapshot>;
 /// Memo of the latest resource set and the snapshots built from it.
 pub struct SnapshotCache {
     inner: Mutex<Memo>,
-    session_key: String,
+    keys: SessionKeys,
     secret_box: Option<Arc<SecretBox>>,
 }
 
 #[derive(Default)]
 struct Memo {
     revision: Revision,
+    /// The session-key period the snapshots were built for.
+    period: u64,
     /// Identity of the discovery results the memo was built with.
     discovered: usize,
     set: Option<Arc<ResourceSet>>,
@@ -35,15 +38,20 @@ struct Memo {
 pub type Served = Arc<std::collections::BTreeSet<String>>;
 
 impl SnapshotCache {
-    /// A cache whose snapshots carry the registry's session key (base64), so data planes
-    /// seal session ids that every other replica can open.
-    /// Secrets are opened with `secret_box` for the upstreams that reference them.
-    pub fn new(session_key: String, secret_box: Option<Arc<SecretBox>>) -> Self {
+    /// A cache whose snapshots carry the session keys of the current period (derived from
+    /// the registry's master key), so data planes seal session ids that every other replica
+    /// can open. Secrets are opened with `secret_box` for the upstreams that reference them.
+    pub fn new(keys: SessionKeys, secret_box: Option<Arc<SecretBox>>) -> Self {
         SnapshotCache {
             inner: Mutex::default(),
-            session_key,
+            keys,
             secret_box,
         }
+    }
+
+    /// How long until snapshots must carry the next period's session keys.
+    pub fn until_keys_rotate(&self) -> std::time::Duration {
+        self.keys.until_next(std::time::SystemTime::now())
     }
 
     /// The snapshot for `group` as of `state` and `discovered` (built on first use).
@@ -64,13 +72,16 @@ impl SnapshotCache {
         discovered: &Arc<Discovered>,
     ) -> (WireSnapshot, Served) {
         let discovered_id = Arc::as_ptr(discovered) as usize;
+        let period = self.keys.period_now();
         let set = {
             let mut memo = self.lock();
             if memo.set.is_none()
                 || memo.revision != state.revision
                 || memo.discovered != discovered_id
+                || memo.period != period
             {
                 memo.revision = state.revision;
+                memo.period = period;
                 memo.discovered = discovered_id;
                 let set = state.resource_set();
                 memo.opened = Arc::new(open_set(&set, self.secret_box.as_deref()));
@@ -83,9 +94,10 @@ impl SnapshotCache {
             (memo.set.clone().unwrap_or_default(), memo.opened.clone())
         };
         let (set, opened) = set;
+        let (key, previous) = self.keys.for_period(period);
         let snap = Snapshot::build(&set, group, discovered)
             .with_secrets(&opened)
-            .with_session_key(&self.session_key);
+            .with_session_keys(&key, &previous);
         let served: Served = Arc::new(snap.upstreams.keys().cloned().collect());
         let wire = Arc::new(v1::Snapshot {
             version: snap.version.clone(),
@@ -94,7 +106,10 @@ impl SnapshotCache {
             created_unix_ms: now_ms(),
         });
         let mut memo = self.lock();
-        if memo.revision == state.revision && memo.discovered == discovered_id {
+        if memo.revision == state.revision
+            && memo.discovered == discovered_id
+            && memo.period == period
+        {
             memo.by_group
                 .insert(group.clone(), (wire.clone(), served.clone()));
         }

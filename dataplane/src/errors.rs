@@ -30,6 +30,12 @@ pub(crate) enum GatewayError {
     MissingSession,
     #[error("unknown session: initialize a new one")]
     UnknownSession,
+    #[error("this session has expired: initialize a new one")]
+    SessionExpired,
+    #[error("this session was ended (DELETE): initialize a new one")]
+    SessionEnded,
+    #[error("this session was opened by another principal: initialize your own")]
+    SessionOfOther,
     #[error("Content-Type must be application/json")]
     NotJson,
     #[error("Accept must include application/json")]
@@ -193,6 +199,9 @@ impl GatewayError {
             | E::MethodNotAllowed
             | E::MissingSession
             | E::UnknownSession
+            | E::SessionExpired
+            | E::SessionEnded
+            | E::SessionOfOther
             | E::NotJson
             | E::NotAcceptable
             | E::TooDeep { .. }
@@ -224,6 +233,8 @@ impl GatewayError {
             E::MissingSession | E::TooDeep { .. } => 400,
             E::UnknownServer(_)
             | E::UnknownSession
+            | E::SessionExpired
+            | E::SessionEnded
             | E::UnknownLegacyClient
             | E::AnswerForUnknown(_) => 404,
             E::NotJson => 415,
@@ -235,7 +246,7 @@ impl GatewayError {
             GatewayError::NoHeldCall(_) => 400,
             GatewayError::BodyTooLarge { .. } | GatewayError::PassThroughTooLarge { .. } => 413,
             GatewayError::PassThroughFailed { .. } => 502,
-            GatewayError::OtherPrincipal => 403,
+            GatewayError::OtherPrincipal | GatewayError::SessionOfOther => 403,
             GatewayError::Unresumable(_) => 404,
             _ if stateless => crate::mcp::modern::http_status(self.rpc().code),
             _ => 200,
@@ -261,7 +272,9 @@ impl GatewayError {
             | GatewayError::TaskWithoutId(_)
             | GatewayError::NeitherResultNorError(_)
             | GatewayError::PassThroughFailed { .. } => Served::UpstreamError,
-            GatewayError::OtherPrincipal | GatewayError::OriginRefused(_) => Served::Forbidden,
+            GatewayError::OtherPrincipal
+            | GatewayError::SessionOfOther
+            | GatewayError::OriginRefused(_) => Served::Forbidden,
             _ => Served::Error,
         }
     }
@@ -383,6 +396,24 @@ mod tests {
                 404,
                 jsonrpc::INVALID_REQUEST,
                 "unknown session: initialize a new one",
+            ),
+            (
+                E::SessionExpired,
+                404,
+                jsonrpc::INVALID_REQUEST,
+                "this session has expired: initialize a new one",
+            ),
+            (
+                E::SessionEnded,
+                404,
+                jsonrpc::INVALID_REQUEST,
+                "this session was ended (DELETE): initialize a new one",
+            ),
+            (
+                E::SessionOfOther,
+                403,
+                jsonrpc::INVALID_REQUEST,
+                "this session was opened by another principal: initialize your own",
             ),
             (
                 E::NotJson,

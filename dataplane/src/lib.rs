@@ -3,6 +3,7 @@
 
 pub mod backends;
 pub mod discovery;
+pub mod ended_sessions;
 mod errors;
 pub mod gateway;
 pub mod jsonrpc;

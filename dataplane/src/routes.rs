@@ -213,6 +213,8 @@ pub struct ServerView {
     pub rate_limits: Vec<Arc<Limit>>,
     /// Limits on one request.
     pub limits: RequestLimits,
+    /// How long a client session lasts.
+    pub sessions: switchboard_config::kinds::virtual_server::SessionSettings,
     /// Per-upstream time limits set on this server's selections.
     pub route_timeouts: HashMap<String, Timeouts>,
     /// Fingerprints of the tool, prompt and resource listings, so sessions can be told
@@ -359,7 +361,7 @@ impl Routes {
         let sealer = if snapshot.session_key.is_empty() {
             Sealer::default()
         } else {
-            Sealer::from_base64(&snapshot.session_key)?
+            Sealer::from_keys(&snapshot.session_key, &snapshot.previous_session_keys)?
         };
         let mut routes = Routes {
             version: snapshot.version.clone(),
@@ -410,6 +412,7 @@ impl Routes {
                 authz: Rules::compile(&vs.authorization),
                 rate_limits,
                 limits: vs.limits.clone(),
+                sessions: vs.sessions.clone(),
                 route_timeouts: vs
                     .upstreams
                     .iter()

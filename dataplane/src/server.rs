@@ -177,6 +177,7 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
             Ok(())
         }
     };
+    let ended = Arc::new(crate::ended_sessions::EndedSessions::default());
     match config.source {
         Source::Static(snapshot) => {
             serve(&snapshot).map_err(StartError::Routes)?;
@@ -186,6 +187,7 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
             let reports = stdio.clone();
             let client = DiscoveryClient::new(client_config)
                 .with_signals(signals.clone())
+                .with_ended_sessions(ended.clone())
                 .with_stdio_reports(Arc::new(move || reports.reports()), stdio.changes());
             if let Some(persisted) = client.current().load_full() {
                 match serve(&persisted) {
@@ -252,6 +254,7 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
             loopback,
         })
         .with_signals(signals)
+        .with_ended_sessions(ended)
         .with_trusted_proxies(config.trusted_proxies.clone());
     let gateway = match &config.metrics_listen {
         Some(addr) => {

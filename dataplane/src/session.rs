@@ -3,7 +3,9 @@
 //! needs (the virtual server, the negotiated version, the client's capabilities and the
 //! upstream sessions opened for it) instead of living in one process's memory. It is sealed
 //! (ChaCha20-Poly1305) with the key the snapshot carries, so clients can neither read the
-//! upstream session ids nor forge a session.
+//! upstream session ids nor forge a session. It is no bearer token for ever: it names the
+//! principal that opened it (only they may use it) and when it expires, and the key that
+//! seals it rotates (the snapshot carries the previous key too, to open ids sealed before).
 
 use base64::Engine;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
@@ -31,6 +33,12 @@ pub struct Session {
     /// Makes every id unique.
     #[serde(rename = "n")]
     pub nonce: u64,
+    /// Who opened it (see [`principal_tag`]); None for an anonymous client.
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// When it ends (Unix seconds); 0, as in ids sealed before expiry existed: ended.
+    #[serde(rename = "x", default)]
+    pub expires: u64,
 }
 
 /// One upstream session as the gateway session remembers it.
@@ -56,16 +64,63 @@ impl Session {
             capabilities: Value::Null,
             upstreams: BTreeMap::new(),
             nonce: fastrand::u64(..),
+            principal: None,
+            expires: 0,
         }
+    }
+
+    /// The same session, usable only by `subject` (empty: anonymous) until `lifetime` from
+    /// now.
+    pub fn bound(mut self, subject: &str, lifetime: std::time::Duration) -> Session {
+        self.principal = principal_tag(subject);
+        self.expires = unix_now().saturating_add(lifetime.as_secs());
+        self
+    }
+
+    /// Whether `subject` may use the session now (it is theirs and has not expired); the
+    /// reason when not.
+    pub fn usable_by(&self, subject: &str) -> Result<(), Unusable> {
+        if self.expires <= unix_now() {
+            return Err(Unusable::Expired);
+        }
+        if self.principal != principal_tag(subject) {
+            return Err(Unusable::OtherPrincipal);
+        }
+        Ok(())
     }
 }
 
-/// Prefix of every id this build mints (lets a future format coexist).
-const PREFIX: &str = "sb2.";
+/// Why a sealed session cannot be used by this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unusable {
+    /// Its lifetime is over.
+    Expired,
+    /// Someone else opened it.
+    OtherPrincipal,
+}
 
-/// Seals and opens session ids with one key.
+/// What a session keeps of its principal: a digest of the subject (the id is sealed, but
+/// need not carry an e-mail address around); None for anonymous callers.
+pub fn principal_tag(subject: &str) -> Option<String> {
+    use sha2::Digest;
+    (!subject.is_empty()).then(|| hex::encode(&sha2::Sha256::digest(subject.as_bytes())[..16]))
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Prefix of every id this build mints (lets a future format coexist). `sb2.` ids, which
+/// named no principal and had no expiry, no longer open.
+const PREFIX: &str = "sb3.";
+
+/// Seals session ids with one key and opens them with it or the keys before it.
 pub struct Sealer {
-    key: LessSafeKey,
+    /// The sealing key first, then older keys that still open.
+    keys: Vec<LessSafeKey>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -93,17 +148,25 @@ pub struct BadKey(String);
 impl Sealer {
     /// A sealer from a base64 key as snapshots carry it.
     pub fn from_base64(key: &str) -> Result<Sealer, BadKey> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(key.trim())
-            .map_err(|e| BadKey(e.to_string()))?;
-        Sealer::from_bytes(&bytes)
+        Sealer::from_keys(key, &[])
+    }
+
+    /// A sealer that seals with `current` and also opens what `previous` keys sealed (all
+    /// base64): a key rotation's overlap.
+    pub fn from_keys(current: &str, previous: &[String]) -> Result<Sealer, BadKey> {
+        let mut keys = Vec::with_capacity(1 + previous.len());
+        for key in std::iter::once(current).chain(previous.iter().map(String::as_str)) {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(key.trim())
+                .map_err(|e| BadKey(e.to_string()))?;
+            keys.push(aead_key(&bytes)?);
+        }
+        Ok(Sealer { keys })
     }
 
     fn from_bytes(bytes: &[u8]) -> Result<Sealer, BadKey> {
-        let unbound = UnboundKey::new(&CHACHA20_POLY1305, bytes)
-            .map_err(|_| BadKey(format!("{} bytes", bytes.len())))?;
         Ok(Sealer {
-            key: LessSafeKey::new(unbound),
+            keys: vec![aead_key(bytes)?],
         })
     }
 
@@ -132,8 +195,10 @@ impl Sealer {
         // unique per (key, fresh session nonce) in practice, so do not panic over it.
         let _ = SystemRandom::new().fill(&mut nonce);
         let mut data = serde_json::to_vec(value).unwrap_or_default();
-        if self
-            .key
+        let Some(key) = self.keys.first() else {
+            return String::new();
+        };
+        if key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(prefix),
@@ -160,14 +225,21 @@ impl Sealer {
             return None;
         }
         let (nonce, sealed) = raw.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut sealed = sealed.to_vec();
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(prefix), &mut sealed)
-            .ok()?;
-        serde_json::from_slice(plain).ok()
+        self.keys.iter().find_map(|key| {
+            let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+            let mut sealed = sealed.to_vec();
+            let plain = key
+                .open_in_place(nonce, Aad::from(prefix), &mut sealed)
+                .ok()?;
+            serde_json::from_slice(plain).ok()
+        })
     }
+}
+
+fn aead_key(bytes: &[u8]) -> Result<LessSafeKey, BadKey> {
+    let unbound = UnboundKey::new(&CHACHA20_POLY1305, bytes)
+        .map_err(|_| BadKey(format!("{} bytes", bytes.len())))?;
+    Ok(LessSafeKey::new(unbound))
 }
 
 /// A fresh random key, base64 as snapshots carry it.
@@ -175,6 +247,13 @@ pub fn new_key() -> String {
     let mut key = [0u8; 32];
     let _ = SystemRandom::new().fill(&mut key);
     base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+/// A stand-in for a session id that no other id shares (128 bits of its SHA-256): what
+/// state kept for a session (replay buffers, ended sessions) is keyed by.
+pub fn digest(id: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(id.as_bytes())[..16])
 }
 
 /// A short, stable stand-in for a session id in logs (the id itself is a credential).
@@ -216,5 +295,44 @@ mod tests {
             None
         );
         assert!(Sealer::from_base64("c2hvcnQ=").is_err());
+    }
+
+    #[test]
+    fn a_rotated_key_still_opens_what_the_previous_one_sealed_but_no_older() {
+        let (old, older, new) = (new_key(), new_key(), new_key());
+        let before = Sealer::from_base64(&old).expect("key");
+        let ancient = Sealer::from_base64(&older).expect("key");
+        let after = Sealer::from_keys(&new, std::slice::from_ref(&old)).expect("keys");
+        let s = Session::new("demo", "2025-06-18");
+        assert_eq!(after.open(&before.seal(&s)), Some(s.clone()));
+        assert_eq!(after.open(&ancient.seal(&s)), None);
+        // New ids are sealed with the new key: the old one alone cannot open them.
+        assert_eq!(before.open(&after.seal(&s)), None);
+        assert_eq!(
+            Sealer::from_base64(&new)
+                .expect("key")
+                .open(&after.seal(&s)),
+            Some(s)
+        );
+    }
+
+    #[test]
+    fn a_session_is_its_principals_until_it_expires() {
+        let s =
+            Session::new("demo", "2025-06-18").bound("alice", std::time::Duration::from_secs(60));
+        assert_eq!(s.usable_by("alice"), Ok(()));
+        assert_eq!(s.usable_by("mallory"), Err(Unusable::OtherPrincipal));
+        assert_eq!(s.usable_by(""), Err(Unusable::OtherPrincipal));
+        let anonymous =
+            Session::new("demo", "2025-06-18").bound("", std::time::Duration::from_secs(60));
+        assert_eq!(anonymous.usable_by(""), Ok(()));
+        assert_eq!(anonymous.usable_by("alice"), Err(Unusable::OtherPrincipal));
+        let spent = Session::new("demo", "2025-06-18").bound("alice", std::time::Duration::ZERO);
+        assert_eq!(spent.usable_by("alice"), Err(Unusable::Expired));
+        // An id from before expiry existed carries none: it is over.
+        assert_eq!(
+            Session::new("demo", "2025-06-18").usable_by(""),
+            Err(Unusable::Expired)
+        );
     }
 }

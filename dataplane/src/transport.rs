@@ -9,7 +9,7 @@ use crate::policy::auth::Principal;
 use crate::policy::authz::{target_of, Target};
 pub use crate::reply::Reply;
 use crate::routes::{ServerView, TaskSupport};
-use crate::session::Session;
+use crate::session::{Session, Unusable};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -35,6 +35,11 @@ pub struct RequestInfo {
 pub trait Gate {
     /// Lets a request through, or says why not.
     fn admit(&self, method: &str, target: Target<'_>) -> Result<(), Refusal>;
+
+    /// Whether session `id` was ended by a DELETE (here or on another replica).
+    fn ended(&self, _id: &str) -> bool {
+        false
+    }
 }
 
 /// A gate that admits everything.
@@ -277,12 +282,12 @@ pub fn handle(
     match req.method.as_str() {
         "POST" => post(server, req, body, gate, seen),
         "GET" if wants_stream(req) && req.session_id.is_some() && !server.upstreams.is_empty() => {
-            match session_of(server, req) {
+            match session_of(server, req, gate) {
                 Ok(session) => Outcome::Listen(session),
                 Err(reply) => Outcome::Reply(reply),
             }
         }
-        "DELETE" => match session_of(server, req) {
+        "DELETE" => match session_of(server, req, gate) {
             Ok(session) => Outcome::Terminate(session),
             Err(reply) => Outcome::Reply(reply),
         },
@@ -304,14 +309,27 @@ fn other_method(req: &RequestInfo) -> Reply {
     }
 }
 
-fn session_of(server: &ServerView, req: &RequestInfo) -> Result<Session, Reply> {
+/// The session a request names, if this server sealed it, it is the caller's, it has not
+/// expired and no DELETE ended it.
+fn session_of(server: &ServerView, req: &RequestInfo, gate: &dyn Gate) -> Result<Session, Reply> {
     let Some(id) = &req.session_id else {
         return Err(GatewayError::MissingSession.refusal());
     };
-    match server.sealer.open(id) {
-        Some(s) if s.server == server.name => Ok(s),
-        _ => Err(GatewayError::UnknownSession.refusal()),
+    let session = match server.sealer.open(id) {
+        Some(s) if s.server == server.name => s,
+        _ => return Err(GatewayError::UnknownSession.refusal()),
+    };
+    if let Err(why) = session.usable_by(&req.caller.subject) {
+        return Err(match why {
+            Unusable::Expired => GatewayError::SessionExpired,
+            Unusable::OtherPrincipal => GatewayError::SessionOfOther,
+        }
+        .refusal());
     }
+    if gate.ended(id) {
+        return Err(GatewayError::SessionEnded.refusal());
+    }
+    Ok(session)
 }
 
 fn post(
@@ -406,7 +424,8 @@ fn post_checked(
                     let version = result["protocolVersion"]
                         .as_str()
                         .unwrap_or(versions::LATEST);
-                    let mut session = Session::new(&server.name, version);
+                    let mut session = Session::new(&server.name, version)
+                        .bound(&req.caller.subject, server.sessions.lifetime());
                     session.capabilities = params.get("capabilities").cloned().unwrap_or_default();
                     Ok(Outcome::Initialize {
                         id,
@@ -421,7 +440,7 @@ fn post_checked(
             }
         }
         Message::Request { id, method, params } => {
-            let session = session_of(server, req)?;
+            let session = session_of(server, req, gate)?;
             if let Err(refusal) = admit(server, req, gate, &method, &params) {
                 return Ok(Outcome::Reply(refusal.reply(&id, false)));
             }
@@ -468,7 +487,7 @@ fn post_checked(
             Ok(Outcome::Reply(Reply::json(200, &response)))
         }
         Message::Response { id, mut body } => {
-            let session = session_of(server, req)?;
+            let session = session_of(server, req, gate)?;
             let relayed = crate::mcp::relay::unwrap(&id)
                 .filter(|(upstream, _)| session.upstreams.contains_key(upstream));
             match relayed {
@@ -487,7 +506,7 @@ fn post_checked(
             }
         }
         Message::Notification { method, params } => {
-            let session = session_of(server, req)?;
+            let session = session_of(server, req, gate)?;
             // Roots changes concern every upstream; a cancellation names a request id, which
             // in the client's own upstream sessions is its own id (see `gateway::forward`),
             // so upstreams that do not know it ignore it.
@@ -984,6 +1003,50 @@ mod tests {
     }
 
     #[test]
+    fn a_session_serves_only_its_principal_until_it_expires_or_is_ended() {
+        struct Ended(String);
+        impl Gate for Ended {
+            fn admit(&self, _: &str, _: Target<'_>) -> Result<(), Refusal> {
+                Ok(())
+            }
+            fn ended(&self, id: &str) -> bool {
+                id == self.0
+            }
+        }
+        let s = view();
+        let ping = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let as_who = |sid: &str, subject: &str| {
+            let mut r = post_req(Some(sid.to_string()));
+            r.caller.subject = subject.into();
+            r
+        };
+        let hour = std::time::Duration::from_secs(3600);
+        let alices = s
+            .sealer
+            .seal(&Session::new("demo", "2025-06-18").bound("alice", hour));
+        assert_eq!(handle(&s, &as_who(&alices, "alice"), ping).status, 200);
+        let stolen = handle(&s, &as_who(&alices, "mallory"), ping);
+        assert_eq!(stolen.status, 403);
+        assert!(String::from_utf8_lossy(&stolen.body).contains("another principal"));
+        assert_eq!(handle(&s, &as_who(&alices, ""), ping).status, 403);
+        let spent = s
+            .sealer
+            .seal(&Session::new("demo", "2025-06-18").bound("alice", std::time::Duration::ZERO));
+        let expired = handle(&s, &as_who(&spent, "alice"), ping);
+        assert_eq!(expired.status, 404, "a client initializes again after 404");
+        assert!(String::from_utf8_lossy(&expired.body).contains("expired"));
+        let gate = Ended(alices.clone());
+        let mut seen = Seen::default();
+        match super::handle(&s, &as_who(&alices, "alice"), ping, &gate, &mut seen) {
+            Outcome::Reply(r) => {
+                assert_eq!(r.status, 404);
+                assert!(String::from_utf8_lossy(&r.body).contains("ended (DELETE)"));
+            }
+            other => panic!("an ended session served: {other:?}"),
+        }
+    }
+
+    #[test]
     fn transport_errors() {
         let s = view();
         let ping = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
@@ -992,7 +1055,10 @@ mod tests {
             handle(&s, &post_req(Some("forged".into())), ping).status,
             404
         );
-        let other = s.sealer.seal(&Session::new("other", "2025-06-18"));
+        let hour = std::time::Duration::from_secs(3600);
+        let other = s
+            .sealer
+            .seal(&Session::new("other", "2025-06-18").bound("", hour));
         assert_eq!(
             handle(&s, &post_req(Some(other)), ping).status,
             404,
@@ -1045,7 +1111,9 @@ mod forward_tests {
                 mirrored: Vec::new(),
             },
         );
-        let sid = view.sealer.seal(&Session::new("demo", "2025-06-18"));
+        let sid = view.sealer.seal(
+            &Session::new("demo", "2025-06-18").bound("", std::time::Duration::from_secs(3600)),
+        );
         let req = RequestInfo {
             method: "POST".into(),
             content_type: Some("application/json".into()),

@@ -62,11 +62,15 @@ pub fn run_command(args: &DataplaneArgs) -> anyhow::Result<i32> {
             labels: node.labels.clone().into_iter().collect(),
         };
         let mut snap = Snapshot::build(&set, &group, &Default::default());
-        // Replicas fed the same files share sessions only if they share a key.
-        if let Ok(key) = std::env::var("SWITCHBOARD_SESSION_KEY") {
-            switchboard_dataplane::session::Sealer::from_base64(&key)
+        // Replicas fed the same files share sessions only if they share a key. A rotation:
+        // `new,old` seals with the new key and still opens what the old one sealed.
+        if let Ok(keys) = std::env::var("SWITCHBOARD_SESSION_KEY") {
+            let mut keys = keys.split(',').map(|k| k.trim().to_string());
+            let current = keys.next().unwrap_or_default();
+            let previous: Vec<String> = keys.collect();
+            switchboard_dataplane::session::Sealer::from_keys(&current, &previous)
                 .map_err(|e| anyhow::anyhow!("SWITCHBOARD_SESSION_KEY: {e}"))?;
-            snap = snap.with_session_key(&key);
+            snap = snap.with_session_keys(&current, &previous);
         }
         Source::Static(snap)
     } else if !args.control_plane.is_empty() {

@@ -341,3 +341,241 @@ async fn a_per_session_child_asks_its_own_session_and_takes_only_answers_to_what
     let (status, body) = post_raw(&url, &session, answer).await;
     assert_eq!(status, 400, "{body}");
 }
+
+/// One raw request to an MCP endpoint as API-key holder `key`: (status, body).
+async fn as_holder(
+    method: reqwest::Method,
+    url: &str,
+    key: &str,
+    session: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .request(method, url)
+        .header("accept", "application/json, text/event-stream")
+        .header("x-api-key", key)
+        .header("mcp-session-id", session);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_serves_only_its_principal_and_a_delete_ends_it_on_every_replica() {
+    // A session id was a bearer token for ever: anyone holding it (another principal of the
+    // same server) could use it, and after DELETE any replica reopened it.
+    let everything = switchboard_testkit::ServerEverything::start()
+        .await
+        .expect("server-everything");
+    let (_cp, admin, _cp_data) = control_plane(None).await;
+    let digest = |k: &str| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(k.as_bytes()))
+    };
+    let keys = format!(
+        "apiVersion: switchboard.dev/v1\nkind: AuthProvider\nmetadata:\n  name: keys\nspec:\n  apiKeys:\n    keys:\n      - principal: alice\n        sha256: {}\n      - principal: bob\n        sha256: {}\n---\n",
+        digest("alice-key"),
+        digest("bob-key")
+    );
+    let demo = "apiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: demo\nspec:\n  authProvider: keys\n  upstreams:\n    - upstream: everything\n      prefix: ev_\n---\n";
+    apply(
+        &admin,
+        &format!(
+            "{keys}{}{demo}",
+            upstream("everything", &everything.url(), "")
+        ),
+    );
+    let (_dp1, url1, _s1) = data_plane(&admin).await;
+    let (_dp2, url2, _s2) = data_plane(&admin).await;
+    let mut alice = McpHttpClient::new(&url1).with_header("x-api-key", "alice-key");
+    let deadline = Instant::now() + WAIT;
+    while let Err(e) = alice.initialize().await {
+        assert!(Instant::now() < deadline, "demo never served: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sid = alice.session_id().expect("a session").to_string();
+    let ping = || Some(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}));
+    let post = reqwest::Method::POST;
+    let (status, body) = as_holder(post.clone(), &url1, "alice-key", &sid, ping()).await;
+    assert_eq!(status, 200, "{body}");
+    // Bob holds a valid key of his own, and Alice's session id.
+    let (status, body) = as_holder(post.clone(), &url1, "bob-key", &sid, ping()).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("opened by another principal"), "{body}");
+    // Alice's session works on the other replica too, until she ends it.
+    let (status, body) = as_holder(post.clone(), &url2, "alice-key", &sid, ping()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = as_holder(reqwest::Method::DELETE, &url1, "alice-key", &sid, None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = as_holder(post.clone(), &url1, "alice-key", &sid, ping()).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("ended (DELETE)"), "{body}");
+    // The other replica hears of it through the control plane.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = as_holder(post.clone(), &url2, "alice-key", &sid, ping()).await;
+        if status == 404 {
+            assert!(body.contains("ended (DELETE)"), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica 2 still serves the ended session: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // So does a replica that starts afterwards.
+    let (_dp3, url3, _s3) = data_plane(&admin).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = as_holder(post.clone(), &url3, "alice-key", &sid, ping()).await;
+        if body.contains("ended (DELETE)") {
+            assert_eq!(status, 404, "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a new replica serves the ended session: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A WebSocket client of `url`'s `/ws` endpoint, sending `header`, that has initialized.
+async fn ws_initialized(
+    url: &str,
+    header: (&str, &str),
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let ws_url = url.replace("http://", "ws://").replace("/mcp", "/ws");
+    let mut request = ws_url.as_str().into_client_request().expect("request");
+    let headers = request.headers_mut();
+    headers.insert("sec-websocket-protocol", "mcp".parse().expect("header"));
+    headers.insert(
+        reqwest::header::HeaderName::from_bytes(header.0.as_bytes()).expect("name"),
+        header.1.parse().expect("value"),
+    );
+    let addr = ws_url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .expect("host")
+        .to_string();
+    let tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tcp)
+        .await
+        .expect("upgrade");
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "ws", "version": "1"}}});
+    ws.send(Message::text(init.to_string()))
+        .await
+        .expect("send");
+    let answer = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("an answer in time")
+        .expect("a frame")
+        .expect("no error");
+    assert!(answer.to_string().contains("\"result\""), "{answer}");
+    ws
+}
+
+/// Reads frames until the server closes the connection: the close frame's code and reason.
+async fn ws_closed(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+) -> (u16, String) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let closed = tokio::time::timeout(WAIT, async {
+        while let Some(frame) = ws.next().await {
+            if let Ok(Message::Close(Some(c))) = frame {
+                return Some((u16::from(c.code), c.reason.to_string()));
+            }
+        }
+        None
+    })
+    .await;
+    closed
+        .ok()
+        .flatten()
+        .expect("the server closes the connection with a close frame")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_ends_when_its_key_is_removed_or_its_token_expires() {
+    // A WebSocket authenticated at its upgrade once went on working after its API key was
+    // removed or its JWT expired.
+    let everything = switchboard_testkit::ServerEverything::start()
+        .await
+        .expect("server-everything");
+    let (_issuer_p, issuer) = peer("jwt_issuer.py", &["https://issuer.test"]).await;
+    let (_cp, admin, _cp_data) = control_plane(None).await;
+    let digest = |k: &str| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(k.as_bytes()))
+    };
+    let keys = |who: &[&str]| {
+        let mut s = "apiVersion: switchboard.dev/v1\nkind: AuthProvider\nmetadata:\n  name: keys\nspec:\n  apiKeys:\n    keys:\n".to_string();
+        for w in who {
+            s.push_str(&format!(
+                "      - principal: {w}\n        sha256: {}\n",
+                digest(&format!("{w}-key"))
+            ));
+        }
+        s + "---\n"
+    };
+    let jwt = format!("apiVersion: switchboard.dev/v1\nkind: AuthProvider\nmetadata:\n  name: tokens\nspec:\n  jwt:\n    issuer: https://issuer.test\n    audiences: [switchboard]\n    jwksUrl: {issuer}/jwks\n    clockSkew: 0s\n---\n");
+    let servers = "apiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: demo\nspec:\n  authProvider: keys\n  upstreams:\n    - upstream: everything\n---\napiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: signed\nspec:\n  authProvider: tokens\n  upstreams:\n    - upstream: everything\n---\n";
+    let everything_up = upstream("everything", &everything.url(), "");
+    apply(
+        &admin,
+        &format!("{}{jwt}{everything_up}{servers}", keys(&["alice", "bob"])),
+    );
+    let (_dp, url, _state) = data_plane(&admin).await;
+    let mut probe = McpHttpClient::new(&url).with_header("x-api-key", "alice-key");
+    let deadline = Instant::now() + WAIT;
+    while let Err(e) = probe.initialize().await {
+        assert!(Instant::now() < deadline, "demo never served: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut alice = ws_initialized(&url, ("x-api-key", "alice-key")).await;
+    let mut bob = ws_initialized(&url, ("x-api-key", "bob-key")).await;
+    apply(
+        &admin,
+        &format!("{}{jwt}{everything_up}{servers}", keys(&["bob"])),
+    );
+    let (code, reason) = ws_closed(&mut alice).await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("unknown API key"), "{reason}");
+    // Bob's key stays: his connection still serves.
+    {
+        use futures::{SinkExt, StreamExt};
+        let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}).to_string();
+        bob.send(tokio_tungstenite::tungstenite::Message::text(ping))
+            .await
+            .expect("send");
+        let pong = tokio::time::timeout(WAIT, bob.next())
+            .await
+            .expect("in time")
+            .expect("a frame")
+            .expect("no error");
+        assert!(pong.to_string().contains("\"id\":2"), "{pong}");
+    }
+    // A token that expires in two seconds: the connection ends then.
+    let resp = reqwest::get(format!("{issuer}/token?aud=switchboard&exp_in=2"))
+        .await
+        .expect("issuer");
+    let token = resp.text().await.expect("token");
+    let signed = url.replace("/servers/demo/", "/servers/signed/");
+    let mut carol = ws_initialized(&signed, ("authorization", &format!("Bearer {token}"))).await;
+    let (code, reason) = ws_closed(&mut carol).await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("expired"), "{reason}");
+}

@@ -34,6 +34,9 @@ pub struct VirtualServerSpec {
     /// Limits on what one request may carry.
     #[serde(default, skip_serializing_if = "RequestLimits::is_empty")]
     pub limits: RequestLimits,
+    /// How long client sessions last.
+    #[serde(default, skip_serializing_if = "SessionSettings::is_empty")]
+    pub sessions: SessionSettings,
     /// Proxy this one upstream as-is (sidecar use) instead of federating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passthrough: Option<String>,
@@ -179,6 +182,39 @@ impl AuthorizationRule {
             ("groups", &self.groups),
             ("scopes", &self.scopes),
         ]
+    }
+}
+
+/// Client sessions of a virtual server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SessionSettings {
+    /// How long a session id works after `initialize` (default 24h, 1m to 30 days); then
+    /// the client gets 404 and initializes again, as after any lost session.
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_lifetime: Option<std::time::Duration>,
+}
+
+impl SessionSettings {
+    /// Default session lifetime.
+    pub const DEFAULT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+    /// Shortest lifetime accepted: a session must outlive a few calls.
+    pub const MIN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
+    /// Longest lifetime accepted (the control plane's session keys rotate past it).
+    pub const MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+    /// True when nothing is set, so serialisation can omit the block.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The lifetime in force.
+    pub fn lifetime(&self) -> std::time::Duration {
+        self.max_lifetime.unwrap_or(Self::DEFAULT_LIFETIME)
     }
 }
 

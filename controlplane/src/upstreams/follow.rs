@@ -27,6 +27,8 @@ pub struct Status {
     pub leader: Option<LeaderRecord>,
     /// The record of writes, by zero-padded time and sequence (so in order).
     pub writes: BTreeMap<String, crate::audit::WriteEntry>,
+    /// Client sessions a DELETE ended, by key (see `crate::ended_sessions`).
+    pub ended: BTreeMap<String, crate::ended_sessions::EndedRecord>,
 }
 
 impl Status {
@@ -62,6 +64,7 @@ impl Status {
                 "signal" => put(&mut status.signals, key, name, value),
                 "replicas" => put(&mut status.replicas, key, name, value),
                 "writes" => put(&mut status.writes, key, name, value),
+                crate::ended_sessions::FAMILY => put(&mut status.ended, key, name, value),
                 _ => {}
             }
         }

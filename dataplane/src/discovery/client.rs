@@ -1,6 +1,7 @@
 //! The discovery client proper (see the module docs of `discovery`).
 
 use super::persist::{load_snapshot, save_snapshot};
+use crate::ended_sessions::EndedSessions;
 use crate::signals::Signals;
 use arc_swap::ArcSwapOption;
 use std::path::PathBuf;
@@ -102,6 +103,7 @@ pub struct DiscoveryClient {
     check: Check,
     signals: Arc<Signals>,
     stdio: Option<(StdioReports, watch::Receiver<u64>)>,
+    ended: Arc<EndedSessions>,
 }
 
 /// What this data plane has to say about the stdio upstreams it runs (see
@@ -138,12 +140,20 @@ impl DiscoveryClient {
             check: Arc::new(|_| Ok(())),
             signals: Arc::default(),
             stdio: None,
+            ended: Arc::default(),
         }
     }
 
     /// Reports the failures `signals` collects to the control plane (passive health).
     pub fn with_signals(mut self, signals: Arc<Signals>) -> Self {
         self.signals = signals;
+        self
+    }
+
+    /// Reports the sessions ended here as they end, and adds those the control plane says
+    /// other data planes ended.
+    pub fn with_ended_sessions(mut self, ended: Arc<EndedSessions>) -> Self {
+        self.ended = ended;
         self
     }
 
@@ -271,6 +281,22 @@ impl DiscoveryClient {
             };
             let message = tokio::select! {
                 m = responses.message() => m,
+                () = self.ended.reported.notified() => {
+                    let ended_sessions = self.ended.take_unreported();
+                    if ended_sessions.is_empty() {
+                        continue;
+                    }
+                    let note = DiscoveryRequest {
+                        version_info: self.version(),
+                        ended_sessions,
+                        ..Default::default()
+                    };
+                    if let Err(unsent) = tx.send(note).await {
+                        self.ended.unsent(unsent.0.ended_sessions);
+                        return Ok(received);
+                    }
+                    continue;
+                }
                 alive = stdio_changed => {
                     if !alive {
                         stdio_changes = None;
@@ -301,6 +327,10 @@ impl DiscoveryClient {
                 Ok(None) => return Ok(received),
                 Err(s) => return Err(format!("stream from {endpoint} broke: {}", s.message())),
             };
+            self.ended.learn(&response.ended_sessions);
+            if response.snapshot.is_none() && !response.ended_sessions.is_empty() {
+                continue; // a notice of ended sessions: nothing to ACK
+            }
             received = true;
             let reply = self.handle(response);
             if tx.send(reply).await.is_err() {

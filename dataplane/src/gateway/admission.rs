@@ -32,6 +32,47 @@ impl ClientHeaders {
     }
 }
 
+/// What a request offered to prove who it is, kept by connections that outlive it.
+#[derive(Clone, Default)]
+pub(super) struct Credentials {
+    authorization: Option<String>,
+    api_key: Option<String>,
+    client_certificates: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
+}
+
+impl Credentials {
+    /// What `session`'s request offered to `server`'s authenticator.
+    pub(super) fn of(session: &Downstream, server: &ServerView) -> Credentials {
+        let Some(auth) = &server.auth else {
+            return Credentials::default();
+        };
+        Credentials {
+            authorization: header(session, "authorization").map(str::to_string),
+            api_key: auth
+                .api_key_header()
+                .and_then(|h| header(session, h))
+                .map(str::to_string),
+            client_certificates: auth
+                .wants_client_certificate()
+                .then(|| crate::listener_tls::peer_certificates(session))
+                .flatten()
+                .map(|p| p.0.clone()),
+        }
+    }
+
+    /// The same, as `auth` reads them (the API key from its own header only).
+    fn offered(&self, auth: &Authenticator) -> Offered<'_> {
+        Offered {
+            authorization: self.authorization.as_deref(),
+            api_key: self
+                .api_key
+                .as_deref()
+                .filter(|_| auth.api_key_header().is_some()),
+            client_certificates: self.client_certificates.as_deref(),
+        }
+    }
+}
+
 /// Headers a call to `upstream` carries for this client: its own token when the server
 /// forwards tokens, and its `X-Upstream-Authorization` when the upstream takes it.
 pub(super) fn client_headers(
@@ -59,9 +100,14 @@ pub(super) struct Limits<'a> {
     pub(super) server: &'a ServerView,
     pub(super) principal: &'a str,
     pub(super) client_ip: &'a str,
+    pub(super) ended: &'a crate::ended_sessions::EndedSessions,
 }
 
 impl Gate for Limits<'_> {
+    fn ended(&self, id: &str) -> bool {
+        self.ended.is_ended(id)
+    }
+
     fn admit(&self, method: &str, target: Item<'_>) -> std::result::Result<(), Refusal> {
         if self.server.rate_limits.is_empty() {
             return Ok(());
@@ -172,6 +218,22 @@ impl Gateway {
         }
     }
 
+    /// Who presents `credentials` to `server` now (a connection that outlives its first
+    /// request is checked again when the snapshot changes: a removed key ends it).
+    pub(super) async fn recheck(
+        &self,
+        server: &ServerView,
+        credentials: &Credentials,
+    ) -> std::result::Result<Principal, AuthError> {
+        match &server.auth {
+            None => Ok(Principal::anonymous()),
+            Some(auth) => {
+                auth.authenticate(credentials.offered(auth), &self.jwks)
+                    .await
+            }
+        }
+    }
+
     /// Who is calling `server`, or the 401 (503 when keys cannot be fetched) to answer.
     pub(super) async fn authenticate(
         &self,
@@ -181,17 +243,11 @@ impl Gateway {
         let Some(auth) = &server.auth else {
             return Ok(Principal::anonymous());
         };
-        let presented = if auth.wants_client_certificate() {
-            crate::listener_tls::peer_certificates(session)
-        } else {
-            None
-        };
-        let offered = Offered {
-            authorization: header(session, "authorization"),
-            api_key: auth.api_key_header().and_then(|h| header(session, h)),
-            client_certificates: presented.as_ref().map(|p| p.0.as_slice()),
-        };
-        let e = match auth.authenticate(offered, &self.jwks).await {
+        let credentials = Credentials::of(session, server);
+        let e = match auth
+            .authenticate(credentials.offered(auth), &self.jwks)
+            .await
+        {
             Ok(p) => return Ok(p),
             Err(e) => e,
         };

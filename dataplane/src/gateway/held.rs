@@ -187,6 +187,8 @@ impl Forwarder {
             capabilities: f.client_capabilities.clone(),
             upstreams: Default::default(),
             nonce: 0,
+            principal: None,
+            expires: 0, // never sealed for a client
         };
         let opened = self
             .upstreams

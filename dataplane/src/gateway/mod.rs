@@ -112,6 +112,8 @@ pub struct Gateway {
     websockets: std::sync::atomic::AtomicUsize,
     /// Proxies whose `X-Forwarded-For` names the client.
     trusted_proxies: Vec<ipnet::IpNet>,
+    /// Sessions a DELETE ended, here or on another data plane.
+    ended: Arc<crate::ended_sessions::EndedSessions>,
     /// The upstream side: calls and everything that outlives one.
     calls: Forwarder,
 }
@@ -131,6 +133,7 @@ impl Gateway {
             legacy: LegacyClients::default(),
             websockets: Default::default(),
             trusted_proxies: Vec::new(),
+            ended: Arc::default(),
             calls: Forwarder::new(routes),
         }
     }
@@ -169,6 +172,13 @@ impl Gateway {
     /// (see `serve::client_address`).
     pub fn with_trusted_proxies(mut self, proxies: Vec<ipnet::IpNet>) -> Self {
         self.trusted_proxies = proxies;
+        self
+    }
+
+    /// Remembers ended sessions in `ended` (shared with the discovery client, which reports
+    /// them to the control plane and learns those other data planes ended).
+    pub fn with_ended_sessions(mut self, ended: Arc<crate::ended_sessions::EndedSessions>) -> Self {
+        self.ended = ended;
         self
     }
 

@@ -163,12 +163,18 @@ impl Gateway {
             server,
             principal: &info.caller.subject,
             client_ip,
+            ended: &self.ended,
         };
-        let fingerprint = info.session_id.as_deref().map(crate::session::fingerprint);
-        rec.session = fingerprint.clone().unwrap_or_default();
-        // Streams of a session on streamable HTTP can be resumed (see `replay`).
+        rec.session = info
+            .session_id
+            .as_deref()
+            .map(crate::session::fingerprint)
+            .unwrap_or_default();
+        // Streams of a session on streamable HTTP can be resumed (see `replay`), by that
+        // session only: the buffers are keyed by a full digest of its id, not the short
+        // fingerprint the logs show (and the session is its principal's, checked below).
         let resumable = match out {
-            Out::Http(_) => fingerprint,
+            Out::Http(_) => info.session_id.as_deref().map(crate::session::digest),
             Out::Events(_) => None,
         };
         let at = Scope {
@@ -254,6 +260,10 @@ impl Gateway {
                 return Ok(None);
             }
             Outcome::Terminate(session) => {
+                // Final: no replica serves the id again, though it could still open it.
+                if let Some(id) = &info.session_id {
+                    self.ended.end(id, session.expires);
+                }
                 self.end_session(routes, server, &session);
                 Reply::empty(200)
             }
@@ -324,6 +334,7 @@ impl Gateway {
             server,
             principal: &info.caller.subject,
             client_ip: &client_ip,
+            ended: &self.ended,
         };
         let mut seen = transport::Seen::default();
         let refused = transport::screen(server, &info, &body, &gate, &mut seen);

@@ -103,6 +103,8 @@ impl Forwarder {
             capabilities: json!({}),
             upstreams: Default::default(),
             nonce: 0,
+            principal: None,
+            expires: 0, // never sealed for a client
         };
         let mut streams = Vec::new();
         // The subscription's upstream sessions end with it, however it ends (also while

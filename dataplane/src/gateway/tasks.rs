@@ -86,6 +86,8 @@ impl TaskRef {
             capabilities: Value::Null,
             upstreams: [(self.upstream.clone(), self.session.clone())].into(),
             nonce: 0,
+            principal: None,
+            expires: 0, // never sealed for a client
         }
     }
 

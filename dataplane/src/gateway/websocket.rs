@@ -7,7 +7,7 @@
 //! the framing, over an in-memory pipe the bytes are pumped through.
 
 use super::access::Record;
-use super::admission::ClientHeaders;
+use super::admission::{ClientHeaders, Credentials};
 use super::channel::Channel;
 use super::serve::client_ip;
 use super::{header, send, Ctx, Gateway};
@@ -146,6 +146,13 @@ impl Gateway {
         let Some(caller) = self.caller(session, rec, server).await? else {
             return Ok(());
         };
+        // Checked again when the snapshot changes, and the connection ends when they expire.
+        let credentials = Credentials::of(session, server);
+        let held = Held {
+            subject: caller.subject.clone(),
+            expires: caller.expires,
+            credentials,
+        };
         let Some(_counted) = Counted::new(&self.websockets) else {
             rec.outcome = Served::Error;
             return send(session, GatewayError::TooManyWebSockets.refusal()).await;
@@ -176,7 +183,7 @@ impl Gateway {
         tokio::pin!(pump);
         tokio::select! {
             () = &mut pump => {}
-            () = self.converse(ws, &channel, rx, server) => {
+            () = self.converse(ws, &channel, rx, server, &held) => {
                 // Let the close frame (and anything before it) reach the client.
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(1), pump).await;
             }
@@ -185,15 +192,49 @@ impl Gateway {
         Ok(())
     }
 
+    /// Whether the credentials the connection opened with still name its principal under
+    /// the routes in force; why not, otherwise.
+    async fn still_valid(&self, channel: &Channel, held: &Held) -> std::result::Result<(), String> {
+        let routes = self.routes.load_full();
+        let Some(server) = routes.server(&channel.server) else {
+            return Err(format!(
+                "virtual server `{}` is no longer served here",
+                channel.server
+            ));
+        };
+        match self.recheck(&server, &held.credentials).await {
+            Ok(p) if p.subject == held.subject => Ok(()),
+            Ok(_) => Err("the credentials name another principal now".into()),
+            // Keys that cannot be fetched right now say nothing about these credentials.
+            Err(crate::policy::auth::AuthError::Unavailable(_)) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Reads the client's frames and writes what the channel carries, until the client
-    /// closes the connection or it breaks.
+    /// closes the connection, it breaks, or its credentials expire or stop being accepted
+    /// (then a close frame says why, with code 1008).
     async fn converse(
         &self,
         ws: WebSocketStream<DuplexStream>,
         channel: &Channel,
         mut rx: mpsc::Receiver<String>,
         server: &ServerView,
+        held: &Held,
     ) {
+        let expiry = async {
+            match held.expires {
+                Some(at) => {
+                    let left = at.saturating_sub(crate::session::unix_now());
+                    tokio::time::sleep(std::time::Duration::from_secs(left)).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expiry);
+        let mut changes = self.calls.changes.clone();
+        changes.borrow_and_update();
+        let mut follow_changes = true;
         let (mut sink, mut frames) = futures::StreamExt::split(ws);
         let mut inflight = FuturesUnordered::new();
         let listening = self.channel_listen(channel, server);
@@ -237,6 +278,23 @@ impl Gateway {
                     listened = true;
                     continue;
                 }
+                () = &mut expiry => {
+                    tracing::info!(server = %server.name, principal = %held.subject, "a WebSocket's credentials expired; closing it");
+                    policy_close("the credentials expired")
+                }
+                changed = changes.changed(), if follow_changes => {
+                    if changed.is_err() {
+                        follow_changes = false;
+                        continue;
+                    }
+                    match self.still_valid(channel, held).await {
+                        Ok(()) => continue,
+                        Err(why) => {
+                            tracing::info!(server = %server.name, principal = %held.subject, %why, "a WebSocket's credentials are no longer accepted; closing it");
+                            policy_close(&format!("the credentials are no longer accepted: {why}"))
+                        }
+                    }
+                }
                 _ = ping.tick() => {
                     if unanswered >= MAX_UNANSWERED_PINGS {
                         tracing::debug!(server = %server.name, "a WebSocket client stopped answering pings");
@@ -246,7 +304,8 @@ impl Gateway {
                     Message::Ping(Bytes::new())
                 }
             };
-            if sink.send(out).await.is_err() {
+            let closing = matches!(out, Message::Close(_));
+            if sink.send(out).await.is_err() || closing {
                 break;
             }
         }
@@ -282,6 +341,29 @@ impl Gateway {
         };
         rec.finish(status);
     }
+}
+
+/// Who a connection was opened by, and what proved it, for checking again later.
+struct Held {
+    subject: String,
+    /// When the credentials expire (Unix seconds), if they do.
+    expires: Option<u64>,
+    credentials: Credentials,
+}
+
+/// A close frame ending a connection by policy (1008), saying why (cut to the 123 bytes a
+/// close frame's reason may have).
+fn policy_close(why: &str) -> Message {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    let mut reason = why.to_string();
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::Policy,
+        reason: reason.into(),
+    }))
 }
 
 /// Moves bytes between the upgraded connection and the framing's end of the pipe until

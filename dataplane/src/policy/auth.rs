@@ -21,6 +21,9 @@ pub struct Principal {
     pub subject: String,
     pub groups: Vec<String>,
     pub scopes: Vec<String>,
+    /// When the credentials stop holding (a JWT's `exp`, Unix seconds); None when they do
+    /// not expire by themselves. Connections that outlive one request end then.
+    pub expires: Option<u64>,
 }
 
 impl Principal {
@@ -197,6 +200,7 @@ impl ApiKeys {
                         subject: k.principal.clone(),
                         groups: k.groups.clone(),
                         scopes: k.scopes.clone(),
+                        expires: None,
                     };
                     (k.sha256.clone(), p)
                 })
@@ -425,10 +429,19 @@ impl JwtVerifier {
             Some(claim) => strings(claims.get(claim)),
             None => strings(claims.get("scope").or_else(|| claims.get("scp"))),
         };
+        // Accepted until `exp` plus the clock skew allowed, as verification does.
+        let expires = claims
+            .get("exp")
+            .and_then(|e| {
+                e.as_u64()
+                    .or_else(|| e.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            })
+            .map(|exp| exp.saturating_add(self.spec.clock_skew.as_secs()));
         Principal {
             subject,
             groups,
             scopes,
+            expires,
         }
     }
 }

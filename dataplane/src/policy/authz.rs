@@ -184,6 +184,7 @@ mod tests {
             subject: subject.into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
             scopes: vec![],
+            expires: None,
         }
     }
 

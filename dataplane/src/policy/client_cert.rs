@@ -122,5 +122,6 @@ fn identity(leaf: &CertificateDer<'_>, from: PrincipalFrom) -> Result<Principal,
         subject,
         groups,
         scopes: Vec::new(),
+        expires: None,
     })
 }
