@@ -55,6 +55,12 @@ pub(crate) enum GatewayError {
     TooManyWebSockets,
     #[error("too many legacy SSE streams are open on this data plane")]
     TooManyLegacyStreams,
+    /// One client holds its share of a cap of the data plane's (`what`: WebSocket
+    /// connections, legacy streams, held calls), so others keep theirs.
+    #[error(
+        "this client has {max} {what} open on this data plane already (its share); end one first"
+    )]
+    ClientAtCap { what: &'static str, max: usize },
     #[error("this connection has its session already: open another connection for a new one")]
     ConnectionHasSession,
     #[error("this connection has {max} requests in flight already; retry when one is answered")]
@@ -242,6 +248,7 @@ impl GatewayError {
             E::OriginRefused(_) => 403,
             E::UpgradeRefused { status, .. } => *status,
             E::TooManyWebSockets | E::TooManyLegacyStreams => 503,
+            E::ClientAtCap { .. } => 429,
             E::AnswerNotRelayed { .. } => 502,
             GatewayError::NoHeldCall(_) => 400,
             GatewayError::BodyTooLarge { .. } | GatewayError::PassThroughTooLarge { .. } => 413,
@@ -465,6 +472,15 @@ mod tests {
                 503,
                 jsonrpc::INTERNAL_ERROR,
                 "too many legacy SSE streams are open on this data plane",
+            ),
+            (
+                E::ClientAtCap {
+                    what: "WebSocket connections",
+                    max: 1000,
+                },
+                429,
+                jsonrpc::INTERNAL_ERROR,
+                "this client has 1000 WebSocket connections open on this data plane already (its share); end one first",
             ),
             (
                 E::ConnectionHasSession,

@@ -6,6 +6,7 @@ pub mod discovery;
 pub mod ended_sessions;
 mod errors;
 pub mod gateway;
+pub mod idle_sessions;
 pub mod jsonrpc;
 pub mod listener_tls;
 pub mod mcp;

@@ -85,7 +85,12 @@ fn admit(
     method: &str,
     params: &Value,
 ) -> Result<(), Refusal> {
-    if matches!(method, "initialize" | "ping" | "server/discover") {
+    if method == "initialize" {
+        // Anyone the server admits may initialize; but it costs a session on every
+        // upstream, so it counts against rate limits.
+        return gate.admit(method, Target::Nothing);
+    }
+    if matches!(method, "ping" | "server/discover") {
         return Ok(());
     }
     let target = target_of(method, params);
@@ -251,6 +256,8 @@ pub struct Forward {
     pub continuation: Option<Continuation>,
     /// Who is calling (a held call may be continued by its caller only).
     pub caller: String,
+    /// Where from (an anonymous caller's share of the data plane's caps is per address).
+    pub client_ip: String,
     /// The least severe log level a stateless client asked to hear about during this call
     /// (`_meta` `io.modelcontextprotocol/logLevel`); None: no log messages at all.
     pub log_level: Option<String>,
@@ -419,6 +426,9 @@ fn post_checked(
     }
     match message {
         Message::Request { id, method, params } if method == "initialize" => {
+            if let Err(refusal) = admit(server, req, gate, &method, &params) {
+                return Ok(Outcome::Reply(refusal.reply(&id, false)));
+            }
             match local::answer(server, &method, &params, &req.caller) {
                 Ok(result) => {
                     let version = result["protocolVersion"]
@@ -706,6 +716,7 @@ fn forward_to(
         continuation,
         log_level,
         caller: String::new(),
+        client_ip: String::new(),
         client_id: id.clone(),
         upstream: upstream.to_string(),
         method: method.to_string(),
@@ -1043,6 +1054,28 @@ mod tests {
                 assert!(String::from_utf8_lossy(&r.body).contains("ended (DELETE)"));
             }
             other => panic!("an ended session served: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn initialize_counts_against_rate_limits() {
+        struct Limited;
+        impl Gate for Limited {
+            fn admit(&self, method: &str, _: Target<'_>) -> Result<(), Refusal> {
+                Err(Refusal {
+                    error: RpcError::new(jsonrpc::RATE_LIMITED, format!("limited: {method}")),
+                    retry_after: None,
+                })
+            }
+        }
+        let s = view();
+        let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
+        match super::handle(&s, &post_req(None), init, &Limited, &mut Seen::default()) {
+            Outcome::Reply(r) => {
+                let text = String::from_utf8_lossy(&r.body);
+                assert!(text.contains("limited: initialize"), "{text}");
+            }
+            other => panic!("a limited initialize opened a session: {other:?}"),
         }
     }
 

@@ -137,6 +137,8 @@ pub struct UpstreamPool {
     /// Where each client upstream session's GET stream left off, by upstream and session
     /// id, so a stream that drops reopens with `Last-Event-ID` (see [`Cursors`]).
     cursors: Cursors,
+    /// Client upstream sessions, ended when idle or when their client session expires.
+    idle: crate::idle_sessions::IdleSessions,
 }
 
 /// The last event id read from each client upstream session's GET stream. Bounded: past
@@ -178,6 +180,7 @@ impl Default for UpstreamPool {
             replaced: Arc::default(),
             legacy: Mutex::new(HashMap::new()),
             cursors: Cursors::default(),
+            idle: Default::default(),
         }
     }
 }
@@ -242,11 +245,34 @@ impl UpstreamPool {
                 &client.capabilities,
             )
             .await?;
-        Ok(UpstreamRef {
+        let opened = UpstreamRef {
             id: s.session_id,
             version: s.protocol_version,
             url: s.url,
-        })
+        };
+        self.used(name, spec, &self.client_session(spec, &opened), client);
+        Ok(opened)
+    }
+
+    /// Notes a client's own upstream session as used now (see [`crate::idle_sessions`]).
+    /// Sessions the gateway opens for itself (a held call's, a subscription's) carry no
+    /// expiry and are ended by whoever opened them.
+    fn used(&self, name: &str, spec: &UpstreamEntry, session: &UpstreamSession, client: &Session) {
+        if client.expires != 0 {
+            self.idle
+                .used(name, session, &self.mcp_for(spec), client.expires);
+        }
+    }
+
+    /// How many client upstream sessions this pool follows for idleness.
+    pub fn followed_sessions(&self) -> usize {
+        self.idle.len()
+    }
+
+    /// Ends the client upstream sessions unused for `idle` (the periodic sweep uses
+    /// [`crate::idle_sessions::IDLE`]); how many.
+    pub fn end_idle(&self, idle: Duration) -> usize {
+        self.idle.sweep(idle)
     }
 
     /// Ends a client's upstream sessions (best effort, in the background).
@@ -254,6 +280,7 @@ impl UpstreamPool {
         for (name, r) in &client.upstreams {
             if let Some(id) = &r.id {
                 self.cursors.forget(name, id);
+                self.idle.forget(name, id);
             }
         }
         drop(self.ender_for(client, specs));
@@ -394,6 +421,9 @@ impl UpstreamPool {
             {
                 Err(UpstreamError::SessionExpired { .. }) if attempt == 0 => {
                     tracing::info!(upstream = %name, "upstream session expired; opening a new one");
+                    if let Some(id) = &session.session_id {
+                        self.idle.forget(name, id);
+                    }
                     match own {
                         Some(client) => self.reopen(name, spec, client, call).await?,
                         None => self.forget_shared(name, &session.url),
@@ -407,7 +437,12 @@ impl UpstreamPool {
                     }
                     return Err(e);
                 }
-                other => return other,
+                other => {
+                    if let (Ok(_), Some(client)) = (&other, own) {
+                        self.used(name, spec, &session, client);
+                    }
+                    return other;
+                }
             }
         }
     }
@@ -425,6 +460,8 @@ impl UpstreamPool {
         if !own {
             return Ok(None); // a shared session's stream belongs to no one client
         }
+        self.used(name, spec, &session, client);
+        let listening = self.idle.listening(name, &session);
         let cursor = session
             .session_id
             .as_deref()
@@ -438,7 +475,14 @@ impl UpstreamPool {
                 cursor,
             )
             .await?
-            .map(|m| Box::pin(m) as switchboard_upstream::Messages))
+            .map(|m| {
+                // The session is not idle while its stream is open.
+                let m = futures::StreamExt::map(m, move |item| {
+                    let _open = &listening;
+                    item
+                });
+                Box::pin(m) as switchboard_upstream::Messages
+            }))
     }
 
     /// Sends a request to a legacy HTTP+SSE upstream over this pool's shared session

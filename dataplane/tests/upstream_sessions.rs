@@ -118,3 +118,69 @@ async fn an_upstreams_own_connect_timeout_bounds_its_calls() {
     );
     drop(listener);
 }
+
+/// Status server-everything gives a `ping` in upstream session `id`.
+async fn status_in(url: &str, id: &str) -> u16 {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", id)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#)
+        .send()
+        .await
+        .expect("ping")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_client_upstream_session_is_ended_upstream_unless_it_is_listened_to() {
+    // A client that initialized and walked away once left its upstream sessions open until
+    // the upstream gave up: `initialize` in a loop filled upstreams with sessions.
+    let server = ServerEverything::start().await.expect("server-everything");
+    let spec = spec(&server.url());
+    let pool = UpstreamPool::default();
+    let mut client = Session::new("demo", "2025-11-25").bound("alice", Duration::from_secs(3600));
+    client.capabilities = json!({});
+    let opened = pool
+        .open_for("everything", &spec, &client, &Default::default())
+        .await
+        .expect("open");
+    let id = opened.id.clone().expect("server-everything keeps sessions");
+    client.upstreams.insert("everything".into(), opened);
+    assert_eq!(pool.followed_sessions(), 1);
+    assert_eq!(status_in(&server.url(), &id).await, 200);
+
+    // A GET stream open on it: not idle, however long since the last call.
+    let stream = pool
+        .listen("everything", &spec, &client, &Default::default())
+        .await
+        .expect("listen")
+        .expect("server-everything offers a GET stream");
+    assert_eq!(pool.end_idle(Duration::ZERO), 0);
+    drop(stream);
+    assert_eq!(pool.end_idle(Duration::ZERO), 1);
+    assert_eq!(pool.followed_sessions(), 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // server-everything answers an unknown session with 400 or 404.
+    while status_in(&server.url(), &id).await == 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the idle session was not ended upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A call in it again opens a fresh one transparently, followed in turn.
+    assert_eq!(echo(&pool, &spec, &client, "back").await, "Echo: back");
+    assert_eq!(pool.followed_sessions(), 1);
+
+    // Sessions the gateway opens for itself (no expiry) are not followed.
+    let mut own = Session::new("demo", "2025-11-25");
+    own.capabilities = json!({});
+    pool.open_for("everything", &spec, &own, &Default::default())
+        .await
+        .expect("open");
+    assert_eq!(pool.followed_sessions(), 1);
+}

@@ -265,7 +265,7 @@ impl Forwarder {
                                     // A stateless client cannot be asked mid-call: it gets
                                     // the question as an `InputRequiredResult`.
                                     return match self.hold(events, answering, msg, spec).await {
-                                        Some((before, result)) => {
+                                        Ok((before, result)) => {
                                             let mut delivered = Ok(true);
                                             for note in before {
                                                 if delivered.is_ok() {
@@ -285,8 +285,9 @@ impl Forwarder {
                                             }
                                             Ok(Served::InputRequired)
                                         }
-                                        None => {
-                                            let e = GatewayError::TooManyHeld;
+                                        Err(full) => {
+                                            let e =
+                                                full.error("held calls", GatewayError::TooManyHeld);
                                             let msg = e.response(&f.client_id);
                                             events_out.send(&msg.to_string(), true).await?;
                                             Ok(e.served())

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use switchboard_config::kinds::upstream::McpTransport;
 use switchboard_upstream::UpstreamError;
 
+use super::slots::Full;
+
 /// How long a held call waits for its client's retry.
 const WAIT_FOR_CLIENT: Duration = Duration::from_secs(300);
 /// Most calls one data plane holds at once.
@@ -58,15 +60,28 @@ pub(super) struct Held {
     caller: String,
     server: String,
     since: Instant,
+    /// Its place under the data plane's cap (and its caller's share of it).
+    slot: Option<super::slots::Slot>,
 }
 
 /// The calls this data plane holds, by `requestState`. Calls nobody continues are dropped
 /// after a while (and their upstream sessions end with them).
-#[derive(Default)]
 pub(super) struct HeldCalls {
     calls: Mutex<HashMap<String, Held>>,
+    /// Places for held calls: [`MAX_HELD`], a share of them per client.
+    slots: Arc<super::slots::Slots>,
     /// Whether the sweeper runs.
     sweeping: std::sync::atomic::AtomicBool,
+}
+
+impl Default for HeldCalls {
+    fn default() -> Self {
+        HeldCalls {
+            calls: Mutex::default(),
+            slots: super::slots::Slots::new(MAX_HELD),
+            sweeping: Default::default(),
+        }
+    }
 }
 
 impl HeldCalls {
@@ -74,12 +89,15 @@ impl HeldCalls {
         self.calls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps `held`; its `requestState`, or None when this data plane holds too many.
-    fn put(self: &Arc<Self>, held: Held) -> Option<String> {
+    /// Keeps `client`'s `held`; its `requestState`, or why not: this data plane holds too
+    /// many, or this client its share of them.
+    fn put(self: &Arc<Self>, mut held: Held, client: String) -> Result<String, Full> {
         use ring::rand::SecureRandom;
         use std::sync::atomic::Ordering;
         let mut bytes = [0u8; 16];
-        ring::rand::SystemRandom::new().fill(&mut bytes).ok()?;
+        ring::rand::SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| Full::All { max: 0 })?;
         let state = format!("{STATE_PREFIX}{}", hex::encode(bytes));
         if !self.sweeping.swap(true, Ordering::SeqCst) {
             let calls = Arc::downgrade(self);
@@ -94,12 +112,9 @@ impl HeldCalls {
             });
         }
         self.sweep();
-        let mut calls = self.lock();
-        if calls.len() >= MAX_HELD {
-            return None;
-        }
-        calls.insert(state.clone(), held);
-        Some(state)
+        held.slot = Some(self.slots.take(client)?);
+        self.lock().insert(state.clone(), held);
+        Ok(state)
     }
 
     /// Drops the calls that waited too long (outside the lock: their sessions end then).
@@ -229,15 +244,16 @@ impl Forwarder {
 
     /// Holds a call whose upstream just sent `request` to a stateless client: what to send
     /// the client before the call's answer (notifications that came along), and that
-    /// answer, an `InputRequiredResult`; None when no more calls can be held. Questions the
-    /// upstream asks together are gathered into one result.
+    /// answer, an `InputRequiredResult`; why not when no more calls (or none more of this
+    /// client's) can be held. Questions the upstream asks together are gathered into one
+    /// result.
     pub(super) async fn hold(
         &self,
         mut events: AnswerEvents,
         answering: Answering<'_>,
         request: Value,
         spec: &Arc<UpstreamEntry>,
-    ) -> Option<(Vec<String>, Value)> {
+    ) -> Result<(Vec<String>, Value), Full> {
         let f = answering.f;
         let mut questions = vec![request];
         let mut before = Vec::new();
@@ -287,8 +303,11 @@ impl Forwarder {
             caller: f.caller.clone(),
             server: f.server.clone(),
             since: Instant::now(),
+            slot: None,
         };
-        let state = self.held.put(held)?;
+        let state = self
+            .held
+            .put(held, super::slots::client_key(&f.caller, &f.client_ip))?;
         tracing::debug!(upstream = %f.upstream, method = %f.method, questions = asked.len(), "holding a call for a stateless client's input");
         let mut result = json!({
             "resultType": "input_required",
@@ -296,7 +315,7 @@ impl Forwarder {
             "requestState": state,
         });
         crate::mcp::modern::shape_result(&f.method, &mut result, &f.server);
-        Some((before, jsonrpc::result_response(&f.client_id, result)))
+        Ok((before, jsonrpc::result_response(&f.client_id, result)))
     }
 
     /// Drops the call an undelivered `InputRequiredResult` response names (its upstream
@@ -453,15 +472,21 @@ mod tests {
             caller: caller.into(),
             server: "demo".into(),
             since: Instant::now() - waited,
+            slot: None,
         }
     }
 
     #[tokio::test]
     async fn calls_nobody_continues_are_dropped() {
         let calls = Arc::new(HeldCalls::default());
-        let fresh = calls.put(held("alice", Duration::ZERO)).expect("room");
+        let fresh = calls
+            .put(held("alice", Duration::ZERO), "alice".into())
+            .expect("room");
         let stale = calls
-            .put(held("bob", WAIT_FOR_CLIENT + Duration::from_secs(1)))
+            .put(
+                held("bob", WAIT_FOR_CLIENT + Duration::from_secs(1)),
+                "bob".into(),
+            )
             .expect("room");
         assert!(calls.take(&stale).is_none(), "waited too long");
         calls.sweep();

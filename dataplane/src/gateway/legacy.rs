@@ -20,13 +20,23 @@ use pingora::Result;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Most legacy streams one data plane keeps open.
+/// Most legacy streams one data plane keeps open (a tenth of them per client).
 const MAX_STREAMS: usize = 10_000;
 
 /// The legacy streams open on this data plane, by key.
-#[derive(Default)]
 pub(super) struct LegacyClients {
     open: Mutex<HashMap<String, Arc<Channel>>>,
+    /// Places for streams: [`MAX_STREAMS`], a share of them per client.
+    slots: Arc<super::slots::Slots>,
+}
+
+impl Default for LegacyClients {
+    fn default() -> Self {
+        LegacyClients {
+            open: Mutex::default(),
+            slots: super::slots::Slots::new(MAX_STREAMS),
+        }
+    }
 }
 
 impl LegacyClients {
@@ -69,19 +79,24 @@ impl Gateway {
         let Some(caller) = self.caller(session, rec, server).await? else {
             return Ok(());
         };
-        let key = match new_key() {
-            Some(k) if self.legacy.lock().len() < MAX_STREAMS => k,
-            _ => {
+        let ip = client_ip(session, &self.trusted_proxies);
+        let place = self
+            .legacy
+            .slots
+            .take(super::slots::client_key(&caller.subject, &ip));
+        let (key, _place) = match (new_key(), place) {
+            (Some(k), Ok(place)) => (k, place),
+            (_, Err(full)) => {
+                let e = full.error("legacy SSE streams", GatewayError::TooManyLegacyStreams);
+                rec.outcome = e.served();
+                return send(session, e.refusal()).await;
+            }
+            (None, Ok(_)) => {
                 rec.outcome = Served::Error;
                 return send(session, GatewayError::TooManyLegacyStreams.refusal()).await;
             }
         };
-        let (channel, mut rx) = Channel::new(
-            &server.name,
-            caller,
-            ClientHeaders::of(session),
-            client_ip(session, &self.trusted_proxies),
-        );
+        let (channel, mut rx) = Channel::new(&server.name, caller, ClientHeaders::of(session), ip);
         self.legacy.lock().insert(key.clone(), channel.clone());
         let mut header = ResponseHeader::build(200, Some(3))?;
         header.insert_header("content-type", "text/event-stream")?;

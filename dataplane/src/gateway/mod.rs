@@ -81,6 +81,7 @@ mod questions;
 mod replay;
 mod resilience;
 mod serve;
+mod slots;
 mod subscriptions;
 mod tasks;
 mod websocket;
@@ -108,8 +109,8 @@ pub struct Gateway {
     origins: OriginPolicy,
     /// Legacy HTTP+SSE client streams open here.
     legacy: LegacyClients,
-    /// WebSocket connections open here.
-    websockets: std::sync::atomic::AtomicUsize,
+    /// WebSocket connections open here, capped, with a share per client.
+    websockets: Arc<slots::Slots>,
     /// Proxies whose `X-Forwarded-For` names the client.
     trusted_proxies: Vec<ipnet::IpNet>,
     /// Sessions a DELETE ended, here or on another data plane.
@@ -131,7 +132,7 @@ impl Gateway {
             admin_only: false,
             origins: OriginPolicy::default(),
             legacy: LegacyClients::default(),
-            websockets: Default::default(),
+            websockets: slots::Slots::new(websocket::MAX_CONNECTIONS),
             trusted_proxies: Vec::new(),
             ended: Arc::default(),
             calls: Forwarder::new(routes),
@@ -159,6 +160,13 @@ impl Gateway {
     /// The admin listener: /metrics, /healthz and /readyz only.
     pub fn admin_only(mut self) -> Self {
         self.admin_only = true;
+        self
+    }
+
+    /// Keeps at most `n` WebSocket connections open (default 10 000), a tenth of them (at
+    /// least one) for any one client.
+    pub fn with_max_websockets(mut self, n: usize) -> Self {
+        self.websockets = slots::Slots::new(n);
         self
     }
 

@@ -279,6 +279,7 @@ impl Gateway {
                 if let Some(spec) = routes.upstream(&f.upstream) {
                     f.headers = client_headers(client, server, &spec);
                 }
+                f.client_ip = client_ip.to_string();
                 rec.upstream = f.upstream.clone();
                 rec.outcome = self
                     .calls

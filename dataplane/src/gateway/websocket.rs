@@ -10,6 +10,7 @@ use super::access::Record;
 use super::admission::{ClientHeaders, Credentials};
 use super::channel::Channel;
 use super::serve::client_ip;
+use super::slots::client_key;
 use super::{header, send, Ctx, Gateway};
 use crate::errors::GatewayError;
 use crate::metrics::{metrics, Served, Tracked};
@@ -41,32 +42,11 @@ const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 /// Pings a client may leave unanswered before the connection is taken for dead.
 const MAX_UNANSWERED_PINGS: u32 = 2;
 /// Requests of one connection served at once; past it, new requests are refused at once
-/// (answers and notifications still go through, so requests waiting on them can finish).
+/// (answers and notifications still go through, so requests waiting on them can finish, up
+/// to twice as many messages in all; then the connection is not read until some are done).
 const MAX_IN_FLIGHT: usize = 64;
-/// Most WebSocket connections one data plane keeps open.
-const MAX_CONNECTIONS: usize = 10_000;
-
-/// Counts an open connection while it lives.
-struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
-
-impl<'a> Counted<'a> {
-    /// Counts one more, unless `count` is at the limit.
-    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Option<Counted<'a>> {
-        use std::sync::atomic::Ordering::SeqCst;
-        let was = count.fetch_add(1, SeqCst);
-        if was >= MAX_CONNECTIONS {
-            count.fetch_sub(1, SeqCst);
-            return None;
-        }
-        Some(Counted(count))
-    }
-}
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
+/// Most WebSocket connections one data plane keeps open (a tenth of them per client).
+pub(super) const MAX_CONNECTIONS: usize = 10_000;
 
 /// Why an upgrade request is refused, as its answer.
 fn refuse(status: u16, why: &str) -> Reply {
@@ -153,16 +133,16 @@ impl Gateway {
             expires: caller.expires,
             credentials,
         };
-        let Some(_counted) = Counted::new(&self.websockets) else {
-            rec.outcome = Served::Error;
-            return send(session, GatewayError::TooManyWebSockets.refusal()).await;
+        let ip = client_ip(session, &self.trusted_proxies);
+        let _counted = match self.websockets.take(client_key(&caller.subject, &ip)) {
+            Ok(slot) => slot,
+            Err(full) => {
+                let e = full.error("WebSocket connections", GatewayError::TooManyWebSockets);
+                rec.outcome = e.served();
+                return send(session, e.refusal()).await;
+            }
         };
-        let (channel, rx) = Channel::new(
-            &server.name,
-            caller,
-            ClientHeaders::of(session),
-            client_ip(session, &self.trusted_proxies),
-        );
+        let (channel, rx) = Channel::new(&server.name, caller, ClientHeaders::of(session), ip);
         let mut resp = ResponseHeader::build(101, Some(4))?;
         resp.insert_header("upgrade", "websocket")?;
         resp.insert_header("connection", "Upgrade")?;
@@ -246,7 +226,9 @@ impl Gateway {
         let mut unanswered = 0;
         loop {
             let out = tokio::select! {
-                frame = frames.next() => match frame {
+                // Past twice the cap (notifications and answers, which are let through at
+                // the cap), frames wait in the connection until some are served.
+                frame = frames.next(), if inflight.len() < 2 * MAX_IN_FLIGHT => match frame {
                     Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
                         unanswered = 0;
                         let body = message.into_data().to_vec();

@@ -46,8 +46,10 @@ impl Limit {
     }
 
     /// Whether this policy counts a request for `method` (and `tool`, for tools/call).
+    /// `initialize` counts (it opens a session on every upstream); `ping` is answered by
+    /// the gateway itself and does not.
     pub fn applies(&self, method: &str, tool: Option<&str>) -> bool {
-        if matches!(method, "initialize" | "ping") {
+        if method == "ping" {
             return false;
         }
         match &self.tools {

@@ -49,6 +49,11 @@ impl InProcessGateway {
     /// Serves the resources in `yaml` (one document each), with every MCP upstream's
     /// catalog listed first.
     pub async fn start(yaml: &str) -> InProcessGateway {
+        Self::start_with(yaml, |g| g).await
+    }
+
+    /// The same, with the gateway set up further by `tune` (a smaller cap, say).
+    pub async fn start_with(yaml: &str, tune: impl FnOnce(Gateway) -> Gateway) -> InProcessGateway {
         let source = Source {
             name: "test.yaml".into(),
             text: yaml.to_string(),
@@ -71,11 +76,14 @@ impl InProcessGateway {
         }
         let snapshot = Snapshot::build(&set, &NodeGroup::default(), &discovered);
         let routes = Routes::compile(&snapshot).expect("the routes compile");
-        let gateway = Gateway::new(Arc::new(ArcSwap::from_pointee(routes)), 1 << 20)
-            .with_origin_policy(OriginPolicy {
-                allowed_origins: Vec::new(),
-                loopback: true,
-            });
+        let gateway = tune(
+            Gateway::new(Arc::new(ArcSwap::from_pointee(routes)), 1 << 20).with_origin_policy(
+                OriginPolicy {
+                    allowed_origins: Vec::new(),
+                    loopback: true,
+                },
+            ),
+        );
         let addr = format!("127.0.0.1:{}", switchboard_testkit::free_port());
         let dir = tempfile::tempdir().expect("a state directory");
         let conf = ServerConf {

@@ -1,0 +1,194 @@
+//! Client upstream sessions this data plane opened or used, ended (DELETE upstream) when they
+//! go unused for [`IDLE`] here or when the client session they belong to expires. Without it
+//! a client that initializes and walks away leaves a session open on every upstream of the
+//! server until the upstream itself gives up, and `initialize` in a loop fills upstreams with
+//! sessions.
+//!
+//! Idleness is per data plane: a session a client moved to another replica may be ended here
+//! while that replica still uses it; the upstream then answers 404 there, and that replica
+//! opens a new session transparently, as after an upstream restart.
+
+use crate::session::unix_now;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use switchboard_upstream::{McpHttp, UpstreamSession};
+
+/// How long a client upstream session may go unused here before it is ended.
+pub const IDLE: Duration = Duration::from_secs(3600);
+
+/// How often idle sessions are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Most sessions followed; past it the longest idle are ended first.
+pub const MAX_FOLLOWED: usize = 100_000;
+
+/// How long one DELETE may take.
+const END_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Followed {
+    last_used: Instant,
+    /// Open GET streams on it: a session listened to is not idle.
+    streams: usize,
+    /// When the client session it belongs to expires (Unix seconds).
+    expires: u64,
+    mcp: McpHttp,
+    session: UpstreamSession,
+}
+
+type Map = Mutex<HashMap<(String, String), Followed>>;
+
+/// The client upstream sessions followed for idleness.
+#[derive(Default)]
+pub struct IdleSessions {
+    map: Arc<Map>,
+    sweeping: std::sync::OnceLock<()>,
+}
+
+fn lock(m: &Map) -> std::sync::MutexGuard<'_, HashMap<(String, String), Followed>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl IdleSessions {
+    /// Notes that `session` of `upstream` (of a client session expiring at `expires`) was
+    /// used now.
+    pub fn used(&self, upstream: &str, session: &UpstreamSession, mcp: &McpHttp, expires: u64) {
+        let Some(id) = &session.session_id else {
+            return; // a stateless upstream keeps nothing to end
+        };
+        if expires <= unix_now() {
+            return;
+        }
+        self.start_sweeping();
+        let key = (upstream.to_string(), id.clone());
+        let evicted = {
+            let mut map = lock(&self.map);
+            if let Some(f) = map.get_mut(&key) {
+                f.last_used = Instant::now();
+                return;
+            }
+            let evicted = if map.len() >= MAX_FOLLOWED {
+                let oldest = map
+                    .iter()
+                    .min_by_key(|(_, f)| f.last_used)
+                    .map(|(k, _)| k.clone());
+                oldest.and_then(|k| map.remove(&k))
+            } else {
+                None
+            };
+            map.insert(
+                key,
+                Followed {
+                    last_used: Instant::now(),
+                    streams: 0,
+                    expires,
+                    mcp: mcp.clone(),
+                    session: session.clone(),
+                },
+            );
+            evicted
+        };
+        if let Some(f) = evicted {
+            end(vec![f]);
+        }
+    }
+
+    /// Counts a GET stream on `upstream`'s session (noted [`IdleSessions::used`] first)
+    /// until the guard drops: the session is not idle meanwhile.
+    pub fn listening(&self, upstream: &str, session: &UpstreamSession) -> Option<Listening> {
+        let key = (upstream.to_string(), session.session_id.clone()?);
+        lock(&self.map).get_mut(&key)?.streams += 1;
+        Some(Listening {
+            map: Arc::downgrade(&self.map),
+            key,
+        })
+    }
+
+    /// Stops following `upstream`'s session `id` (it is being ended some other way).
+    pub fn forget(&self, upstream: &str, id: &str) {
+        lock(&self.map).remove(&(upstream.to_string(), id.to_string()));
+    }
+
+    /// How many sessions are followed.
+    pub fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ends the sessions idle for `idle` or whose client session expired; how many.
+    pub fn sweep(&self, idle: Duration) -> usize {
+        sweep(&self.map, idle)
+    }
+
+    fn start_sweeping(&self) {
+        self.sweeping.get_or_init(|| {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            let map: Weak<Map> = Arc::downgrade(&self.map);
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(SWEEP_EVERY);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(map) = map.upgrade() else {
+                        return; // the pool is gone
+                    };
+                    sweep(&map, IDLE);
+                }
+            });
+        });
+    }
+}
+
+fn sweep(map: &Map, idle: Duration) -> usize {
+    let now = unix_now();
+    let gone: Vec<Followed> = {
+        let mut map = lock(map);
+        let stale: Vec<(String, String)> = map
+            .iter()
+            .filter(|(_, f)| (f.streams == 0 && f.last_used.elapsed() >= idle) || f.expires <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        stale.iter().filter_map(|k| map.remove(k)).collect()
+    };
+    let n = gone.len();
+    if n > 0 {
+        tracing::debug!(sessions = n, "ending idle upstream sessions");
+        end(gone);
+    }
+    n
+}
+
+/// A GET stream on a followed session, counted while it lives.
+pub struct Listening {
+    map: Weak<Map>,
+    key: (String, String),
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        if let Some(map) = self.map.upgrade() {
+            if let Some(f) = lock(&map).get_mut(&self.key) {
+                f.streams = f.streams.saturating_sub(1);
+                f.last_used = Instant::now();
+            }
+        }
+    }
+}
+
+/// Ends `sessions` upstream, in the background.
+fn end(sessions: Vec<Followed>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        for f in sessions {
+            f.mcp.terminate(&f.session, END_TIMEOUT).await;
+        }
+    });
+}
