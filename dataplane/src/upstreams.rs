@@ -45,6 +45,30 @@ fn creds_for(call: &CallOptions, base: &Credentials) -> Credentials {
     creds
 }
 
+/// Most shared sessions (MCP or legacy) kept; past it the map starts over (the sessions
+/// left are ended by their upstreams in time).
+const MAX_SHARED: usize = 1_000;
+
+/// What tells apart the shared sessions of clients that pass their own credentials on
+/// (`auth.passthrough`, `forwardToken`): a digest of the call's extra headers; empty for
+/// calls that carry none (the gateway's own credentials).
+fn credentials_key(call: &CallOptions) -> String {
+    use sha2::Digest;
+    if call.headers.is_empty() {
+        return String::new();
+    }
+    let mut headers: Vec<_> = call.headers.iter().collect();
+    headers.sort();
+    let mut hash = sha2::Sha256::new();
+    for (k, v) in headers {
+        hash.update(k.as_bytes());
+        hash.update([0]);
+        hash.update(v.as_bytes());
+        hash.update([0]);
+    }
+    hex::encode(&hash.finalize()[..16])
+}
+
 /// `session` carrying a call's extra headers.
 fn dress(call: &CallOptions, session: Arc<UpstreamSession>) -> Arc<UpstreamSession> {
     if call.headers.is_empty() {
@@ -129,11 +153,14 @@ pub struct UpstreamPool {
     mcp: McpHttp,
     /// Clients for upstreams that set their own connect timeout, by that timeout.
     by_connect_timeout: Mutex<HashMap<Duration, McpHttp>>,
-    sessions: Mutex<HashMap<(String, String), Arc<UpstreamSession>>>,
+    /// Shared sessions by upstream, URL and the client credentials they were opened with
+    /// (see [`credentials_key`]): a client's token never rides in a session another opened.
+    sessions: Mutex<HashMap<(String, String, String), Arc<UpstreamSession>>>,
     /// Client upstream sessions the upstream forgot, by old id, and what replaced them.
     replaced: Arc<Mutex<HashMap<String, Arc<UpstreamSession>>>>,
-    /// One HTTP+SSE session per legacy upstream (and URL), shared by every client.
-    legacy: Mutex<HashMap<(String, String), Arc<LegacySession>>>,
+    /// HTTP+SSE sessions per legacy upstream (and URL, and client credentials), shared by
+    /// every client that presents the same (or none).
+    legacy: Mutex<HashMap<(String, String, String), Arc<LegacySession>>>,
     /// Where each client upstream session's GET stream left off, by upstream and session
     /// id, so a stream that drops reopens with `Last-Event-ID` (see [`Cursors`]).
     cursors: Cursors,
@@ -325,9 +352,10 @@ impl UpstreamPool {
         &self,
         name: &str,
         spec: &UpstreamEntry,
+        call: &CallOptions,
     ) -> Result<Arc<UpstreamSession>, UpstreamError> {
         let mcp = mcp_of(name, spec)?;
-        let key = (name.to_string(), mcp.url.clone());
+        let key = (name.to_string(), mcp.url.clone(), credentials_key(call));
         if let Some(s) = lock(&self.sessions).get(&key) {
             if s.creds == spec.creds {
                 return Ok(s.clone());
@@ -335,13 +363,20 @@ impl UpstreamPool {
             // Credentials changed (a rotated secret): open a session with the new ones.
         }
         let timeout = spec.timeouts.request.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
-        let session = Arc::new(
-            self.mcp_for(spec)
-                .initialize(mcp, &spec.creds, timeout)
-                .await?,
-        );
+        // Opened with the credentials its calls carry: an upstream that binds sessions to
+        // who opened them sees the same caller throughout.
+        let mut session = self
+            .mcp_for(spec)
+            .initialize(mcp, &creds_for(call, &spec.creds), timeout)
+            .await?;
+        session.creds = spec.creds.clone(); // each call dresses it with its own headers
+        let session = Arc::new(session);
         tracing::debug!(upstream = %name, session = ?session.session_id.as_deref().map(crate::session::fingerprint), version = %session.protocol_version, "upstream session opened");
-        lock(&self.sessions).insert(key, session.clone());
+        let mut sessions = lock(&self.sessions);
+        if sessions.len() >= MAX_SHARED {
+            sessions.clear();
+        }
+        sessions.insert(key, session.clone());
         Ok(session)
     }
 
@@ -353,6 +388,7 @@ impl UpstreamPool {
         name: &str,
         spec: &UpstreamEntry,
         client: Option<&Session>,
+        call: &CallOptions,
     ) -> Result<(Arc<UpstreamSession>, bool), UpstreamError> {
         if let Some(r) = own_ref(name, spec, client) {
             let s = self.client_session(spec, r);
@@ -369,12 +405,13 @@ impl UpstreamPool {
                     .into(),
             });
         }
-        Ok((self.shared(name, spec).await?, false))
+        Ok((self.shared(name, spec, call).await?, false))
     }
 
-    /// Drops the shared session with `name` at `url`, so the next call opens a new one.
-    fn forget_shared(&self, name: &str, url: &str) {
-        lock(&self.sessions).remove(&(name.to_string(), url.to_string()));
+    /// Drops the shared session with `name` at `url` for `call`'s credentials, so the next
+    /// call opens a new one.
+    fn forget_shared(&self, name: &str, url: &str, call: &CallOptions) {
+        lock(&self.sessions).remove(&(name.to_string(), url.to_string(), credentials_key(call)));
     }
 
     /// Replaces a client's own session the upstream forgot.
@@ -411,7 +448,7 @@ impl UpstreamPool {
         let timeout = timeout_for(call, spec);
         let mut attempt = 0;
         loop {
-            let (session, own) = self.session(name, spec, client).await?;
+            let (session, own) = self.session(name, spec, client, call).await?;
             // Only a client's own session comes with a client.
             let own = client.filter(|_| own);
             match self
@@ -426,14 +463,14 @@ impl UpstreamPool {
                     }
                     match own {
                         Some(client) => self.reopen(name, spec, client, call).await?,
-                        None => self.forget_shared(name, &session.url),
+                        None => self.forget_shared(name, &session.url, call),
                     }
                     attempt += 1;
                 }
                 Err(e @ (UpstreamError::Unreachable { .. } | UpstreamError::Timeout { .. })) => {
                     // The upstream may have restarted: do not reuse the shared session blindly.
                     if own.is_none() {
-                        self.forget_shared(name, &session.url);
+                        self.forget_shared(name, &session.url, call);
                     }
                     return Err(e);
                 }
@@ -456,7 +493,7 @@ impl UpstreamPool {
         client: &Session,
         call: &CallOptions,
     ) -> Result<Option<switchboard_upstream::Messages>, UpstreamError> {
-        let (session, own) = self.session(name, spec, Some(client)).await?;
+        let (session, own) = self.session(name, spec, Some(client), call).await?;
         if !own {
             return Ok(None); // a shared session's stream belongs to no one client
         }
@@ -485,8 +522,9 @@ impl UpstreamPool {
             }))
     }
 
-    /// Sends a request to a legacy HTTP+SSE upstream over this pool's shared session
-    /// (opened on first use, re-opened once when its event stream is gone) and returns the
+    /// Sends a request to a legacy HTTP+SSE upstream over this pool's shared session for the
+    /// call's credentials (opened on first use, with the client's own credentials when it
+    /// passes them on; re-opened once when its event stream is gone) and returns the
     /// response message. Progress notifications of such upstreams are not relayed.
     pub async fn call_legacy(
         &self,
@@ -496,8 +534,9 @@ impl UpstreamPool {
         call: &CallOptions,
     ) -> Result<serde_json::Value, UpstreamError> {
         let mcp = mcp_of(name, spec)?;
-        let key = (name.to_string(), mcp.url.clone());
+        let key = (name.to_string(), mcp.url.clone(), credentials_key(call));
         let timeout = timeout_for(call, spec);
+        let creds = creds_for(call, &spec.creds);
         let mut attempt = 0;
         loop {
             let existing = lock(&self.legacy)
@@ -507,15 +546,24 @@ impl UpstreamPool {
             let session = match existing {
                 Some(s) => s,
                 None => {
+                    // With the client's credentials when it passes its own on: the
+                    // session's every POST carries them.
                     let opened = LegacySession::connect(
-                        &self.mcp_for(spec).http_for(&spec.creds)?,
+                        &self.mcp_for(spec).http_for(&creds)?,
                         mcp,
-                        &spec.creds,
+                        &creds,
                         timeout.min(INITIALIZE_TIMEOUT),
                         &serde_json::json!({}),
                     )
                     .await?;
-                    lock(&self.legacy).insert(key.clone(), opened.clone());
+                    let mut legacy = lock(&self.legacy);
+                    if legacy.len() >= MAX_SHARED {
+                        legacy.retain(|_, s| !s.is_closed());
+                        if legacy.len() >= MAX_SHARED {
+                            legacy.clear();
+                        }
+                    }
+                    legacy.insert(key.clone(), opened.clone());
                     opened
                 }
             };

@@ -579,3 +579,80 @@ async fn a_websocket_ends_when_its_key_is_removed_or_its_token_expires() {
     assert_eq!(code, 1008, "{reason}");
     assert!(reason.contains("expired"), "{reason}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_own_upstream_credentials_open_the_shared_sessions_its_calls_use() {
+    // Calls of stateless clients ran in one shared upstream session opened with the
+    // gateway's credentials (an upstream that binds sessions to who opened them refused the
+    // client's own token in it), and a legacy SSE upstream's shared session silently
+    // dropped the client's token for the gateway's.
+    let (_peer, base) = peer("bound_session_server.py", &["gateway-token,alice-token"]).await;
+    let key = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8M=";
+    let (_cp, admin, _data) = crate::common::control_plane_with_key(None, Some(key)).await;
+    let secret = "apiVersion: switchboard.dev/v1\nkind: Secret\nmetadata:\n  name: creds\nspec:\n  data:\n    token: gateway-token\n---\n";
+    let auth = "  auth:\n    bearer: {secret: creds, key: token}\n    passthrough: true\n";
+    apply(
+        &admin,
+        &format!(
+            "{secret}{}{}{}",
+            upstream("bound", &format!("{base}/mcp"), auth),
+            upstream("legacy", &format!("{base}/sse"), auth)
+                .replace("    url: ", "    transport: sse\n    url: "),
+            server(&[("bound", "s_"), ("legacy", "l_")])
+        ),
+    );
+    let (_dp, url, _state) = data_plane(&admin).await;
+    let deadline = Instant::now() + WAIT;
+    let mut plain = McpHttpClient::new(&url);
+    plain.initialize().await.expect("initialize");
+    loop {
+        let listed = plain.request("tools/list", json!({})).await.expect("list");
+        let names = listed.to_string();
+        if names.contains("s_whoami") && names.contains("l_whoami") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "tools never listed: {names}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let whoami = |tool: &str| json!({"name": tool, "arguments": {}});
+    let text = |r: serde_json::Value| r["content"][0]["text"].as_str().unwrap_or("").to_string();
+    // Without a token of its own a client is served with the gateway's.
+    let got = plain
+        .request("tools/call", whoami("l_whoami"))
+        .await
+        .expect("call");
+    assert_eq!(text(got), "Bearer gateway-token");
+    // With its own, the legacy upstream sees the client's token.
+    let mut alice =
+        McpHttpClient::new(&url).with_header("x-upstream-authorization", "Bearer alice-token");
+    alice.initialize().await.expect("initialize");
+    let got = alice
+        .request("tools/call", whoami("l_whoami"))
+        .await
+        .expect("call");
+    assert_eq!(
+        text(got),
+        "Bearer alice-token",
+        "the client's token was dropped"
+    );
+    // A stateless client's call runs in a session its own token opened.
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}});
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "s_whoami")
+        .header("x-upstream-authorization", "Bearer alice-token")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "s_whoami", "arguments": {}, "_meta": meta}}))
+        .send()
+        .await
+        .expect("stateless call");
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Bearer alice-token"), "{body}");
+}
