@@ -1,9 +1,11 @@
 //! Origin and Host checks against DNS rebinding and cross-site requests from browsers, for
 //! every MCP listener: the data plane's and the stdio bridge's. A
 //! request with an `Origin` is refused (403) unless the origin is allowed: listed in
-//! `--allowed-origins`, or, with no list, on the same host as the request or a loopback
-//! host. On a loopback listener the `Host` must also name this machine (or a host a virtual
-//! server claims), so a web page whose domain resolves to 127.0.0.1 cannot reach it.
+//! `--allowed-origins`, or, with no list, a loopback host or a host a virtual server claims
+//! (`hosts`). An origin on "the same host as the request" is not enough: under DNS rebinding
+//! the attacker's page names its own domain in both `Origin` and `Host`. On a loopback
+//! listener the `Host` must also name this machine (or a host a virtual server claims), so a
+//! web page whose domain resolves to 127.0.0.1 cannot reach it.
 
 /// What this listener accepts.
 #[derive(Debug, Clone, Default)]
@@ -66,12 +68,13 @@ impl OriginPolicy {
                 .split_once("://")
                 .map_or(origin, |(_, rest)| rest.split('/').next().unwrap_or(rest));
             let origin_host = host_of(origin_host);
-            if is_loopback(origin_host) || host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
-            {
+            if is_loopback(origin_host) || claimed(origin_host) {
                 return Ok(());
             }
         }
-        Err(format!("Origin `{origin}` is not allowed"))
+        Err(format!(
+            "Origin `{origin}` is not allowed (list it in --allowed-origins)"
+        ))
     }
 }
 
@@ -105,15 +108,28 @@ mod tests {
     }
 
     #[test]
-    fn listed_origins_and_same_host_pass_elsewhere() {
+    fn listed_origins_and_claimed_hosts_pass_elsewhere() {
         let open = OriginPolicy::default();
         let none = |_: &str| false;
+        // DNS rebinding: the page's own domain in Origin and Host alike.
         assert!(open
-            .check(Some("https://gw.example"), Some("gw.example"), &none)
+            .check(
+                Some("http://rebound.example:8080"),
+                Some("rebound.example:8080"),
+                &none
+            )
+            .is_err());
+        assert!(open
+            .check(Some("https://gw.example"), Some("gw.example"), &|h| h
+                == "gw.example")
             .is_ok());
         assert!(open
             .check(Some("https://evil.example"), Some("gw.example"), &none)
             .is_err());
+        assert!(
+            open.check(None, Some("rebound.example"), &none).is_ok(),
+            "no browser"
+        );
         let listed = OriginPolicy {
             allowed_origins: vec!["https://app.example".into()],
             loopback: false,

@@ -269,6 +269,11 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
             server.add_service(admin);
             gateway.without_metrics()
         }
+        // Metrics name every tool, hidden ones too: not for whoever reaches a public port.
+        None if !loopback => {
+            tracing::info!(listen = %config.listen, "not serving /metrics on an address beyond loopback (metrics name every tool); use --metrics-listen");
+            gateway.without_metrics()
+        }
         None => gateway,
     };
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);

@@ -656,3 +656,65 @@ async fn a_clients_own_upstream_credentials_open_the_shared_sessions_its_calls_u
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Bearer alice-token"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_listener_refuses_rebound_pages_and_keeps_metrics_to_itself() {
+    // Beyond loopback, `Origin` equal to `Host` once passed: under DNS rebinding the
+    // attacker's page names its own domain in both. And /metrics on the MCP port named
+    // every tool, hidden ones too, to anyone who could reach it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = dir.path().join("min.yaml");
+    std::fs::write(
+        &yaml,
+        "apiVersion: switchboard.dev/v1\nkind: Prompt\nmetadata:\n  name: hello\nspec:\n  template: hi\n---\napiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: demo\nspec:\n  prompts: [hello]\n",
+    )
+    .expect("write");
+    let port = free_port();
+    let mut cmd = switchboard_testkit::switchboard(BIN);
+    cmd.args(["dataplane", "-f"])
+        .arg(&yaml)
+        .args([
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+            "--insecure",
+            "--state-dir",
+        ])
+        .arg(dir.path());
+    let dp = switchboard_testkit::ManagedProcess::spawn(cmd).expect("data plane");
+    let base = format!("http://127.0.0.1:{port}");
+    if let Err(e) = switchboard_testkit::wait_for_http_ok(&format!("{base}/readyz"), WAIT).await {
+        panic!("data plane did not start: {e}\n{}", dp.log_tail(20));
+    }
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "page", "version": "1"}}});
+    let post = |origin: Option<String>, host: String| {
+        let mut req = reqwest::Client::new()
+            .post(format!("{base}/servers/demo/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("host", host)
+            .json(&initialize);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        async move {
+            let resp = req.send().await.expect("POST");
+            (
+                resp.status().as_u16(),
+                resp.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    let rebound = format!("rebound.example:{port}");
+    let (status, body) = post(Some(format!("http://{rebound}")), rebound.clone()).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("--allowed-origins"), "{body}");
+    // Clients that are not browsers send no Origin, and any Host a public address gets.
+    let (status, body) = post(None, rebound).await;
+    assert_eq!(status, 200, "{body}");
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("GET /metrics");
+    assert_eq!(metrics.status().as_u16(), 404);
+}
