@@ -219,7 +219,7 @@ pub struct BridgeArgs {
     #[arg(long, default_value = "10m")]
     pub idle_timeout: humantime::Duration,
     /// Origins browsers may send MCP requests from (comma-separated, `*` for any); without
-    /// it only the request's own host and loopback origins are accepted (403 otherwise).
+    /// it only loopback origins are accepted (403 otherwise).
     /// On a loopback address the `Host` must name this machine too.
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
@@ -484,9 +484,18 @@ pub struct LimitArgs {
     #[arg(long, env = "SWITCHBOARD_READ_BUFFER_BYTES", default_value_t = 4 << 10)]
     pub read_buffer_bytes: usize,
     /// Origins browsers may send MCP requests from (comma-separated, `*` for any); without
-    /// it only the request's own host and loopback origins are accepted (403 otherwise).
+    /// it only loopback origins and hosts a virtual server claims are accepted (403
+    /// otherwise).
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Longest a client may take to send a whole request body (408 after it), so a slow
+    /// client cannot hold a connection and its buffer for ever.
+    #[arg(long, env = "SWITCHBOARD_BODY_TIMEOUT", default_value = "30s")]
+    pub body_timeout: humantime::Duration,
+    /// How long an idle keep-alive connection waits for its next request before it is
+    /// closed.
+    #[arg(long, env = "SWITCHBOARD_KEEPALIVE_TIMEOUT", default_value = "60s")]
+    pub keepalive_timeout: humantime::Duration,
     /// Proxies in front of the data plane whose `X-Forwarded-For` names the client, for
     /// rate limits by `clientIp` (comma-separated addresses or CIDRs); without it the TCP
     /// peer is the client.

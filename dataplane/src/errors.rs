@@ -120,6 +120,8 @@ pub(crate) enum GatewayError {
     NoHeldCall(String),
     #[error("request body is larger than {max} bytes")]
     BodyTooLarge { max: usize },
+    #[error("the request body did not arrive within {after:?}")]
+    BodyTimeout { after: Duration },
     #[error("a pass-through server with authorization rules, argument limits or rate limits reads each request, and takes at most {limit} bytes")]
     PassThroughTooLarge { limit: usize },
     #[error("pass-through to `{upstream}`: {why}")]
@@ -218,6 +220,7 @@ impl GatewayError {
             | E::ServerGone(_)
             | E::AnswerForUnknown(_)
             | E::BodyTooLarge { .. }
+            | E::BodyTimeout { .. }
             | E::PassThroughTooLarge { .. }
             | E::OtherPrincipal
             | E::Unresumable(_) => jsonrpc::INVALID_REQUEST,
@@ -252,6 +255,7 @@ impl GatewayError {
             E::AnswerNotRelayed { .. } => 502,
             GatewayError::NoHeldCall(_) => 400,
             GatewayError::BodyTooLarge { .. } | GatewayError::PassThroughTooLarge { .. } => 413,
+            GatewayError::BodyTimeout { .. } => 408,
             GatewayError::PassThroughFailed { .. } => 502,
             GatewayError::OtherPrincipal | GatewayError::SessionOfOther => 403,
             GatewayError::Unresumable(_) => 404,
@@ -472,6 +476,14 @@ mod tests {
                 503,
                 jsonrpc::INTERNAL_ERROR,
                 "too many legacy SSE streams are open on this data plane",
+            ),
+            (
+                E::BodyTimeout {
+                    after: Duration::from_secs(30),
+                },
+                408,
+                jsonrpc::INVALID_REQUEST,
+                "the request body did not arrive within 30s",
             ),
             (
                 E::ClientAtCap {

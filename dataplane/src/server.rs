@@ -28,11 +28,16 @@ pub struct DataPlaneConfig {
     pub listen: String,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
+    /// Longest a client may take to send a whole request body (408 after it).
+    pub body_timeout: std::time::Duration,
+    /// How long an idle keep-alive connection waits for its next request.
+    pub keepalive_timeout: std::time::Duration,
     /// Read buffer of each client connection (pingora's default is 64 KiB).
     pub read_buffer_bytes: usize,
     /// A separate address for /metrics, /healthz and /readyz (else the main one serves them).
     pub metrics_listen: Option<String>,
-    /// Origins browsers may call from (`*` for any); empty: same host or loopback only.
+    /// Origins browsers may call from (`*` for any); empty: loopback origins and hosts
+    /// virtual servers claim only.
     pub allowed_origins: Vec<String>,
     /// Proxies whose `X-Forwarded-For` names the client (rate limits by `clientIp`); none:
     /// the TCP peer is the client.
@@ -248,6 +253,7 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
     let loopback = is_loopback(&config.listen);
     let gateway = Gateway::new(routes.clone(), config.max_body_bytes)
         .with_max_header_bytes(config.max_header_bytes)
+        .with_client_timeouts(config.body_timeout, config.keepalive_timeout)
         .with_changes(changes)
         .with_origin_policy(crate::policy::origin::OriginPolicy {
             allowed_origins: config.allowed_origins.clone(),

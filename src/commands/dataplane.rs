@@ -101,6 +101,8 @@ pub fn run_command(args: &DataplaneArgs) -> anyhow::Result<i32> {
         listen: args.listen.clone(),
         max_body_bytes: args.limits.max_body_bytes,
         max_header_bytes: args.limits.max_header_bytes,
+        body_timeout: args.limits.body_timeout.into(),
+        keepalive_timeout: args.limits.keepalive_timeout.into(),
         read_buffer_bytes: args.limits.read_buffer_bytes,
         metrics_listen: args.telemetry.metrics_listen.clone(),
         allowed_origins: args.limits.allowed_origins.clone(),

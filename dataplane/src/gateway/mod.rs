@@ -99,6 +99,10 @@ pub struct Gateway {
     routes: Arc<ArcSwap<Routes>>,
     max_body_bytes: usize,
     max_header_bytes: usize,
+    /// Longest a client may take to send a whole body.
+    body_timeout: std::time::Duration,
+    /// How long an idle keep-alive connection waits for its next request.
+    keepalive_timeout: std::time::Duration,
     jwks: JwksCache,
     limiter: RateLimiter,
     /// Serves /metrics on this listener.
@@ -126,6 +130,8 @@ impl Gateway {
             routes: routes.clone(),
             max_body_bytes,
             max_header_bytes: 64 << 10,
+            body_timeout: std::time::Duration::from_secs(30),
+            keepalive_timeout: std::time::Duration::from_secs(60),
             jwks: JwksCache::default(),
             limiter: RateLimiter::default(),
             metrics_here: true,
@@ -167,6 +173,18 @@ impl Gateway {
     /// least one) for any one client.
     pub fn with_max_websockets(mut self, n: usize) -> Self {
         self.websockets = slots::Slots::new(n);
+        self
+    }
+
+    /// Answers 408 to a client whose whole body takes longer than `body`, and closes
+    /// keep-alive connections idle for `keepalive` (pingora's default waits for ever).
+    pub fn with_client_timeouts(
+        mut self,
+        body: std::time::Duration,
+        keepalive: std::time::Duration,
+    ) -> Self {
+        self.body_timeout = body;
+        self.keepalive_timeout = keepalive;
         self
     }
 
@@ -319,6 +337,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Downstream, ctx: &mut Self::CTX) -> Result<bool> {
+        // A connection kept alive waits this long for its next request, not for ever.
+        session.set_keepalive(Some(self.keepalive_timeout.as_secs().max(1)));
         let header_bytes: usize = session
             .req_header()
             .headers

@@ -319,8 +319,11 @@ impl Gateway {
         session.enable_retry_buffering();
         let body = match self.read_body(session, limit).await? {
             Ok(b) => b,
-            Err(_) => {
+            Err(refused) => {
                 session.set_keepalive(None);
+                if refused.status == 408 {
+                    return Ok(Some(refused));
+                }
                 return Ok(Some(GatewayError::PassThroughTooLarge { limit }.refusal()));
             }
         };
@@ -387,13 +390,27 @@ impl Gateway {
             return Ok(Err(too_large()));
         }
         let mut body = Vec::with_capacity(declared.unwrap_or(0).min(max));
-        while let Some(chunk) = session.read_request_body().await? {
-            if body.len() + chunk.len() > max {
-                return Ok(Err(too_large()));
+        // The whole body within the deadline: a client trickling it cannot hold the
+        // connection (and what was read) for ever.
+        let read = tokio::time::timeout(self.body_timeout, async {
+            while let Some(chunk) = session.read_request_body().await? {
+                if body.len() + chunk.len() > max {
+                    return Ok(false);
+                }
+                body.extend_from_slice(&chunk);
             }
-            body.extend_from_slice(&chunk);
+            Ok::<bool, Box<pingora::Error>>(true)
+        })
+        .await;
+        match read {
+            Ok(Ok(true)) => Ok(Ok(body)),
+            Ok(Ok(false)) => Ok(Err(too_large())),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(Err(GatewayError::BodyTimeout {
+                after: self.body_timeout,
+            }
+            .refusal())),
         }
-        Ok(Ok(body))
     }
 }
 

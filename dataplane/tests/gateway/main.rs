@@ -3,7 +3,7 @@
 //! server written with the official Rust SDK (`upstream`). Each module exercises one part of
 //! the path: `forward` (calls, streamed answers, failures), `held` (calls of stateless
 //! clients that wait for their input), `listen` (a session's own stream), `passthrough`, and
-//! `caps` (a client's share of the data plane's places).
+//! `caps` (a client's share of the data plane's places) and `slow_clients`.
 
 mod caps;
 mod forward;
@@ -11,4 +11,5 @@ mod harness;
 mod held;
 mod listen;
 mod passthrough;
+mod slow_clients;
 mod upstream;
