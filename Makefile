@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/switchboard-target
 export SWITCHBOARD_DEPS ?= $(CURDIR)/.deps
 CARGO ?= cargo
 
-.PHONY: deps build lint test run bench
+.PHONY: deps build lint test fuzz run bench
 
 deps:
 	scripts/install-deps.sh
@@ -20,6 +20,11 @@ lint:
 
 test: deps lint
 	$(CARGO) test --workspace
+	scripts/fuzz.sh 8
+
+# Every fuzzer for longer (FUZZ_SECONDS each; README, Hardening).
+fuzz: deps
+	scripts/fuzz.sh $${FUZZ_SECONDS:-600}
 
 run: deps
 	$(CARGO) run --release -- up -f examples/quickstart.yaml

@@ -2,7 +2,8 @@
 # Installs everything the build and the tests need on a fresh Debian 12 machine, and is
 # quick when it is all there already:
 #   apt:  cmake (pingora's zlib-ng), protobuf-compiler (etcd-client's build), etcd-server,
-#         prometheus (promtool, which checks the /metrics output in tests)
+#         prometheus (promtool, which checks the /metrics output in tests), g++ (libFuzzer,
+#         which the fuzzers build from source)
 #   npm:  MCP peers into .deps/npm      PyPI: MCP SDK and servers into .deps/venv
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,6 +47,7 @@ need protobuf-compiler /usr/bin/protoc         # etcd-client's build script runs
 need libprotobuf-dev /usr/include/google/protobuf/descriptor.proto  # ... on these imports
 need etcd-server /usr/bin/etcd                 # the store tests run a real etcd
 need prometheus /usr/bin/promtool              # promtool checks our /metrics output
+need g++ /usr/bin/g++                          # libfuzzer-sys compiles libFuzzer (C++)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)  # .deps/venv
 command -v npm >/dev/null || missing+=(nodejs npm)  # npm peers (Node 22 itself comes from npm)
@@ -61,10 +63,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
     || die "apt-get install ${missing[*]} failed"
 fi
-for f in /usr/bin/cmake /usr/bin/protoc /usr/include/google/protobuf/descriptor.proto /usr/bin/etcd /usr/bin/promtool; do
+for f in /usr/bin/cmake /usr/bin/protoc /usr/include/google/protobuf/descriptor.proto /usr/bin/etcd /usr/bin/promtool /usr/bin/g++; do
   [ -e "$f" ] || die "$f is still missing after apt-get install"
 done
-say "system packages: ok (cmake, protoc and its includes, etcd, promtool)"
+say "system packages: ok (cmake, protoc and its includes, etcd, promtool, g++)"
 
 # --- npm peers -------------------------------------------------------------------------
 # npm_into DIR PACKAGES...: installs PACKAGES into DIR unless DIR's stamp says it has them.

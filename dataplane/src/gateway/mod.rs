@@ -215,6 +215,12 @@ impl Gateway {
     }
 }
 
+/// Reads a client's `Last-Event-ID` as the gateway does (for the fuzzers).
+#[cfg(fuzzing)]
+pub fn fuzz_last_event_id(id: &str) -> bool {
+    replay::parse(id).is_some()
+}
+
 /// Longest silence allowed inside a streamed upstream answer when the resource sets none.
 pub const DEFAULT_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
 

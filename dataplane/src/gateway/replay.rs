@@ -184,7 +184,7 @@ impl Replays {
 }
 
 /// `<16 hex digits><kind letter><seq>`, as `Replay::push` mints them.
-fn parse(id: &str) -> Option<(u64, Kind, u64)> {
+pub(super) fn parse(id: &str) -> Option<(u64, Kind, u64)> {
     let stream = u64::from_str_radix(id.get(..16)?, 16).ok()?;
     let kind = match id.get(16..17)? {
         "c" => Kind::Call,

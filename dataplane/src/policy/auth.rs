@@ -341,6 +341,13 @@ impl JwtVerifier {
     }
 
     async fn verify(&self, token: &str, jwks: &JwksCache) -> Result<Principal, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Invalid(format!(
+                "the token is {} bytes; at most {MAX_TOKEN_BYTES} are read",
+                token.len()
+            )));
+        }
+        refuse_critical(token)?;
         let header = jsonwebtoken::decode_header(token).map_err(|e| {
             AuthError::Invalid(format!(
                 "not a usable JWT ({e}); `none` and unknown algorithms are refused"
@@ -383,7 +390,10 @@ impl JwtVerifier {
                     use jsonwebtoken::errors::ErrorKind as K;
                     match e.kind() {
                         // Another key may be the right one.
-                        K::InvalidSignature | K::InvalidAlgorithm | K::InvalidKeyFormat => {
+                        K::InvalidSignature => {
+                            last = "signature does not verify with any key of the provider".into();
+                        }
+                        K::InvalidAlgorithm | K::InvalidKeyFormat => {
                             last = e.to_string();
                         }
                         K::ExpiredSignature => {
@@ -444,6 +454,32 @@ impl JwtVerifier {
             expires,
         }
     }
+}
+
+/// Longest bearer token read: far past any real JWT, short of what would cost to parse.
+pub const MAX_TOKEN_BYTES: usize = 16 << 10;
+
+/// Refuses a token whose header marks parameters critical (`crit`, RFC 7515 4.1.11): this
+/// verifier understands no extension, so it must not accept what depends on one. Keys the
+/// token names itself (`jwk`, `jku`, `x5u`, `x5c`) are never used: only configured keys and
+/// the provider's own JWKS verify.
+fn refuse_critical(token: &str) -> Result<(), AuthError> {
+    use base64::Engine;
+    let Some(encoded) = token.split('.').next() else {
+        return Ok(());
+    };
+    let Ok(raw) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded) else {
+        return Ok(()); // decode_header says what is wrong with it
+    };
+    let Ok(header) = serde_json::from_slice::<serde_json::Map<String, Value>>(&raw) else {
+        return Ok(());
+    };
+    if header.contains_key("crit") {
+        return Err(AuthError::Invalid(
+            "the token marks header parameters critical (`crit`), which this gateway does not support".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Authenticators by auth-provider name, compiled once per snapshot.
