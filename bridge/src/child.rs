@@ -309,6 +309,12 @@ impl Child {
         let Some(result) = answer.get("result") else {
             return Err(ChildError::Initialize(answer["error"].to_string()));
         };
+        if !result.is_object() {
+            return Err(ChildError::Initialize(format!(
+                "its initialize result is not an object: {}",
+                result.to_string().chars().take(200).collect::<String>()
+            )));
+        }
         let _ = self.initialized.set(result.clone());
         self.write(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
             .await

@@ -231,7 +231,9 @@ async fn initialize(bridge: &Bridge, id: Value, msg: &Value) -> Response {
         let version = requested
             .filter(|v| VERSIONS.contains(v))
             .unwrap_or(CHILD_PROTOCOL_VERSION);
-        result["protocolVersion"] = json!(version);
+        if let Some(object) = result.as_object_mut() {
+            object.insert("protocolVersion".into(), json!(version));
+        }
     }
     let mut resp =
         axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response();

@@ -37,7 +37,7 @@ pub struct ReplicaRecord {
 pub fn count(records: &BTreeMap<String, ReplicaRecord>, now_ms: i64) -> BTreeMap<String, u32> {
     let mut nodes: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for record in records.values() {
-        if now_ms - record.updated_unix_ms > STALE_AFTER_MS {
+        if now_ms.saturating_sub(record.updated_unix_ms) > STALE_AFTER_MS {
             continue;
         }
         for (node, group) in &record.nodes {

@@ -52,7 +52,10 @@ pub fn print(rows: &[UpstreamStatus], leader: &str, output: Output) -> anyhow::R
             .map(|s| {
                 let mut v: Value =
                     serde_json::from_str(&s.json).context("the control plane sent invalid JSON")?;
-                v["status"] = status_json(s);
+                let Some(object) = v.as_object_mut() else {
+                    anyhow::bail!("the control plane sent an upstream that is not a JSON object");
+                };
+                object.insert("status".into(), status_json(s));
                 Ok(v)
             })
             .collect()

@@ -718,3 +718,48 @@ async fn a_public_listener_refuses_rebound_pages_and_keeps_metrics_to_itself() {
         .expect("GET /metrics");
     assert_eq!(metrics.status().as_u16(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_whose_initialize_result_is_no_object_is_refused_not_a_panic() {
+    // The bridge wrote the protocol version into the child's initialize result, which
+    // panicked on a result that is a string.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let python = switchboard_testkit::python_bin().expect("python");
+    let mut cmd = switchboard_testkit::switchboard(BIN);
+    cmd.args(["bridge", "--listen", &listen, "--stdio"])
+        .arg(&python)
+        .arg("--")
+        .arg(crate::common::root().join("tests/peers/odd_init_server.py"));
+    let bridge = switchboard_testkit::ManagedProcess::spawn(cmd).expect("bridge");
+    switchboard_testkit::wait_for_tcp(&listen, WAIT)
+        .await
+        .expect("the bridge listens");
+    let health = format!("http://{listen}/healthz");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let resp = reqwest::get(&health).await.expect("healthz");
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        if body.contains("not an object") {
+            assert_eq!(status, 503, "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never said why: {status} {body}\n{}",
+            bridge.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut client = McpHttpClient::new(format!("http://{listen}/mcp"));
+    let refused = client
+        .initialize()
+        .await
+        .expect_err("no session over a broken child");
+    assert!(refused.to_string().contains("503"), "{refused}");
+    assert!(
+        !bridge.log_tail(50).contains("panicked"),
+        "{}",
+        bridge.log_tail(50)
+    );
+}

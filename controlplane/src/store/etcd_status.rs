@@ -192,8 +192,10 @@ impl EtcdStore {
                         }
                         match tokio::time::timeout(period, acks.message()).await {
                             Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
+                                // At most what was granted, whatever the answer claims.
+                                let ttl = resp.ttl().min(LEASE_TTL_SECS);
                                 alive_until = tokio::time::Instant::now()
-                                    + Duration::from_secs(u64::try_from(resp.ttl()).unwrap_or(0));
+                                    + Duration::from_secs(u64::try_from(ttl).unwrap_or(0));
                             }
                             Ok(Ok(Some(_))) => {
                                 tracing::warn!("discovery lease expired");

@@ -36,8 +36,8 @@ fn stamped(mut message: Value, id: &Value) -> Value {
         if let Some(meta) = meta.as_object_mut() {
             meta.insert(SUBSCRIPTION_ID.into(), id.clone());
         }
-    } else {
-        message["params"] = json!({"_meta": {SUBSCRIPTION_ID: id}});
+    } else if let Some(object) = message.as_object_mut() {
+        object.insert("params".into(), json!({"_meta": {SUBSCRIPTION_ID: id}}));
     }
     message
 }
