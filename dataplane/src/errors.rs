@@ -55,6 +55,8 @@ pub(crate) enum GatewayError {
     TooManyWebSockets,
     #[error("too many legacy SSE streams are open on this data plane")]
     TooManyLegacyStreams,
+    #[error("too many streams are open on this data plane; retry later")]
+    TooManyStreams,
     /// One client holds its share of a cap of the data plane's (`what`: WebSocket
     /// connections, legacy streams, held calls), so others keep theirs.
     #[error(
@@ -250,7 +252,7 @@ impl GatewayError {
             E::NotAcceptable => 406,
             E::OriginRefused(_) => 403,
             E::UpgradeRefused { status, .. } => *status,
-            E::TooManyWebSockets | E::TooManyLegacyStreams => 503,
+            E::TooManyWebSockets | E::TooManyLegacyStreams | E::TooManyStreams => 503,
             E::ClientAtCap { .. } => 429,
             E::AnswerNotRelayed { .. } => 502,
             GatewayError::NoHeldCall(_) => 400,

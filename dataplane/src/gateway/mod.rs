@@ -115,6 +115,9 @@ pub struct Gateway {
     legacy: LegacyClients,
     /// WebSocket connections open here, capped, with a share per client.
     websockets: Arc<slots::Slots>,
+    /// Sessions' GET streams and `subscriptions/listen` streams open here, likewise.
+    listen_streams: Arc<slots::Slots>,
+    subscription_streams: Arc<slots::Slots>,
     /// Proxies whose `X-Forwarded-For` names the client.
     trusted_proxies: Vec<ipnet::IpNet>,
     /// Sessions a DELETE ended, here or on another data plane.
@@ -139,6 +142,8 @@ impl Gateway {
             origins: OriginPolicy::default(),
             legacy: LegacyClients::default(),
             websockets: slots::Slots::new(websocket::MAX_CONNECTIONS),
+            listen_streams: slots::Slots::new(MAX_STREAMS),
+            subscription_streams: slots::Slots::new(MAX_STREAMS),
             trusted_proxies: Vec::new(),
             ended: Arc::default(),
             calls: Forwarder::new(routes),
@@ -188,6 +193,14 @@ impl Gateway {
         self
     }
 
+    /// Keeps at most `n` GET streams and `n` `subscriptions/listen` streams open (default
+    /// 10 000 each), a tenth of them (at least one) for any one client.
+    pub fn with_max_streams(mut self, n: usize) -> Self {
+        self.listen_streams = slots::Slots::new(n);
+        self.subscription_streams = slots::Slots::new(n);
+        self
+    }
+
     /// Refuses requests whose headers add up to more than `n` bytes (431).
     pub fn with_max_header_bytes(mut self, n: usize) -> Self {
         self.max_header_bytes = n;
@@ -220,6 +233,10 @@ impl Gateway {
 pub fn fuzz_last_event_id(id: &str) -> bool {
     replay::parse(id).is_some()
 }
+
+/// Most GET streams, and most `subscriptions/listen` streams, one data plane keeps open (a
+/// tenth of each per client).
+const MAX_STREAMS: usize = 10_000;
 
 /// Longest silence allowed inside a streamed upstream answer when the resource sets none.
 pub const DEFAULT_IDLE: std::time::Duration = std::time::Duration::from_secs(300);

@@ -12,6 +12,7 @@ use super::channel::Channel;
 use super::forwarder::Scope;
 use super::out::Out;
 use super::replay::{Kind, Unresumable};
+use super::slots::client_key;
 use super::{header, send, Ctx, Gateway, Step};
 use crate::errors::GatewayError;
 use crate::metrics::{metrics, Served};
@@ -192,6 +193,17 @@ impl Gateway {
         let reply = match outcome {
             Outcome::Reply(reply) => reply,
             Outcome::Subscribe(subscribe) => {
+                // Each opens upstream sessions and streams: a client gets its share only.
+                let who = client_key(&info.caller.subject, client_ip);
+                let _place = match self.subscription_streams.take(who) {
+                    Ok(place) => place,
+                    Err(full) => {
+                        let e = full.error("subscription streams", GatewayError::TooManyStreams);
+                        let reply = e.reply(&subscribe.id, false);
+                        rec.outcome = e.served();
+                        return Ok(Some(reply));
+                    }
+                };
                 rec.outcome = self.calls.subscriptions(out, at, subscribe).await?;
                 return Ok(None);
             }
@@ -232,6 +244,15 @@ impl Gateway {
                 self.calls.relay(at, &upstream, &message, &session).await
             }
             Outcome::Listen(mcp_session) => {
+                let who = client_key(&info.caller.subject, client_ip);
+                let _place = match self.listen_streams.take(who) {
+                    Ok(place) => place,
+                    Err(full) => {
+                        let e = full.error("GET streams", GatewayError::TooManyStreams);
+                        rec.outcome = e.served();
+                        return Ok(Some(e.refusal()));
+                    }
+                };
                 let last_event_id = match out {
                     Out::Http(s) => header(s, "last-event-id").map(str::to_string),
                     Out::Events(_) => None,

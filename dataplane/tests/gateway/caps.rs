@@ -77,3 +77,59 @@ async fn one_principal_cannot_take_every_websocket_place() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A session of `who`'s: its id.
+async fn session_of(url: &str, who: &str) -> String {
+    let key = vec![("x-api-key".to_string(), format!("{who}-key"))];
+    let answer = crate::harness::post(
+        url,
+        &key,
+        &serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "caps", "version": "1"}}}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.messages);
+    answer
+        .header("mcp-session-id")
+        .expect("a session")
+        .to_string()
+}
+
+/// Opens `who`'s GET stream on `session`: the response (kept open while it lives).
+async fn get_stream(url: &str, who: &str, session: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(url)
+        .header("accept", "text/event-stream")
+        .header("x-api-key", format!("{who}-key"))
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .expect("GET")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_principal_cannot_take_every_get_stream_place() {
+    let upstream = RustUpstream::start().await;
+    let yaml = keyed(&upstream.url, &["mallory", "alice"]);
+    let gateway = InProcessGateway::start_with(&yaml, |g| g.with_max_streams(20)).await;
+    let url = gateway.url("demo");
+    let session = session_of(&url, "mallory").await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let stream = get_stream(&url, "mallory", &session).await;
+        assert_eq!(stream.status().as_u16(), 200);
+        open.push(stream);
+    }
+    let refused = get_stream(&url, "mallory", &session).await;
+    assert_eq!(refused.status().as_u16(), 429);
+    let why = refused.text().await.unwrap_or_default();
+    assert!(
+        why.contains("GET streams open on this data plane already"),
+        "{why}"
+    );
+    let alices = session_of(&url, "alice").await;
+    let alice = get_stream(&url, "alice", &alices).await;
+    assert_eq!(alice.status().as_u16(), 200, "alice still gets in");
+}
