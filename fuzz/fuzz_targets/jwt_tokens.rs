@@ -3,10 +3,10 @@
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
-use switchboard_config::{load_sources, Discovered, NodeGroup, Snapshot, Source};
 use switchboard_dataplane::policy::auth::{Authenticator, Offered};
 use switchboard_dataplane::policy::jwks::JwksCache;
-use switchboard_dataplane::routes::Routes;
+
+mod served;
 
 const YAML: &str = "apiVersion: switchboard.dev/v1\nkind: AuthProvider\nmetadata:\n  name: tokens\nspec:\n  jwt:\n    issuer: https://issuer.test\n    audiences: [switchboard]\n    algorithms: [HS256]\n    keys:\n      - secretEnv: FUZZ_JWT_SECRET\n---\napiVersion: switchboard.dev/v1\nkind: Prompt\nmetadata:\n  name: hello\nspec:\n  template: hi\n---\napiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: demo\nspec:\n  authProvider: tokens\n  prompts: [hello]\n";
 
@@ -14,17 +14,7 @@ fn verifier() -> &'static (Arc<Authenticator>, JwksCache) {
     static AUTH: OnceLock<(Arc<Authenticator>, JwksCache)> = OnceLock::new();
     AUTH.get_or_init(|| {
         std::env::set_var("FUZZ_JWT_SECRET", "fuzz-secret-0123456789abcdef");
-        let set = load_sources(&[Source {
-            name: "fuzz.yaml".into(),
-            text: YAML.into(),
-        }])
-        .expect("the fuzz config is valid");
-        let snap = Snapshot::build(&set, &NodeGroup::default(), &Discovered::default());
-        let routes = Routes::compile(&snap).expect("compiles");
-        let auth = routes
-            .server("demo")
-            .and_then(|s| s.auth.clone())
-            .expect("an authenticator");
+        let auth = served::demo(YAML).auth.clone().expect("an authenticator");
         (auth, JwksCache::default())
     })
 }
@@ -38,5 +28,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         ..Offered::default()
     };
     let verified = futures::executor::block_on(auth.authenticate(offered, jwks));
-    assert!(verified.is_err(), "a token signed with no key verified: {token}");
+    assert!(
+        verified.is_err(),
+        "a token signed with no key verified: {token}"
+    );
 });

@@ -24,7 +24,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = switchboard_dataplane::mcp::relay::unwrap(&serde_json::Value::String(text.to_string()));
     if let Ok(id) = serde_json::from_slice::<serde_json::Value>(data) {
         let _ = switchboard_dataplane::mcp::relay::unwrap(&id);
-        let mut msg = serde_json::json!({"result": {"taskId": id.clone(), "tasks": [{"taskId": id}]}});
+        let mut msg =
+            serde_json::json!({"result": {"taskId": id.clone(), "tasks": [{"taskId": id}]}});
         switchboard_dataplane::mcp::relay::task_ids_in(&mut msg);
     }
     let _ = switchboard_dataplane::gateway::fuzz_last_event_id(&text);

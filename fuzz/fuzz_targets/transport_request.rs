@@ -3,24 +3,16 @@
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
-use switchboard_config::{load_sources, Discovered, NodeGroup, Snapshot, Source};
-use switchboard_dataplane::routes::{Routes, ServerView};
+use switchboard_dataplane::routes::ServerView;
 use switchboard_dataplane::transport::{handle, AdmitAll, RequestInfo, Seen};
+
+mod served;
 
 const YAML: &str = "apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: up\nspec:\n  mcp:\n    url: http://127.0.0.1:9/mcp\n---\napiVersion: switchboard.dev/v1\nkind: Prompt\nmetadata:\n  name: hello\nspec:\n  arguments:\n    - name: name\n  template: \"hi {{ name }}\"\n---\napiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: demo\nspec:\n  prompts: [hello]\n  upstreams:\n    - upstream: up\n      prefix: up_\n  limits:\n    maxArgumentBytes: 1000\n";
 
 fn server() -> &'static Arc<ServerView> {
     static SERVER: OnceLock<Arc<ServerView>> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let set = load_sources(&[Source {
-            name: "fuzz.yaml".into(),
-            text: YAML.into(),
-        }])
-        .expect("the fuzz config is valid");
-        let snap = Snapshot::build(&set, &NodeGroup::default(), &Discovered::default());
-        let routes = Routes::compile(&snap).expect("compiles");
-        routes.server("demo").expect("served")
-    })
+    SERVER.get_or_init(|| served::demo(YAML))
 }
 
 /// The next line of `text` (up to `\n`), and the rest.
@@ -53,5 +45,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         mcp_params: Vec::new(),
         ..RequestInfo::default()
     };
-    let _ = handle(server, &info, body.as_bytes(), &AdmitAll, &mut Seen::default());
+    let _ = handle(
+        server,
+        &info,
+        body.as_bytes(),
+        &AdmitAll,
+        &mut Seen::default(),
+    );
 });

@@ -8,7 +8,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let config = WebSocketConfig::default()
         .max_message_size(Some(64 << 10))
         .max_frame_size(Some(64 << 10));
-    let mut ws = WebSocket::from_raw_socket(std::io::Cursor::new(data.to_vec()), Role::Server, Some(config));
+    let mut ws = WebSocket::from_raw_socket(
+        std::io::Cursor::new(data.to_vec()),
+        Role::Server,
+        Some(config),
+    );
     for _ in 0..64 {
         match ws.read() {
             Ok(message) => {
