@@ -492,6 +492,14 @@ pub struct LimitArgs {
     /// client cannot hold a connection and its buffer for ever.
     #[arg(long, env = "SWITCHBOARD_BODY_TIMEOUT", default_value = "30s")]
     pub body_timeout: humantime::Duration,
+    /// Most connections one client address may keep open (503 and closed past it; 0: no
+    /// cap). `--trusted-proxies` are exempt: every client behind one shares its address.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 512
+    )]
+    pub max_connections_per_address: usize,
     /// How long an idle keep-alive connection waits for its next request before it is
     /// closed.
     #[arg(long, env = "SWITCHBOARD_KEEPALIVE_TIMEOUT", default_value = "60s")]

@@ -2,6 +2,7 @@
 //! snapshots from the control plane.
 
 pub mod backends;
+pub mod connections;
 pub mod discovery;
 pub mod ended_sessions;
 mod errors;

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub sessions_closed: IntCounterVec,
     /// server, policy.
     pub rate_limited: IntCounterVec,
+    /// Connections closed at once, by why (`per_address`: the address had too many open).
+    pub connections_refused: IntCounterVec,
     /// server, reason (missing, invalid, unavailable).
     pub auth_rejected: IntCounterVec,
     /// server.
@@ -222,6 +224,12 @@ impl Metrics {
                 "switchboard_rate_limited_total",
                 "Requests refused by a rate limit.",
                 &["server", "policy"],
+            ),
+            connections_refused: counter(
+                &r,
+                "switchboard_connections_refused_total",
+                "Client connections closed at once (reason: per_address, the address had too many open).",
+                &["reason"],
             ),
             auth_rejected: counter(
                 &r,

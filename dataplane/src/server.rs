@@ -32,6 +32,8 @@ pub struct DataPlaneConfig {
     pub body_timeout: std::time::Duration,
     /// How long an idle keep-alive connection waits for its next request.
     pub keepalive_timeout: std::time::Duration,
+    /// Most connections one client address keeps open (0: no cap; trusted proxies exempt).
+    pub max_connections_per_address: usize,
     /// Read buffer of each client connection (pingora's default is 64 KiB).
     pub read_buffer_bytes: usize,
     /// A separate address for /metrics, /healthz and /readyz (else the main one serves them).
@@ -282,7 +284,14 @@ pub fn run(config: DataPlaneConfig) -> Result<(), StartError> {
         }
         None => gateway,
     };
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
+    let mut proxy = pingora::services::listening::Service::new(
+        "switchboard data plane".to_string(),
+        crate::connections::PerAddress::new(
+            pingora::proxy::http_proxy(&server.configuration, gateway),
+            config.max_connections_per_address,
+            config.trusted_proxies.clone(),
+        ),
+    );
     let buffers = pingora::listeners::L4BufferSettings::new(
         config.read_buffer_bytes,
         pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,

@@ -103,6 +103,7 @@ pub fn run_command(args: &DataplaneArgs) -> anyhow::Result<i32> {
         max_header_bytes: args.limits.max_header_bytes,
         body_timeout: args.limits.body_timeout.into(),
         keepalive_timeout: args.limits.keepalive_timeout.into(),
+        max_connections_per_address: args.limits.max_connections_per_address,
         read_buffer_bytes: args.limits.read_buffer_bytes,
         metrics_listen: args.telemetry.metrics_listen.clone(),
         allowed_origins: args.limits.allowed_origins.clone(),

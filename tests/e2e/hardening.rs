@@ -763,3 +763,102 @@ async fn a_child_whose_initialize_result_is_no_object_is_refused_not_a_panic() {
         bridge.log_tail(50)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_more_connections_than_its_cap() {
+    // Nothing limited the connections one address kept open: a slow-client flood from one
+    // host could hold every socket and buffer of the data plane.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = dir.path().join("min.yaml");
+    std::fs::write(
+        &yaml,
+        "apiVersion: switchboard.dev/v1\nkind: Prompt\nmetadata:\n  name: hello\nspec:\n  template: hi\n---\napiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: demo\nspec:\n  prompts: [hello]\n",
+    )
+    .expect("write");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = switchboard_testkit::switchboard(BIN);
+    cmd.args(["dataplane", "-f"])
+        .arg(&yaml)
+        .args([
+            "--listen",
+            &addr,
+            "--max-connections-per-address",
+            "3",
+            "--state-dir",
+        ])
+        .arg(dir.path());
+    let dp = switchboard_testkit::ManagedProcess::spawn(cmd).expect("data plane");
+    if let Err(e) =
+        switchboard_testkit::wait_for_http_ok(&format!("http://{addr}/readyz"), WAIT).await
+    {
+        panic!("data plane did not start: {e}\n{}", dp.log_tail(20));
+    }
+    // Three connections kept open (each served once, so surely counted), as a slow
+    // client's would be.
+    // (The readiness probe's own connection may still be counted for a moment: a
+    // connection refused meanwhile is opened again.)
+    let mut held = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while held.len() < 3 {
+        assert!(Instant::now() < deadline, "three connections never held");
+        let mut c = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connects");
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("writes");
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 512];
+        let served = loop {
+            let text = String::from_utf8_lossy(&seen).into_owned();
+            if text.ends_with("ok\n") {
+                break true;
+            }
+            let n = tokio::time::timeout(WAIT, c.read(&mut buf))
+                .await
+                .expect("answered in time")
+                .unwrap_or(0);
+            if n == 0 {
+                assert!(text.starts_with("HTTP/1.1 503"), "closed: {text}");
+                break false;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        };
+        if served {
+            held.push(c);
+        }
+    }
+    // The fourth is told why and closed.
+    let mut fourth = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connects");
+    let _ = fourth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, fourth.read_to_end(&mut answer)).await;
+    let refused = String::from_utf8_lossy(&answer).into_owned();
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(
+        refused.contains("too many connections from this address"),
+        "{refused}"
+    );
+    // One closes: there is room again.
+    drop(held.pop());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let resp = reqwest::Client::new()
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await;
+        if resp.is_ok_and(|r| r.status().as_u16() == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no room after a connection closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
