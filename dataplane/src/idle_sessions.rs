@@ -36,7 +36,8 @@ struct Followed {
     session: UpstreamSession,
 }
 
-type Map = Mutex<HashMap<(String, String), Followed>>;
+/// Sessions by upstream, then by session id (looked up without allocating on every call).
+type Map = Mutex<HashMap<String, HashMap<String, Followed>>>;
 
 /// The client upstream sessions followed for idleness.
 #[derive(Default)]
@@ -45,8 +46,13 @@ pub struct IdleSessions {
     sweeping: std::sync::OnceLock<()>,
 }
 
-fn lock(m: &Map) -> std::sync::MutexGuard<'_, HashMap<(String, String), Followed>> {
+fn lock(m: &Map) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, Followed>>> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How many sessions `map` follows.
+fn count(map: &HashMap<String, HashMap<String, Followed>>) -> usize {
+    map.values().map(HashMap::len).sum()
 }
 
 impl IdleSessions {
@@ -60,24 +66,24 @@ impl IdleSessions {
             return;
         }
         self.start_sweeping();
-        let key = (upstream.to_string(), id.clone());
         let evicted = {
             let mut map = lock(&self.map);
-            if let Some(f) = map.get_mut(&key) {
+            if let Some(f) = map.get_mut(upstream).and_then(|m| m.get_mut(id.as_str())) {
                 f.last_used = Instant::now();
                 return;
             }
-            let evicted = if map.len() >= MAX_FOLLOWED {
+            let evicted = if count(&map) >= MAX_FOLLOWED {
                 let oldest = map
                     .iter()
-                    .min_by_key(|(_, f)| f.last_used)
-                    .map(|(k, _)| k.clone());
-                oldest.and_then(|k| map.remove(&k))
+                    .flat_map(|(u, m)| m.iter().map(move |(i, f)| (u, i, f.last_used)))
+                    .min_by_key(|(_, _, used)| *used)
+                    .map(|(u, i, _)| (u.clone(), i.clone()));
+                oldest.and_then(|(u, i)| map.get_mut(&u).and_then(|m| m.remove(&i)))
             } else {
                 None
             };
-            map.insert(
-                key,
+            map.entry(upstream.to_string()).or_default().insert(
+                id.clone(),
                 Followed {
                     last_used: Instant::now(),
                     streams: 0,
@@ -96,22 +102,28 @@ impl IdleSessions {
     /// Counts a GET stream on `upstream`'s session (noted [`IdleSessions::used`] first)
     /// until the guard drops: the session is not idle meanwhile.
     pub fn listening(&self, upstream: &str, session: &UpstreamSession) -> Option<Listening> {
-        let key = (upstream.to_string(), session.session_id.clone()?);
-        lock(&self.map).get_mut(&key)?.streams += 1;
+        let id = session.session_id.clone()?;
+        lock(&self.map).get_mut(upstream)?.get_mut(&id)?.streams += 1;
         Some(Listening {
             map: Arc::downgrade(&self.map),
-            key,
+            key: (upstream.to_string(), id),
         })
     }
 
     /// Stops following `upstream`'s session `id` (it is being ended some other way).
     pub fn forget(&self, upstream: &str, id: &str) {
-        lock(&self.map).remove(&(upstream.to_string(), id.to_string()));
+        let mut map = lock(&self.map);
+        if let Some(m) = map.get_mut(upstream) {
+            m.remove(id);
+            if m.is_empty() {
+                map.remove(upstream);
+            }
+        }
     }
 
     /// How many sessions are followed.
     pub fn len(&self) -> usize {
-        lock(&self.map).len()
+        count(&lock(&self.map))
     }
 
     /// Whether none are.
@@ -149,12 +161,19 @@ fn sweep(map: &Map, idle: Duration) -> usize {
     let now = unix_now();
     let gone: Vec<Followed> = {
         let mut map = lock(map);
-        let stale: Vec<(String, String)> = map
-            .iter()
-            .filter(|(_, f)| (f.streams == 0 && f.last_used.elapsed() >= idle) || f.expires <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        stale.iter().filter_map(|k| map.remove(k)).collect()
+        let mut gone = Vec::new();
+        for sessions in map.values_mut() {
+            let stale: Vec<String> = sessions
+                .iter()
+                .filter(|(_, f)| {
+                    (f.streams == 0 && f.last_used.elapsed() >= idle) || f.expires <= now
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            gone.extend(stale.iter().filter_map(|id| sessions.remove(id)));
+        }
+        map.retain(|_, sessions| !sessions.is_empty());
+        gone
     };
     let n = gone.len();
     if n > 0 {
@@ -173,7 +192,8 @@ pub struct Listening {
 impl Drop for Listening {
     fn drop(&mut self) {
         if let Some(map) = self.map.upgrade() {
-            if let Some(f) = lock(&map).get_mut(&self.key) {
+            let (upstream, id) = &self.key;
+            if let Some(f) = lock(&map).get_mut(upstream).and_then(|m| m.get_mut(id)) {
                 f.streams = f.streams.saturating_sub(1);
                 f.last_used = Instant::now();
             }
