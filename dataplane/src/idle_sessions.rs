@@ -7,6 +7,9 @@
 //! Idleness is per data plane: a session a client moved to another replica may be ended here
 //! while that replica still uses it; the upstream then answers 404 there, and that replica
 //! opens a new session transparently, as after an upstream restart.
+//!
+//! What a session costs here is its id and three numbers: what is needed to end it (the
+//! client, URL, version and credentials) is kept once per upstream.
 
 use crate::session::unix_now;
 use std::collections::HashMap;
@@ -26,18 +29,28 @@ pub const MAX_FOLLOWED: usize = 100_000;
 /// How long one DELETE may take.
 const END_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// One followed session.
 struct Followed {
     last_used: Instant,
     /// Open GET streams on it: a session listened to is not idle.
     streams: usize,
     /// When the client session it belongs to expires (Unix seconds).
     expires: u64,
+}
+
+/// One upstream's followed sessions, and how to end them (its latest session as a
+/// template: the same URL, version and credentials, another id).
+struct Upstream {
     mcp: McpHttp,
-    session: UpstreamSession,
+    template: Arc<UpstreamSession>,
+    sessions: HashMap<String, Followed>,
 }
 
 /// Sessions by upstream, then by session id (looked up without allocating on every call).
-type Map = Mutex<HashMap<String, HashMap<String, Followed>>>;
+type Map = Mutex<HashMap<String, Upstream>>;
+
+/// A session to end: how, and which.
+type Ending = (McpHttp, Arc<UpstreamSession>, String);
 
 /// The client upstream sessions followed for idleness.
 #[derive(Default)]
@@ -46,13 +59,13 @@ pub struct IdleSessions {
     sweeping: std::sync::OnceLock<()>,
 }
 
-fn lock(m: &Map) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, Followed>>> {
+fn lock(m: &Map) -> std::sync::MutexGuard<'_, HashMap<String, Upstream>> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// How many sessions `map` follows.
-fn count(map: &HashMap<String, HashMap<String, Followed>>) -> usize {
-    map.values().map(HashMap::len).sum()
+fn count(map: &HashMap<String, Upstream>) -> usize {
+    map.values().map(|u| u.sessions.len()).sum()
 }
 
 impl IdleSessions {
@@ -68,34 +81,39 @@ impl IdleSessions {
         self.start_sweeping();
         let evicted = {
             let mut map = lock(&self.map);
-            if let Some(f) = map.get_mut(upstream).and_then(|m| m.get_mut(id.as_str())) {
+            if let Some(f) = map
+                .get_mut(upstream)
+                .and_then(|u| u.sessions.get_mut(id.as_str()))
+            {
                 f.last_used = Instant::now();
                 return;
             }
             let evicted = if count(&map) >= MAX_FOLLOWED {
-                let oldest = map
-                    .iter()
-                    .flat_map(|(u, m)| m.iter().map(move |(i, f)| (u, i, f.last_used)))
-                    .min_by_key(|(_, _, used)| *used)
-                    .map(|(u, i, _)| (u.clone(), i.clone()));
-                oldest.and_then(|(u, i)| map.get_mut(&u).and_then(|m| m.remove(&i)))
+                longest_idle(&mut map)
             } else {
                 None
             };
-            map.entry(upstream.to_string()).or_default().insert(
+            let entry = map.entry(upstream.to_string()).or_insert_with(|| Upstream {
+                mcp: mcp.clone(),
+                template: Arc::new(session.clone()),
+                sessions: HashMap::new(),
+            });
+            if entry.template.url != session.url || entry.template.creds != session.creds {
+                entry.mcp = mcp.clone();
+                entry.template = Arc::new(session.clone());
+            }
+            entry.sessions.insert(
                 id.clone(),
                 Followed {
                     last_used: Instant::now(),
                     streams: 0,
                     expires,
-                    mcp: mcp.clone(),
-                    session: session.clone(),
                 },
             );
             evicted
         };
-        if let Some(f) = evicted {
-            end(vec![f]);
+        if let Some(e) = evicted {
+            end(vec![e]);
         }
     }
 
@@ -103,7 +121,11 @@ impl IdleSessions {
     /// until the guard drops: the session is not idle meanwhile.
     pub fn listening(&self, upstream: &str, session: &UpstreamSession) -> Option<Listening> {
         let id = session.session_id.clone()?;
-        lock(&self.map).get_mut(upstream)?.get_mut(&id)?.streams += 1;
+        lock(&self.map)
+            .get_mut(upstream)?
+            .sessions
+            .get_mut(&id)?
+            .streams += 1;
         Some(Listening {
             map: Arc::downgrade(&self.map),
             key: (upstream.to_string(), id),
@@ -113,9 +135,9 @@ impl IdleSessions {
     /// Stops following `upstream`'s session `id` (it is being ended some other way).
     pub fn forget(&self, upstream: &str, id: &str) {
         let mut map = lock(&self.map);
-        if let Some(m) = map.get_mut(upstream) {
-            m.remove(id);
-            if m.is_empty() {
+        if let Some(u) = map.get_mut(upstream) {
+            u.sessions.remove(id);
+            if u.sessions.is_empty() {
                 map.remove(upstream);
             }
         }
@@ -157,22 +179,38 @@ impl IdleSessions {
     }
 }
 
+/// Takes the session unused the longest out of `map` (to end it).
+fn longest_idle(map: &mut HashMap<String, Upstream>) -> Option<Ending> {
+    let (upstream, id) = map
+        .iter()
+        .flat_map(|(u, up)| up.sessions.iter().map(move |(i, f)| (u, i, f.last_used)))
+        .min_by_key(|(_, _, used)| *used)
+        .map(|(u, i, _)| (u.clone(), i.clone()))?;
+    let up = map.get_mut(&upstream)?;
+    up.sessions.remove(&id)?;
+    Some((up.mcp.clone(), up.template.clone(), id))
+}
+
 fn sweep(map: &Map, idle: Duration) -> usize {
     let now = unix_now();
-    let gone: Vec<Followed> = {
+    let gone: Vec<Ending> = {
         let mut map = lock(map);
         let mut gone = Vec::new();
-        for sessions in map.values_mut() {
-            let stale: Vec<String> = sessions
+        for up in map.values_mut() {
+            let stale: Vec<String> = up
+                .sessions
                 .iter()
                 .filter(|(_, f)| {
                     (f.streams == 0 && f.last_used.elapsed() >= idle) || f.expires <= now
                 })
                 .map(|(id, _)| id.clone())
                 .collect();
-            gone.extend(stale.iter().filter_map(|id| sessions.remove(id)));
+            for id in stale {
+                up.sessions.remove(&id);
+                gone.push((up.mcp.clone(), up.template.clone(), id));
+            }
         }
-        map.retain(|_, sessions| !sessions.is_empty());
+        map.retain(|_, up| !up.sessions.is_empty());
         gone
     };
     let n = gone.len();
@@ -193,7 +231,10 @@ impl Drop for Listening {
     fn drop(&mut self) {
         if let Some(map) = self.map.upgrade() {
             let (upstream, id) = &self.key;
-            if let Some(f) = lock(&map).get_mut(upstream).and_then(|m| m.get_mut(id)) {
+            if let Some(f) = lock(&map)
+                .get_mut(upstream)
+                .and_then(|u| u.sessions.get_mut(id))
+            {
                 f.streams = f.streams.saturating_sub(1);
                 f.last_used = Instant::now();
             }
@@ -202,13 +243,15 @@ impl Drop for Listening {
 }
 
 /// Ends `sessions` upstream, in the background.
-fn end(sessions: Vec<Followed>) {
+fn end(sessions: Vec<Ending>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
     runtime.spawn(async move {
-        for f in sessions {
-            f.mcp.terminate(&f.session, END_TIMEOUT).await;
+        for (mcp, template, id) in sessions {
+            let mut session = (*template).clone();
+            session.session_id = Some(id);
+            mcp.terminate(&session, END_TIMEOUT).await;
         }
     });
 }
