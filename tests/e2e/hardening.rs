@@ -662,29 +662,14 @@ async fn a_public_listener_refuses_rebound_pages_and_keeps_metrics_to_itself() {
     // Beyond loopback, `Origin` equal to `Host` once passed: under DNS rebinding the
     // attacker's page names its own domain in both. And /metrics on the MCP port named
     // every tool, hidden ones too, to anyone who could reach it.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let yaml = dir.path().join("min.yaml");
-    std::fs::write(
-        &yaml,
-        "apiVersion: switchboard.dev/v1\nkind: Prompt\nmetadata:\n  name: hello\nspec:\n  template: hi\n---\napiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: demo\nspec:\n  prompts: [hello]\n",
-    )
-    .expect("write");
     let port = free_port();
-    let mut cmd = switchboard_testkit::switchboard(BIN);
-    cmd.args(["dataplane", "-f"])
-        .arg(&yaml)
-        .args([
-            "--listen",
-            &format!("0.0.0.0:{port}"),
-            "--insecure",
-            "--state-dir",
-        ])
-        .arg(dir.path());
-    let dp = switchboard_testkit::ManagedProcess::spawn(cmd).expect("data plane");
+    let (_dp, _state) = standalone_data_plane(
+        &format!("0.0.0.0:{port}"),
+        &format!("127.0.0.1:{port}"),
+        &["--insecure"],
+    )
+    .await;
     let base = format!("http://127.0.0.1:{port}");
-    if let Err(e) = switchboard_testkit::wait_for_http_ok(&format!("{base}/readyz"), WAIT).await {
-        panic!("data plane did not start: {e}\n{}", dp.log_tail(20));
-    }
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {},
         "clientInfo": {"name": "page", "version": "1"}}});
@@ -769,31 +754,9 @@ async fn one_address_cannot_hold_more_connections_than_its_cap() {
     // Nothing limited the connections one address kept open: a slow-client flood from one
     // host could hold every socket and buffer of the data plane.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let yaml = dir.path().join("min.yaml");
-    std::fs::write(
-        &yaml,
-        "apiVersion: switchboard.dev/v1\nkind: Prompt\nmetadata:\n  name: hello\nspec:\n  template: hi\n---\napiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: demo\nspec:\n  prompts: [hello]\n",
-    )
-    .expect("write");
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut cmd = switchboard_testkit::switchboard(BIN);
-    cmd.args(["dataplane", "-f"])
-        .arg(&yaml)
-        .args([
-            "--listen",
-            &addr,
-            "--max-connections-per-address",
-            "3",
-            "--state-dir",
-        ])
-        .arg(dir.path());
-    let dp = switchboard_testkit::ManagedProcess::spawn(cmd).expect("data plane");
-    if let Err(e) =
-        switchboard_testkit::wait_for_http_ok(&format!("http://{addr}/readyz"), WAIT).await
-    {
-        panic!("data plane did not start: {e}\n{}", dp.log_tail(20));
-    }
+    let (_dp, _state) =
+        standalone_data_plane(&addr, &addr, &["--max-connections-per-address", "3"]).await;
     // Three connections kept open (each served once, so surely counted), as a slow
     // client's would be.
     // (The readiness probe's own connection may still be counted for a moment: a
@@ -861,4 +824,34 @@ async fn one_address_cannot_hold_more_connections_than_its_cap() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A standalone data plane (`dataplane -f`) serving one prompt on `listen` with `extra`
+/// flags, ready at `http://{ready}`: the process and its state directory.
+async fn standalone_data_plane(
+    listen: &str,
+    ready: &str,
+    extra: &[&str],
+) -> (switchboard_testkit::ManagedProcess, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = dir.path().join("min.yaml");
+    std::fs::write(
+        &yaml,
+        "apiVersion: switchboard.dev/v1\nkind: Prompt\nmetadata:\n  name: hello\nspec:\n  template: hi\n---\napiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: demo\nspec:\n  prompts: [hello]\n",
+    )
+    .expect("write");
+    let mut cmd = switchboard_testkit::switchboard(BIN);
+    cmd.args(["dataplane", "-f"])
+        .arg(&yaml)
+        .args(["--listen", listen])
+        .args(extra)
+        .arg("--state-dir")
+        .arg(dir.path());
+    let dp = switchboard_testkit::ManagedProcess::spawn(cmd).expect("data plane");
+    if let Err(e) =
+        switchboard_testkit::wait_for_http_ok(&format!("http://{ready}/readyz"), WAIT).await
+    {
+        panic!("data plane did not start: {e}\n{}", dp.log_tail(20));
+    }
+    (dp, dir)
 }
