@@ -102,15 +102,12 @@ pub enum Unusable {
 /// What a session keeps of its principal: a digest of the subject (the id is sealed, but
 /// need not carry an e-mail address around); None for anonymous callers.
 pub fn principal_tag(subject: &str) -> Option<String> {
-    use sha2::Digest;
-    (!subject.is_empty()).then(|| hex::encode(&sha2::Sha256::digest(subject.as_bytes())[..16]))
+    (!subject.is_empty()).then(|| digest(subject))
 }
 
-/// Seconds since the Unix epoch.
+/// Seconds since the Unix epoch (the clock of [`crate::metrics::now_ms`]).
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    u64::try_from(crate::metrics::now_ms() / 1000).unwrap_or(0)
 }
 
 /// Prefix of every id this build mints (lets a future format coexist). `sb2.` ids, which
@@ -249,8 +246,8 @@ pub fn new_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(key)
 }
 
-/// A stand-in for a session id that no other id shares (128 bits of its SHA-256): what
-/// state kept for a session (replay buffers, ended sessions) is keyed by.
+/// A stand-in for a session id (or a principal) that no other shares (128 bits of its
+/// SHA-256): what state kept for a session (replay buffers, ended sessions) is keyed by.
 pub fn digest(id: &str) -> String {
     use sha2::Digest;
     hex::encode(&sha2::Sha256::digest(id.as_bytes())[..16])

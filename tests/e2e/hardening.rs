@@ -413,35 +413,31 @@ async fn a_session_serves_only_its_principal_and_a_delete_ends_it_on_every_repli
     let (status, body) = as_holder(post.clone(), &url1, "alice-key", &sid, ping()).await;
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("ended (DELETE)"), "{body}");
-    // The other replica hears of it through the control plane.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, body) = as_holder(post.clone(), &url2, "alice-key", &sid, ping()).await;
-        if status == 404 {
-            assert!(body.contains("ended (DELETE)"), "{body}");
-            break;
+    // Waits (bounded) until the replica at `url` refuses the session as ended.
+    let refused_as_ended = |url: String| {
+        let (sid, ping) = (sid.clone(), ping());
+        async move {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let (status, body) =
+                    as_holder(reqwest::Method::POST, &url, "alice-key", &sid, ping.clone()).await;
+                if body.contains("ended (DELETE)") {
+                    assert_eq!(status, 404, "{body}");
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{url} still serves the ended session: {status} {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "replica 2 still serves the ended session: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
+    // The other replica hears of it through the control plane.
+    refused_as_ended(url2).await;
     // So does a replica that starts afterwards.
     let (_dp3, url3, _s3) = data_plane(&admin).await;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, body) = as_holder(post.clone(), &url3, "alice-key", &sid, ping()).await;
-        if body.contains("ended (DELETE)") {
-            assert_eq!(status, 404, "{body}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "a new replica serves the ended session: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    refused_as_ended(url3).await;
 }
 
 /// A WebSocket client of `url`'s `/ws` endpoint, sending `header`, that has initialized.

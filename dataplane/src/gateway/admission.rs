@@ -218,9 +218,10 @@ impl Gateway {
         }
     }
 
-    /// Who presents `credentials` to `server` now (a connection that outlives its first
-    /// request is checked again when the snapshot changes: a removed key ends it).
-    pub(super) async fn recheck(
+    /// Who presents `credentials` to `server` now: every request's check, and again for a
+    /// connection that outlives its first request when the snapshot changes (a removed key
+    /// ends it).
+    pub(super) async fn verify(
         &self,
         server: &ServerView,
         credentials: &Credentials,
@@ -240,14 +241,7 @@ impl Gateway {
         session: &Downstream,
         server: &ServerView,
     ) -> std::result::Result<Principal, Reply> {
-        let Some(auth) = &server.auth else {
-            return Ok(Principal::anonymous());
-        };
-        let credentials = Credentials::of(session, server);
-        let e = match auth
-            .authenticate(credentials.offered(auth), &self.jwks)
-            .await
-        {
+        let e = match self.verify(server, &Credentials::of(session, server)).await {
             Ok(p) => return Ok(p),
             Err(e) => e,
         };
@@ -271,7 +265,12 @@ impl Gateway {
             }
             AuthError::Unavailable(_) => 503,
         };
-        if auth.jwt().is_some() {
+        if server
+            .auth
+            .as_deref()
+            .and_then(Authenticator::jwt)
+            .is_some()
+        {
             let url = format!(
                 "{}{RESOURCE_METADATA}{}",
                 base_url(session),

@@ -285,9 +285,7 @@ impl Forwarder {
                                             }
                                             Ok(Served::InputRequired)
                                         }
-                                        Err(full) => {
-                                            let e =
-                                                full.error("held calls", GatewayError::TooManyHeld);
+                                        Err(e) => {
                                             let msg = e.response(&f.client_id);
                                             events_out.send(&msg.to_string(), true).await?;
                                             Ok(e.served())

@@ -27,8 +27,6 @@ use std::time::{Duration, Instant};
 use switchboard_config::kinds::upstream::McpTransport;
 use switchboard_upstream::UpstreamError;
 
-use super::slots::Full;
-
 /// How long a held call waits for its client's retry.
 const WAIT_FOR_CLIENT: Duration = Duration::from_secs(300);
 /// Most calls one data plane holds at once.
@@ -78,7 +76,7 @@ impl Default for HeldCalls {
     fn default() -> Self {
         HeldCalls {
             calls: Mutex::default(),
-            slots: super::slots::Slots::new(MAX_HELD),
+            slots: super::slots::Slots::new(MAX_HELD, "held calls", || GatewayError::TooManyHeld),
             sweeping: Default::default(),
         }
     }
@@ -91,13 +89,13 @@ impl HeldCalls {
 
     /// Keeps `client`'s `held`; its `requestState`, or why not: this data plane holds too
     /// many, or this client its share of them.
-    fn put(self: &Arc<Self>, mut held: Held, client: String) -> Result<String, Full> {
+    fn put(self: &Arc<Self>, mut held: Held, client: String) -> Result<String, GatewayError> {
         use ring::rand::SecureRandom;
         use std::sync::atomic::Ordering;
         let mut bytes = [0u8; 16];
         ring::rand::SystemRandom::new()
             .fill(&mut bytes)
-            .map_err(|_| Full::All { max: 0 })?;
+            .map_err(|_| GatewayError::TooManyHeld)?;
         let state = format!("{STATE_PREFIX}{}", hex::encode(bytes));
         if !self.sweeping.swap(true, Ordering::SeqCst) {
             let calls = Arc::downgrade(self);
@@ -253,7 +251,7 @@ impl Forwarder {
         answering: Answering<'_>,
         request: Value,
         spec: &Arc<UpstreamEntry>,
-    ) -> Result<(Vec<String>, Value), Full> {
+    ) -> Result<(Vec<String>, Value), GatewayError> {
         let f = answering.f;
         let mut questions = vec![request];
         let mut before = Vec::new();

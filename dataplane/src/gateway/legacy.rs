@@ -34,7 +34,9 @@ impl Default for LegacyClients {
     fn default() -> Self {
         LegacyClients {
             open: Mutex::default(),
-            slots: super::slots::Slots::new(MAX_STREAMS),
+            slots: super::slots::Slots::new(MAX_STREAMS, "legacy SSE streams", || {
+                GatewayError::TooManyLegacyStreams
+            }),
         }
     }
 }
@@ -86,8 +88,7 @@ impl Gateway {
             .take(super::slots::client_key(&caller.subject, &ip));
         let (key, _place) = match (new_key(), place) {
             (Some(k), Ok(place)) => (k, place),
-            (_, Err(full)) => {
-                let e = full.error("legacy SSE streams", GatewayError::TooManyLegacyStreams);
+            (_, Err(e)) => {
                 rec.outcome = e.served();
                 return send(session, e.refusal()).await;
             }

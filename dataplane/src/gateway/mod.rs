@@ -141,9 +141,9 @@ impl Gateway {
             admin_only: false,
             origins: OriginPolicy::default(),
             legacy: LegacyClients::default(),
-            websockets: slots::Slots::new(websocket::MAX_CONNECTIONS),
-            listen_streams: slots::Slots::new(MAX_STREAMS),
-            subscription_streams: slots::Slots::new(MAX_STREAMS),
+            websockets: websocket_slots(websocket::MAX_CONNECTIONS),
+            listen_streams: listen_slots(MAX_STREAMS),
+            subscription_streams: subscription_slots(MAX_STREAMS),
             trusted_proxies: Vec::new(),
             ended: Arc::default(),
             calls: Forwarder::new(routes),
@@ -177,7 +177,7 @@ impl Gateway {
     /// Keeps at most `n` WebSocket connections open (default 10 000), a tenth of them (at
     /// least one) for any one client.
     pub fn with_max_websockets(mut self, n: usize) -> Self {
-        self.websockets = slots::Slots::new(n);
+        self.websockets = websocket_slots(n);
         self
     }
 
@@ -196,8 +196,8 @@ impl Gateway {
     /// Keeps at most `n` GET streams and `n` `subscriptions/listen` streams open (default
     /// 10 000 each), a tenth of them (at least one) for any one client.
     pub fn with_max_streams(mut self, n: usize) -> Self {
-        self.listen_streams = slots::Slots::new(n);
-        self.subscription_streams = slots::Slots::new(n);
+        self.listen_streams = listen_slots(n);
+        self.subscription_streams = subscription_slots(n);
         self
     }
 
@@ -237,6 +237,23 @@ pub fn fuzz_last_event_id(id: &str) -> bool {
 /// Most GET streams, and most `subscriptions/listen` streams, one data plane keeps open (a
 /// tenth of each per client).
 const MAX_STREAMS: usize = 10_000;
+
+/// Places for `n` WebSocket connections.
+fn websocket_slots(n: usize) -> Arc<slots::Slots> {
+    slots::Slots::new(n, "WebSocket connections", || {
+        GatewayError::TooManyWebSockets
+    })
+}
+
+/// Places for `n` sessions' GET streams.
+fn listen_slots(n: usize) -> Arc<slots::Slots> {
+    slots::Slots::new(n, "GET streams", || GatewayError::TooManyStreams)
+}
+
+/// Places for `n` `subscriptions/listen` streams.
+fn subscription_slots(n: usize) -> Arc<slots::Slots> {
+    slots::Slots::new(n, "subscription streams", || GatewayError::TooManyStreams)
+}
 
 /// Longest silence allowed inside a streamed upstream answer when the resource sets none.
 pub const DEFAULT_IDLE: std::time::Duration = std::time::Duration::from_secs(300);

@@ -99,7 +99,8 @@ impl Gateway {
         let max_body = server.limits.max_body_bytes.unwrap_or(self.max_body_bytes);
         let body = match self.read_body(session, max_body).await? {
             Ok(b) => b,
-            Err(reply) => {
+            Err(e) => {
+                let reply = e.refusal();
                 rec.outcome = reply.outcome();
                 send(session, reply).await?;
                 // The rest of an oversized body is not worth reading.
@@ -197,8 +198,7 @@ impl Gateway {
                 let who = client_key(&info.caller.subject, client_ip);
                 let _place = match self.subscription_streams.take(who) {
                     Ok(place) => place,
-                    Err(full) => {
-                        let e = full.error("subscription streams", GatewayError::TooManyStreams);
+                    Err(e) => {
                         let reply = e.reply(&subscribe.id, false);
                         rec.outcome = e.served();
                         return Ok(Some(reply));
@@ -247,8 +247,7 @@ impl Gateway {
                 let who = client_key(&info.caller.subject, client_ip);
                 let _place = match self.listen_streams.take(who) {
                     Ok(place) => place,
-                    Err(full) => {
-                        let e = full.error("GET streams", GatewayError::TooManyStreams);
+                    Err(e) => {
                         rec.outcome = e.served();
                         return Ok(Some(e.refusal()));
                     }
@@ -340,12 +339,15 @@ impl Gateway {
         session.enable_retry_buffering();
         let body = match self.read_body(session, limit).await? {
             Ok(b) => b,
-            Err(refused) => {
+            Err(e) => {
                 session.set_keepalive(None);
-                if refused.status == 408 {
-                    return Ok(Some(refused));
-                }
-                return Ok(Some(GatewayError::PassThroughTooLarge { limit }.refusal()));
+                let e = match e {
+                    GatewayError::BodyTooLarge { .. } => {
+                        GatewayError::PassThroughTooLarge { limit }
+                    }
+                    other => other,
+                };
+                return Ok(Some(e.refusal()));
             }
         };
         let info = RequestInfo {
@@ -398,14 +400,15 @@ impl Gateway {
             .close_for(session, &|name| routes.upstream(name));
     }
 
-    /// Reads the whole body, or answers 413 when it is over the limit (checked against
-    /// Content-Length up front, and against what arrives for chunked bodies).
+    /// Reads the whole body, or says why not: it is over the limit (checked against
+    /// Content-Length up front, and against what arrives for chunked bodies), or it did not
+    /// arrive within the body timeout.
     async fn read_body(
         &self,
         session: &mut Downstream,
         max: usize,
-    ) -> Result<std::result::Result<Vec<u8>, Reply>> {
-        let too_large = || GatewayError::BodyTooLarge { max }.refusal();
+    ) -> Result<std::result::Result<Vec<u8>, GatewayError>> {
+        let too_large = || GatewayError::BodyTooLarge { max };
         let declared = header(session, "content-length").and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > max) {
             return Ok(Err(too_large()));
@@ -429,8 +432,7 @@ impl Gateway {
             Ok(Err(e)) => Err(e),
             Err(_) => Ok(Err(GatewayError::BodyTimeout {
                 after: self.body_timeout,
-            }
-            .refusal())),
+            })),
         }
     }
 }

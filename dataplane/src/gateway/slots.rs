@@ -1,42 +1,24 @@
-//! Places under one of the data plane's caps (WebSocket connections, legacy streams, held
-//! calls), with at most a share of them for any one client, so one principal cannot take
-//! every place and lock the others out. A client is its principal, or its address when it
-//! is anonymous (anonymous callers are many clients, not one).
+//! Places under one of the data plane's caps (WebSocket connections, legacy streams, GET and
+//! subscription streams, held calls), with at most a share of them for any one client, so
+//! one principal cannot take every place and lock the others out. A client is its
+//! principal, or its address when it is anonymous (anonymous callers are many clients, not
+//! one).
 
+use crate::errors::GatewayError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// One client's share of a cap: a tenth of it (at least 1).
 const SHARE_DIVISOR: usize = 10;
 
-/// Why no place was given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Full {
-    /// The data plane holds `max` already.
-    All { max: usize },
-    /// This client holds its share, `max`, already.
-    Client { max: usize },
-}
-
-impl Full {
-    /// The refusal: `all` when the data plane's cap is reached, else the client's share of
-    /// `what`.
-    pub(super) fn error(
-        self,
-        what: &'static str,
-        all: crate::errors::GatewayError,
-    ) -> crate::errors::GatewayError {
-        match self {
-            Full::All { .. } => all,
-            Full::Client { max } => crate::errors::GatewayError::ClientAtCap { what, max },
-        }
-    }
-}
-
 /// A cap shared by every client, and each client's share of it.
 pub(super) struct Slots {
     max: usize,
     per_client: usize,
+    /// What the places are for, as a refusal names them (`WebSocket connections`).
+    what: &'static str,
+    /// The refusal when every place is taken.
+    all_taken: fn() -> GatewayError,
     taken: Mutex<Taken>,
 }
 
@@ -56,11 +38,18 @@ pub(super) fn client_key(principal: &str, client_ip: &str) -> String {
 }
 
 impl Slots {
-    /// `max` places, a tenth of them (at least one) for any one client.
-    pub(super) fn new(max: usize) -> Arc<Slots> {
+    /// `max` places for `what`, a tenth of them (at least one) for any one client;
+    /// `all_taken` is the refusal when there are none left.
+    pub(super) fn new(
+        max: usize,
+        what: &'static str,
+        all_taken: fn() -> GatewayError,
+    ) -> Arc<Slots> {
         Arc::new(Slots {
             max,
             per_client: (max / SHARE_DIVISOR).max(1),
+            what,
+            all_taken,
             taken: Mutex::default(),
         })
     }
@@ -69,15 +58,17 @@ impl Slots {
         self.taken.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A place for `client` until the guard drops, or why there is none.
-    pub(super) fn take(self: &Arc<Self>, client: String) -> Result<Slot, Full> {
+    /// A place for `client` until the guard drops, or the refusal: every place is taken,
+    /// or this client holds its share ([`GatewayError::ClientAtCap`]).
+    pub(super) fn take(self: &Arc<Self>, client: String) -> Result<Slot, GatewayError> {
         let mut taken = self.lock();
         if taken.all >= self.max {
-            return Err(Full::All { max: self.max });
+            return Err((self.all_taken)());
         }
         let mine = taken.by_client.entry(client.clone()).or_insert(0);
         if *mine >= self.per_client {
-            return Err(Full::Client {
+            return Err(GatewayError::ClientAtCap {
+                what: self.what,
                 max: self.per_client,
             });
         }
@@ -121,7 +112,7 @@ mod tests {
 
     #[test]
     fn one_client_takes_at_most_its_share_and_places_come_back() {
-        let slots = Slots::new(20);
+        let slots = Slots::new(20, "things", || GatewayError::TooManyStreams);
         let mallory: Vec<Slot> = (0..2)
             .map(|_| {
                 slots
@@ -129,9 +120,14 @@ mod tests {
                     .expect("a place")
             })
             .collect();
-        assert_eq!(
-            slots.take(client_key("mallory", "10.0.0.2")).err(),
-            Some(Full::Client { max: 2 }),
+        assert!(
+            matches!(
+                slots.take(client_key("mallory", "10.0.0.2")).err(),
+                Some(GatewayError::ClientAtCap {
+                    what: "things",
+                    max: 2
+                })
+            ),
             "another address does not make another client"
         );
         // Others still get in, anonymous callers by address.
@@ -148,15 +144,17 @@ mod tests {
                 .expect("a place")
         }));
         assert_eq!(slots.taken(), 20);
-        assert_eq!(
+        assert!(matches!(
             slots.take(client_key("alice", "x")).err(),
-            Some(Full::All { max: 20 })
-        );
+            Some(GatewayError::TooManyStreams)
+        ));
         drop(mallory);
         assert_eq!(slots.taken(), 18);
         assert!(slots.take(client_key("mallory", "x")).is_ok());
         assert!(
-            Slots::new(3).take(client_key("a", "x")).is_ok(),
+            Slots::new(3, "things", || GatewayError::TooManyStreams)
+                .take(client_key("a", "x"))
+                .is_ok(),
             "a share is at least one"
         );
     }

@@ -136,8 +136,7 @@ impl Gateway {
         let ip = client_ip(session, &self.trusted_proxies);
         let _counted = match self.websockets.take(client_key(&caller.subject, &ip)) {
             Ok(slot) => slot,
-            Err(full) => {
-                let e = full.error("WebSocket connections", GatewayError::TooManyWebSockets);
+            Err(e) => {
                 rec.outcome = e.served();
                 return send(session, e.refusal()).await;
             }
@@ -182,7 +181,7 @@ impl Gateway {
                 channel.server
             ));
         };
-        match self.recheck(&server, &held.credentials).await {
+        match self.verify(&server, &held.credentials).await {
             Ok(p) if p.subject == held.subject => Ok(()),
             Ok(_) => Err("the credentials name another principal now".into()),
             // Keys that cannot be fetched right now say nothing about these credentials.
