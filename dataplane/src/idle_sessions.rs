@@ -70,8 +70,14 @@ fn count(map: &HashMap<String, Upstream>) -> usize {
 
 impl IdleSessions {
     /// Notes that `session` of `upstream` (of a client session expiring at `expires`) was
-    /// used now.
-    pub fn used(&self, upstream: &str, session: &UpstreamSession, mcp: &McpHttp, expires: u64) {
+    /// used now; `mcp` (the client that ends it) is asked for only when it is new here.
+    pub fn used(
+        &self,
+        upstream: &str,
+        session: &UpstreamSession,
+        mcp: impl FnOnce() -> McpHttp,
+        expires: u64,
+    ) {
         let Some(id) = &session.session_id else {
             return; // a stateless upstream keeps nothing to end
         };
@@ -93,13 +99,15 @@ impl IdleSessions {
             } else {
                 None
             };
+            // A session new here (the rare path): now the client that ends it is needed.
+            let mcp = mcp();
             let entry = map.entry(upstream.to_string()).or_insert_with(|| Upstream {
                 mcp: mcp.clone(),
                 template: Arc::new(session.clone()),
                 sessions: HashMap::new(),
             });
             if entry.template.url != session.url || entry.template.creds != session.creds {
-                entry.mcp = mcp.clone();
+                entry.mcp = mcp;
                 entry.template = Arc::new(session.clone());
             }
             entry.sessions.insert(

@@ -287,7 +287,7 @@ impl UpstreamPool {
     fn used(&self, name: &str, spec: &UpstreamEntry, session: &UpstreamSession, client: &Session) {
         if client.expires != 0 {
             self.idle
-                .used(name, session, &self.mcp_for(spec), client.expires);
+                .used(name, session, || self.mcp_for(spec), client.expires);
         }
     }
 
