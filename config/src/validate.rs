@@ -117,7 +117,7 @@ impl Checker<'_> {
 
     fn url(&mut self, field: &str, value: &str, schemes: &[&str]) {
         match url::Url::parse(value) {
-            Ok(u) if schemes.contains(&u.scheme()) && u.has_host() => {}
+            Ok(u) if schemes.contains(&u.scheme()) && (u.has_host() || u.scheme() == "file") => {}
             Ok(u) if !schemes.contains(&u.scheme()) => self.err(
                 field,
                 format!(
@@ -226,12 +226,10 @@ impl Checker<'_> {
             }
         }
         if let Some(api) = &spec.openapi {
-            self.url("spec.openapi.baseUrl", &api.base_url, &["http", "https"]);
-            self.url(
-                "spec.openapi.specUrl",
-                &api.spec_url,
-                &["http", "https", "file"],
-            );
+            self.openapi(api);
+        }
+        if let Some(rest) = &spec.rest {
+            self.rest(rest);
         }
         if let Some(a2a) = &spec.a2a {
             self.url("spec.a2a.url", &a2a.url, &["http", "https"]);
@@ -263,6 +261,164 @@ impl Checker<'_> {
         ] {
             if d.is_some_and(|d| d.is_zero()) {
                 self.err(field, "timeout must be greater than zero");
+            }
+        }
+    }
+
+    fn openapi(&mut self, api: &crate::kinds::upstream::OpenApiUpstream) {
+        if let Some(b) = &api.base_url {
+            self.url("spec.openapi.baseUrl", b, &["http", "https"]);
+        }
+        match (&api.spec_url, &api.spec) {
+            (Some(u), None) => self.url("spec.openapi.specUrl", u, &["http", "https", "file"]),
+            (None, Some(doc)) => {
+                // An inline document is checked now, so `apply` names what is wrong in it.
+                if let Err(e) = crate::openapi::convert(doc, api, None) {
+                    let field = if e.at.is_empty() {
+                        "spec.openapi.spec".to_string()
+                    } else {
+                        format!("spec.openapi.spec.{}", e.at)
+                    };
+                    self.err(&field, format!("cannot use this OpenAPI document: {e}"));
+                }
+            }
+            (Some(_), Some(_)) => self.err("spec.openapi", "set one of specUrl and spec, not both"),
+            (None, None) => self.err(
+                "spec.openapi",
+                "set specUrl (where the OpenAPI document is) or spec (the document itself)",
+            ),
+        }
+    }
+
+    fn rest(&mut self, rest: &crate::kinds::rest::RestUpstream) {
+        use crate::kinds::rest::{is_tool_name, placeholders};
+        self.url("spec.rest.baseUrl", &rest.base_url, &["http", "https"]);
+        if rest.tools.is_empty() {
+            self.err("spec.rest.tools", "declare at least one tool");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, tool) in rest.tools.iter().enumerate() {
+            let at = |field: &str| format!("spec.rest.tools[{i}].{field}");
+            if !is_tool_name(&tool.name) {
+                self.err(
+                    &at("name"),
+                    format!(
+                        "invalid tool name `{}`: use 1-128 of A-Z a-z 0-9 _ - .",
+                        tool.name
+                    ),
+                );
+            } else if !seen.insert(tool.name.as_str()) {
+                self.err(
+                    &at("name"),
+                    format!("tool `{}` is declared twice", tool.name),
+                );
+            }
+            if !tool.path.starts_with('/') {
+                self.err(&at("path"), "a path starts with `/`");
+            }
+            let names = match placeholders(&tool.path) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.err(&at("path"), e);
+                    Vec::new()
+                }
+            };
+            let schema = tool.schema();
+            if schema.get("type").and_then(serde_json::Value::as_str) != Some("object") {
+                self.err(&at("inputSchema"), "an input schema has `type: object`");
+            }
+            if let Err(e) = crate::schema::Schema::compile(&schema) {
+                self.err(
+                    &at(&format!("inputSchema{}", e.field_suffix())),
+                    e.to_string(),
+                );
+            }
+            if let Some(out) = &tool.output_schema {
+                if out.get("type").and_then(serde_json::Value::as_str) != Some("object") {
+                    self.err(&at("outputSchema"), "an output schema has `type: object`");
+                }
+                if let Err(e) = crate::schema::Schema::compile(out) {
+                    self.err(
+                        &at(&format!("outputSchema{}", e.field_suffix())),
+                        e.to_string(),
+                    );
+                }
+            }
+            // Every argument the call places must be one the schema declares (when it
+            // declares any), so a typo is found now and not by the API.
+            let declared = schema
+                .get("properties")
+                .and_then(serde_json::Value::as_object);
+            let required: Vec<&str> = schema
+                .get("required")
+                .and_then(serde_json::Value::as_array)
+                .map(|r| r.iter().filter_map(serde_json::Value::as_str).collect())
+                .unwrap_or_default();
+            for name in &names {
+                if declared.is_some_and(|d| !d.contains_key(*name)) {
+                    self.err(
+                        &at("path"),
+                        format!("placeholder `{{{name}}}` is not a property of inputSchema"),
+                    );
+                } else if !required.contains(name) {
+                    self.err(
+                        &at("inputSchema.required"),
+                        format!("path placeholder `{name}` must be a required argument"),
+                    );
+                }
+            }
+            let placed = tool
+                .query
+                .iter()
+                .map(|(k, a)| (format!("query.{k}"), a))
+                .chain(
+                    tool.headers
+                        .iter()
+                        .map(|(k, a)| (format!("headers.{k}"), a)),
+                )
+                .chain(tool.body.iter().map(|a| ("body".to_string(), a)));
+            for (field, arg) in placed {
+                if declared.is_some_and(|d| !d.contains_key(arg)) {
+                    self.err(
+                        &at(&field),
+                        format!("argument `{arg}` is not a property of inputSchema"),
+                    );
+                }
+            }
+            for name in tool.headers.keys() {
+                let lower = name.to_ascii_lowercase();
+                if !is_header_name(name) {
+                    self.err(
+                        &at(&format!("headers.{name}")),
+                        format!("invalid HTTP header name `{name}`"),
+                    );
+                } else if ["host", "content-length", "transfer-encoding", "connection"]
+                    .contains(&lower.as_str())
+                {
+                    self.err(
+                        &at(&format!("headers.{name}")),
+                        format!("`{name}` is set by the gateway"),
+                    );
+                }
+            }
+            if tool.body.is_some()
+                && matches!(
+                    tool.method,
+                    crate::kinds::rest::HttpMethod::Get | crate::kinds::rest::HttpMethod::Head
+                )
+            {
+                self.err(
+                    &at("body"),
+                    format!("a {} request has no body", tool.method),
+                );
+            }
+            if let Some(f) = &tool.filter {
+                if let Err(e) = crate::jq::Filter::compile(f) {
+                    self.err(&at("filter"), e.to_string());
+                }
+            }
+            if tool.timeout.is_some_and(|d| d.is_zero()) {
+                self.err(&at("timeout"), "timeout must be greater than zero");
             }
         }
     }
@@ -413,6 +569,22 @@ impl Checker<'_> {
     fn virtual_server(&mut self, spec: &VirtualServerSpec, set: &ResourceSet) {
         if let Some(p) = &spec.passthrough {
             self.reference(set, "spec.passthrough", Kind::Upstream, p);
+            let kind = match set.get(Kind::Upstream, p).map(|item| &item.resource) {
+                Some(crate::object::Resource::Upstream(u)) => u.spec.kind(),
+                _ => None,
+            };
+            if let Some(kind) = kind.filter(|k| {
+                !matches!(
+                    k,
+                    crate::kinds::upstream::UpstreamKind::Mcp
+                        | crate::kinds::upstream::UpstreamKind::Stdio
+                )
+            }) {
+                self.err(
+                    "spec.passthrough",
+                    format!("a passthrough server proxies an MCP upstream as-is; `{p}` is of kind `{kind}`: list it under upstreams instead"),
+                );
+            }
             if !spec.upstreams.is_empty() || !spec.prompts.is_empty() || !spec.resources.is_empty()
             {
                 self.err(

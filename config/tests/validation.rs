@@ -168,7 +168,7 @@ fn transports_exactly_one() {
         0,
         5,
         "spec",
-        "set exactly one of mcp, stdio, openapi, a2a, grpc",
+        "set exactly one of mcp, stdio, openapi, rest, a2a, grpc",
     );
     let two = format!("{UPSTREAM}  stdio:\n    command: server\n");
     one_error(&two, 0, 5, "spec", "not several (mcp, stdio)");
@@ -523,4 +523,127 @@ fn oversized_and_overnested_sources_are_refused_before_parsing() {
         "{}",
         errors[0]
     );
+}
+
+const REST: &str = "\
+kind: Upstream
+metadata:
+  name: api
+spec:
+  rest:
+    baseUrl: http://127.0.0.1:8080
+    tools:
+      - name: get_user
+        method: GET
+        path: /users/{id}
+        inputSchema:
+          type: object
+          properties:
+            id: {type: string}
+            verbose: {type: boolean}
+          required: [id]
+        query: {v: verbose}
+        filter: .name
+";
+
+#[test]
+fn rest_tools_are_checked_where_they_are_declared() {
+    assert!(errors_in_ok(REST), "the example REST upstream is valid");
+    let text = REST.replace("/users/{id}", "/users/{uid}");
+    one_error(
+        &text,
+        0,
+        10,
+        "spec.rest.tools[0].path",
+        "`{uid}` is not a property of inputSchema",
+    );
+    let text = REST.replace("{v: verbose}", "{v: verbosity}");
+    one_error(
+        &text,
+        0,
+        17,
+        "spec.rest.tools[0].query.v",
+        "argument `verbosity`",
+    );
+    let text = REST.replace("filter: .name", "filter: '.name | {'");
+    one_error(
+        &text,
+        0,
+        18,
+        "spec.rest.tools[0].filter",
+        "invalid jq filter",
+    );
+    let text = REST.replace("verbose: {type: boolean}", "verbose: {type: bool}");
+    one_error(
+        &text,
+        0,
+        15,
+        "spec.rest.tools[0].inputSchema.properties.verbose.type",
+        "invalid JSON Schema",
+    );
+    let text = REST.replace("method: GET", "method: FETCH");
+    let e = errors(&text);
+    assert!(e[0].message.contains("unknown variant `FETCH`"), "{}", e[0]);
+    let text = REST.replace("required: [id]", "required: []");
+    one_error(
+        &text,
+        0,
+        16,
+        "spec.rest.tools[0].inputSchema.required",
+        "must be a required argument",
+    );
+}
+
+const OPENAPI: &str = "\
+kind: Upstream
+metadata:
+  name: api
+spec:
+  openapi:
+    baseUrl: http://127.0.0.1:8080
+    spec:
+      openapi: 3.1.0
+      info: {title: t, version: '1'}
+      paths:
+        /pets:
+          get:
+            operationId: listPets
+            parameters:
+              - $ref: '#/components/parameters/Nope'
+";
+
+#[test]
+fn inline_openapi_documents_are_converted_at_apply_naming_the_place() {
+    let e = one_error(
+        OPENAPI,
+        0,
+        15,
+        "spec.openapi.spec.paths./pets.get.parameters[0]",
+        "points at nothing",
+    );
+    assert!(e.message.contains("#/components/parameters/Nope"), "{e}");
+    let fixed = OPENAPI.replace(
+        "              - $ref: '#/components/parameters/Nope'\n",
+        "              - {name: limit, in: query, schema: {type: integer}}\n",
+    );
+    assert!(errors_in_ok(&fixed), "{fixed}");
+    let neither =
+        "kind: Upstream\nmetadata:\n  name: api\nspec:\n  openapi:\n    baseUrl: http://h\n";
+    one_error(neither, 0, 6, "spec.openapi", "set specUrl");
+}
+
+fn errors_in_ok(text: &str) -> bool {
+    load_sources(&[Source {
+        name: "t.yaml".into(),
+        text: text.into(),
+    }])
+    .is_ok()
+}
+
+#[test]
+fn a_passthrough_server_proxies_only_mcp_upstreams() {
+    let text = format!(
+        "{REST}---\nkind: VirtualServer\nmetadata:\n  name: vs\nspec:\n  passthrough: api\n"
+    );
+    one_error(&text, 1, 24, "spec.passthrough", "is of kind `rest`");
 }

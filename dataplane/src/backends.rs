@@ -5,6 +5,9 @@
 //! here, so a new kind plugs in with a `Caller` and one arm below, and everything around the
 //! call (routing, policies, retries, circuit breaking, relaying, metrics) stays as it is.
 //!
+//! REST and OpenAPI upstreams are called by `RestCaller`, over the tools compiled from
+//! their catalog when the snapshot arrived.
+//!
 //! MCP is the first kind: its callers use the session pool (`upstreams`), in the client's
 //! own upstream session when it has one. What lives in MCP sessions (questions on GET
 //! streams, held calls, tasks, subscriptions, answers relayed to an upstream's questions)
@@ -18,6 +21,7 @@ use serde_json::Value;
 use switchboard_config::kinds::upstream::{McpTransport, UpstreamKind};
 use switchboard_upstream::backend::{Answer, CallOptions, Caller};
 use switchboard_upstream::body::{read_bounded, MAX_ANSWER_BYTES};
+use switchboard_upstream::rest::RestCaller;
 use switchboard_upstream::{is_event_stream, json_events, UpstreamError};
 
 /// An upstream of a kind this data plane cannot call (a stdio upstream it does not run, or
@@ -45,6 +49,13 @@ pub fn caller_for<'a>(
     spec: &'a UpstreamEntry,
     client: Option<&'a Session>,
 ) -> Result<Box<dyn Caller + 'a>, NoCaller> {
+    if spec.rest.is_some() || spec.openapi.is_some() {
+        return Ok(Box::new(RestCaller {
+            api: &spec.rest_api,
+            http: pool.http_for(spec),
+            creds: &spec.creds,
+        }));
+    }
     match spec.mcp.as_ref().map(|m| &m.transport) {
         Some(McpTransport::StreamableHttp) => Ok(Box::new(McpStreamable {
             pool,

@@ -86,6 +86,9 @@ impl ServerView {
 pub struct UpstreamEntry {
     pub spec: UpstreamSpec,
     pub creds: Credentials,
+    /// A REST or OpenAPI upstream's tools, compiled from its catalog (empty until it is
+    /// discovered).
+    pub rest_api: Arc<switchboard_upstream::rest::RestApi>,
     /// pingora's form of `creds.tls`, made when a pass-through server first needs it.
     pub peer_tls: std::sync::OnceLock<Result<Arc<crate::gateway::PeerTls>, String>>,
 }
@@ -96,6 +99,7 @@ impl UpstreamEntry {
         UpstreamEntry {
             spec,
             creds,
+            rest_api: Arc::default(),
             peer_tls: std::sync::OnceLock::new(),
         }
     }
@@ -553,9 +557,11 @@ impl Routes {
                     })?
             };
             let creds = Credentials::new(&headers, auth).with_tls(tls);
-            routes
-                .upstreams
-                .insert(name.clone(), Arc::new(UpstreamEntry::new(spec, creds)));
+            let mut entry = UpstreamEntry::new(spec, creds);
+            if let Some(catalog) = snapshot.catalogs.get(name).filter(|c| c.rest.is_some()) {
+                entry.rest_api = Arc::new(switchboard_upstream::rest::RestApi::compile(catalog));
+            }
+            routes.upstreams.insert(name.clone(), Arc::new(entry));
         }
         routes.unhealthy = snapshot
             .unhealthy

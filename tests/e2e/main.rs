@@ -14,6 +14,7 @@ mod mcp_full;
 mod observability;
 mod policies;
 mod questions;
+mod rest;
 mod stdio;
 mod tasks;
 mod tls;

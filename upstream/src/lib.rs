@@ -9,6 +9,7 @@ mod client;
 mod connection;
 mod credentials;
 mod legacy;
+pub mod rest;
 mod sse;
 pub mod tls;
 

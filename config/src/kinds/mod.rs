@@ -6,6 +6,7 @@ pub mod operator_token;
 pub mod prompt;
 pub mod rate_limit;
 pub mod resource;
+pub mod rest;
 pub mod secret;
 pub mod tls;
 pub mod upstream;

@@ -1,5 +1,6 @@
 //! `Upstream`: a server whose tools, prompts and resources virtual servers expose.
 
+use super::rest::RestUpstream;
 use super::secret::SecretRef;
 use super::tls::ClientTls;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,9 @@ pub struct UpstreamSpec {
     /// A REST API whose OpenAPI operations become tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openapi: Option<OpenApiUpstream>,
+    /// A REST API whose endpoints are declared as tools here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest: Option<RestUpstream>,
     /// An A2A agent whose skills become tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub a2a: Option<A2aUpstream>,
@@ -59,6 +63,7 @@ pub enum UpstreamKind {
     Mcp,
     Stdio,
     OpenApi,
+    Rest,
     A2a,
     Grpc,
 }
@@ -70,6 +75,7 @@ impl UpstreamKind {
             UpstreamKind::Mcp => "mcp",
             UpstreamKind::Stdio => "stdio",
             UpstreamKind::OpenApi => "openapi",
+            UpstreamKind::Rest => "rest",
             UpstreamKind::A2a => "a2a",
             UpstreamKind::Grpc => "grpc",
         }
@@ -92,6 +98,8 @@ impl UpstreamSpec {
             Some(UpstreamKind::Stdio)
         } else if self.openapi.is_some() {
             Some(UpstreamKind::OpenApi)
+        } else if self.rest.is_some() {
+            Some(UpstreamKind::Rest)
         } else if self.a2a.is_some() {
             Some(UpstreamKind::A2a)
         } else if self.grpc.is_some() {
@@ -298,7 +306,7 @@ impl WhenUnhealthy {
 }
 
 /// The transport fields of an `Upstream`, by the name users write.
-pub const TRANSPORT_FIELDS: [&str; 5] = ["mcp", "stdio", "openapi", "a2a", "grpc"];
+pub const TRANSPORT_FIELDS: [&str; 6] = ["mcp", "stdio", "openapi", "rest", "a2a", "grpc"];
 
 impl UpstreamSpec {
     /// Every secret value the upstream needs (credentials, client certificate, child
@@ -315,7 +323,11 @@ impl UpstreamSpec {
         self.mcp
             .as_ref()
             .map(|m| m.url.as_str())
-            .or(self.openapi.as_ref().map(|o| o.base_url.as_str()))
+            .or(self
+                .openapi
+                .as_ref()
+                .and_then(|o| o.base_url.as_deref().or(o.spec_url.as_deref())))
+            .or(self.rest.as_ref().map(|r| r.base_url.as_str()))
             .or(self.a2a.as_ref().map(|a| a.url.as_str()))
             .or(self.grpc.as_ref().map(|g| g.address.as_str()))
     }
@@ -326,6 +338,7 @@ impl UpstreamSpec {
             self.mcp.is_some(),
             self.stdio.is_some(),
             self.openapi.is_some(),
+            self.rest.is_some(),
             self.a2a.is_some(),
             self.grpc.is_some(),
         ];
@@ -441,17 +454,57 @@ impl StdioIsolation {
     }
 }
 
-/// A REST API described by an OpenAPI 3.x document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A REST API described by an OpenAPI 3.0 or 3.1 document: one tool per operation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OpenApiUpstream {
-    /// Where requests go; overrides the document's `servers`.
-    pub base_url: String,
-    /// Where the OpenAPI document is fetched from.
-    pub spec_url: String,
-    /// Expose only these operationIds (all when empty).
+    /// Where the document is fetched from (http, https or file), and fetched again at
+    /// every catalog refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_url: Option<String>,
+    /// The document itself (YAML or JSON), instead of `specUrl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<serde_json::Value>,
+    /// Where requests go. Default: the document's first `servers` URL (a relative one
+    /// resolved against `specUrl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Only operations that match (all when empty).
+    #[serde(default, skip_serializing_if = "OperationFilter::is_empty")]
+    pub include: OperationFilter,
+    /// Never operations that match.
+    #[serde(default, skip_serializing_if = "OperationFilter::is_empty")]
+    pub exclude: OperationFilter,
+}
+
+/// Operations by tag, operationId or path (an exact path, or a prefix ending in `*`); an
+/// operation matches when any one entry does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OperationFilter {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operations: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+}
+
+impl OperationFilter {
+    /// True when nothing is listed.
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty() && self.operations.is_empty() && self.paths.is_empty()
+    }
+
+    /// Whether an operation with these tags, operationId and path is listed.
+    pub fn matches(&self, tags: &[String], operation_id: Option<&str>, path: &str) -> bool {
+        self.tags.iter().any(|t| tags.contains(t))
+            || operation_id.is_some_and(|id| self.operations.iter().any(|o| o == id))
+            || self.paths.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => path.starts_with(prefix),
+                None => p == path,
+            })
+    }
 }
 
 /// An A2A agent, discovered through its agent card.

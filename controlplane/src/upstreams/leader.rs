@@ -135,7 +135,9 @@ impl Lead {
         let wanted: BTreeMap<String, (UpstreamSpec, Credentials)> = set
             .of_kind(Kind::Upstream)
             .filter_map(|item| match &item.resource {
-                Resource::Upstream(u) if u.spec.mcp.is_some() => {
+                // Every kind the control plane lists (stdio upstreams are listed by the data
+                // planes that run them; kinds without a backend are skipped below).
+                Resource::Upstream(u) if u.spec.stdio.is_none() => {
                     let creds = crate::secrets::resolve(&u.spec, &opened).unwrap_or_else(|e| {
                         tracing::error!(upstream = %u.metadata.name, error = %e, "cannot resolve upstream credentials");
                         Credentials::from_headers(&u.spec.headers)

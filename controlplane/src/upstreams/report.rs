@@ -39,7 +39,11 @@ fn transport(spec: &UpstreamSpec) -> (&'static str, String) {
         return ("stdio", s.command.clone());
     }
     if let Some(o) = &spec.openapi {
-        return ("openapi", o.base_url.clone());
+        let at = o.spec_url.clone().or(o.base_url.clone());
+        return ("openapi", at.unwrap_or_else(|| "(inline document)".into()));
+    }
+    if let Some(r) = &spec.rest {
+        return ("rest", r.base_url.clone());
     }
     if let Some(a) = &spec.a2a {
         return ("a2a", a.url.clone());

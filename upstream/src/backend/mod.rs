@@ -12,12 +12,15 @@
 //! Federation, naming, authorization, rate limits, retries, circuit breaking, metrics and
 //! relaying sit above these two traits and do not change per kind. MCP over streamable HTTP
 //! and over HTTP+SSE is the first backend ([`McpDiscovery`] here; its caller is the data
-//! plane's session pool). A new kind implements both traits and is added to
+//! plane's session pool); REST APIs, declared or described by OpenAPI, are the second
+//! ([`RestDiscovery`], and `crate::rest::RestCaller`). A new kind implements both traits and is added to
 //! [`discovery_for`] and to the data plane's caller registry.
 
 mod mcp;
+pub mod rest;
 
 pub use mcp::McpDiscovery;
+pub use rest::RestDiscovery;
 
 use crate::client::{McpHttp, UpstreamError};
 use crate::credentials::Credentials;
@@ -107,10 +110,22 @@ pub fn discovery_for(
     http: &McpHttp,
     timeout: Duration,
 ) -> Option<Box<dyn Discovery>> {
-    let mcp = spec.mcp.clone()?;
-    Some(Box::new(McpDiscovery::new(
+    if let Some(mcp) = &spec.mcp {
+        return Some(Box::new(McpDiscovery::new(
+            http.clone(),
+            mcp.clone(),
+            creds,
+            timeout,
+        )));
+    }
+    let described = match (&spec.rest, &spec.openapi) {
+        (Some(rest), _) => rest::Described::Declared(rest.clone()),
+        (None, Some(api)) => rest::Described::OpenApi(api.clone()),
+        (None, None) => return None,
+    };
+    Some(Box::new(RestDiscovery::new(
         http.clone(),
-        mcp,
+        described,
         creds,
         timeout,
     )))
