@@ -54,6 +54,8 @@ enum Kind {
     Stream,
     /// initialize + notifications/initialized (a new session each time).
     Initialize,
+    /// A REST tool: tools/call `rest_echo` through a gateway, `GET /rest/echo` directly.
+    Rest,
 }
 
 impl Kind {
@@ -63,6 +65,7 @@ impl Kind {
             Kind::List => "tools/list (1000 tools)",
             Kind::Stream => "100-event SSE stream",
             Kind::Initialize => "session initialize",
+            Kind::Rest => "REST tool call",
         }
     }
 }
@@ -214,6 +217,35 @@ async fn once(
         }
         Kind::Initialize => {
             initialize(http, target).await?;
+        }
+        Kind::Rest if target.name == "direct" => {
+            // The REST API itself: what the tool call costs without a gateway.
+            let url = target.url.replace("/mcp", "/rest/echo");
+            let resp = http
+                .get(&url)
+                .query(&[("message", "hi")])
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let text = resp.text().await.map_err(|e| e.to_string())?;
+            if !text.contains("\"hi\"") {
+                return Err(format!("no echo: {text}"));
+            }
+        }
+        Kind::Rest => {
+            let body = rpc(
+                n,
+                "tools/call",
+                json!({"name": tool("rest_echo"), "arguments": {"message": "hi"}}),
+            );
+            let text = post(http, target, session, body)
+                .await?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !text.contains("structuredContent") {
+                return Err(format!("no result: {text}"));
+            }
         }
     }
     Ok(())
@@ -453,7 +485,7 @@ async fn main() {
     let config = data.path().join("bench.yaml");
     std::fs::write(
         &config,
-        format!("apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: bench\nspec:\n  mcp:\n    url: http://{up_addr}/mcp\n---\napiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: bench\nspec:\n  upstreams:\n    - upstream: bench\n"),
+        format!("apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: bench\nspec:\n  mcp:\n    url: http://{up_addr}/mcp\n---\napiVersion: switchboard.dev/v1\nkind: VirtualServer\nmetadata:\n  name: bench\nspec:\n  upstreams:\n    - upstream: bench\n    - upstream: bench-rest\n      prefix: rest_\n---\napiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: bench-rest\nspec:\n  rest:\n    baseUrl: http://{up_addr}\n    tools:\n      - name: echo\n        method: GET\n        path: /rest/echo\n        inputSchema: {{type: object, properties: {{message: {{type: string}}}}, required: [message]}}\n"),
     )
     .expect("config");
     let applied = switchboard_testkit::switchboard(BIN)
@@ -536,7 +568,12 @@ async fn main() {
         Err(why) => println!("ContextForge is left out: {why}\n"),
     }
     let mut plan: Vec<(Kind, usize)> = [1, 16, 64, 256].iter().map(|c| (Kind::Call, *c)).collect();
-    plan.extend([(Kind::List, 16), (Kind::Stream, 16), (Kind::Initialize, 16)]);
+    plan.extend([
+        (Kind::List, 16),
+        (Kind::Stream, 16),
+        (Kind::Initialize, 16),
+        (Kind::Rest, 16),
+    ]);
     println!("{seconds}s per measurement, targets interleaved\n");
     println!(
         "{:<24} {:>5} {:<12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}",
@@ -549,6 +586,9 @@ async fn main() {
         row.insert("concurrency".into(), json!(concurrency));
         let mut measured = Vec::new();
         for target in &targets {
+            if matches!(kind, Kind::Rest) && target.name == "contextforge" {
+                continue; // the REST row compares with the API itself
+            }
             let s = measure(target, kind, concurrency, duration).await;
             println!(
                 "{:<24} {:>5} {:<12} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.1} {:>7}",

@@ -74,6 +74,9 @@ pub enum Command {
     Delete(DeleteArgs),
     /// List an upstream's catalog now (`refresh upstream NAME`) and show the result.
     Refresh(RefreshArgs),
+    /// Print the tools the REST and OpenAPI Upstreams in YAML files would serve, without
+    /// applying them (OpenAPI documents are fetched or read now): a dry run for specs.
+    Preview(PreviewArgs),
     /// Serve a stdio MCP server over streamable HTTP (e.g. as an Upstream's URL).
     Bridge(BridgeArgs),
     /// Print the SHA-256 of an API key read from standard input, for `apiKeys.keys[].sha256`.
@@ -244,6 +247,17 @@ pub struct ConnectArgs {
 pub struct FileArgs {
     #[arg(short = 'f', long = "file", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
+    /// Only this Upstream.
+    #[arg(long)]
+    pub upstream: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::Get(args) => commands::client::get(&args),
         Command::Delete(args) => commands::client::delete(&args),
         Command::Refresh(args) => commands::upstreams::refresh(&args),
+        Command::Preview(args) => commands::preview::run(&args),
         Command::Dataplane(args) => commands::dataplane::run_command(&args),
         Command::Up(args) => commands::up::run_command(&args),
         Command::Bridge(args) => commands::bridge::run(&args),

@@ -1,15 +1,16 @@
 //! A streamable-HTTP MCP server that costs almost nothing, so benchmarks measure whatever
 //! sits in front of it. Tools: `echo` (returns its `message`), `stream` (sends `count`
 //! progress notifications on an SSE answer, then its result), and `--tools N` more no-op
-//! tools to list. Sessions are ids it hands out and never checks.
+//! tools to list. Sessions are ids it hands out and never checks. It is also a REST API of
+//! one endpoint, `GET /rest/echo?message=...` -> `{"message": ...}`, for REST tools.
 //!
 //!   cargo run --release --example bench-upstream -- --listen 127.0.0.1:3100 --tools 1000
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,6 +90,16 @@ async fn mcp(State(up): State<Arc<Upstream>>, _headers: HeaderMap, body: Bytes) 
     }
 }
 
+/// The REST endpoint: the `message` query parameter (as sent, not decoded) back as JSON.
+async fn rest_echo(uri: Uri) -> Response {
+    let message = uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("message=")))
+        .unwrap_or_default();
+    let body = json!({ "message": message }).to_string();
+    ([("content-type", "application/json")], body).into_response()
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -114,6 +125,7 @@ async fn main() -> std::io::Result<()> {
     });
     let app = Router::new()
         .route("/mcp", post(mcp).delete(|| async { StatusCode::OK }))
+        .route("/rest/echo", get(rest_echo))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     eprintln!("bench-upstream on http://{listen}/mcp ({extra} extra tools)");

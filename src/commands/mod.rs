@@ -9,6 +9,7 @@ pub mod controlplane;
 pub mod dataplane;
 pub mod hash_key;
 pub mod operator_token;
+pub mod preview;
 pub mod token;
 pub mod up;
 pub mod upstreams;

@@ -20,7 +20,7 @@ fn examples_validate() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.starts_with("valid: 12 resources in 3 file(s)"),
+        stdout.starts_with("valid: 16 resources in 4 file(s)"),
         "{stdout}"
     );
 }
@@ -111,5 +111,63 @@ fn unreadable_file_is_an_error_not_a_crash() {
     assert!(
         stderr.contains("does/not/exist.yaml: cannot read"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn preview_prints_the_tools_of_rest_and_openapi_upstreams_before_apply() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let doc = dir.path().join("api.yaml");
+    std::fs::write(
+        &doc,
+        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\nservers: [{url: 'http://api.test/v1'}]\npaths:\n  /pets/{id}:\n    get:\n      operationId: getPet\n      summary: One pet\n      parameters: [{name: id, in: path, required: true, schema: {type: integer}}]\n    delete:\n      operationId: deletePet\n      parameters: [{name: id, in: path, required: true, schema: {type: integer}}]\n      responses: {'204': {description: gone}}\n  /upload:\n    post:\n      operationId: upload\n      parameters: [{name: session, in: cookie, required: true, schema: {type: string}}]\n",
+    )
+    .expect("write");
+    let config = dir.path().join("upstreams.yaml");
+    std::fs::write(
+        &config,
+        format!("kind: Upstream\nmetadata:\n  name: pets\nspec:\n  openapi:\n    specUrl: file://{}\n---\nkind: Upstream\nmetadata:\n  name: missing\nspec:\n  openapi:\n    specUrl: file:///nonexistent/openapi.yaml\n", doc.display()),
+    )
+    .expect("write");
+    let path = config.display().to_string();
+    let out = switchboard(&["preview", "-f", &path, "--upstream", "pets"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("upstream pets (openapi 3.0.3, 2 tools) -> http://api.test/v1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("getPet") && stdout.contains("GET") && stdout.contains("(id) One pet"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("left out: POST /upload: required cookie parameter `session`"),
+        "{stdout}"
+    );
+    // JSON carries each tool's schema and call; a document that cannot be read fails.
+    let out = switchboard(&["preview", "-f", &path, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let of = |name: &str| {
+        all.as_array()
+            .and_then(|a| a.iter().find(|u| u["upstream"] == name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let pets = &of("pets")["preview"]["tools"][1];
+    assert_eq!(pets["call"]["method"], "DELETE", "{all}");
+    assert_eq!(pets["annotations"]["idempotentHint"], true, "{all}");
+    let missing = of("missing")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        missing,
+        "file:///nonexistent/openapi.yaml: cannot read the OpenAPI document: No such file or directory (os error 2)"
     );
 }

@@ -233,7 +233,7 @@ async fn a_fastapi_apps_openapi_31_document_becomes_tools_that_reach_it() {
         &admin,
         &format!("{SECRET}{upstream}{}", server(&[("inventory", "inv_")])),
     );
-    wait_for_tools(&url, WAIT, "inventory tools", |t| t.len() == 2).await;
+    wait_for_tools(&url, WAIT, "inventory tools", |t| t.len() == 3).await;
     let status = upstream_status(&admin, "inventory");
     println!("status: {status}");
 
@@ -252,6 +252,7 @@ async fn a_fastapi_apps_openapi_31_document_becomes_tools_that_reach_it() {
         json!([
             [read, {"item_id": 5, "q": "blue", "x-request-id": "r-9"}],
             [create, {"name": "pen", "price": 1.5, "tags": ["office"]}],
+            ["inv_countdown_countdown_get", {"n": 3}],
         ]),
     )
     .await;
@@ -284,7 +285,10 @@ async fn a_fastapi_apps_openapi_31_document_becomes_tools_that_reach_it() {
         "{}",
         calls[1]
     );
-    assert_eq!(stats().await["last"], json!("POST /items?"));
+    // An SSE answer: each event reached the client as progress, then the result.
+    assert_eq!(calls[2]["progress"], json!(["3", "2", "1"]), "{}", calls[2]);
+    assert_eq!(calls[2]["text"], json!(["3\n2\n1"]), "{}", calls[2]);
+    assert_eq!(stats().await["last"], json!("GET /countdown?n=3"));
 
     // A call whose arguments break the schema never reaches the app.
     let before = stats().await["requests"].clone();

@@ -1,6 +1,7 @@
 """Lists a virtual server's tools and calls some with the official PyPI `mcp` SDK client,
 printing what it saw as one JSON object: each tool's name, input schema and annotations,
-and for each call its result (text, structured content, isError) or its JSON-RPC error.
+and for each call its result (text, structured content, isError, the progress messages
+that came first) or its JSON-RPC error.
 
 usage: py_tool_calls.py URL CALLS   (CALLS: a JSON list of [tool, arguments])
 """
@@ -25,13 +26,19 @@ async def main(url: str, calls: list) -> dict:
                 "description": t.description,
             }
         for name, args in calls:
+            progress = []
+
+            async def on_progress(done, total, message):
+                progress.append(message)
+
             try:
-                r = await client.call_tool(name, args)
+                r = await client.call_tool(name, args, progress_callback=on_progress)
                 out["calls"].append({
                     "isError": bool(r.is_error),
                     "text": [c.text for c in r.content if getattr(c, "type", "") == "text"],
                     "types": [c.type for c in r.content],
                     "structured": r.structured_content,
+                    "progress": progress,
                 })
             except MCPError as e:
                 out["calls"].append({"error": {"code": e.error.code, "message": e.error.message}})

@@ -4,15 +4,18 @@ can show that a call the gateway refuses never arrives.
 
   GET  /items/{item_id}?q=...   header X-Request-Id     -> the three back
   POST /items                   body Item, Bearer token -> the item with an id
+  GET  /countdown?n=3                                   -> SSE: n, n-1, ... 1, 50 ms apart
   GET  /stats                                           -> {"requests": N, "last": ...}
 
 usage: rest_api.py PORT TOKEN
 """
 
+import asyncio
 import sys
 
 import uvicorn
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
@@ -53,6 +56,16 @@ def create_item(item: Item, creds: HTTPAuthorizationCredentials = Depends(bearer
     if creds.credentials != TOKEN:
         raise HTTPException(status_code=403, detail="wrong token")
     return Stored(id=7, owner="bearer", **item.model_dump())
+
+
+@app.get("/countdown", summary="Count down, one event at a time")
+async def countdown(n: int = 3):
+    async def events():
+        for i in range(n, 0, -1):
+            yield f"data: {i}\n\n"
+            await asyncio.sleep(0.05)
+
+    return StreamingResponse(events(), media_type="text/event-stream")
 
 
 @app.get("/stats", include_in_schema=False)

@@ -35,6 +35,10 @@ pub enum UpstreamError {
     SessionExpired { url: String },
     #[error("{url} sent something that is not MCP: {reason}")]
     Protocol { url: String, reason: String },
+    /// A REST API's answer or OpenAPI document that cannot be used (too large, broken off,
+    /// unreadable).
+    #[error("{url}: {reason}")]
+    Unusable { url: String, reason: String },
     /// What the upstream offers cannot be carried in snapshots (see `Catalog::check`).
     #[error("catalog refused: {reason}")]
     CatalogRefused { reason: String },

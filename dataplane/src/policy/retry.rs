@@ -34,7 +34,10 @@ pub fn classify(e: &UpstreamError) -> Failure {
 pub fn is_upstream_fault(e: &UpstreamError) -> bool {
     classify(e) != Failure::Final
         || matches!(e, UpstreamError::Status { status, .. } if *status >= 500)
-        || matches!(e, UpstreamError::Protocol { .. })
+        || matches!(
+            e,
+            UpstreamError::Protocol { .. } | UpstreamError::Unusable { .. }
+        )
 }
 
 /// The wait before retry number `done` (0-based) after `e`, or None to give up.

@@ -61,7 +61,7 @@ pub async fn fetch_document(
     url: &str,
     timeout: Duration,
 ) -> Result<Value, UpstreamError> {
-    let refused = |reason: String| UpstreamError::Protocol {
+    let refused = |reason: String| UpstreamError::Unusable {
         url: url.to_string(),
         reason,
     };

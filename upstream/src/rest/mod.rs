@@ -6,6 +6,7 @@
 
 mod answer;
 mod request;
+mod stream;
 
 use crate::backend::{Answer, CallOptions, Caller};
 use crate::body::{read_bounded, MAX_ANSWER_BYTES};
@@ -99,6 +100,12 @@ impl RestApi {
     }
 }
 
+/// What came back: a whole answer, or the start of an SSE stream.
+enum Sent {
+    Whole(reqwest::StatusCode, Option<String>, bytes::Bytes),
+    Events(reqwest::Response),
+}
+
 /// Executes `tools/call`s against a REST API.
 pub struct RestCaller<'a> {
     pub api: &'a RestApi,
@@ -157,14 +164,14 @@ impl Caller for RestCaller<'_> {
             return Ok(rpc_error(
                 request,
                 INVALID_PARAMS,
-                format!("invalid arguments for tool `{name}`: {why}"),
+                format!("invalid arguments: {why}"),
             ));
         }
         let Some(args) = args.as_object() else {
             return Ok(rpc_error(
                 request,
                 INVALID_PARAMS,
-                format!("the arguments of tool `{name}` must be an object"),
+                "the arguments must be an object".to_string(),
             ));
         };
         let built = match request::build(&self.api.base_url, &tool.call, args) {
@@ -173,7 +180,7 @@ impl Caller for RestCaller<'_> {
                 return Ok(rpc_error(
                     request,
                     INVALID_PARAMS,
-                    format!("invalid arguments for tool `{name}`: {why}"),
+                    format!("invalid arguments: {why}"),
                 ))
             }
         };
@@ -213,16 +220,32 @@ impl Caller for RestCaller<'_> {
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
+            if status.is_success() && crate::is_event_stream(&resp) {
+                return Ok(Sent::Events(resp));
+            }
             let body = read_bounded(resp, MAX_ANSWER_BYTES).await.map_err(|e| {
-                UpstreamError::Protocol {
+                UpstreamError::Unusable {
                     url: url.clone(),
                     reason: e.to_string(),
                 }
             })?;
-            Ok((status, content_type, body))
+            Ok(Sent::Whole(status, content_type, body))
         };
         let (status, content_type, body) = match tokio::time::timeout(limit, sending).await {
-            Ok(answer) => answer?,
+            Ok(Ok(Sent::Whole(status, content_type, body))) => (status, content_type, body),
+            Ok(Ok(Sent::Events(resp))) => {
+                // Streamed: relayed event by event (the gateway bounds the silences).
+                let token = params
+                    .and_then(|p| p.pointer("/_meta/progressToken"))
+                    .cloned();
+                let id = request.get("id").cloned().unwrap_or(Value::Null);
+                return Ok(Answer::Events(stream::relay(
+                    resp.bytes_stream(),
+                    id,
+                    token,
+                )));
+            }
+            Ok(Err(e)) => return Err(e),
             Err(_) => return Err(UpstreamError::Timeout { url, after: limit }),
         };
         let result = answer::result(

@@ -162,14 +162,22 @@ pub(super) async fn prepare(
     }
     let method = reqwest::Method::from_bytes(built.method.as_str().as_bytes())
         .unwrap_or(reqwest::Method::GET);
-    let mut req = http
-        .request(method, url)
-        .header("accept", "application/json, */*;q=0.8");
+    // Later sources win: the tool's own headers over the credentials, the call's (a
+    // client's forwarded token) over both; one value per header.
+    let mut headers: Vec<(String, String)> = Vec::new();
     for (k, v) in sent
         .into_iter()
         .chain(built.headers)
-        .chain(options.headers.clone())
+        .chain(options.headers.iter().cloned())
     {
+        headers.retain(|(h, _)| !h.eq_ignore_ascii_case(&k));
+        headers.push((k, v));
+    }
+    let mut req = http.request(method, url).header(
+        "accept",
+        "application/json, text/event-stream;q=0.9, */*;q=0.8",
+    );
+    for (k, v) in headers {
         req = req.header(k, v);
     }
     if let Some((content_type, bytes)) = built.body {
