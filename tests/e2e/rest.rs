@@ -46,7 +46,7 @@ async fn retries(base: &str, upstream: &str) -> u64 {
 /// Seals the Secrets these tests store.
 const KEY: &str = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8M=";
 
-const SECRET: &str = "apiVersion: switchboard.dev/v1\nkind: Secret\nmetadata:\n  name: api\nspec:\n  data:\n    token: s3cr3t-token\n    key: petstore-key\n---\n";
+const SECRET: &str = "apiVersion: switchboard.dev/v1\nkind: Secret\nmetadata:\n  name: api\nspec:\n  data:\n    token: s3cr3t-token\n    key: petstore-key\n    client: client-pw\n---\n";
 
 const HTTPBIN_TOOLS: &str = r#"
     tools:
@@ -224,10 +224,12 @@ async fn declared_rest_tools_call_httpbin_through_a_virtual_server() {
 async fn a_fastapi_apps_openapi_31_document_becomes_tools_that_reach_it() {
     const TOKEN: &str = "s3cr3t-token";
     let (_app, base) = peer("rest_api.py", &[TOKEN]).await;
+    // The app's token comes from an OAuth2 client-credentials grant.
+    let (_tokens, token_url) = peer("token_server.py", &["switchboard", "client-pw", TOKEN]).await;
     let (_cp, admin, _data) = control_plane_with_key(None, Some(KEY)).await;
     let (_dp, url, _state) = data_plane(admin.trim_start_matches("http://")).await;
     let upstream = format!(
-        "apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: inventory\nspec:\n  openapi:\n    specUrl: {base}/openapi.json\n    baseUrl: {base}\n  auth:\n    bearer: {{secret: api, key: token}}\n---\n"
+        "apiVersion: switchboard.dev/v1\nkind: Upstream\nmetadata:\n  name: inventory\nspec:\n  openapi:\n    specUrl: {base}/openapi.json\n    baseUrl: {base}\n  auth:\n    oauth2:\n      tokenUrl: {token_url}/token\n      clientId: switchboard\n      clientSecret: {{secret: api, key: client}}\n---\n"
     );
     apply(
         &admin,
@@ -285,6 +287,13 @@ async fn a_fastapi_apps_openapi_31_document_becomes_tools_that_reach_it() {
         "{}",
         calls[1]
     );
+    let issued: Value = reqwest::get(format!("{token_url}/count"))
+        .await
+        .expect("count")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(issued["issued"], json!(1), "one grant, its token reused");
     // An SSE answer: each event reached the client as progress, then the result.
     assert_eq!(calls[2]["progress"], json!(["3", "2", "1"]), "{}", calls[2]);
     assert_eq!(calls[2]["text"], json!(["3\n2\n1"]), "{}", calls[2]);

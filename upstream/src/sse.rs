@@ -6,7 +6,7 @@ use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
 
 /// One event as received.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SseEvent {
     pub event: String,
     pub data: String,

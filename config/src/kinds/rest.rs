@@ -143,6 +143,10 @@ pub struct RestCall {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
+    /// Where this call goes instead of the upstream's base URL (an OpenAPI operation or
+    /// path item with `servers` of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
 }
 
 /// A REST upstream's calls, as its catalog carries them.
@@ -153,8 +157,8 @@ pub struct RestBindings {
     pub base_url: String,
     /// Tool name -> how it is called.
     pub calls: BTreeMap<String, RestCall>,
-    /// Credential headers (lower case) the API wants as query parameters instead (an
-    /// OpenAPI `apiKey` scheme `in: query`).
+    /// Credential headers the API wants as query parameters instead, spelled as the API
+    /// spells the parameter (an OpenAPI `apiKey` scheme `in: query`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub query_credentials: Vec<String>,
 }
@@ -236,6 +240,7 @@ impl RestTool {
             content_type: None,
             filter: self.filter.clone(),
             timeout: self.timeout,
+            base_url: None,
         }
     }
 }

@@ -60,6 +60,17 @@ const METHODS: [(&str, HttpMethod); 6] = [
 /// Headers an OpenAPI parameter may not set (the spec says to ignore these).
 const IGNORED_HEADERS: [&str; 3] = ["accept", "content-type", "authorization"];
 
+/// Headers only the gateway sets (a parameter naming one would let clients choose them).
+const GATEWAY_HEADERS: [&str; 4] = ["host", "content-length", "transfer-encoding", "connection"];
+
+/// Whether `name` is a valid HTTP header name (an RFC 9110 token).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+}
+
 /// Converts `doc` for `api`; `spec_url` resolves relative server URLs.
 pub fn convert(
     doc: &Value,
@@ -131,17 +142,32 @@ pub fn convert(
             if !included || api.exclude.matches(&tags, op_id, path) {
                 continue;
             }
-            let name = unique_name(&mut names, op_id, key, path);
-            match operation(&resolver, op, shared, method, path, &at)? {
-                Ok((schema, call)) => {
-                    out.tools
-                        .push(listing(&name, op, method, schema, &resolver, &at)?);
-                    out.bindings.calls.insert(name, call);
+            let skipped = |why: String| format!("{} {path}: {why}", method.as_str());
+            let (schema, mut call) = match operation(&resolver, op, shared, method, path, &at)? {
+                Ok(made) => made,
+                Err(why) => {
+                    out.skipped.push(skipped(why));
+                    continue;
                 }
-                Err(why) => out
-                    .skipped
-                    .push(format!("{} {path}: {why}", method.as_str())),
+            };
+            // A schema no validator accepts would make a tool that refuses every call.
+            if let Err(e) = crate::schema::Schema::compile(&schema) {
+                out.skipped.push(skipped(format!("its input schema: {e}")));
+                continue;
             }
+            // Servers of the operation's own, or of its path, unless the operator chose.
+            if api.base_url.is_none() {
+                let own = [(op, at.as_str()), (item, at_path.as_str())]
+                    .into_iter()
+                    .find_map(|(o, w)| o.pointer("/servers/0").map(|s| (s, w)));
+                if let Some((server, w)) = own {
+                    call.base_url = Some(server_url(server, spec_url, &format!("{w}.servers[0]"))?);
+                }
+            }
+            let name = unique_name(&mut names, op_id, key, path);
+            out.tools
+                .push(listing(&name, op, method, schema, &resolver, &at)?);
+            out.bindings.calls.insert(name, call);
         }
     }
     if out.tools.is_empty() {
@@ -164,22 +190,29 @@ fn base_url(
     if let Some(b) = &api.base_url {
         return Ok(b.trim_end_matches('/').to_string());
     }
-    let server = doc.pointer("/servers/0");
-    let Some(raw) = server.and_then(|s| s.get("url")).and_then(Value::as_str) else {
-        return match spec_url {
+    match doc.pointer("/servers/0") {
+        Some(server) => server_url(server, spec_url, "servers[0]"),
+        None => match spec_url {
             // The spec says: no servers means the document's own location.
             Some(u) if !u.starts_with("file:") => origin_of(u),
             _ => Err(SpecError::new(
                 "servers",
                 "the document names no server: set spec.openapi.baseUrl",
             )),
-        };
-    };
+        },
+    }
+}
+
+/// A Server Object's URL, its variables at their defaults, made absolute against the
+/// document's own URL.
+fn server_url(server: &Value, spec_url: Option<&str>, at: &str) -> Result<String, SpecError> {
+    let at = format!("{at}.url");
+    let raw = server
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| SpecError::new(&at, "a server needs a `url`"))?;
     let mut url = raw.to_string();
-    if let Some(vars) = server
-        .and_then(|s| s.get("variables"))
-        .and_then(Value::as_object)
-    {
+    if let Some(vars) = server.get("variables").and_then(Value::as_object) {
         for (name, var) in vars {
             let default = var.get("default").and_then(Value::as_str).unwrap_or("");
             url = url.replace(&format!("{{{name}}}"), default);
@@ -193,24 +226,18 @@ fn base_url(
                 .and_then(|u| url::Url::parse(u).ok())
                 .ok_or_else(|| {
                     SpecError::new(
-                        "servers[0].url",
+                        &at,
                         format!("`{raw}` is relative and there is no document URL to resolve it against: set spec.openapi.baseUrl"),
                     )
                 })?;
-            base.join(&url).map_err(|e| {
-                SpecError::new("servers[0].url", format!("cannot resolve `{raw}`: {e}"))
-            })?
+            base.join(&url)
+                .map_err(|e| SpecError::new(&at, format!("cannot resolve `{raw}`: {e}")))?
         }
-        Err(e) => {
-            return Err(SpecError::new(
-                "servers[0].url",
-                format!("invalid URL `{raw}`: {e}"),
-            ))
-        }
+        Err(e) => return Err(SpecError::new(&at, format!("invalid URL `{raw}`: {e}"))),
     };
     if !matches!(absolute.scheme(), "http" | "https") {
         return Err(SpecError::new(
-            "servers[0].url",
+            &at,
             format!("`{absolute}` is not an http or https URL: set spec.openapi.baseUrl"),
         ));
     }
@@ -237,7 +264,7 @@ fn query_credentials(doc: &Value) -> Vec<String> {
         .filter(|s| s.get("type").and_then(Value::as_str) == Some("apiKey"))
         .filter(|s| s.get("in").and_then(Value::as_str) == Some("query"))
         .filter_map(|s| s.get("name").and_then(Value::as_str))
-        .map(str::to_ascii_lowercase)
+        .map(str::to_string)
         .collect()
 }
 
@@ -326,11 +353,21 @@ fn operation(
         content_type: None,
         filter: None,
         timeout: None,
+        base_url: None,
     };
     let mut path_names: BTreeMap<String, String> = BTreeMap::new();
     for (loc, p, where_) in &params {
         let name = p["name"].as_str().unwrap_or_default();
-        if loc == "header" && IGNORED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        let lower = name.to_ascii_lowercase();
+        if loc == "header" && IGNORED_HEADERS.contains(&lower.as_str()) {
+            continue;
+        }
+        if loc == "header" && (GATEWAY_HEADERS.contains(&lower.as_str()) || !is_header_name(name)) {
+            if p.get("required") == Some(&Value::Bool(true)) {
+                return Ok(Err(format!(
+                    "required header parameter `{name}`, which the gateway cannot send"
+                )));
+            }
             continue;
         }
         if loc == "cookie" {
@@ -415,7 +452,7 @@ fn operation(
             media.get("schema").unwrap_or(&json!({})),
             &format!("{where_}.content.{media_type}.schema"),
         )?;
-        if !is_json(media_type) {
+        if media_type != "application/json" {
             call.content_type = Some(media_type.clone());
         }
         let body_required = body.get("required") == Some(&Value::Bool(true));
@@ -526,7 +563,8 @@ fn output_schema(op: &Value, resolver: &Resolver, at: &str) -> Result<Option<Val
     };
     let schema = resolver.schema(schema, &format!("{where_}.content.{t}.schema"))?;
     let object = schema.get("type").and_then(Value::as_str) == Some("object");
-    Ok(object.then_some(schema))
+    let usable = crate::schema::Schema::compile(&schema).is_ok();
+    Ok((object && usable).then_some(schema))
 }
 
 #[cfg(test)]

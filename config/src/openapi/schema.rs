@@ -1,29 +1,57 @@
 //! `$ref`s and schemas of an OpenAPI document: references followed inside the document
-//! (never fetched), schemas copied with their references expanded (recursion cut at a
-//! fixed depth) and OpenAPI 3.0's dialect (`nullable`, boolean `exclusiveMinimum`) turned
-//! into the JSON Schema 2020-12 that tool input schemas are.
+//! (never fetched), schemas copied with their references expanded (a reference to a schema
+//! already being expanded, i.e. recursion, is cut there) and OpenAPI 3.0's dialect
+//! (`nullable`, boolean `exclusiveMinimum`) turned into the JSON Schema 2020-12 that tool
+//! input schemas are.
 
 use super::SpecError;
 use serde_json::{Map, Value};
+use std::cell::Cell;
 
 /// References followed in a row before giving up (a loop of `$ref`s).
 const MAX_CHAIN: usize = 16;
-/// References expanded inside one another in a schema; deeper ones accept anything, so a
-/// recursive schema (a tree of categories) still makes a finite tool schema.
-const MAX_EXPANSION: usize = 6;
+/// References expanded inside one another; deeper ones accept anything (no tool schema
+/// could nest deeper and still travel in a catalog).
+const MAX_EXPANSION: usize = 16;
 /// Most nodes in one expanded schema (references can multiply a document's size).
 const MAX_NODES: usize = 20_000;
+/// Most nodes in all the schemas of one document together.
+const MAX_TOTAL_NODES: usize = 1_000_000;
+
+/// Keywords whose value maps names to schemas (the names are not keywords).
+const SCHEMA_MAPS: [&str; 5] = [
+    "properties",
+    "patternProperties",
+    "$defs",
+    "definitions",
+    "dependentSchemas",
+];
+/// Keywords whose value is data, copied as it is.
+const DATA: [&str; 4] = ["default", "enum", "const", "examples"];
 
 /// Follows references in one document.
 pub(super) struct Resolver<'a> {
     doc: &'a Value,
     /// OpenAPI 3.0: its schema dialect needs translating.
     legacy: bool,
+    /// Nodes made so far, by every schema of the document.
+    total: Cell<usize>,
+}
+
+/// One schema's expansion: its node count and the references being expanded.
+struct Expansion<'s> {
+    at: &'s str,
+    nodes: usize,
+    open: Vec<String>,
 }
 
 impl<'a> Resolver<'a> {
     pub(super) fn new(doc: &'a Value, legacy: bool) -> Resolver<'a> {
-        Resolver { doc, legacy }
+        Resolver {
+            doc,
+            legacy,
+            total: Cell::new(0),
+        }
     }
 
     /// `v`, or what its `$ref` points at (through chains of references).
@@ -55,61 +83,91 @@ impl<'a> Resolver<'a> {
 
     /// A copy of schema `v` with references expanded and 3.0's dialect translated.
     pub(super) fn schema(&self, v: &'a Value, at: &str) -> Result<Value, SpecError> {
-        let mut nodes = 0;
-        self.expand(v, at, 0, &mut nodes)
+        let mut x = Expansion {
+            at,
+            nodes: 0,
+            open: Vec::new(),
+        };
+        self.expand(v, &mut x)
     }
 
-    fn expand(
-        &self,
-        v: &'a Value,
-        at: &str,
-        depth: usize,
-        nodes: &mut usize,
-    ) -> Result<Value, SpecError> {
-        *nodes += 1;
-        if *nodes > MAX_NODES {
+    fn count(&self, x: &mut Expansion<'_>) -> Result<(), SpecError> {
+        x.nodes += 1;
+        self.total.set(self.total.get() + 1);
+        if x.nodes > MAX_NODES {
             return Err(SpecError::new(
-                at,
+                x.at,
                 format!("the schema has more than {MAX_NODES} nodes once its `$ref`s are expanded"),
             ));
         }
+        if self.total.get() > MAX_TOTAL_NODES {
+            return Err(SpecError::new(
+                x.at,
+                format!("the document's schemas have more than {MAX_TOTAL_NODES} nodes once their `$ref`s are expanded"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Schema `v` (an object or a boolean).
+    fn expand(&self, v: &'a Value, x: &mut Expansion<'_>) -> Result<Value, SpecError> {
+        self.count(x)?;
+        let Value::Object(map) = v else {
+            return Ok(v.clone());
+        };
+        if let Some(r) = map.get("$ref").and_then(Value::as_str) {
+            if x.open.iter().any(|o| o == r) || x.open.len() >= MAX_EXPANSION {
+                let mut cut = Map::new();
+                cut.insert(
+                    "description".into(),
+                    format!("{r} (recursive: not expanded here)").into(),
+                );
+                return Ok(Value::Object(cut));
+            }
+            let target = self.follow(v, x.at)?;
+            x.open.push(r.to_string());
+            let expanded = self.expand(target, x);
+            x.open.pop();
+            let mut out = expanded?;
+            // 3.1 allows keywords beside a reference (a description, say).
+            if let Value::Object(o) = &mut out {
+                for (k, v) in map.iter().filter(|(k, _)| *k != "$ref") {
+                    o.insert(k.clone(), self.keyword(k, v, x)?);
+                }
+            }
+            return Ok(out);
+        }
+        let mut out = Map::new();
+        for (k, v) in map {
+            // Examples and vendor extensions are not part of an input schema.
+            if k.starts_with("x-") || k == "example" || k == "xml" {
+                continue;
+            }
+            out.insert(k.clone(), self.keyword(k, v, x)?);
+        }
+        if self.legacy {
+            translate_legacy(&mut out);
+        }
+        Ok(Value::Object(out))
+    }
+
+    /// The value of keyword `k` in a schema: data copied, schemas expanded.
+    fn keyword(&self, k: &str, v: &'a Value, x: &mut Expansion<'_>) -> Result<Value, SpecError> {
+        if DATA.contains(&k) {
+            return Ok(v.clone());
+        }
         match v {
-            Value::Object(map) => {
-                if let Some(r) = map.get("$ref").and_then(Value::as_str) {
-                    if depth >= MAX_EXPANSION {
-                        let mut cut = Map::new();
-                        cut.insert(
-                            "description".into(),
-                            format!("{r} (nested too deeply to expand here)").into(),
-                        );
-                        return Ok(Value::Object(cut));
-                    }
-                    let target = self.follow(v, at)?;
-                    let mut out = self.expand(target, at, depth + 1, nodes)?;
-                    // 3.1 allows keywords beside a reference (a description, say).
-                    if let Value::Object(o) = &mut out {
-                        for (k, x) in map.iter().filter(|(k, _)| *k != "$ref") {
-                            o.insert(k.clone(), self.expand(x, at, depth, nodes)?);
-                        }
-                    }
-                    return Ok(out);
-                }
+            Value::Object(named) if SCHEMA_MAPS.contains(&k) => {
                 let mut out = Map::new();
-                for (k, x) in map {
-                    // Examples and vendor extensions are not part of an input schema.
-                    if k.starts_with("x-") || k == "example" || k == "xml" {
-                        continue;
-                    }
-                    out.insert(k.clone(), self.expand(x, at, depth, nodes)?);
-                }
-                if self.legacy {
-                    translate_legacy(&mut out);
+                for (name, schema) in named {
+                    out.insert(name.clone(), self.expand(schema, x)?);
                 }
                 Ok(Value::Object(out))
             }
+            Value::Object(_) | Value::Bool(_) => self.expand(v, x),
             Value::Array(items) => items
                 .iter()
-                .map(|x| self.expand(x, at, depth, nodes))
+                .map(|item| self.expand(item, x))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array),
             other => Ok(other.clone()),
@@ -119,20 +177,19 @@ impl<'a> Resolver<'a> {
 
 /// OpenAPI 3.0 schema keywords as JSON Schema 2020-12 has them.
 fn translate_legacy(schema: &mut Map<String, Value>) {
-    if schema.remove("nullable") == Some(Value::Bool(true)) {
-        match schema.get_mut("type") {
-            Some(Value::String(t)) => {
-                let t = std::mem::take(t);
-                schema.insert("type".into(), Value::Array(vec![t.into(), "null".into()]));
-            }
-            Some(_) => {}
-            None => {}
+    if schema.get("nullable") == Some(&Value::Bool(true)) {
+        schema.remove("nullable");
+        if let Some(Value::String(t)) = schema.get_mut("type") {
+            let t = std::mem::take(t);
+            schema.insert("type".into(), Value::Array(vec![t.into(), "null".into()]));
         }
         if let Some(Value::Array(options)) = schema.get_mut("enum") {
             if !options.contains(&Value::Null) {
                 options.push(Value::Null);
             }
         }
+    } else if schema.get("nullable") == Some(&Value::Bool(false)) {
+        schema.remove("nullable");
     }
     for (flag, bound) in [
         ("exclusiveMinimum", "minimum"),

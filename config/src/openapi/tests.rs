@@ -136,7 +136,7 @@ fn operations_become_tools_with_their_arguments_and_calls() {
 }
 
 #[test]
-fn recursive_schemas_are_cut_at_a_bounded_depth() {
+fn recursive_schemas_are_cut_where_they_recur() {
     let c = convert(&doc(), &OpenApiUpstream::default(), Some("http://h/x")).expect("converts");
     let mut depth = 0;
     let tool = by_name(&c, "getItem_2");
@@ -145,10 +145,14 @@ fn recursive_schemas_are_cut_at_a_bounded_depth() {
         depth += 1;
         node = parent;
     }
-    assert!((3..=8).contains(&depth), "expanded {depth} levels");
-    assert!(node["description"]
-        .as_str()
-        .is_some_and(|d| d.contains("nested too deeply")));
+    // Category is expanded once; its `parent` (Category again) is where recursion is cut.
+    assert_eq!(depth, 1, "expanded {depth} levels");
+    assert!(
+        node["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("recursive")),
+        "{node}"
+    );
 }
 
 #[test]
@@ -221,4 +225,94 @@ fn unusable_documents_are_refused_naming_the_place() {
         "paths": {"/x": {"get": {"parameters": [{"$ref": "#/components/parameters/a"}]}}}});
     let err = convert(&looped, &api, None).expect_err("loop");
     assert!(err.why.contains("a loop"), "{err}");
+}
+
+#[test]
+fn names_data_and_servers_are_kept_where_the_document_puts_them() {
+    let d: Value = serde_yaml::from_str(
+        r##"
+openapi: 3.0.3
+info: {title: t, version: "1"}
+servers: [{url: "http://main.test"}]
+components:
+  securitySchemes:
+    key: {type: apiKey, in: query, name: apiKey}
+paths:
+  /things:
+    servers: [{url: "http://things.test/v2"}]
+    post:
+      operationId: make
+      parameters:
+        - {name: Host, in: header, schema: {type: string}}
+        - {name: "X Bad", in: header, schema: {type: string}}
+      requestBody:
+        content:
+          application/vnd.api+json:
+            schema:
+              type: object
+              properties:
+                example: {type: string, default: {x-keep: 1}}
+                x-tenant: {type: string, enum: [a, b]}
+                nullable: {type: boolean}
+  /files:
+    get:
+      operationId: file
+      parameters: [{name: f, in: query, schema: {type: file}}]
+    put:
+      operationId: hosted
+      parameters: [{name: Host, in: header, required: true, schema: {type: string}}]
+"##,
+    )
+    .expect("YAML");
+    let c = convert(&d, &OpenApiUpstream::default(), None).expect("converts");
+    assert_eq!(c.bindings.query_credentials, vec!["apiKey".to_string()]);
+    let make = by_name(&c, "make");
+    let props = make["inputSchema"]["properties"]
+        .as_object()
+        .expect("props");
+    let names: Vec<&String> = props.keys().collect();
+    assert_eq!(names, ["example", "nullable", "x-tenant"], "{make}");
+    assert_eq!(props["example"]["default"], json!({"x-keep": 1}));
+    let call = &c.bindings.calls["make"];
+    assert!(
+        call.headers.is_empty(),
+        "Host and invalid names are never parameters: {call:?}"
+    );
+    assert_eq!(
+        call.content_type.as_deref(),
+        Some("application/vnd.api+json")
+    );
+    assert_eq!(call.base_url.as_deref(), Some("http://things.test/v2"));
+    assert_eq!(c.bindings.base_url, "http://main.test");
+    assert_eq!(c.skipped.len(), 2, "{:?}", c.skipped);
+    assert!(
+        c.skipped.iter().any(|s| s.contains("input schema")),
+        "{:?}",
+        c.skipped
+    );
+    assert!(
+        c.skipped.iter().any(|s| s.contains("`Host`")),
+        "{:?}",
+        c.skipped
+    );
+}
+
+#[test]
+fn references_that_multiply_are_bounded_across_the_document() {
+    // One wide schema referenced by many parameters: each copy is small enough, all of
+    // them together are not.
+    let wide: Map<String, Value> = (0..5000)
+        .map(|i| (format!("f{i}"), json!({"type": "string"})))
+        .collect();
+    let params: Vec<Value> = (0..300)
+        .map(|i| json!({"name": format!("p{i}"), "in": "query", "schema": {"$ref": "#/components/schemas/Wide"}}))
+        .collect();
+    let d = json!({
+        "openapi": "3.1.0",
+        "servers": [{"url": "http://h"}],
+        "components": {"schemas": {"Wide": {"type": "object", "properties": wide}}},
+        "paths": {"/x": {"get": {"parameters": params}}},
+    });
+    let err = convert(&d, &OpenApiUpstream::default(), None).expect_err("too much");
+    assert!(err.why.contains("more than 1000000 nodes"), "{err}");
 }

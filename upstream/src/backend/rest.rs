@@ -65,8 +65,20 @@ pub async fn fetch_document(
         url: url.to_string(),
         reason,
     };
-    let bytes = if let Some(path) = url.strip_prefix("file://") {
-        let read = tokio::fs::read(path)
+    let bytes = if url.starts_with("file:") {
+        let path = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+            .ok_or_else(|| refused("not a file path on this machine".into()))?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| refused(format!("cannot read the OpenAPI document: {e}")))?;
+        // Read at most one byte past the limit (a device or a huge file is refused, not
+        // read whole).
+        let mut read = Vec::new();
+        use tokio::io::AsyncReadExt;
+        file.take(MAX_DOCUMENT_BYTES as u64 + 1)
+            .read_to_end(&mut read)
             .await
             .map_err(|e| refused(format!("cannot read the OpenAPI document: {e}")))?;
         if read.len() > MAX_DOCUMENT_BYTES {

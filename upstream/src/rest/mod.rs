@@ -200,10 +200,11 @@ impl Caller for RestCaller<'_> {
                 options,
             )
             .await?;
+            // The error without its URL: an API key may ride in the query.
             let resp = req
                 .send()
                 .await
-                .map_err(|e| UpstreamError::unreachable(&url, &e))?;
+                .map_err(|e| UpstreamError::unreachable(&url, &e.without_url()))?;
             let status = resp.status();
             self.creds.note_status(status.as_u16());
             if (502..=504).contains(&status.as_u16()) {

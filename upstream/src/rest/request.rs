@@ -34,6 +34,7 @@ pub(super) fn build(
     args: &Map<String, Value>,
 ) -> Result<Built, String> {
     let mut placed: BTreeSet<&str> = BTreeSet::new();
+    let base_url = call.base_url.as_deref().unwrap_or(base_url);
     let mut url = url::Url::parse(base_url).map_err(|e| format!("base URL: {e}"))?;
     {
         let mut segments = url
@@ -48,13 +49,20 @@ pub(super) fn build(
                     .filter(|v| !v.is_null())
                     .ok_or_else(|| format!("`{name}` is required (it is part of the path)"))?;
                 let value = text(value);
-                if value.is_empty() || value == "." || value == ".." {
+                // The URL parser drops tabs and line breaks from a path, so `.\t.` would be
+                // `..` once sent: control characters are refused outright.
+                if value.is_empty() || value.chars().any(char::is_control) {
                     return Err(format!(
-                        "`{name}` cannot be `{value}` (it is part of the path)"
+                        "`{name}` cannot be empty or hold control characters (it is part of the path)"
                     ));
                 }
                 segment = segment.replace(&format!("{{{name}}}"), &value);
                 placed.insert(name);
+            }
+            if segment == "." || segment == ".." {
+                return Err(format!(
+                    "the path segment `{raw}` cannot become `{segment}`"
+                ));
             }
             segments.push(&segment);
         }
@@ -154,10 +162,15 @@ pub(super) async fn prepare(
     let mut url = built.url;
     let mut sent = Vec::new();
     for (k, v) in creds.current(http).await? {
-        if query_credentials.iter().any(|q| q.eq_ignore_ascii_case(&k)) {
-            url.query_pairs_mut().append_pair(&k, &v);
-        } else {
-            sent.push((k, v));
+        // Sent under the API's own spelling: query parameter names are case-sensitive.
+        match query_credentials
+            .iter()
+            .find(|q| q.eq_ignore_ascii_case(&k))
+        {
+            Some(name) => {
+                url.query_pairs_mut().append_pair(name, &v);
+            }
+            None => sent.push((k, v)),
         }
     }
     let method = reqwest::Method::from_bytes(built.method.as_str().as_bytes())
@@ -202,6 +215,7 @@ mod tests {
             content_type: None,
             filter: None,
             timeout: None,
+            base_url: None,
         }
     }
 
@@ -266,12 +280,17 @@ mod tests {
     #[test]
     fn path_arguments_cannot_escape_their_segment() {
         let c = call(HttpMethod::Get, "/files/{name}");
-        for bad in ["..", ".", ""] {
+        for bad in ["..", ".", "", ".\t.", ".\n.", "a\rb"] {
             let err = build("http://api.test", &c, &args(json!({"name": bad})))
                 .err()
                 .expect("refused");
-            assert!(err.contains("part of the path"), "{err}");
+            assert!(
+                err.contains("part of the path") || err.contains("cannot become"),
+                "{err}"
+            );
         }
+        let two = call(HttpMethod::Get, "/files/{a}{b}");
+        assert!(build("http://api.test", &two, &args(json!({"a": ".", "b": "."}))).is_err());
         let b =
             build("http://api.test", &c, &args(json!({"name": "../../admin"}))).expect("builds");
         assert_eq!(b.url.as_str(), "http://api.test/files/..%2F..%2Fadmin");

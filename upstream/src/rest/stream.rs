@@ -47,7 +47,11 @@ where
                         s.kept += event.data.len();
                         s.lines.push(event.data.clone());
                     }
-                    let Some(token) = &s.token else { continue };
+                    let Some(token) = &s.token else {
+                        // Nothing to relay, but the stream is alive: an empty event keeps
+                        // the gateway's silence limit from cutting it.
+                        return Some((Ok(SseEvent::default()), s));
+                    };
                     let message: String = event.data.chars().take(MAX_MESSAGE_CHARS).collect();
                     let note = json!({
                         "jsonrpc": "2.0",
