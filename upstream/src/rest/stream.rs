@@ -39,45 +39,48 @@ where
         done: false,
     };
     Box::pin(futures::stream::unfold(state, |mut s| async move {
-        while !s.done {
-            match s.events.next().await {
-                Some(Ok(event)) => {
-                    s.count += 1;
-                    if s.kept + event.data.len() <= MAX_ANSWER_BYTES {
-                        s.kept += event.data.len();
-                        s.lines.push(event.data.clone());
+        if s.done {
+            return None;
+        }
+        let item = match s.events.next().await {
+            Some(Ok(event)) => {
+                s.count += 1;
+                if s.kept + event.data.len() <= MAX_ANSWER_BYTES {
+                    s.kept += event.data.len();
+                    s.lines.push(event.data.clone());
+                }
+                match &s.token {
+                    // Nothing to relay, but the stream is alive: an empty event keeps the
+                    // gateway's silence limit from cutting it.
+                    None => Ok(SseEvent::default()),
+                    Some(token) => {
+                        let message: String = event.data.chars().take(MAX_MESSAGE_CHARS).collect();
+                        let note = json!({
+                            "jsonrpc": "2.0",
+                            "method": "notifications/progress",
+                            "params": {"progressToken": token, "progress": s.count, "message": message},
+                        });
+                        Ok(SseEvent::of_message(&note))
                     }
-                    let Some(token) = &s.token else {
-                        // Nothing to relay, but the stream is alive: an empty event keeps
-                        // the gateway's silence limit from cutting it.
-                        return Some((Ok(SseEvent::default()), s));
-                    };
-                    let message: String = event.data.chars().take(MAX_MESSAGE_CHARS).collect();
-                    let note = json!({
-                        "jsonrpc": "2.0",
-                        "method": "notifications/progress",
-                        "params": {"progressToken": token, "progress": s.count, "message": message},
-                    });
-                    return Some((Ok(SseEvent::of_message(&note)), s));
-                }
-                Some(Err(e)) => {
-                    s.done = true;
-                    return Some((Err(e), s));
-                }
-                None => {
-                    s.done = true;
-                    let result = json!({
-                        "jsonrpc": "2.0",
-                        "id": s.id,
-                        "result": {
-                            "content": [{"type": "text", "text": s.lines.join("\n")}],
-                            "_meta": {"events": s.count},
-                        },
-                    });
-                    return Some((Ok(SseEvent::of_message(&result)), s));
                 }
             }
-        }
-        None
+            Some(Err(e)) => {
+                s.done = true;
+                Err(e)
+            }
+            None => {
+                s.done = true;
+                let result = json!({
+                    "jsonrpc": "2.0",
+                    "id": s.id,
+                    "result": {
+                        "content": [{"type": "text", "text": s.lines.join("\n")}],
+                        "_meta": {"events": s.count},
+                    },
+                });
+                Ok(SseEvent::of_message(&result))
+            }
+        };
+        Some((item, s))
     }))
 }
