@@ -20,7 +20,7 @@ fn examples_validate() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.starts_with("valid: 16 resources in 4 file(s)"),
+        stdout.starts_with("valid: 12 resources in 3 file(s)"),
         "{stdout}"
     );
 }
@@ -58,6 +58,19 @@ fn credentials_example_validates() {
     assert!(
         stdout
             .starts_with("valid: 3 resources in 1 file(s) (1 Secret, 1 Upstream, 1 VirtualServer)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn rest_example_validates() {
+    // Kept apart from examples/ for its Secret, as the credentials example is.
+    let out = switchboard(&["validate", "-f", "examples/rest/"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout
+            .starts_with("valid: 4 resources in 1 file(s) (1 Secret, 2 Upstream, 1 VirtualServer)"),
         "{stdout}"
     );
 }
