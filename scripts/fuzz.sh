@@ -12,7 +12,7 @@ SECONDS_EACH="${1:-8}"
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(jsonrpc_message transport_request sealed_ids sse_events yaml_sources snapshot_decode jwt_tokens websocket_frames)
+  TARGETS=(jsonrpc_message transport_request sealed_ids sse_events yaml_sources snapshot_decode jwt_tokens websocket_frames openapi_documents)
 fi
 TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/switchboard-fuzz-target}"
