@@ -49,41 +49,30 @@ fn hash_key_prints_the_sha256_of_stdin_without_its_newline() {
     );
 }
 
-#[test]
-fn credentials_example_validates() {
-    // Kept apart from examples/ because applying a Secret needs SWITCHBOARD_SECRET_KEY.
-    let out = switchboard(&["validate", "-f", "examples/credentials/"]);
+/// `validate` passes `dir` and its summary starts with `summary`.
+#[track_caller]
+fn example_validates(dir: &str, summary: &str) {
+    let out = switchboard(&["validate", "-f", dir]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(
-        stdout
-            .starts_with("valid: 3 resources in 1 file(s) (1 Secret, 1 Upstream, 1 VirtualServer)"),
-        "{stdout}"
-    );
+    assert!(stdout.starts_with(summary), "{stdout}");
 }
 
 #[test]
-fn rest_example_validates() {
-    // Kept apart from examples/ for its Secret, as the credentials example is.
-    let out = switchboard(&["validate", "-f", "examples/rest/"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    assert!(
-        stdout
-            .starts_with("valid: 4 resources in 1 file(s) (1 Secret, 2 Upstream, 1 VirtualServer)"),
-        "{stdout}"
+fn examples_kept_apart_validate() {
+    // Kept apart from examples/ because applying a Secret needs SWITCHBOARD_SECRET_KEY
+    // (credentials, rest, stdio).
+    example_validates(
+        "examples/credentials/",
+        "valid: 3 resources in 1 file(s) (1 Secret, 1 Upstream, 1 VirtualServer)",
     );
-}
-
-#[test]
-fn stdio_example_validates() {
-    let out = switchboard(&["validate", "-f", "examples/stdio/"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    assert!(
-        stdout
-            .starts_with("valid: 4 resources in 1 file(s) (1 Secret, 2 Upstream, 1 VirtualServer)"),
-        "{stdout}"
+    example_validates(
+        "examples/rest/",
+        "valid: 4 resources in 1 file(s) (1 Secret, 2 Upstream, 1 VirtualServer)",
+    );
+    example_validates(
+        "examples/stdio/",
+        "valid: 4 resources in 1 file(s) (1 Secret, 2 Upstream, 1 VirtualServer)",
     );
 }
 

@@ -149,6 +149,23 @@ pub struct RestCall {
     pub base_url: Option<String>,
 }
 
+impl RestCall {
+    /// A call of `method` to `path` with nothing mapped yet.
+    pub fn new(method: HttpMethod, path: &str) -> RestCall {
+        RestCall {
+            method,
+            path: path.to_string(),
+            query: BTreeMap::new(),
+            headers: BTreeMap::new(),
+            body: None,
+            content_type: None,
+            filter: None,
+            timeout: None,
+            base_url: None,
+        }
+    }
+}
+
 /// A REST upstream's calls, as its catalog carries them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -344,17 +344,7 @@ fn operation(
     }
     let mut props = Map::new();
     let mut required = Vec::new();
-    let mut call = RestCall {
-        method,
-        path: path.to_string(),
-        query: BTreeMap::new(),
-        headers: BTreeMap::new(),
-        body: None,
-        content_type: None,
-        filter: None,
-        timeout: None,
-        base_url: None,
-    };
+    let mut call = RestCall::new(method, path);
     let mut path_names: BTreeMap<String, String> = BTreeMap::new();
     for (loc, p, where_) in &params {
         let name = p["name"].as_str().unwrap_or_default();

@@ -203,20 +203,9 @@ pub(super) async fn prepare(
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn call(method: HttpMethod, path: &str) -> RestCall {
-        RestCall {
-            method,
-            path: path.into(),
-            query: BTreeMap::new(),
-            headers: BTreeMap::new(),
-            body: None,
-            content_type: None,
-            filter: None,
-            timeout: None,
-            base_url: None,
-        }
+        RestCall::new(method, path)
     }
 
     fn args(v: Value) -> Map<String, Value> {
