@@ -33,6 +33,7 @@ PY_PACKAGES=(
   "h2==4.4.1"                     # the SDK client over HTTP/2 (httpx's http2=True)
   "fastapi==0.163.0"              # a REST API whose generated OpenAPI 3.1 spec becomes tools
   "httpbin==0.10.4"               # declared REST tools are tested against httpbin
+  "a2a-sdk[http-server]==1.3.0"   # the official A2A SDK: an agent whose skills become tools
 )
 
 say() { printf '[deps] %s\n' "$*"; }

@@ -43,6 +43,9 @@ pub struct Catalog {
     /// How each tool of a REST or OpenAPI upstream is called (absent for MCP upstreams).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rest: Option<crate::kinds::rest::RestBindings>,
+    /// How an A2A upstream's skills are called (absent for other kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a2a: Option<crate::kinds::upstream::A2aBindings>,
 }
 
 impl Catalog {

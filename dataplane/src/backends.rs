@@ -19,6 +19,7 @@ use crate::upstreams::UpstreamPool;
 use async_trait::async_trait;
 use serde_json::Value;
 use switchboard_config::kinds::upstream::{McpTransport, UpstreamKind};
+use switchboard_upstream::a2a::A2aCaller;
 use switchboard_upstream::backend::{Answer, CallOptions, Caller};
 use switchboard_upstream::body::{read_bounded, MAX_ANSWER_BYTES};
 use switchboard_upstream::rest::RestCaller;
@@ -49,6 +50,13 @@ pub fn caller_for<'a>(
     spec: &'a UpstreamEntry,
     client: Option<&'a Session>,
 ) -> Result<Box<dyn Caller + 'a>, NoCaller> {
+    if spec.spec.a2a.is_some() {
+        return Ok(Box::new(A2aCaller {
+            bindings: spec.a2a.as_ref(),
+            http: pool.http_for(spec),
+            creds: &spec.creds,
+        }));
+    }
     if spec.rest.is_some() || spec.openapi.is_some() {
         return Ok(Box::new(RestCaller {
             api: &spec.rest_api,

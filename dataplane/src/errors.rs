@@ -621,14 +621,14 @@ mod tests {
         assert_eq!(E::UnknownTask("t".into()).status(true), 400);
         assert_eq!(E::TooManyTasks.status(true), 200);
         let kind = E::KindNotCalled {
-            upstream: "agent".into(),
-            kind: Some(UpstreamKind::A2a),
+            upstream: "svc".into(),
+            kind: Some(UpstreamKind::Grpc),
         };
         assert_eq!(
             kind.to_string(),
-            "upstream `agent` is of kind `a2a`, which this data plane cannot call"
+            "upstream `svc` is of kind `grpc`, which this data plane cannot call"
         );
-        assert_eq!(kind.rpc().data, Some(json!({"upstream": "agent"})));
+        assert_eq!(kind.rpc().data, Some(json!({"upstream": "svc"})));
         assert_eq!(kind.served(), Served::UpstreamError);
     }
 }

@@ -89,6 +89,8 @@ pub struct UpstreamEntry {
     /// A REST or OpenAPI upstream's tools, compiled from its catalog (empty until it is
     /// discovered).
     pub rest_api: Arc<switchboard_upstream::rest::RestApi>,
+    /// An A2A upstream's endpoint and skills, from its catalog (none until discovered).
+    pub a2a: Option<switchboard_config::kinds::upstream::A2aBindings>,
     /// pingora's form of `creds.tls`, made when a pass-through server first needs it.
     pub peer_tls: std::sync::OnceLock<Result<Arc<crate::gateway::PeerTls>, String>>,
 }
@@ -100,6 +102,7 @@ impl UpstreamEntry {
             spec,
             creds,
             rest_api: Arc::default(),
+            a2a: None,
             peer_tls: std::sync::OnceLock::new(),
         }
     }
@@ -558,6 +561,7 @@ impl Routes {
             };
             let creds = Credentials::new(&headers, auth).with_tls(tls);
             let mut entry = UpstreamEntry::new(spec, creds);
+            entry.a2a = snapshot.catalogs.get(name).and_then(|c| c.a2a.clone());
             if let Some(catalog) = snapshot.catalogs.get(name).filter(|c| c.rest.is_some()) {
                 entry.rest_api = Arc::new(switchboard_upstream::rest::RestApi::compile(catalog));
             }

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use std::time::Duration;
 use switchboard_config::kinds::upstream::{
-    A2aUpstream, McpTransport, McpUpstream, StdioUpstream, UpstreamKind, UpstreamSpec,
+    GrpcUpstream, McpTransport, McpUpstream, StdioUpstream, UpstreamKind, UpstreamSpec,
 };
 use switchboard_dataplane::backends::{caller_for, NoCaller};
 use switchboard_dataplane::routes::UpstreamEntry;
@@ -128,16 +128,17 @@ async fn a_dead_mcp_upstream_is_an_error_before_any_answer() {
 #[test]
 fn kinds_this_data_plane_cannot_call_are_named() {
     let pool = UpstreamPool::default();
-    let a2a = UpstreamEntry::plain(UpstreamSpec {
-        a2a: Some(A2aUpstream {
-            url: "http://127.0.0.1:1".into(),
+    let grpc = UpstreamEntry::plain(UpstreamSpec {
+        grpc: Some(GrpcUpstream {
+            address: "http://127.0.0.1:1".into(),
+            services: vec![],
         }),
         ..UpstreamSpec::default()
     });
     assert_eq!(
-        caller_for(&pool, "agent", &a2a, None).err(),
+        caller_for(&pool, "svc", &grpc, None).err(),
         Some(NoCaller {
-            kind: Some(UpstreamKind::A2a)
+            kind: Some(UpstreamKind::Grpc)
         })
     );
     // A stdio upstream this data plane does not run has no local endpoint (no `mcp`).

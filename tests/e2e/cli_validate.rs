@@ -61,7 +61,7 @@ fn example_validates(dir: &str, summary: &str) {
 #[test]
 fn examples_kept_apart_validate() {
     // Kept apart from examples/ because applying a Secret needs SWITCHBOARD_SECRET_KEY
-    // (credentials, rest, stdio).
+    // (credentials, rest, stdio), or a peer must run first (a2a).
     example_validates(
         "examples/credentials/",
         "valid: 3 resources in 1 file(s) (1 Secret, 1 Upstream, 1 VirtualServer)",
@@ -69,6 +69,10 @@ fn examples_kept_apart_validate() {
     example_validates(
         "examples/rest/",
         "valid: 4 resources in 1 file(s) (1 Secret, 2 Upstream, 1 VirtualServer)",
+    );
+    example_validates(
+        "examples/a2a/",
+        "valid: 2 resources in 1 file(s) (1 Upstream, 1 VirtualServer)",
     );
     example_validates(
         "examples/stdio/",

@@ -2,6 +2,7 @@
 //! binaries as real processes with real MCP servers and clients, etcd and TLS peers. Each
 //! module says what it covers; `common` has what they share.
 
+mod a2a;
 mod cli_validate;
 mod common;
 mod conformance;

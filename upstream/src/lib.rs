@@ -3,6 +3,7 @@
 //! and listing everything an upstream offers (its catalog). Used by the control plane to
 //! discover catalogs and by the data plane to forward calls.
 
+pub mod a2a;
 pub mod backend;
 pub mod body;
 mod client;

@@ -507,11 +507,26 @@ impl OperationFilter {
     }
 }
 
-/// An A2A agent, discovered through its agent card.
+/// An A2A agent, discovered through its agent card (`/.well-known/agent-card.json` below
+/// `url`): one tool per skill.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct A2aUpstream {
     pub url: String,
+}
+
+/// How an A2A agent is called, as its catalog carries it (from its card).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct A2aBindings {
+    /// The JSON-RPC endpoint the card names.
+    pub endpoint: String,
+    /// The protocol version spoken there (`1.0`, or `0.3` for older agents).
+    pub protocol_version: String,
+    /// Whether the agent streams (`SendStreamingMessage`).
+    pub streaming: bool,
+    /// Tool name -> skill id.
+    pub skills: BTreeMap<String, String>,
 }
 
 /// A gRPC service, discovered through server reflection.

@@ -76,9 +76,9 @@ pub fn rows(state: &RegistryState, status: &Status, name: Option<&str>) -> Vec<U
                 name: n.clone(),
                 transport: transport.into(),
                 target,
-                // MCP and REST upstreams are checked by the discovery leader, stdio ones
-                // by the data planes that run them; other kinds are not discovered yet.
-                state: if u.spec.a2a.is_none() && u.spec.grpc.is_none() {
+                // MCP, REST and A2A upstreams are checked by the discovery leader, stdio
+                // ones by the data planes that run them; gRPC is not discovered yet.
+                state: if u.spec.grpc.is_none() {
                     health.state.as_str().into()
                 } else {
                     "not discovered".into()

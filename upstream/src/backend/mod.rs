@@ -118,6 +118,14 @@ pub fn discovery_for(
             timeout,
         )));
     }
+    if let Some(agent) = &spec.a2a {
+        return Some(Box::new(crate::a2a::A2aDiscovery::new(
+            http.clone(),
+            agent.clone(),
+            creds,
+            timeout,
+        )));
+    }
     let described = match (&spec.rest, &spec.openapi) {
         (Some(rest), _) => rest::Described::Declared(rest.clone()),
         (None, Some(api)) => rest::Described::OpenApi(api.clone()),
