@@ -16,6 +16,8 @@ use switchboard_config::Catalog;
 
 /// Largest agent card read.
 const MAX_CARD_BYTES: usize = 1 << 20;
+/// Most skills made tools (a card is a description, not a catalog of thousands).
+const MAX_SKILLS: usize = 1000;
 
 /// Where an agent's card is, below its URL.
 pub fn card_url(base: &str) -> String {
@@ -54,6 +56,12 @@ pub fn tools_from_card(card: &Value, base: &str) -> Result<(Vec<Value>, A2aBindi
         .and_then(Value::as_array)
         .filter(|s| !s.is_empty())
         .ok_or("the agent card lists no skills")?;
+    if skills.len() > MAX_SKILLS {
+        return Err(format!(
+            "the agent card lists {} skills; at most {MAX_SKILLS} become tools",
+            skills.len()
+        ));
+    }
     // The 1.0 JSON-RPC interface if the card names one, else the 0.3 `url`.
     let interfaces = card
         .get("supportedInterfaces")
@@ -68,17 +76,44 @@ pub fn tools_from_card(card: &Value, base: &str) -> Result<(Vec<Value>, A2aBindi
                     .is_some_and(|v| v.starts_with(version))
         })
     };
+    // A 0.3 card: its `url` speaks `preferredTransport` (JSON-RPC by default); other
+    // transports are in `additionalInterfaces`.
+    let legacy_url = || {
+        let preferred = card
+            .get("preferredTransport")
+            .and_then(Value::as_str)
+            .unwrap_or("JSONRPC");
+        if preferred == "JSONRPC" {
+            return card.get("url").and_then(Value::as_str);
+        }
+        card.get("additionalInterfaces")
+            .and_then(Value::as_array)?
+            .iter()
+            .find(|i| i.get("transport").and_then(Value::as_str) == Some("JSONRPC"))?
+            .get("url")
+            .and_then(Value::as_str)
+    };
     let (endpoint, version) = match (jsonrpc("1."), jsonrpc("0.3")) {
         (Some(i), _) => (i.get("url").and_then(Value::as_str), "1.0"),
         (None, Some(i)) => (i.get("url").and_then(Value::as_str), "0.3"),
-        (None, None) => (card.get("url").and_then(Value::as_str), "0.3"),
+        (None, None) if interfaces.is_empty() => (legacy_url(), "0.3"),
+        (None, None) => (None, ""),
     };
-    let endpoint = endpoint.unwrap_or(base).to_string();
+    let endpoint = endpoint
+        .ok_or("the agent card names no JSON-RPC interface (the only binding served)")?
+        .to_string();
     let url = url::Url::parse(&endpoint)
         .map_err(|e| format!("the agent card's endpoint `{endpoint}` is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "the agent card's endpoint `{endpoint}` is not http or https"
+        ));
+    }
+    // The upstream's credentials go only where the operator pointed them.
+    let configured = url::Url::parse(base).map_err(|e| format!("invalid agent URL: {e}"))?;
+    if url.origin() != configured.origin() {
+        return Err(format!(
+            "the agent card names its endpoint `{endpoint}` on another origin than the Upstream's url `{base}`; set the url to that origin if it is the agent's"
         ));
     }
     let streaming = card.pointer("/capabilities/streaming") == Some(&Value::Bool(true));
@@ -249,11 +284,23 @@ mod tests {
             (b.endpoint.as_str(), b.protocol_version.as_str()),
             ("http://a.test/rpc", "0.3")
         );
+        let grpc_first = json!({"url": "http://a.test:1/grpc", "preferredTransport": "GRPC",
+            "additionalInterfaces": [{"url": "http://a.test/jsonrpc", "transport": "JSONRPC"}],
+            "skills": [{"id": "x"}]});
+        let (_, b) = tools_from_card(&grpc_first, "http://a.test").expect("0.3 card");
+        assert_eq!(b.endpoint, "http://a.test/jsonrpc");
         assert!(tools_from_card(&json!({"skills": []}), "http://a").is_err());
-        assert!(tools_from_card(
-            &json!({"url": "file:///x", "skills": [{"id": "x"}]}),
-            "http://a"
-        )
-        .is_err());
+        let file = json!({"url": "file:///x", "skills": [{"id": "x"}]});
+        assert!(tools_from_card(&file, "http://a").is_err());
+        // Credentials never follow a card to another origin.
+        let elsewhere = json!({"url": "http://169.254.169.254/", "skills": [{"id": "x"}]});
+        let err = tools_from_card(&elsewhere, "http://a.test").expect_err("another origin");
+        assert!(err.contains("another origin"), "{err}");
+        let rest_only = json!({"supportedInterfaces": [{"url": "http://a.test/",
+            "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"}], "skills": [{"id": "x"}]});
+        assert!(tools_from_card(&rest_only, "http://a.test").is_err());
+        let many: Vec<Value> = (0..1001).map(|i| json!({"id": format!("s{i}")})).collect();
+        let big = json!({"url": "http://a.test/", "skills": many});
+        assert!(tools_from_card(&big, "http://a.test").is_err());
     }
 }

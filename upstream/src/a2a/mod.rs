@@ -23,8 +23,10 @@ use switchboard_config::kinds::upstream::A2aBindings;
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Largest answer read from an agent.
 const MAX_ANSWER: usize = 8 << 20;
-/// How often a task still running is asked about.
-const POLL_EVERY: Duration = Duration::from_millis(200);
+/// How soon a task still running is first asked about again (doubling up to
+/// [`POLL_AT_MOST`]).
+const POLL_FIRST: Duration = Duration::from_millis(200);
+const POLL_AT_MOST: Duration = Duration::from_secs(2);
 
 /// Executes `tools/call`s against an A2A agent.
 pub struct A2aCaller<'a> {
@@ -155,6 +157,13 @@ impl Caller for A2aCaller<'_> {
             ));
         };
         let data = args.get("data").filter(|d| !d.is_null());
+        if data.is_some_and(|d| !d.is_object()) {
+            return Ok(rpc_error(
+                request,
+                -32602,
+                "invalid arguments: `data` must be an object".into(),
+            ));
+        }
         let http = self.http.clone()?;
         let id = format!("sb-{}", fastrand::u64(..));
         let msg = message(b, skill, text, data, &id);
@@ -164,10 +173,22 @@ impl Caller for A2aCaller<'_> {
             .and_then(|p| p.pointer("/_meta/progressToken"))
             .cloned();
         if let (Some(token), true, false) = (token, b.streaming, legacy(b)) {
-            let started = stream::start(&http, b, self.creds, &msg, limit).await?;
-            return Ok(Answer::Events(stream::relay(started, rpc_id, token)));
+            return Ok(
+                match stream::start(&http, b, self.creds, &msg, limit).await? {
+                    stream::Started::Events(events) => {
+                        Answer::Events(stream::relay(events, rpc_id, token, limit))
+                    }
+                    // The agent answered at once, as JSON.
+                    stream::Started::Whole(answer) => Answer::Ready(json!({
+                        "jsonrpc": "2.0",
+                        "id": rpc_id,
+                        "result": result::tool_result(&answer),
+                    })),
+                },
+            );
         }
         let started = Instant::now();
+        let mut wait = POLL_FIRST;
         let (send, get) = if legacy(b) {
             ("message/send", "tasks/get")
         } else {
@@ -190,7 +211,8 @@ impl Caller for A2aCaller<'_> {
                     after: limit,
                 });
             }
-            tokio::time::sleep(POLL_EVERY.min(left)).await;
+            tokio::time::sleep(wait.min(left)).await;
+            wait = (wait * 2).min(POLL_AT_MOST);
             let task_id = task.get("id").cloned().unwrap_or(Value::Null);
             answer = self
                 .rpc(&http, b, get, json!({"id": task_id}), left)
