@@ -203,6 +203,34 @@ pub fn placeholders(path: &str) -> Result<Vec<&str>, String> {
     Ok(out)
 }
 
+/// `raw` (an operationId, a skill id) made a tool name MCP allows: other characters become
+/// `_`, outer `_` go, at most 120 characters (`fallback` when nothing is left), then
+/// `_2`, `_3`, … until `taken` says it is free.
+pub fn unique_tool_name(raw: &str, fallback: &str, taken: &dyn Fn(&str) -> bool) -> String {
+    let clean: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut base = clean.trim_matches('_').to_string();
+    if base.is_empty() {
+        base = fallback.to_string();
+    }
+    base.truncate(120);
+    let mut name = base.clone();
+    let mut n = 2;
+    while taken(&name) {
+        name = format!("{base}_{n}");
+        n += 1;
+    }
+    name
+}
+
 /// Whether `name` is a tool name MCP allows (1–128 of `A-Za-z0-9_-.`).
 pub fn is_tool_name(name: &str) -> bool {
     (1..=128).contains(&name.len())

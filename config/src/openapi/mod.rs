@@ -279,27 +279,7 @@ fn unique_name(
         Some(id) if !id.trim().is_empty() => id.to_string(),
         _ => format!("{method}{path}"),
     };
-    let mut base: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    base = base.trim_matches('_').to_string();
-    if base.is_empty() {
-        base = method.to_string();
-    }
-    base.truncate(120);
-    let mut name = base.clone();
-    let mut n = 2;
-    while taken.contains(&name) {
-        name = format!("{base}_{n}");
-        n += 1;
-    }
+    let name = crate::kinds::rest::unique_tool_name(&raw, method, &|n| taken.contains(n));
     debug_assert!(is_tool_name(&name));
     taken.insert(name.clone());
     name

@@ -24,31 +24,6 @@ pub fn card_url(base: &str) -> String {
     format!("{}/.well-known/agent-card.json", base.trim_end_matches('/'))
 }
 
-/// A skill id as a tool name (1–128 of `A-Za-z0-9_-.`), unique among `taken`.
-fn tool_name(id: &str, taken: &BTreeMap<String, String>) -> String {
-    let mut base: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if base.is_empty() {
-        base = "skill".into();
-    }
-    base.truncate(120);
-    let mut name = base.clone();
-    let mut n = 2;
-    while taken.contains_key(&name) {
-        name = format!("{base}_{n}");
-        n += 1;
-    }
-    name
-}
-
 /// The tools and bindings of `card`, fetched from below `base`.
 pub fn tools_from_card(card: &Value, base: &str) -> Result<(Vec<Value>, A2aBindings), String> {
     let skills = card
@@ -129,7 +104,9 @@ pub fn tools_from_card(card: &Value, base: &str) -> Result<(Vec<Value>, A2aBindi
             .get("id")
             .and_then(Value::as_str)
             .ok_or(format!("skill {i} of the agent card has no id"))?;
-        let name = tool_name(id, &bindings.skills);
+        let name = switchboard_config::kinds::rest::unique_tool_name(id, "skill", &|n| {
+            bindings.skills.contains_key(n)
+        });
         let title = skill.get("name").and_then(Value::as_str).unwrap_or(id);
         let mut description = title.to_string();
         if let Some(d) = skill.get("description").and_then(Value::as_str) {
@@ -272,7 +249,7 @@ mod tests {
         assert_eq!(b.protocol_version, "1.0");
         assert!(b.streaming);
         let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
-        assert_eq!(names, ["echo", "echo_2", "web_search_"]);
+        assert_eq!(names, ["echo", "echo_2", "web_search"]);
         assert_eq!(b.skills["echo_2"], "echo");
         assert_eq!(
             tools[0]["description"],

@@ -11,7 +11,7 @@ mod stream;
 
 pub use card::{card_url, tools_from_card, A2aDiscovery};
 
-use crate::backend::{Answer, CallOptions, Caller};
+use crate::backend::{rpc_error, Answer, CallOptions, Caller};
 use crate::body::read_bounded;
 use crate::{Credentials, UpstreamError};
 use async_trait::async_trait;
@@ -33,14 +33,6 @@ pub struct A2aCaller<'a> {
     pub bindings: Option<&'a A2aBindings>,
     pub http: Result<reqwest::Client, UpstreamError>,
     pub creds: &'a Credentials,
-}
-
-fn rpc_error(request: &Value, code: i64, message: String) -> Answer {
-    Answer::Ready(json!({
-        "jsonrpc": "2.0",
-        "id": request.get("id").cloned().unwrap_or(Value::Null),
-        "error": {"code": code, "message": message},
-    }))
 }
 
 /// Whether the agent speaks the 0.3 protocol (lower-case enums, `kind` tags, slash methods).

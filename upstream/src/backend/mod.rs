@@ -184,6 +184,16 @@ pub enum Answer {
     Events(AnswerEvents),
 }
 
+/// A JSON-RPC error answer to `request` from the backend itself (a call it refuses before
+/// anything is sent: an unknown tool, arguments that break the schema).
+pub fn rpc_error(request: &Value, code: i64, message: String) -> Answer {
+    Answer::Ready(serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": request.get("id").cloned().unwrap_or(Value::Null),
+        "error": {"code": code, "message": message},
+    }))
+}
+
 /// The data plane's half of a backend: executing one request against an upstream. Requests
 /// and answers are JSON-RPC messages in MCP's shapes (a `tools/call` in, its progress
 /// notifications and `CallToolResult` out), whatever the upstream speaks: a backend for

@@ -8,7 +8,7 @@ mod answer;
 mod request;
 mod stream;
 
-use crate::backend::{Answer, CallOptions, Caller};
+use crate::backend::{rpc_error, Answer, CallOptions, Caller};
 use crate::body::{read_bounded, MAX_ANSWER_BYTES};
 use crate::{Credentials, UpstreamError};
 use async_trait::async_trait;
@@ -113,15 +113,6 @@ pub struct RestCaller<'a> {
     /// is none.
     pub http: Result<reqwest::Client, UpstreamError>,
     pub creds: &'a Credentials,
-}
-
-/// A JSON-RPC error response to `request`.
-fn rpc_error(request: &Value, code: i64, message: String) -> Answer {
-    Answer::Ready(json!({
-        "jsonrpc": "2.0",
-        "id": request.get("id").cloned().unwrap_or(Value::Null),
-        "error": {"code": code, "message": message},
-    }))
 }
 
 #[async_trait]
