@@ -2,6 +2,7 @@
 //! event may not grow without limit (nor an error body take for ever), whatever the
 //! upstream does.
 
+use crate::UpstreamError;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use std::time::Duration;
@@ -23,6 +24,44 @@ pub enum BodyError {
     TooLarge { max: usize },
     #[error("{0}")]
     Broken(String),
+}
+
+/// The body of a successful answer from `url`, at most `max` bytes: any other status is
+/// [`UpstreamError::Status`] (with the start of its body), a body too large or broken off
+/// [`UpstreamError::Unusable`].
+pub async fn success_body(
+    resp: reqwest::Response,
+    url: &str,
+    max: usize,
+) -> Result<Bytes, UpstreamError> {
+    let status = resp.status().as_u16();
+    if !(200..300).contains(&status) {
+        return Err(UpstreamError::Status {
+            url: url.to_string(),
+            status,
+            body: error_text(resp).await,
+        });
+    }
+    read_bounded(resp, max)
+        .await
+        .map_err(|e| UpstreamError::Unusable {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// `work` against `url`, or [`UpstreamError::Timeout`] once `limit` passes.
+pub async fn within<T>(
+    url: &str,
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, UpstreamError>>,
+) -> Result<T, UpstreamError> {
+    tokio::time::timeout(limit, work)
+        .await
+        .map_err(|_| UpstreamError::Timeout {
+            url: url.to_string(),
+            after: limit,
+        })?
 }
 
 /// The whole body of `resp`, refused once it passes `max` bytes.

@@ -4,7 +4,7 @@
 //! the card names, whether the agent streams, which skill each tool is).
 
 use crate::backend::{Changes, Checked, Discovery, Listing};
-use crate::body::read_bounded;
+use crate::body::{success_body, within};
 use crate::client::{McpHttp, UpstreamError};
 use crate::credentials::Credentials;
 use async_trait::async_trait;
@@ -160,38 +160,19 @@ impl A2aDiscovery {
     async fn card(&self, limit: Duration) -> Result<Value, UpstreamError> {
         let url = card_url(&self.agent.url);
         let http = self.http.http_for(&self.creds)?;
-        let get = async {
+        let bytes = within(&url, limit, async {
             let req = self.creds.apply(&http, http.get(&url)).await?;
             let resp = req
                 .send()
                 .await
                 .map_err(|e| UpstreamError::unreachable(&url, &e))?;
-            let status = resp.status().as_u16();
-            if !(200..300).contains(&status) {
-                return Err(UpstreamError::Status {
-                    url: url.clone(),
-                    status,
-                    body: crate::body::error_text(resp).await,
-                });
-            }
-            let bytes =
-                read_bounded(resp, MAX_CARD_BYTES)
-                    .await
-                    .map_err(|e| UpstreamError::Unusable {
-                        url: url.clone(),
-                        reason: e.to_string(),
-                    })?;
-            serde_json::from_slice::<Value>(&bytes).map_err(|e| UpstreamError::Unusable {
-                url: url.clone(),
-                reason: format!("the agent card is not JSON: {e}"),
-            })
-        };
-        tokio::time::timeout(limit, get)
-            .await
-            .map_err(|_| UpstreamError::Timeout {
-                url: url.clone(),
-                after: limit,
-            })?
+            success_body(resp, &url, MAX_CARD_BYTES).await
+        })
+        .await?;
+        serde_json::from_slice::<Value>(&bytes).map_err(|e| UpstreamError::Unusable {
+            url: url.clone(),
+            reason: format!("the agent card is not JSON: {e}"),
+        })
     }
 }
 

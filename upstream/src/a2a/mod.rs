@@ -12,7 +12,7 @@ mod stream;
 pub use card::{card_url, tools_from_card, A2aDiscovery};
 
 use crate::backend::{rpc_error, Answer, CallOptions, Caller};
-use crate::body::read_bounded;
+use crate::body::{success_body, within};
 use crate::{Credentials, UpstreamError};
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
@@ -57,6 +57,42 @@ fn message(b: &A2aBindings, skill: &str, text: &str, data: Option<&Value>, id: &
     json!({"role": "ROLE_USER", "messageId": id, "parts": parts, "metadata": metadata})
 }
 
+/// Posts one JSON-RPC request to the agent (with its era's version header and the
+/// upstream's credentials); the response, whatever its status.
+async fn post(
+    http: &reqwest::Client,
+    b: &A2aBindings,
+    creds: &Credentials,
+    body: &Value,
+    accept: Option<&str>,
+) -> Result<reqwest::Response, UpstreamError> {
+    let url = &b.endpoint;
+    let mut req = http.post(url).json(body);
+    if !legacy(b) {
+        req = req.header("A2A-Version", "1.0");
+    }
+    if let Some(accept) = accept {
+        req = req.header("accept", accept);
+    }
+    let req = creds.apply(http, req).await?;
+    // The error without its URL, as everywhere a URL may carry what it should not.
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| UpstreamError::unreachable(url, &e.without_url()))?;
+    creds.note_status(resp.status().as_u16());
+    Ok(resp)
+}
+
+/// The `result` of the agent's JSON-RPC answer `bytes` (its error as the call's error).
+fn answer_of(url: &str, bytes: &[u8]) -> Result<Value, UpstreamError> {
+    let msg: Value = serde_json::from_slice(bytes).map_err(|e| UpstreamError::Unusable {
+        url: url.to_string(),
+        reason: format!("the agent answered invalid JSON: {e}"),
+    })?;
+    crate::client::result_of(url, msg)
+}
+
 impl A2aCaller<'_> {
     /// One JSON-RPC call to the agent; its `result`.
     async fn rpc(
@@ -69,44 +105,12 @@ impl A2aCaller<'_> {
     ) -> Result<Value, UpstreamError> {
         let url = &b.endpoint;
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let sending = async {
-            let mut req = http.post(url).json(&body);
-            if !legacy(b) {
-                req = req.header("A2A-Version", "1.0");
-            }
-            let req = self.creds.apply(http, req).await?;
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| UpstreamError::unreachable(url, &e.without_url()))?;
-            let status = resp.status().as_u16();
-            self.creds.note_status(status);
-            if !(200..300).contains(&status) {
-                return Err(UpstreamError::Status {
-                    url: url.clone(),
-                    status,
-                    body: crate::body::error_text(resp).await,
-                });
-            }
-            read_bounded(resp, MAX_ANSWER)
-                .await
-                .map_err(|e| UpstreamError::Unusable {
-                    url: url.clone(),
-                    reason: e.to_string(),
-                })
-        };
-        let bytes =
-            tokio::time::timeout(limit, sending)
-                .await
-                .map_err(|_| UpstreamError::Timeout {
-                    url: url.clone(),
-                    after: limit,
-                })??;
-        let msg: Value = serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Unusable {
-            url: url.clone(),
-            reason: format!("the agent answered invalid JSON: {e}"),
-        })?;
-        crate::client::result_of(url, msg)
+        let bytes = within(url, limit, async {
+            let resp = post(http, b, self.creds, &body, None).await?;
+            success_body(resp, url, MAX_ANSWER).await
+        })
+        .await?;
+        answer_of(url, &bytes)
     }
 }
 

@@ -5,6 +5,7 @@
 
 use super::result;
 use crate::backend::AnswerEvents;
+use crate::body::{success_body, within};
 use crate::sse::{json_events, SseEvent};
 use crate::{Credentials, UpstreamError};
 use futures::{Stream, StreamExt};
@@ -39,47 +40,15 @@ pub(super) async fn start(
 ) -> Result<Started, UpstreamError> {
     let url = &b.endpoint;
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "SendStreamingMessage", "params": {"message": message}});
-    let sending = async {
-        let req = http
-            .post(url)
-            .header("A2A-Version", "1.0")
-            .header("accept", "text/event-stream")
-            .json(&body);
-        let req = creds.apply(http, req).await?;
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| UpstreamError::unreachable(url, &e.without_url()))?;
-        let status = resp.status().as_u16();
-        creds.note_status(status);
-        if !(200..300).contains(&status) {
-            return Err(UpstreamError::Status {
-                url: url.clone(),
-                status,
-                body: crate::body::error_text(resp).await,
-            });
-        }
-        if crate::is_event_stream(&resp) {
+    within(url, limit, async {
+        let resp = super::post(http, b, creds, &body, Some("text/event-stream")).await?;
+        if resp.status().is_success() && crate::is_event_stream(&resp) {
             return Ok(Started::Events(Box::pin(json_events(resp.bytes_stream()))));
         }
-        let bytes = crate::body::read_bounded(resp, super::MAX_ANSWER)
-            .await
-            .map_err(|e| UpstreamError::Unusable {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-        let msg: Value = serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Unusable {
-            url: url.clone(),
-            reason: format!("the agent answered invalid JSON: {e}"),
-        })?;
-        crate::client::result_of(url, msg).map(Started::Whole)
-    };
-    tokio::time::timeout(limit, sending)
-        .await
-        .map_err(|_| UpstreamError::Timeout {
-            url: url.clone(),
-            after: limit,
-        })?
+        let bytes = success_body(resp, url, super::MAX_ANSWER).await?;
+        super::answer_of(url, &bytes).map(Started::Whole)
+    })
+    .await
 }
 
 struct Relay {

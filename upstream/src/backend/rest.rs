@@ -4,7 +4,7 @@
 //! base URL. A REST API gives no word of changes: the refresh interval lists again.
 
 use super::{Changes, Checked, Discovery, Listing};
-use crate::body::read_bounded;
+use crate::body::{success_body, within};
 use crate::client::{McpHttp, UpstreamError};
 use crate::credentials::Credentials;
 use async_trait::async_trait;
@@ -88,7 +88,7 @@ pub async fn fetch_document(
         }
         bytes::Bytes::from(read)
     } else {
-        let get = async {
+        within(url, timeout, async {
             let resp = http
                 .get(url)
                 .header(
@@ -98,24 +98,9 @@ pub async fn fetch_document(
                 .send()
                 .await
                 .map_err(|e| UpstreamError::unreachable(url, &e))?;
-            let status = resp.status().as_u16();
-            if !(200..300).contains(&status) {
-                return Err(UpstreamError::Status {
-                    url: url.to_string(),
-                    status,
-                    body: crate::body::error_text(resp).await,
-                });
-            }
-            read_bounded(resp, MAX_DOCUMENT_BYTES)
-                .await
-                .map_err(|e| refused(e.to_string()))
-        };
-        tokio::time::timeout(timeout, get)
-            .await
-            .map_err(|_| UpstreamError::Timeout {
-                url: url.to_string(),
-                after: timeout,
-            })??
+            success_body(resp, url, MAX_DOCUMENT_BYTES).await
+        })
+        .await?
     };
     parse_document(&bytes).map_err(refused)
 }
@@ -181,12 +166,15 @@ impl Discovery for RestDiscovery {
             return Ok(Checked::Relist);
         };
         let http = self.http.http_for(&self.creds)?;
-        match tokio::time::timeout(limit, http.get(&url).send()).await {
-            Err(_) => Err(UpstreamError::Timeout { url, after: limit }),
-            Ok(Err(e)) => Err(UpstreamError::unreachable(&url, &e)),
-            // Any answer, whatever its status, says the API is there.
-            Ok(Ok(_)) => Ok(Checked::Alive),
-        }
+        // Any answer, whatever its status, says the API is there.
+        within(&url, limit, async {
+            http.get(&url)
+                .send()
+                .await
+                .map_err(|e| UpstreamError::unreachable(&url, &e))
+        })
+        .await
+        .map(|_| Checked::Alive)
     }
 
     fn changes(&mut self) -> Option<Changes> {

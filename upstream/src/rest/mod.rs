@@ -9,7 +9,7 @@ mod request;
 mod stream;
 
 use crate::backend::{rpc_error, Answer, CallOptions, Caller};
-use crate::body::{read_bounded, MAX_ANSWER_BYTES};
+use crate::body::{read_bounded, within, MAX_ANSWER_BYTES};
 use crate::{Credentials, UpstreamError};
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -223,9 +223,9 @@ impl Caller for RestCaller<'_> {
             })?;
             Ok(Sent::Whole(status, content_type, body))
         };
-        let (status, content_type, body) = match tokio::time::timeout(limit, sending).await {
-            Ok(Ok(Sent::Whole(status, content_type, body))) => (status, content_type, body),
-            Ok(Ok(Sent::Events(resp))) => {
+        let (status, content_type, body) = match within(&url, limit, sending).await? {
+            Sent::Whole(status, content_type, body) => (status, content_type, body),
+            Sent::Events(resp) => {
                 // Streamed: relayed event by event (the gateway bounds the silences).
                 let token = params
                     .and_then(|p| p.pointer("/_meta/progressToken"))
@@ -237,8 +237,6 @@ impl Caller for RestCaller<'_> {
                     token,
                 )));
             }
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(UpstreamError::Timeout { url, after: limit }),
         };
         let result = answer::result(
             &answer::Http {
